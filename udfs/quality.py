@@ -51,7 +51,6 @@ from hermes_spark.errors import InvalidInputError
 
 N_CHECKS = 14
 STOP_WORDS: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
-_PUNCT = "\"'()[]{}<>.,;:!?-*#\u201c\u201d\u2018\u2019\u00ab\u00bb\u2013\u2014\u2026"
 _BULLET = r"^[\-*\x{2022}\x{2023}\x{25e6}\x{25aa}\x{2013}\x{2014}]"
 _ELLIPSIS_END = r"(\.\.\.|\x{2026})$"
 _TERMINAL_END = r"[.!?\"'\x{201d}\x{2019}\x{00bb}\x{2026}]$"
@@ -130,9 +129,8 @@ def _line_checks(arr: pa.Array) -> list[np.ndarray]:
     n_lines = seg.sum(nonblank)
     has_lines = n_lines > 0
 
-    def frac(mask: pa.Array | np.ndarray) -> np.ndarray:
-        return _ratio(seg.sum((mask if isinstance(mask, np.ndarray) else _np(mask)) * nonblank),
-                      n_lines)
+    def frac(mask: pa.Array | np.ndarray) -> np.ndarray:  # masks are False on blank lines
+        return _ratio(seg.sum(mask), n_lines)
 
     # A line repeats when the same (document, line text) pair was seen earlier.
     codes = pc.dictionary_encode(lines)
@@ -148,7 +146,7 @@ def _line_checks(arr: pa.Array) -> list[np.ndarray]:
         _at_most(frac(repeated), 0.3, 0.05) * has_lines,
         (boiler == 0).astype(np.float64),
         _at_least(frac(pc.match_substring_regex(lines, _TERMINAL_END)), 0.12, 0.03) * has_lines,
-        _at_most(frac(length < _SHORT_LINE), 0.67, 0.05) * has_lines,
+        _at_most(frac(nonblank & (length < _SHORT_LINE)), 0.67, 0.05) * has_lines,
         _at_most(_ratio(seg.sum(repeated * length), text_chars), 0.01, 0.005) * has_lines,
     ]
 

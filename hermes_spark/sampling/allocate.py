@@ -37,8 +37,9 @@ def _water_fill(
     caps = np.asarray(caps, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     if caps.ndim != 1 or caps.shape != weights.shape:
-        raise BudgetError(f"caps and weights must be 1-D of one length, got {caps.shape}, "
-                          f"{weights.shape}")
+        raise BudgetError(
+            f"caps and weights must be 1-D of one length, got {caps.shape}, {weights.shape}"
+        )
     if np.isnan(caps).any() or (caps < 0).any():
         raise BudgetError("caps must be >= 0 (inf allowed)")
     if not np.isfinite(weights).all() or (weights < 0).any():
@@ -135,7 +136,10 @@ def stage1_targets(
     if shortfall > 0:
         logger.warning(
             "Stage 1: every weighted bucket is capped at %s epochs; %.6g of %.6g budget "
-            "tokens cannot be met", epochs, shortfall, budget,
+            "tokens cannot be met",
+            epochs,
+            shortfall,
+            budget,
         )
     return frame, shortfall
 
@@ -167,9 +171,11 @@ def _checked_children(children: pd.DataFrame) -> pd.DataFrame:
         if not pd.api.types.is_integer_dtype(out[col].dtype) or out[col].isna().any():
             raise InvalidInputError(f"Stage-2 child statistics: {col!r} must hold integer ids")
         out[col] = out[col].astype(np.int64)
-    nums = out[["tokens", "pool_tokens", "pool_docs", "docs"]].apply(
-        pd.to_numeric, errors="coerce"
-    ).astype(np.float64)
+    nums = (
+        out[["tokens", "pool_tokens", "pool_docs", "docs"]]
+        .apply(pd.to_numeric, errors="coerce")
+        .astype(np.float64)
+    )
     if not np.isfinite(nums.to_numpy()).all() or (nums < 0).to_numpy().any():
         raise InvalidInputError("Stage-2 child statistics: counts must be finite and >= 0")
     if (nums["pool_tokens"] > nums["tokens"]).any() or (nums["pool_docs"] > nums["docs"]).any():

@@ -165,7 +165,7 @@ def _read_weights_file(path: Path) -> list[tuple[str, Any]]:
                 obj = wrapped
         if not isinstance(obj, _Pairs) or any(isinstance(v, _Pairs | list) for _, v in obj):
             raise InvalidInputError(
-                f"weights file {str(path)!r} must be a JSON object {{\"<bucket key>\": weight}}"
+                f'weights file {str(path)!r} must be a JSON object {{"<bucket key>": weight}}'
             )
         return [(str(k), v) for k, v in obj]
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -281,7 +281,10 @@ def resolve_stage1_weights(
     if unlisted:
         logger.warning(
             "%d level-%d bucket(s) not listed in %s get weight 0: %s",
-            len(unlisted), level, info["source"], _named(unlisted),
+            len(unlisted),
+            level,
+            info["source"],
+            _named(unlisted),
         )
     weights = pd.Series(raw / total, index=tokens.index, name="weight")
     logger.info("resolved Stage-1 weights from %s over %d buckets", info["source"], len(weights))

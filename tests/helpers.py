@@ -1,0 +1,42 @@
+"""Test data builders shared by the Spark tests (synthetic corpora with known structure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def clustered_vectors(n: int, dim: int = 32, clusters: int = 6, seed: int = 0) -> np.ndarray:
+    """Unit vectors around ``clusters`` random centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    labels = rng.integers(0, clusters, size=n)
+    x = centres[labels] + 0.3 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def write_embedded_corpus(path: Path, n: int = 400, dim: int = 32, seed: int = 0,
+                          files: int = 2) -> Path:
+    """A Parquet corpus with ``id, text, emb, tokens, quality, source`` split over files."""
+    x = clustered_vectors(n, dim, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    path.mkdir(parents=True, exist_ok=True)
+    per = -(-n // files)
+    for f in range(files):
+        lo, hi = f * per, min(n, (f + 1) * per)
+        table = pa.table(
+            {
+                "id": [f"doc-{i:05d}" for i in range(lo, hi)],
+                "text": [f"document number {i} about topic {i % 7}" for i in range(lo, hi)],
+                "emb": pa.array([list(map(float, v)) for v in x[lo:hi]],
+                                type=pa.list_(pa.float32())),
+                "tokens": pa.array(rng.integers(20, 400, size=hi - lo), type=pa.int64()),
+                "quality": rng.random(hi - lo),
+                "source": [f"s{i % 3}" for i in range(lo, hi)],
+            }
+        )
+        pq.write_table(table, path / f"part-{f:03d}.parquet")
+    return path
