@@ -77,7 +77,7 @@ class FitConfig:
     levels: tuple[int, ...] = (64, 64, 32)
     sample_size: int = 100_000
     seed: int = 0
-    lst_dim: int | None = None
+    lst_dim: int | None = 64
     n_iter: int = 20
 
     def __post_init__(self) -> None:

@@ -67,6 +67,30 @@ def fit_sample(valid: DataFrame, size: int, seed: int) -> DataFrame:
     )
 
 
+def embedding_col_dim(raw: DataFrame, col: str, probe_rows: int = 10_000) -> int:
+    """The dimension of given vectors: the most common length among the first rows.
+
+    Rows of any other length are then rejected (``wrong_embedding_length``).
+    """
+    row = (
+        raw.limit(probe_rows)
+        .where(F.col(col).isNotNull())
+        .groupBy(F.size(col).alias("n"))
+        .count()
+        .orderBy(F.col("count").desc(), "n")
+        .first()
+    )
+    if row is None:
+        raise InvalidInputError(f"embedding column {col!r} holds no vectors")
+    return int(row["n"])
+
+
+def lst_dim(requested: int | None, n: int, dim: int) -> int:
+    """LST output dimension: as requested (all of ``dim`` when ``None``), capped at the
+    rank of the sample (``n - 1``) so no direction is whitened from pure noise."""
+    return max(1, min(requested or dim, dim, n - 1))
+
+
 def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:
     """Fit a codebook on a sample of ``cfg.corpus`` and save the artifact to ``out``."""
     t0 = time.perf_counter()
@@ -74,7 +98,8 @@ def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:
     files = list_input_files(corpus)
     raw = read_corpus(spark, corpus, files.paths)
     check_columns(raw.schema, corpus, embedding_dim=None)
-    prepared = prepare(raw, corpus, embedding_dim=None)
+    dim = embedding_col_dim(raw, corpus.embedding_col) if corpus.embedding_col else None
+    prepared = prepare(raw, corpus, embedding_dim=dim)
     valid = prepared.where(F.col(REASON_COL).isNull())
     sample = fit_sample(valid, cfg.fit.sample_size, cfg.fit.seed)
     model = ModelSettings(
@@ -94,19 +119,13 @@ def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:
         raise InvalidInputError("the fitting sample is empty")
     x = np.asarray(np.stack(rows["embedding"].to_numpy()), dtype=np.float32)
     if corpus.embedding_col:
-        lengths = {len(v) for v in rows["embedding"]}
-        if len(lengths) != 1:
-            raise InvalidInputError(
-                f"embedding column {corpus.embedding_col!r} holds vectors of several lengths "
-                f"{sorted(lengths)[:5]}: all vectors must have the model's dimension"
-            )
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     log.info("fitting on %d sampled documents of dim %d", x.shape[0], x.shape[1])
     codebook = fit_codebook(
         x,
         cfg.fit.levels,
         seed=cfg.fit.seed,
-        lst_dim=cfg.fit.lst_dim,
+        lst_dim=lst_dim(cfg.fit.lst_dim, x.shape[0], x.shape[1]),
         n_iter=cfg.fit.n_iter,
         model={
             "name": cfg.model.name,

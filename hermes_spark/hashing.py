@@ -16,4 +16,4 @@ def uniform(doc_id: Column | str, seed: int) -> Column:
     """
     col = F.col(doc_id) if isinstance(doc_id, str) else doc_id
     h = F.xxhash64(col, F.lit(int(seed)).cast("long"))
-    return F.bitwise_and(h, F.lit(_MASK)).cast("double") / float(1 << 53)
+    return (h.bitwiseAND(F.lit(_MASK))).cast("double") / float(1 << 53)

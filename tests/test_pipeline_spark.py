@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from hermes_spark.annotate import annotate
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, ModelConfig
+from hermes_spark.delta_store import get_store
 from hermes_spark.fit import fit
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.stats import compute_stats
@@ -57,7 +58,7 @@ def annotated(spark, tmp_path_factory):
 
 def test_codes_table_has_every_valid_document_once(spark, annotated):
     _, book, table, report, _ = annotated
-    df = spark.read.parquet(*DeltaTable(table).file_uris())
+    df = get_store(spark).read(table)
     assert df.count() == 400
     assert df.select("doc_id").distinct().count() == 400
     assert report.table_rows == 400
@@ -144,25 +145,25 @@ def test_same_seed_same_version(spark, annotated, tmp_path):
 
 
 @pytest.mark.model
-def test_real_model_end_to_end_on_arxiv(spark, tmp_path):
-    """The real all-MiniLM-L6-v2 on 120 arXiv abstracts: codes recover the subject groups."""
-    src = pq.read_table(shared_corpus("arxiv_0704_2k.parquet")).slice(0, 120)
-    pq.write_table(src, tmp_path / "arxiv.parquet")
+def test_real_model_end_to_end_on_ag_news(spark, tmp_path):
+    """The real all-MiniLM-L6-v2 on 240 AG News items: codes recover the news sections."""
+    src = pq.read_table(shared_corpus("ag_news_test.parquet")).slice(0, 240)
+    pq.write_table(src, tmp_path / "news.parquet")
     cfg = HermesConfig(
-        corpus=CorpusConfig(input=str(tmp_path / "arxiv.parquet"), keep_cols=("label_l1",)),
+        corpus=CorpusConfig(input=str(tmp_path / "news.parquet"), keep_cols=("label",)),
         model=ModelConfig(max_seq_length=128, batch_size=32),
-        fit=FitConfig(levels=(6, 4, 2), sample_size=120, seed=0, n_iter=10),
+        fit=FitConfig(levels=(4, 4, 2), sample_size=240, seed=0, n_iter=10, lst_dim=32),
     )
     book = fit(spark, cfg, str(tmp_path / "cb"))
     loaded = Codebook.load(tmp_path / "cb")
     assert loaded.model["dim"] == 384 and loaded.model["max_seq_length"] == 128
     report = annotate(spark, cfg, str(tmp_path / "cb"), str(tmp_path / "codes"))
-    assert report.table_rows == 120 and report.rejects_written == 0
-    codes = spark.read.parquet(*DeltaTable(str(tmp_path / "codes")).file_uris())
+    assert report.table_rows == 240 and report.rejects_written == 0
+    codes = get_store(spark).read(str(tmp_path / "codes"))
     assert codes.where(F.col("n_tokens") <= 0).count() == 0
     # the codes carry real semantic signal: c1 purity well above the majority baseline
-    pdf = codes.select("c1", "label_l1").toPandas()
-    purity = pdf.groupby("c1")["label_l1"].agg(lambda s: s.value_counts().iloc[0]).sum() / 120
-    majority = pdf["label_l1"].value_counts().iloc[0] / 120
+    pdf = codes.select("c1", "label").toPandas()
+    purity = pdf.groupby("c1")["label"].agg(lambda s: s.value_counts().iloc[0]).sum() / 240
+    majority = pdf["label"].value_counts().iloc[0] / 240
     assert purity > majority + 0.1
     assert book.report["stages"][0]["relative_mse"] > book.report["stages"][2]["relative_mse"]

@@ -211,19 +211,32 @@ def test_bad_levels_are_config_errors(data: np.ndarray, levels: tuple) -> None:
 # ----------------------------------------------------------------------------- LST
 
 
+def test_lst_half_whitening_takes_square_root_of_variances() -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((5000, 6)) * np.array([8.0, 4.0, 2.0, 1.0, 0.5, 0.25])).astype(
+        np.float32
+    )
+    full = np.cov(LST.fit(x, renormalize=False, power=0.0).transform(x), rowvar=False)
+    half = np.cov(LST.fit(x, renormalize=False, power=0.5).transform(x), rowvar=False)
+    np.testing.assert_allclose(np.diag(half), np.sqrt(np.diag(full)), rtol=1e-3)
+    assert np.abs(half - np.diag(np.diag(half))).max() < 1e-3
+    with pytest.raises(InvalidConfigError, match="power"):
+        LST.fit(x, power=1.5)
+
+
 def test_lst_whitens_then_renormalises() -> None:
     rng = np.random.default_rng(0)
     mix = rng.standard_normal((12, 12)) * np.linspace(3.0, 0.5, 12)
     x = (rng.standard_normal((4000, 12)) @ mix + 2.0).astype(np.float32)
 
-    raw = LST.fit(x, renormalize=False)
+    raw = LST.fit(x, renormalize=False, power=1.0)
     z = raw.transform(x)
     assert z.dtype == np.float32 and z.shape == (4000, 12)
     np.testing.assert_allclose(np.cov(z, rowvar=False), np.eye(12), atol=2e-3)
     np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-3)
     np.testing.assert_allclose(raw.components.T @ raw.components, np.eye(12), atol=1e-5)
 
-    unit = LST.fit(x, out_dim=5)
+    unit = LST.fit(x, out_dim=5, power=1.0)
     y = unit.transform(x)
     assert (unit.in_dim, unit.out_dim) == (12, 5) and y.shape == (4000, 5)
     np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
@@ -236,6 +249,7 @@ def test_lst_whitens_then_renormalises() -> None:
         "out_dim": 5,
         "eps": 1e-6,
         "renormalize": True,
+        "whiten_power": 1.0,
     }
 
 

@@ -226,6 +226,7 @@ class Codebook:
                 {k: arrays[f"lst.{k}"] for k in _LST_KEYS},
                 renormalize=bool(lst_params.get("renormalize", True)),
                 eps=float(lst_params.get("eps", 1e-6)),
+                power=float(lst_params.get("whiten_power", 0.5)),
             )
             rvq = RVQ(tuple(arrays[_array_name(i)] for i in range(len(levels))))
             book = cls(lst=lst, rvq=rvq, model=meta["model"], fit=meta.get("fit") or {})
@@ -337,9 +338,10 @@ def fit_codebook(
 
     lst = LST.fit(arr, out_dim=lst_dim)
     lst_seconds = time.perf_counter() - t0
-    eigval = np.maximum(1.0 / np.square(lst.scale.astype(np.float64)) - lst.eps, 0.0)
     total_var = float(arr.astype(np.float64).var(axis=0, ddof=1).sum())
-    explained = float(eigval.sum() / total_var) if total_var > 0 else 1.0
+    kept_var = float(((arr - lst.mean) @ lst.components).astype(np.float64).var(axis=0, ddof=1)
+                     .sum())
+    explained = kept_var / total_var if total_var > 0 else 1.0
 
     rvq, report = fit_rvq(lst.transform(arr), sizes, seed=seed, n_iter=n_iter)
     metrics = dict(report)
