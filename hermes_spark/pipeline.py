@@ -49,12 +49,21 @@ def run_demo(spark: SparkSession, cfg: HermesConfig, out_dir: str = "out/demo") 
         .limit(5)
         .collect()
     )
+    shown = codes.where(F.col("bucket1").isin([t["bucket"] for t in top]))
+    # the example is the document nearest its first-stage centroid (smallest qerr1)
     examples = {
-        r["bucket1"]: (r["title"], r["section"])
-        for r in codes.where(F.col("bucket1").isin([t["bucket"] for t in top]))
+        r["bucket1"]: r["title"]
+        for r in shown.groupBy("bucket1")
+        .agg(F.min_by("title", F.struct("qerr1", "doc_id")).alias("title"))
+        .collect()
+    }
+    sections = {
+        r["bucket1"]: (r["section"], r["n"])
+        for r in shown.groupBy("bucket1", "section")
+        .agg(F.count(F.lit(1)).alias("n"))
         .groupBy("bucket1")
-        .agg(F.min_by(F.struct("title", "section"), "doc_id").alias("ex"))
-        .select("bucket1", "ex.title", "ex.section")
+        .agg(F.max_by(F.struct("section", "n"), "n").alias("top"))
+        .select("bucket1", "top.section", "top.n")
         .collect()
     }
     lines = [
@@ -73,10 +82,10 @@ def run_demo(spark: SparkSession, cfg: HermesConfig, out_dir: str = "out/demo") 
         )
     lines.append("  five biggest L1 buckets:")
     for t in top:
-        title, section = examples.get(t["bucket"], ("?", "?"))
+        section, n = sections.get(t["bucket"], ("?", 0))
         lines.append(
-            f"    c1={t['bucket']:<3} {t['docs']:>5} docs ({t['share_docs']:.1%})  "
-            f"e.g. [{section}] {title}"
+            f"    c1={t['bucket']:<3} {t['docs']:>5} docs ({t['share_docs']:5.1%}), "
+            f"{n / t['docs']:4.0%} {section:<13} e.g. \"{examples.get(t['bucket'], '?')}\""
         )
     lines += [
         f"  codebook: {codebook}",
