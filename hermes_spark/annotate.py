@@ -28,12 +28,14 @@ from hermes_spark.corpus import (
     apply_duplicates,
     check_columns,
     duplicate_losers,
+    embedding_col_dim,
     list_input_files,
     prepare,
     read_corpus,
+    require_rows,
 )
 from hermes_spark.delta_store import DeltaStore, get_store, rejects_table
-from hermes_spark.errors import InvalidInputError, VersionMismatchError
+from hermes_spark.errors import ArtifactError, InvalidInputError, VersionMismatchError
 from hermes_spark.quantize.codebook import Codebook
 from udfs.annotate_udf import ModelSettings, annotate_schema, make_annotate_fn
 
@@ -119,9 +121,21 @@ def annotate(spark: SparkSession, cfg: HermesConfig, codebook_path: str, table: 
     files = list_input_files(corpus)
     probe = read_corpus(spark, corpus, files.paths)
     check_columns(probe.schema, corpus, embedding_dim=codebook.dim)
+    require_rows(probe, corpus)
     store = get_store(spark)
     version = codebook.version
     rejects = rejects_table(table)
+    store.check_writable(table)
+    store.check_writable(rejects)
+    if corpus.embedding_col:
+        given = embedding_col_dim(probe, corpus.embedding_col)
+        if given != codebook.dim:
+            raise ArtifactError(
+                f"codebook {codebook_path} was fitted on {codebook.dim}-dimensional vectors "
+                f"of model {codebook.model['name']!r}, but column {corpus.embedding_col!r} "
+                f"holds {given}-dimensional vectors: use the codebook fitted on these "
+                "embeddings or re-run hermes fit"
+            )
     report = AnnotateReport(codebook_version=version, table=table, rejects_table=rejects)
     settings = ModelSettings(
         codebook.model["name"],

@@ -134,10 +134,20 @@ def check_columns(schema: T.StructType, cfg: CorpusConfig, *, embedding_dim: int
 
 
 def doc_id_column(schema: T.StructType, cfg: CorpusConfig) -> Column:
-    """``doc_id``: the id column cast to string, else a SHA-256 of the text (deterministic)."""
+    """``doc_id``: the id column cast to string, else a SHA-256 of the text (deterministic).
+
+    Unparsable JSON lines get ``unreadable:<hash of the line>`` so their rejects are traceable.
+    """
     if cfg.id_col in schema.fieldNames():
-        return F.col(cfg.id_col).cast("string")
-    return F.sha2(F.coalesce(F.col(cfg.text_col), F.lit("")), 256).substr(1, 32)
+        doc_id = F.col(cfg.id_col).cast("string")
+    else:
+        doc_id = F.sha2(F.coalesce(F.col(cfg.text_col), F.lit("")), 256).substr(1, 32)
+    if CORRUPT_COL in schema.fieldNames():
+        # an unparsable JSON line keeps a stable id (hash of its raw bytes) in the rejects
+        corrupt = F.col(CORRUPT_COL)
+        raw_id = F.concat(F.lit("unreadable:"), F.sha2(corrupt, 256).substr(1, 32))
+        doc_id = F.when(corrupt.isNotNull(), raw_id).otherwise(doc_id)
+    return doc_id
 
 
 def reject_reason(schema: T.StructType, cfg: CorpusConfig, embedding_dim: int | None) -> Column:
@@ -225,3 +235,27 @@ def apply_duplicates(prepared: DataFrame, losers: DataFrame) -> DataFrame:
         )
         .drop("_dup")
     )
+
+
+def embedding_col_dim(raw: DataFrame, col: str, probe_rows: int = 10_000) -> int:
+    """The dimension of given vectors: the most common length among the first rows.
+
+    Rows of any other length are then rejected (``wrong_embedding_length``).
+    """
+    row = (
+        raw.limit(probe_rows)
+        .where(F.col(col).isNotNull())
+        .groupBy(F.size(col).alias("n"))
+        .count()
+        .orderBy(F.col("count").desc(), "n")
+        .first()
+    )
+    if row is None:
+        raise InvalidInputError(f"embedding column {col!r} holds no vectors")
+    return int(row["n"])
+
+
+def require_rows(df: DataFrame, cfg: CorpusConfig) -> None:
+    """Raise :class:`InvalidInputError` when the corpus holds no rows at all."""
+    if df.limit(1).count() == 0:
+        raise InvalidInputError(f"corpus {cfg.input} holds no rows: nothing to do")

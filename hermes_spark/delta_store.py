@@ -100,6 +100,13 @@ class DeltaStore(ABC):
     def exists(self, table: str) -> bool:
         """True when ``table`` is an existing Delta table."""
 
+    def check_writable(self, table: str) -> None:
+        """Raise :class:`InvalidInputError` when ``table`` holds something that is not Delta.
+
+        Called before a job starts so a wrong ``--table`` fails in seconds, not after hours.
+        """
+        self.exists(table)
+
     @abstractmethod
     def read(self, table: str) -> DataFrame:
         """The current snapshot as a lazy DataFrame; InvalidInputError if not a Delta table."""
@@ -369,6 +376,10 @@ class EmbeddedDeltaStore(DeltaStore):
 
     def exists(self, table: str) -> bool:
         return DeltaTable.is_deltatable(self._locate(table).uri)
+
+    def check_writable(self, table: str) -> None:
+        loc = self._locate(table)
+        self._open(loc, table)
 
     def read(self, table: str) -> DataFrame:
         """Plan a Spark scan of exactly the files of the current snapshot (driver).

@@ -19,7 +19,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark.config import HermesConfig
-from hermes_spark.corpus import REASON_COL, check_columns, list_input_files, prepare, read_corpus
+from hermes_spark.corpus import (
+    REASON_COL,
+    check_columns,
+    embedding_col_dim,
+    list_input_files,
+    prepare,
+    read_corpus,
+    require_rows,
+)
 from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.hashing import uniform
@@ -67,24 +75,6 @@ def fit_sample(valid: DataFrame, size: int, seed: int) -> DataFrame:
     )
 
 
-def embedding_col_dim(raw: DataFrame, col: str, probe_rows: int = 10_000) -> int:
-    """The dimension of given vectors: the most common length among the first rows.
-
-    Rows of any other length are then rejected (``wrong_embedding_length``).
-    """
-    row = (
-        raw.limit(probe_rows)
-        .where(F.col(col).isNotNull())
-        .groupBy(F.size(col).alias("n"))
-        .count()
-        .orderBy(F.col("count").desc(), "n")
-        .first()
-    )
-    if row is None:
-        raise InvalidInputError(f"embedding column {col!r} holds no vectors")
-    return int(row["n"])
-
-
 def lst_dim(requested: int | None, n: int, dim: int) -> int:
     """LST output dimension: as requested (all of ``dim`` when ``None``), capped at the
     rank of the sample (``n - 1``) so no direction is whitened from pure noise."""
@@ -98,6 +88,7 @@ def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:
     files = list_input_files(corpus)
     raw = read_corpus(spark, corpus, files.paths)
     check_columns(raw.schema, corpus, embedding_dim=None)
+    require_rows(raw, corpus)
     dim = embedding_col_dim(raw, corpus.embedding_col) if corpus.embedding_col else None
     prepared = prepare(raw, corpus, embedding_dim=dim)
     valid = prepared.where(F.col(REASON_COL).isNull())

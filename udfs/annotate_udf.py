@@ -54,6 +54,29 @@ def make_embed_fn(
     return embed_batches
 
 
+#: Job-scoped Spark local property for failure drills: when set to ``first-attempt`` every
+#: annotate task raises on its first attempt (Spark retries it; output must not duplicate).
+FAIL_PROPERTY = "hermes.inject_failure"
+
+
+class InjectedFailure(RuntimeError):
+    """Raised on purpose by a failure drill (see :data:`FAIL_PROPERTY`)."""
+
+
+def _maybe_fail() -> None:
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if (
+        ctx is not None
+        and ctx.getLocalProperty(FAIL_PROPERTY) == "first-attempt"
+        and ctx.attemptNumber() == 0
+    ):
+        raise InjectedFailure(
+            f"injected failure in partition {ctx.partitionId()} attempt {ctx.attemptNumber()}"
+        )
+
+
 def annotate_schema(levels: int, passthrough: Sequence[T.StructField]) -> T.StructType:
     """Output of :func:`make_annotate_fn`: ids, codes, residual errors, tokens, quality."""
     fields = [T.StructField("doc_id", T.StringType())]
@@ -111,5 +134,6 @@ def make_annotate_fn(
             for col in passthrough:
                 out[col] = pdf[col]
             yield pd.DataFrame(out)
+            _maybe_fail()  # after output was produced, so a failed attempt leaves partial work
 
     return annotate_batches

@@ -1,0 +1,93 @@
+"""Codebook versions held by a codes table: list, drop, and vacuum unreferenced files.
+
+Driver orchestration; listing is one group-by on the partition column.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from hermes_spark.annotate import VERSION_COL
+from hermes_spark.delta_store import get_store, rejects_table
+from hermes_spark.errors import InvalidInputError, VersionMismatchError
+
+log = logging.getLogger(__name__)
+
+_VERSION_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One codebook version of a codes table."""
+
+    codebook_version: str
+    rows: int
+    rejects: int
+    first_annotated: str
+    last_annotated: str
+
+
+def list_versions(spark: SparkSession, table: str) -> list[VersionInfo]:
+    """Every codebook version in ``table`` with row and reject counts, latest first."""
+    store = get_store(spark)
+    if not store.exists(table):
+        raise InvalidInputError(f"codes table {table} does not exist")
+    rows = (
+        store.read(table)
+        .groupBy(VERSION_COL)
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.min("annotated_at").cast("string").alias("first"),
+            F.max("annotated_at").cast("string").alias("last"),
+        )
+        .collect()
+    )
+    rejects: dict[str, int] = {}
+    rt = rejects_table(table)
+    if store.exists(rt):
+        rejects = {
+            r[VERSION_COL]: r["n"]
+            for r in store.read(rt).groupBy(VERSION_COL).agg(F.count(F.lit(1)).alias("n"))
+            .collect()
+        }
+    infos = [
+        VersionInfo(r[VERSION_COL], r["rows"], rejects.get(r[VERSION_COL], 0), r["first"],
+                    r["last"])
+        for r in rows
+    ]
+    return sorted(infos, key=lambda v: v.last_annotated, reverse=True)
+
+
+def drop_version(spark: SparkSession, table: str, version: str) -> int:
+    """Delete every row (and reject) of ``version``; returns the codes rows deleted."""
+    if not _VERSION_RE.match(version):
+        raise InvalidInputError(f"{version!r} is not a codebook version id")
+    known = {v.codebook_version for v in list_versions(spark, table)}
+    if version not in known:
+        raise VersionMismatchError(
+            f"codes table {table} has no codebook version {version}; it holds "
+            f"{', '.join(sorted(known)) or 'none'}"
+        )
+    store = get_store(spark)
+    predicate = f"{VERSION_COL} = '{version}'"
+    deleted = store.delete(table, predicate)
+    rt = rejects_table(table)
+    if store.exists(rt):
+        store.delete(rt, predicate)
+    log.info("dropped %d rows of %s from %s", deleted, version, table)
+    return deleted
+
+
+def vacuum(spark: SparkSession, table: str, *, dry_run: bool = False) -> list[str]:
+    """Remove files no snapshot references (orphans of killed runs, dropped versions)."""
+    store = get_store(spark)
+    removed = list(store.vacuum(table, dry_run=dry_run))
+    rt = rejects_table(table)
+    if store.exists(rt):
+        removed += store.vacuum(rt, dry_run=dry_run)
+    return removed
