@@ -11,17 +11,23 @@ import pyarrow.parquet as pq
 
 def clustered_vectors(n: int, dim: int = 32, clusters: int = 6, seed: int = 0) -> np.ndarray:
     """Unit vectors around ``clusters`` random centres."""
+    return labelled_vectors(n, dim, clusters, seed)[0]
+
+
+def labelled_vectors(n: int, dim: int = 32, clusters: int = 6, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around ``clusters`` random centres, with each vector's centre index."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dim))
     labels = rng.integers(0, clusters, size=n)
     x = centres[labels] + 0.3 * rng.normal(size=(n, dim))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
 
 
 def write_embedded_corpus(path: Path, n: int = 400, dim: int = 32, seed: int = 0,
                           files: int = 2) -> Path:
-    """A Parquet corpus with ``id, text, emb, tokens, quality, source`` split over files."""
-    x = clustered_vectors(n, dim, seed=seed)
+    """A Parquet corpus (``id, text, emb, tokens, quality, source, cluster``) over files."""
+    x, labels = labelled_vectors(n, dim, seed=seed)
     rng = np.random.default_rng(seed + 1)
     path.mkdir(parents=True, exist_ok=True)
     per = -(-n // files)
@@ -36,6 +42,7 @@ def write_embedded_corpus(path: Path, n: int = 400, dim: int = 32, seed: int = 0
                 "tokens": pa.array(rng.integers(20, 400, size=hi - lo), type=pa.int64()),
                 "quality": rng.random(hi - lo),
                 "source": [f"s{i % 3}" for i in range(lo, hi)],
+                "cluster": [f"k{c}" for c in labels[lo:hi]],
             }
         )
         pq.write_table(table, path / f"part-{f:03d}.parquet")
