@@ -153,6 +153,7 @@ def annotate(spark: SparkSession, cfg: HermesConfig, codebook_path: str, table: 
         has_quality=corpus.quality_col is not None,
         passthrough=corpus.keep_cols,
     )
+    rows_before = _version_rows(store, table, version)
     parallelism = spark.sparkContext.defaultParallelism
     chunks = files.chunks(cfg.annotate.files_per_chunk)
     report.chunks_total = len(chunks)
@@ -201,10 +202,17 @@ def annotate(spark: SparkSession, cfg: HermesConfig, codebook_path: str, table: 
                  bad_counts)
     report.reject_reasons = dict(reasons)
     report.rejects_written = sum(reasons.values())
-    report.table_rows = store.read(table).where(F.col(VERSION_COL) == version).count() \
-        if store.exists(table) else 0
+    report.table_rows = _version_rows(store, table, version)
+    report.rows_written = report.table_rows - rows_before
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _version_rows(store: DeltaStore, table: str, version: str) -> int:
+    """Rows of ``version`` in ``table`` (a count over the version's partition only)."""
+    if not store.exists(table):
+        return 0
+    return store.read(table).where(F.col(VERSION_COL) == version).count()
 
 
 def _refuse_duplicates(prepared: DataFrame) -> None:

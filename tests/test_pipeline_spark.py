@@ -167,3 +167,21 @@ def test_real_model_end_to_end_on_ag_news(spark, tmp_path):
     majority = pdf["label"].value_counts().iloc[0] / 240
     assert purity > majority + 0.1
     assert book.report["stages"][0]["relative_mse"] > book.report["stages"][2]["relative_mse"]
+
+
+def test_new_snapshot_costs_only_its_new_documents(spark, tmp_path):
+    corpus = write_embedded_corpus(tmp_path / "corpus", n=200, dim=32, files=2)
+    cfg = embedded_cfg(corpus)
+    fit(spark, cfg, str(tmp_path / "cb"))
+    first = annotate(spark, cfg, str(tmp_path / "cb"), str(tmp_path / "codes"))
+    assert first.rows_written == 200
+    old = DeltaTable(str(tmp_path / "codes")).to_pandas().set_index("doc_id")
+    snapshot = write_embedded_corpus(tmp_path / "next", n=260, dim=32, files=1)
+    new_rows = pq.read_table(snapshot / "part-000.parquet").slice(200, 60)
+    pq.write_table(new_rows, corpus / "part-002.parquet")
+    second = annotate(spark, cfg, str(tmp_path / "cb"), str(tmp_path / "codes"))
+    assert second.rows_written == 60 and second.table_rows == 260
+    after = DeltaTable(str(tmp_path / "codes")).to_pandas().set_index("doc_id")
+    assert after.index.is_unique
+    # the 200 old rows were not rewritten: same annotation time as the first run
+    assert (after.loc[old.index, "annotated_at"] == old["annotated_at"]).all()
