@@ -31,6 +31,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_annotate.py
 	$(PY) bench/bench_rvq.py
+	$(PY) bench/bench_sample.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -170,16 +170,20 @@ def annotate(spark: SparkSession, cfg: HermesConfig, codebook_path: str, table: 
             _refuse_duplicates(prepared)
         prepared = apply_duplicates(prepared, duplicate_losers(prepared))
         done = _existing_ids(store, table, version)
-        done_rejects = _existing_ids(store, rejects, version)
-        for ids in (done, done_rejects):
-            if ids is not None:
-                prepared = prepared.join(ids, "doc_id", "left_anti")
+        if done is not None:
+            prepared = prepared.join(done, "doc_id", "left_anti")
         bad = prepared.where(F.col(REASON_COL).isNotNull()).select(
             "doc_id",
             F.col(REASON_COL).alias("reason"),
             F.lit(version).alias(VERSION_COL),
             F.current_timestamp().alias("annotated_at"),
         )
+        # Rejects already recorded (a run killed between this chunk's two commits) are not
+        # written twice. Only reject rows are filtered: a duplicate id's loser shares its
+        # doc_id with the winner, which must still be annotated.
+        done_rejects = _existing_ids(store, rejects, version)
+        if done_rejects is not None:
+            bad = bad.join(done_rejects, "doc_id", "left_anti")
         good = prepared.where(F.col(REASON_COL).isNull()).drop(REASON_COL, "_order")
         n_in = good.rdd.getNumPartitions()
         if n_in < 2 * parallelism:

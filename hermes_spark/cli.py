@@ -86,7 +86,124 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codebook", help="artifact, for exact level sizes (else inferred)")
 
     sub.add_parser("run", help="fit → annotate → stats on the bundled BBC News corpus")
+
+    p = sub.add_parser(
+        "plan",
+        help="compute a two-stage sample plan from statistics (seconds; no document scan)",
+        description="Compute the Stage-1/Stage-2 allocation (targets, caps, pools, expected "
+        "repetition) from the STATS table, or from one aggregation over --table. "
+        "quality-top:p also reads --table for its exact per-bucket quantiles. Prints the "
+        "plan; --out writes it for `hermes sample --plan`; --weights-out writes the target "
+        "shares as DoReMi JSON (doremi_weights.json) and RegMix CSV (regmix_mixture.csv).",
+    )
+    p.add_argument("--table", help="codes Delta table (needed for quality-top, or no --stats)")
+    p.add_argument("--out", help="plan JSON file to write (input of hermes sample --plan)")
+    _sample_flags(p)
+
+    p = sub.add_parser(
+        "sample",
+        help="two-stage weighted sample -> MANIFEST table + mixture report",
+        description="Execute a plan (--plan) or compute one from the flags first, write the "
+        "MANIFEST Delta table (doc_id, stage1_bucket, stage2_bucket, repeats, tokens; "
+        "tokens = n_tokens per copy) and the mixture report MANIFEST_report.json, and print "
+        "the report. --weights-out also writes DoReMi/RegMix weight files.",
+    )
+    p.add_argument("--table", help="codes Delta table")
+    p.add_argument("--out", help="MANIFEST Delta table (path or catalog name)")
+    p.add_argument("--plan", help="plan JSON from hermes plan --out (else planned here)")
+    p.add_argument("--report", help="report JSON path (default: MANIFEST_report.json)")
+    _sample_flags(p)
+
+    p = sub.add_parser(
+        "export",
+        help="materialize the sampled training data as N shuffled shards",
+        description="Join MANIFEST back to the corpus on doc_id, expand repeats, shuffle "
+        "deterministically by seed into N Parquet or JSONL shards, and write mixture.json, "
+        "doremi_weights.json and regmix_mixture.csv (realized Stage-1 token shares). "
+        "--per-bucket writes N shards per Stage-1 bucket under bucket-<key>/ and "
+        "megatron_blend.txt, a Megatron-LM --data-path blend whose prefixes are "
+        "bucket-<key>/megatron_text_document: run Megatron's tools/preprocess_data.py on each "
+        "folder with --output-prefix <DIR>/bucket-<key>/megatron.",
+    )
+    p.add_argument("--manifest", help="MANIFEST table written by hermes sample")
+    p.add_argument("--out", help="output directory (new or empty)")
+    p.add_argument("--format", dest="output_format", choices=["parquet", "jsonl"],
+                   help="output format (default parquet); the corpus format is --input-format")
+    p.add_argument("--shards", type=int, metavar="N", help="number of output shards (default 8)")
+    p.add_argument("--seed", type=int, dest="export_seed", metavar="S",
+                   help="shuffle seed (default: sample.seed of the config, 0)")
+    p.add_argument("--per-bucket", action="store_true",
+                   help="N shards per Stage-1 bucket + megatron_blend.txt")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    g = p.add_argument_group("corpus")
+    g.add_argument("--input", help="the corpus that was annotated")
+    g.add_argument("--input-format", dest="format", choices=["parquet", "json", "delta"])
+    g.add_argument("--id-col")
+    g.add_argument("--text-col")
+    g.add_argument("--keep-cols", help="export only the text and these columns (default: all "
+                   "but --embedding-col)")
+    g.add_argument("--embedding-col", help="column left out of the export")
+
+    p = sub.add_parser(
+        "mixtures",
+        help="N candidate Stage-1 weight files drawn around the token prior (Dirichlet)",
+        description="Draw N mixtures from Dirichlet(concentration · m · prior), prior ∝ "
+        "tokens^temperature over the non-empty level-w buckets of STATS; writes "
+        "mixture-0000.json ... (each usable as --weights of plan/sample) and all of them as "
+        "regmix_mixtures.csv.",
+    )
+    p.add_argument("--dirichlet", type=int, required=True, metavar="N", help="how many")
+    p.add_argument("--temperature", type=float, default=1.0, help="prior ∝ tokens^τ")
+    p.add_argument("--concentration", type=float, default=1.0,
+                   help="mean Dirichlet parameter per bucket (larger = closer to the prior)")
+    p.add_argument("--seed", type=int, dest="mixture_seed", default=0, metavar="S")
+    p.add_argument("--stats", help="STATS table")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--weights-level", type=int, default=1)
+    p.add_argument("--codebook-version", help="default: the only version in STATS")
+    p.add_argument("--codebook", help="artifact, for exact level sizes (else inferred)")
+
+    p = sub.add_parser(
+        "rescore",
+        help="recompute the quality column from the corpus text (no re-embedding)",
+        description="Score the corpus text joined on doc_id with the built-in quality scorer "
+        "and rewrite the quality of one codebook version of the codes table (one commit).",
+    )
+    p.add_argument("--table", help="codes Delta table")
+    p.add_argument("--codebook-version", help="default: the latest version in the table")
+    g = p.add_argument_group("corpus")
+    g.add_argument("--input", help="the corpus that was annotated")
+    g.add_argument("--format", choices=["parquet", "json", "delta"])
+    g.add_argument("--id-col")
+    g.add_argument("--text-col")
     return parser
+
+
+def _sample_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sample plan")
+    g.add_argument("--budget-tokens", type=float, metavar="N", help="budget B in tokens")
+    g.add_argument(
+        "--weights",
+        metavar="W",
+        help="Stage-1 weights: a JSON or CSV file keyed by bucket code ('12', '12.3', "
+        "'12.3.7'; DoReMi train_domain_weights JSON works) or a rule: proportional, uniform, "
+        "temperature:TAU, unimax",
+    )
+    g.add_argument("--stage2", metavar="RULE", help="random | coverage | quality-top:P")
+    g.add_argument("--weights-level", type=int, metavar="W", help="Stage-1 level (default 1)")
+    g.add_argument("--stage2-level", type=int, metavar="S",
+                   help="Stage-2 level > W (default W+1)")
+    g.add_argument("--max-epochs", type=float, metavar="E",
+                   help="cap per bucket: E × its tokens (default 4)")
+    g.add_argument("--seed", type=int, dest="sample_seed", metavar="S",
+                   help="seed of u = hash(doc_id, seed) (default 0)")
+    g.add_argument("--stats", help="STATS table: plan from statistics only")
+    g.add_argument("--codebook-version", help="default: the latest (or the one in STATS)")
+    g.add_argument("--codebook", help="artifact, for exact level sizes (else inferred)")
+    g.add_argument("--allow-shortfall", action="store_true",
+                   help="accept a budget above E × all tokens (the rest is reported unmet)")
+    g.add_argument("--weights-out", metavar="DIR",
+                   help="write doremi_weights.json + regmix_mixture.csv of the target shares")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -176,6 +293,151 @@ def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
     print(summary)
 
 
+def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
+    values = {
+        "budget_tokens": args.budget_tokens,
+        "weights": args.weights,
+        "stage2": args.stage2,
+        "weights_level": args.weights_level,
+        "stage2_level": args.stage2_level,
+        "max_epochs": args.max_epochs,
+        "seed": args.sample_seed,
+    }
+    return cfg.with_overrides({"sample": values}).sample
+
+
+def _code_levels(args: argparse.Namespace) -> tuple[int, ...] | None:
+    if not getattr(args, "codebook", None):
+        return None
+    from hermes_spark.quantize.codebook import Codebook
+
+    return tuple(Codebook.load(args.codebook).levels)
+
+
+def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes plan``: the allocation from statistics, printed and optionally saved."""
+    from hermes_spark.export import write_weight_files
+    from hermes_spark.sampling.plan import compute_plan
+    from hermes_spark.sampling.report import format_plan
+
+    plan = compute_plan(
+        _spark(cfg),
+        _sample_settings(args, cfg),
+        table=args.table or cfg.paths.table,
+        stats=args.stats or cfg.paths.stats,
+        version=args.codebook_version,
+        levels=_code_levels(args),
+        allow_shortfall=args.allow_shortfall,
+    )
+    print(format_plan(plan))
+    if args.out:
+        plan.save(args.out)
+        print(f"plan written to {args.out}")
+    if args.weights_out:
+        for path in write_weight_files(args.weights_out, plan.target_shares()):
+            print(f"weights written to {path}")
+
+
+def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes sample``: execute a plan (computed first unless --plan) into MANIFEST."""
+    from hermes_spark.errors import VersionMismatchError
+    from hermes_spark.export import write_weight_files
+    from hermes_spark.sampling.plan import SamplePlan, compute_plan
+    from hermes_spark.sampling.report import format_report
+    from hermes_spark.sampling.select import run_sample
+
+    table = _need(args.table or cfg.paths.table, "--table")
+    out = _need(args.out or cfg.paths.manifest, "--out")
+    spark = _spark(cfg)
+    if args.plan:
+        fixed = {
+            "--budget-tokens": args.budget_tokens, "--weights": args.weights,
+            "--stage2": args.stage2, "--weights-level": args.weights_level,
+            "--stage2-level": args.stage2_level, "--max-epochs": args.max_epochs,
+            "--stats": args.stats, "--codebook": args.codebook,
+        }
+        given = [flag for flag, value in fixed.items() if value is not None]
+        if given:
+            raise InvalidConfigError(
+                f"--plan fixes the allocation; drop {', '.join(given)} or re-run hermes plan"
+            )
+        plan = SamplePlan.load(args.plan)
+        if args.sample_seed is not None:
+            plan = plan.with_seed(args.sample_seed)
+        if args.codebook_version and args.codebook_version != plan.codebook_version:
+            raise VersionMismatchError(
+                f"the plan is for codebook version {plan.codebook_version}, not "
+                f"{args.codebook_version}"
+            )
+    else:
+        plan = compute_plan(
+            spark,
+            _sample_settings(args, cfg),
+            table=table,
+            stats=args.stats,
+            version=args.codebook_version,
+            levels=_code_levels(args),
+            allow_shortfall=args.allow_shortfall,
+        )
+    result = run_sample(spark, table, out, plan, report_path=args.report)
+    print(format_report(result.report))
+    print(f"manifest written to {out}; report {result.report_path} ({result.seconds:.1f}s)")
+    if args.weights_out:
+        for path in write_weight_files(args.weights_out, plan.target_shares()):
+            print(f"weights written to {path}")
+
+
+def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes export``: the sampled training data as shuffled shards."""
+    from hermes_spark.export import export_training_data
+
+    manifest = _need(args.manifest or cfg.paths.manifest, "--manifest")
+    out = _need(args.out or cfg.paths.export, "--out")
+    _need(cfg.corpus.input, "--input")
+    result = export_training_data(
+        _spark(cfg),
+        manifest,
+        cfg.corpus,
+        out,
+        fmt=args.output_format or "parquet",
+        shards=args.shards if args.shards is not None else 8,
+        seed=args.export_seed if args.export_seed is not None else cfg.sample.seed,
+        per_bucket=args.per_bucket,
+        overwrite=args.overwrite,
+    )
+    print(f"exported {result.rows} rows ({result.docs} documents, {result.tokens} tokens) "
+          f"into {len(result.files)} files under {out} ({result.seconds:.1f}s)")
+    for path in result.extra_files:
+        print(f"  {path}")
+
+
+def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes mixtures``: candidate Stage-1 weight files around the token prior."""
+    from hermes_spark.export import write_candidate_mixtures
+
+    stats = _need(args.stats or cfg.paths.stats, "--stats")
+    out = _need(args.out, "--out")
+    written = write_candidate_mixtures(
+        _spark(cfg), stats, out, args.dirichlet,
+        level=args.weights_level, temperature=args.temperature,
+        concentration=args.concentration, seed=args.mixture_seed,
+        version=args.codebook_version, levels=_code_levels(args),
+    )
+    print(f"{args.dirichlet} mixtures written to {out} (+ {Path(written[-1]).name})")
+
+
+def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes rescore``: recompute quality from the corpus text, no re-embedding."""
+    from hermes_spark.sampling.plan import rescore_quality
+
+    table = _need(args.table or cfg.paths.table, "--table")
+    _need(cfg.corpus.input, "--input")
+    result = rescore_quality(_spark(cfg), table, cfg.corpus, args.codebook_version)
+    print(f"rescored {result.rescored} of {result.rows} rows of codebook "
+          f"{result.codebook_version} in {result.table} "
+          f"({result.not_in_corpus} not in the corpus kept their quality)")
+
+
 def _print_fit(report: dict[str, Any], out: str) -> None:
     print(f"codebook {report['codebook_version']} written to {out}")
     print(f"  sample: {report['sample_size']} docs, levels {report['levels']}, "
@@ -210,6 +472,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, HermesConfig], None]] = {
     "annotate": cmd_annotate,
     "stats": cmd_stats,
     "run": cmd_run,
+    "plan": cmd_plan,
+    "sample": cmd_sample,
+    "export": cmd_export,
+    "mixtures": cmd_mixtures,
+    "rescore": cmd_rescore,
 }
 
 

@@ -1,0 +1,343 @@
+"""Stage-2 document selection on Spark: a plan becomes the MANIFEST table.
+
+Every pass over the codes table runs on executors; the driver handles one row per child.
+
+Rule (SPEC "Two-stage sampling"): inside a child with allocation ``a`` and pool tokens
+``P`` every pool document gets ``full = floor(a/P)`` repeats; the remaining share
+``r = a - full·P`` is filled walking the pool in ascending ``u = hash(doc_id, seed)``
+(ties by ``doc_id``): document ``i`` is taken once more iff ``S_i - t_i/2 < r'`` where
+``S_i`` is the inclusive running sum of pool tokens (the boundary document only if that
+brings the child closer to its share). ``r'`` is ``r`` plus the rounding carry of the
+earlier children (in child id order) of the same Stage-1 bucket, clipped to ``[0, P]``
+and to the ``E``-epoch cap, so each Stage-1 bucket lands within half its largest pool
+document of its allocation instead of accumulating one rounding error per child.
+
+How it scales (no task ever sorts a large child):
+
+1. ``u`` is cut into ``nb = ceil(pool_docs / BIN_DOCS)`` equal bins per child; one
+   aggregation gives tokens per (child, bin): a histogram of ~``N / BIN_DOCS`` rows.
+2. Windows over that histogram give cumulative tokens; the bins whose token range lies
+   within ``±M`` of ``r`` (``M``: the largest pool document of the Stage-1 bucket) form the
+   child's boundary window; bins before it are taken whole, bins after it not at all.
+   The driver receives one row per child.
+3. Only documents in boundary windows are sorted, grouped by Stage-1 bucket, by a pandas
+   function that walks the children with the carry.
+
+The manifest depends on the seed and the data only: every step is a deterministic
+function of (doc_id, seed, n_tokens, quality), never of partitioning or executors.
+MANIFEST has one row per selected document: ``doc_id, stage1_bucket, stage2_bucket,
+repeats, tokens`` where ``tokens`` is the document's ``n_tokens`` per copy (the document
+contributes ``repeats × tokens`` to the sample).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from hermes_spark.annotate import select_version
+from hermes_spark.delta_store import get_store
+from hermes_spark.errors import InvalidInputError, VersionMismatchError
+from hermes_spark.hashing import uniform
+from hermes_spark.sampling.allocate import take_prefix
+from hermes_spark.sampling.plan import SamplePlan
+from hermes_spark.sampling.report import build_report, report_path_for, write_text
+
+log = logging.getLogger(__name__)
+
+#: Expected documents per histogram bin of ``u`` (the unit that is sorted at the boundary).
+BIN_DOCS = 512
+MAX_BINS = 1 << 22
+#: Manifest rows per output file (the manifest is hash-partitioned by doc_id).
+ROWS_PER_FILE = 2_000_000
+MANIFEST_COLUMNS = ("doc_id", "stage1_bucket", "stage2_bucket", "repeats", "tokens")
+MANIFEST_SCHEMA = (
+    "doc_id string, stage1_bucket bigint, stage2_bucket bigint, repeats int, tokens int"
+)
+_PARAMS_SCHEMA = (
+    "child long, parent long, nb long, thr double, full long, r double, rmax double, "
+    "pool_docs long, pool_tokens long"
+)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """Where the manifest and its report went, and the report itself."""
+
+    manifest: str
+    report_path: str
+    report: dict[str, Any]
+    seconds: float
+
+
+def child_params(plan: SamplePlan) -> pd.DataFrame:
+    """Per active child (allocation > 0): bins, quality threshold, passes and walk range."""
+    kids = plan.children
+    act = kids[(kids["alloc"] > 0) & (kids["pool_tokens"] > 0)]
+    pool = act["pool_tokens"].to_numpy(dtype=np.float64)
+    full = act["full_passes"].to_numpy(dtype=np.int64)
+    r = act["remainder"].to_numpy(dtype=np.float64)
+    epochs = float(plan.settings["max_epochs"])
+    rmax = np.maximum(np.clip(np.minimum(pool, (epochs - full) * pool), 0.0, None), r)
+    nb = np.clip(np.ceil(act["pool_docs"].to_numpy(dtype=np.float64) / BIN_DOCS), 1, MAX_BINS)
+    return pd.DataFrame(
+        {
+            "child": act["child"].to_numpy(dtype=np.int64),
+            "parent": act["parent"].to_numpy(dtype=np.int64),
+            "nb": nb.astype(np.int64),
+            "thr": act["threshold"].to_numpy(dtype=np.float64),
+            "full": full,
+            "r": r,
+            "rmax": rmax,
+            "pool_docs": act["pool_docs"].to_numpy(dtype=np.int64),
+            "pool_tokens": act["pool_tokens"].to_numpy(dtype=np.int64),
+        }
+    )
+
+
+def _pool(codes: DataFrame, params: DataFrame, plan: SamplePlan) -> DataFrame:
+    """Pool documents of active children with ``u`` and their bin (lazy, executors)."""
+    s = plan.stage2_level
+    base = codes.select(
+        "doc_id",
+        F.col(f"bucket{s}").cast("long").alias("child"),
+        F.coalesce(F.col("n_tokens"), F.lit(0)).cast("long").alias("t"),
+        F.col("quality").cast("double").alias("q"),
+    )
+    df = base.join(F.broadcast(params), "child")
+    if plan.rule[0] == "quality-top":
+        q = F.col("q")
+        df = df.where(
+            q.isNotNull() & ~F.isnan(q) & (F.abs(q) != float("inf")) & (q >= F.col("thr"))
+        )
+    u = uniform("doc_id", plan.seed)
+    return df.withColumn("u", u).withColumn(
+        "bin", F.least(F.floor(F.col("u") * F.col("nb")), F.col("nb") - 1).cast("long")
+    )
+
+
+def boundary_windows(pool: DataFrame) -> pd.DataFrame:
+    """Histogram of ``u`` per child and each child's boundary window (one row per child).
+
+    Columns: ``child, pool_tokens_seen, pool_docs_seen, max_tokens, M, lo, hi, s0,
+    window_docs`` (``s0``: tokens of the bins before the window, all taken once more).
+    """
+    hist = pool.groupBy("child", "parent", "r", "bin").agg(
+        F.sum("t").alias("tok"),
+        F.count(F.lit(1)).alias("docs"),
+        F.max("t").alias("tmax"),
+    )
+    running = (
+        Window.partitionBy("child")
+        .orderBy("bin")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    hist = (
+        hist.withColumn("cum_end", F.sum("tok").over(running))
+        .withColumn("cum_start", F.col("cum_end") - F.col("tok"))
+        .withColumn("M", F.max("tmax").over(Window.partitionBy("parent")).cast("double"))
+    )
+    low, high = F.col("r") - F.col("M"), F.col("r") + F.col("M")
+    inside = (F.col("cum_end") >= low) & (F.col("cum_start") <= high)
+    summary = hist.groupBy("child").agg(
+        F.sum("tok").alias("pool_tokens_seen"),
+        F.sum("docs").alias("pool_docs_seen"),
+        F.max("tmax").alias("max_tokens"),
+        F.max("M").alias("M"),
+        F.min(F.when(inside, F.col("bin"))).alias("lo"),
+        F.max(F.when(inside, F.col("bin"))).alias("hi"),
+        F.coalesce(F.sum(F.when(F.col("cum_end") < low, F.col("tok"))), F.lit(0)).alias("s0"),
+        F.sum(F.when(inside, F.col("docs"))).alias("window_docs"),
+    )
+    return summary.toPandas()
+
+
+def walk_parent(pdf: pd.DataFrame) -> pd.DataFrame:
+    """Resolve the boundary windows of one Stage-1 bucket (executor, pandas).
+
+    Input rows: ``parent, child, doc_id, u, t, full, r, rmax, s0`` of window documents.
+    Children are walked in id order carrying each one's rounding error to the next; a
+    child's documents in ``(u, doc_id)`` order are taken once more while their token
+    midpoint ``s0 + S_i - t_i/2`` is below the child's share (see
+    :func:`hermes_spark.sampling.allocate.take_prefix`).
+    """
+    pdf = pdf.sort_values(["child", "u", "doc_id"], kind="mergesort").reset_index(drop=True)
+    child = pdf["child"].to_numpy(dtype=np.int64)
+    tokens = pdf["t"].to_numpy(dtype=np.int64)
+    taken = np.zeros(len(pdf), dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, child[1:] != child[:-1]]) if len(pdf) else []
+    ends = np.r_[starts[1:], len(pdf)] if len(pdf) else []
+    carry = 0.0
+    for lo, hi in zip(starts, ends, strict=True):
+        s0 = float(pdf["s0"].iat[lo])
+        target = float(pdf["r"].iat[lo]) + carry
+        goal = min(max(target, 0.0), float(pdf["rmax"].iat[lo]))
+        seg = tokens[lo:hi]
+        n = take_prefix(seg, goal - s0)
+        taken[lo : lo + n] = 1
+        carry = target - (s0 + float(seg[:n].sum()))
+    repeats = pdf["full"].to_numpy(dtype=np.int64) + taken
+    keep = repeats >= 1
+    return pd.DataFrame(
+        {
+            "doc_id": pdf["doc_id"].to_numpy()[keep],
+            "stage1_bucket": pdf["parent"].to_numpy(dtype=np.int64)[keep],
+            "stage2_bucket": child[keep],
+            "repeats": repeats[keep].astype(np.int32),
+            "tokens": tokens[keep].astype(np.int32),
+        }
+    )
+
+
+def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.DataFrame]:
+    """The manifest of ``plan`` over ``codes`` (rows of the plan's codebook version).
+
+    Runs the histogram job now (executors; one row per child comes back) and returns the
+    lazy manifest DataFrame plus the per-child window summary.
+
+    Raises:
+        InvalidInputError: the codes no longer match the plan's pool sizes (stale plan).
+    """
+    spark = codes.sparkSession
+    params = child_params(plan)
+    if params.empty:
+        return spark.createDataFrame([], MANIFEST_SCHEMA), pd.DataFrame()
+    params_df = spark.createDataFrame(params, _PARAMS_SCHEMA)
+    summary = boundary_windows(_pool(codes, params_df, plan))
+    merged = params.merge(summary, on="child", how="left")
+    stale = (
+        merged["pool_tokens_seen"].isna()
+        | (merged["pool_tokens_seen"].fillna(-1).astype(np.int64) != merged["pool_tokens"])
+        | (merged["pool_docs_seen"].fillna(-1).astype(np.int64) != merged["pool_docs"])
+    )
+    if stale.any():
+        row = merged[stale].iloc[0]
+        raise InvalidInputError(
+            f"the codes table no longer matches the plan: {int(stale.sum())} Stage-2 "
+            f"bucket(s) differ (e.g. bucket {plan.key(row['child'], plan.stage2_level)}: plan "
+            f"{int(row['pool_docs'])} docs / {int(row['pool_tokens'])} tokens in its pool). "
+            "Re-run hermes plan (or hermes sample without --plan)"
+        )
+    log.info(
+        "histogram: %d active children, %d boundary documents to sort (of %d in pools)",
+        len(merged),
+        int(merged["window_docs"].sum()),
+        int(merged["pool_docs"].sum()),
+    )
+    full_params = merged[
+        [
+            "child",
+            "parent",
+            "nb",
+            "thr",
+            "full",
+            "r",
+            "rmax",
+            "pool_docs",
+            "pool_tokens",
+            "lo",
+            "hi",
+            "s0",
+        ]
+    ].astype({"lo": np.int64, "hi": np.int64, "s0": np.int64})
+    params_df = spark.createDataFrame(full_params, _PARAMS_SCHEMA + ", lo long, hi long, s0 long")
+    pool = _pool(codes, params_df, plan)
+    bin_ = F.col("bin")
+    outside = (
+        pool.where((bin_ < F.col("lo")) | (bin_ > F.col("hi")))
+        .withColumn(
+            "repeats", (F.col("full") + F.when(bin_ < F.col("lo"), 1).otherwise(0)).cast("int")
+        )
+        .where(F.col("repeats") >= 1)
+        .select(
+            "doc_id",
+            F.col("parent").alias("stage1_bucket"),
+            F.col("child").alias("stage2_bucket"),
+            "repeats",
+            F.col("t").cast("int").alias("tokens"),
+        )
+    )
+    inside = pool.where(bin_.between(F.col("lo"), F.col("hi"))).select(
+        "parent", "child", "doc_id", "u", "t", "full", "r", "rmax", "s0"
+    )
+    resolved = inside.groupBy("parent").applyInPandas(walk_parent, MANIFEST_SCHEMA)
+    return outside.unionByName(resolved), merged
+
+
+def _manifest_files(plan: SamplePlan) -> int:
+    kids = plan.children
+    pooled = kids["pool_tokens"] > 0
+    frac = np.where(pooled, np.minimum(1.0, kids["alloc"] / kids["pool_tokens"].clip(lower=1)), 0.0)
+    est = float((kids["pool_docs"] * frac).sum())
+    return int(min(4096, max(1, math.ceil(est / ROWS_PER_FILE))))
+
+
+def realized_by_child(manifest: DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per Stage-2 bucket and per repeat count: docs, copies, tokens (executors; small)."""
+    tok = F.col("repeats").cast("long") * F.col("tokens").cast("long")
+    per_child = (
+        manifest.groupBy("stage1_bucket", "stage2_bucket")
+        .agg(
+            F.count(F.lit(1)).alias("docs"),
+            F.sum(F.col("repeats").cast("long")).alias("copies"),
+            F.sum(tok).alias("tokens"),
+            F.max("tokens").alias("max_tokens"),
+        )
+        .toPandas()
+    )
+    reps = (
+        manifest.groupBy("repeats")
+        .agg(F.count(F.lit(1)).alias("docs"), F.sum(tok).alias("tokens"))
+        .orderBy("repeats")
+        .toPandas()
+    )
+    return per_child, reps
+
+
+def run_sample(
+    spark: SparkSession,
+    table: str,
+    out: str,
+    plan: SamplePlan,
+    *,
+    report_path: str | None = None,
+    codes: DataFrame | None = None,
+) -> SampleResult:
+    """Execute ``plan`` on the codes ``table``: write MANIFEST ``out`` and its report JSON.
+
+    Driver orchestration: a histogram job, then one job writing the manifest (overwrite),
+    then two small aggregations of the manifest for the report. ``codes`` may be given to
+    use an already-read frame of the plan's codebook version.
+
+    Raises:
+        VersionMismatchError: the table has no rows of the plan's codebook version.
+        InvalidInputError: stale plan (see :func:`select_manifest`).
+    """
+    t0 = time.perf_counter()
+    store = get_store(spark)
+    if codes is None:
+        try:
+            codes, _ = select_version(store, table, plan.codebook_version)
+        except VersionMismatchError as exc:
+            raise VersionMismatchError(
+                f"{exc}; the plan was made for codebook version {plan.codebook_version}"
+            ) from exc
+    manifest, windows = select_manifest(codes, plan)
+    store.overwrite(manifest.repartition(_manifest_files(plan), "doc_id"), out)
+    per_child, reps = realized_by_child(store.read(out))
+    report = build_report(plan, per_child, reps, windows, manifest=out, table=table)
+    path = report_path or report_path_for(out)
+    write_text(path, json.dumps(report, indent=1, allow_nan=False))
+    seconds = time.perf_counter() - t0
+    report["seconds"] = seconds
+    log.info("manifest %s written (%d docs), report %s", out, report["totals"]["docs"], path)
+    return SampleResult(out, path, report, seconds)
