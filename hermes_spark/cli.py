@@ -87,6 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="fit → annotate → stats on the bundled BBC News corpus")
 
+    p = sub.add_parser("versions", help="list the codebook versions of a codes table")
+    p.add_argument("--table", help="codes Delta table")
+    p.add_argument("--drop", metavar="VERSION", help="delete every row of this version")
+
+    p = sub.add_parser("vacuum", help="remove files no snapshot references (killed runs)")
+    p.add_argument("--table", help="codes Delta table (its _rejects table too)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+
+    p = sub.add_parser("evaluate", help="per-level metrics vs k-means baselines and labels")
+    _corpus_flags(p)
+    p.add_argument("--table", help="codes Delta table")
+    p.add_argument("--codebook", help="the artifact that produced the table's rows")
+    p.add_argument("--label-col", help="corpus column with reference labels (NMI/ARI)")
+    p.add_argument("--sample-size", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--codebook-version", help="default: the latest version in the table")
+    p.add_argument("--out", help="write the JSON report here too")
+
     p = sub.add_parser(
         "plan",
         help="compute a two-stage sample plan from statistics (seconds; no document scan)",
@@ -285,6 +303,52 @@ def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> None:
     _print_levels(result)
 
 
+def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes versions [--drop V]``."""
+    from hermes_spark.versions import drop_version, list_versions
+
+    table = _need(args.table or cfg.paths.table, "--table")
+    spark = _spark(cfg)
+    if args.drop:
+        deleted = drop_version(spark, table, args.drop)
+        print(f"dropped {deleted} rows of codebook version {args.drop} from {table}")
+    for v in list_versions(spark, table):
+        print(f"{v.codebook_version}  rows {v.rows:>12}  rejects {v.rejects:>8}  "
+              f"annotated {v.first_annotated} .. {v.last_annotated}")
+
+
+def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes vacuum``."""
+    from hermes_spark.versions import vacuum
+
+    table = _need(args.table or cfg.paths.table, "--table")
+    removed = vacuum(_spark(cfg), table, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(removed)} unreferenced files under {table}")
+
+
+def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes evaluate``."""
+    from hermes_spark.evaluate import evaluate
+
+    table = _need(args.table or cfg.paths.table, "--table")
+    codebook = _need(args.codebook or cfg.paths.codebook, "--codebook")
+    _need(cfg.corpus.input, "--input")
+    report = evaluate(_spark(cfg), cfg, table, codebook, args.label_col, args.sample_size,
+                      args.seed, args.codebook_version)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"evaluation of codebook {report['codebook_version']} on "
+          f"{report['sample_size']} sampled documents")
+    for row in report["levels"]:
+        for name in ("hermes", "kmeans", "bisecting_kmeans"):
+            m = row[name]
+            extra = (f"  NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}" if "nmi" in m else "")
+            print(f"  L{row['level']} {name:<17} cells {m['cells_used']:>6}  "
+                  f"relative MSE {m['relative_mse']:.3f}{extra}")
+    print(json.dumps(report))
+
+
 def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes run``: the whole pipeline on the bundled BBC News corpus."""
     from hermes_spark.pipeline import run_demo
@@ -477,6 +541,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, HermesConfig], None]] = {
     "export": cmd_export,
     "mixtures": cmd_mixtures,
     "rescore": cmd_rescore,
+    "versions": cmd_versions,
+    "vacuum": cmd_vacuum,
+    "evaluate": cmd_evaluate,
 }
 
 
