@@ -59,20 +59,32 @@ def main() -> None:
     torch.set_num_threads(cores)
     model.encode(texts[:32], batch_size=args.batch_size)  # warm-up
     t0 = time.perf_counter()
-    plain_vecs = model.encode(texts[: 2 * args.n], batch_size=args.batch_size,
-                              normalize_embeddings=True, convert_to_numpy=True)
+    plain_vecs = model.encode(
+        texts[: 2 * args.n],
+        batch_size=args.batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+    )
     plain_rate = 2 * args.n / (time.perf_counter() - t0)
 
     sample = embed_texts(model, texts[:200], args.batch_size)
-    book = fit_codebook(sample, (8, 4, 2), seed=0, lst_dim=None, n_iter=5,
-                        model={"name": settings.name, "dim": sample.shape[1],
-                               "max_seq_length": args.max_seq_length})
+    book = fit_codebook(
+        sample,
+        (8, 4, 2),
+        seed=0,
+        lst_dim=None,
+        n_iter=5,
+        model={
+            "name": settings.name,
+            "dim": sample.shape[1],
+            "max_seq_length": args.max_seq_length,
+        },
+    )
     del plain_vecs
 
     # (b) the annotate UDF path on Spark local[*]
     spark = get_spark(f"local[{cores}]")
-    fn = make_annotate_fn(book, settings, has_embedding=False, has_tokens=False,
-                          has_quality=False)
+    fn = make_annotate_fn(book, settings, has_embedding=False, has_tokens=False, has_quality=False)
     schema = annotate_schema(3, [])
 
     def timed(k: int) -> float:
@@ -87,11 +99,15 @@ def main() -> None:
     t_n = timed(args.n)
     t_2n = timed(2 * args.n)
     udf_rate = args.n / max(t_2n - t_n, 1e-9)
-    print(f"corpus: {source}, max_seq_length {args.max_seq_length}, "
-          f"batch {args.batch_size}, {cores} cores")
+    print(
+        f"corpus: {source}, max_seq_length {args.max_seq_length}, "
+        f"batch {args.batch_size}, {cores} cores"
+    )
     print(f"plain SentenceTransformer.encode: {plain_rate:8.1f} docs/s")
-    print(f"annotate UDF path (steady state): {udf_rate:8.1f} docs/s "
-          f"(t(N)={t_n:.1f}s, t(2N)={t_2n:.1f}s, N={args.n})")
+    print(
+        f"annotate UDF path (steady state): {udf_rate:8.1f} docs/s "
+        f"(t(N)={t_n:.1f}s, t(2N)={t_2n:.1f}s, N={args.n})"
+    )
     print(f"ratio UDF / plain: {udf_rate / plain_rate:.2f}")
 
 

@@ -81,13 +81,15 @@ def chunk_app_id(version: str, files: tuple[str, ...]) -> str:
     for path in files:
         local = path.removeprefix("file:")
         stat = os.stat(local) if os.path.exists(local) else None
-        h.update(f"{path}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}\n"
-                 .encode())
+        h.update(
+            f"{path}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}\n".encode()
+        )
     return f"hermes-annotate:{version}:{h.hexdigest()[:24]}"
 
 
-def codes_output(annotated: DataFrame, levels: tuple[int, ...], version: str,
-                 keep_cols: tuple[str, ...]) -> DataFrame:
+def codes_output(
+    annotated: DataFrame, levels: tuple[int, ...], version: str, keep_cols: tuple[str, ...]
+) -> DataFrame:
     """Order and type the codes-table columns exactly as SPEC's schema."""
     k = len(levels)
     return annotated.select(
@@ -112,8 +114,9 @@ def _existing_ids(store: DeltaStore, table: str, version: str) -> DataFrame | No
     return df.where(F.col(VERSION_COL) == version).select("doc_id")
 
 
-def annotate(spark: SparkSession, cfg: HermesConfig, codebook_path: str, table: str
-             ) -> AnnotateReport:
+def annotate(
+    spark: SparkSession, cfg: HermesConfig, codebook_path: str, table: str
+) -> AnnotateReport:
     """Annotate ``cfg.corpus`` with the codebook at ``codebook_path`` into ``table``."""
     t0 = time.perf_counter()
     codebook = Codebook.load(codebook_path)
@@ -192,18 +195,28 @@ def annotate(spark: SparkSession, cfg: HermesConfig, codebook_path: str, table: 
         annotated = good.mapInPandas(fn, schema)
         codes = codes_output(annotated, codebook.levels, version, corpus.keep_cols)
         codes = codes.repartition(max(1, math.ceil(n_in / 16)), "doc_id")
-        bad_counts = {r["reason"]: r["n"] for r in
-                      bad.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()}
+        bad_counts = {
+            r["reason"]: r["n"]
+            for r in bad.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()
+        }
         if bad_counts:
-            store.append(bad.coalesce(1), rejects, app_id=app_id, app_version=1,
-                         partition_by=(VERSION_COL,))
+            store.append(
+                bad.coalesce(1), rejects, app_id=app_id, app_version=1, partition_by=(VERSION_COL,)
+            )
         reasons.update(bad_counts)
-        committed = store.append(codes, table, app_id=app_id, app_version=1,
-                                 partition_by=(VERSION_COL,), metadata={"chunk": str(index)})
+        committed = store.append(
+            codes,
+            table,
+            app_id=app_id,
+            app_version=1,
+            partition_by=(VERSION_COL,),
+            metadata={"chunk": str(index)},
+        )
         if not committed:
             report.chunks_skipped += 1
-        log.info("chunk %d/%d committed=%s rejects=%s", index + 1, len(chunks), committed,
-                 bad_counts)
+        log.info(
+            "chunk %d/%d committed=%s rejects=%s", index + 1, len(chunks), committed, bad_counts
+        )
     report.reject_reasons = dict(reasons)
     report.rejects_written = sum(reasons.values())
     report.table_rows = _version_rows(store, table, version)
@@ -257,7 +270,5 @@ def select_version(store: DeltaStore, table: str, version: str | None) -> tuple[
     chosen = version or latest_version(store, table)
     df = store.read(table).where(F.col(VERSION_COL) == chosen)
     if version is not None and df.limit(1).count() == 0:
-        raise VersionMismatchError(f"codes table {table} has no rows of codebook version "
-                                   f"{version}")
+        raise VersionMismatchError(f"codes table {table} has no rows of codebook version {version}")
     return df, chosen
-

@@ -145,21 +145,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--manifest", help="MANIFEST table written by hermes sample")
     p.add_argument("--out", help="output directory (new or empty)")
-    p.add_argument("--format", dest="output_format", choices=["parquet", "jsonl"],
-                   help="output format (default parquet); the corpus format is --input-format")
+    p.add_argument(
+        "--format",
+        dest="output_format",
+        choices=["parquet", "jsonl"],
+        help="output format (default parquet); the corpus format is --input-format",
+    )
     p.add_argument("--shards", type=int, metavar="N", help="number of output shards (default 8)")
-    p.add_argument("--seed", type=int, dest="export_seed", metavar="S",
-                   help="shuffle seed (default: sample.seed of the config, 0)")
-    p.add_argument("--per-bucket", action="store_true",
-                   help="N shards per Stage-1 bucket + megatron_blend.txt")
+    p.add_argument(
+        "--seed",
+        type=int,
+        dest="export_seed",
+        metavar="S",
+        help="shuffle seed (default: sample.seed of the config, 0)",
+    )
+    p.add_argument(
+        "--per-bucket", action="store_true", help="N shards per Stage-1 bucket + megatron_blend.txt"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     g = p.add_argument_group("corpus")
     g.add_argument("--input", help="the corpus that was annotated")
     g.add_argument("--input-format", dest="format", choices=["parquet", "json", "delta"])
     g.add_argument("--id-col")
     g.add_argument("--text-col")
-    g.add_argument("--keep-cols", help="export only the text and these columns (default: all "
-                   "but --embedding-col)")
+    g.add_argument(
+        "--keep-cols",
+        help="export only the text and these columns (default: all but --embedding-col)",
+    )
     g.add_argument("--embedding-col", help="column left out of the export")
 
     p = sub.add_parser(
@@ -172,8 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dirichlet", type=int, required=True, metavar="N", help="how many")
     p.add_argument("--temperature", type=float, default=1.0, help="prior ∝ tokens^τ")
-    p.add_argument("--concentration", type=float, default=1.0,
-                   help="mean Dirichlet parameter per bucket (larger = closer to the prior)")
+    p.add_argument(
+        "--concentration",
+        type=float,
+        default=1.0,
+        help="mean Dirichlet parameter per bucket (larger = closer to the prior)",
+    )
     p.add_argument("--seed", type=int, dest="mixture_seed", default=0, metavar="S")
     p.add_argument("--stats", help="STATS table")
     p.add_argument("--out", help="output directory")
@@ -209,19 +225,30 @@ def _sample_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--stage2", metavar="RULE", help="random | coverage | quality-top:P")
     g.add_argument("--weights-level", type=int, metavar="W", help="Stage-1 level (default 1)")
-    g.add_argument("--stage2-level", type=int, metavar="S",
-                   help="Stage-2 level > W (default W+1)")
-    g.add_argument("--max-epochs", type=float, metavar="E",
-                   help="cap per bucket: E × its tokens (default 4)")
-    g.add_argument("--seed", type=int, dest="sample_seed", metavar="S",
-                   help="seed of u = hash(doc_id, seed) (default 0)")
+    g.add_argument("--stage2-level", type=int, metavar="S", help="Stage-2 level > W (default W+1)")
+    g.add_argument(
+        "--max-epochs", type=float, metavar="E", help="cap per bucket: E × its tokens (default 4)"
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        dest="sample_seed",
+        metavar="S",
+        help="seed of u = hash(doc_id, seed) (default 0)",
+    )
     g.add_argument("--stats", help="STATS table: plan from statistics only")
     g.add_argument("--codebook-version", help="default: the latest (or the one in STATS)")
     g.add_argument("--codebook", help="artifact, for exact level sizes (else inferred)")
-    g.add_argument("--allow-shortfall", action="store_true",
-                   help="accept a budget above E × all tokens (the rest is reported unmet)")
-    g.add_argument("--weights-out", metavar="DIR",
-                   help="write doremi_weights.json + regmix_mixture.csv of the target shares")
+    g.add_argument(
+        "--allow-shortfall",
+        action="store_true",
+        help="accept a budget above E × all tokens (the rest is reported unmet)",
+    )
+    g.add_argument(
+        "--weights-out",
+        metavar="DIR",
+        help="write doremi_weights.json + regmix_mixture.csv of the target shares",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -313,8 +340,10 @@ def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> None:
         deleted = drop_version(spark, table, args.drop)
         print(f"dropped {deleted} rows of codebook version {args.drop} from {table}")
     for v in list_versions(spark, table):
-        print(f"{v.codebook_version}  rows {v.rows:>12}  rejects {v.rejects:>8}  "
-              f"annotated {v.first_annotated} .. {v.last_annotated}")
+        print(
+            f"{v.codebook_version}  rows {v.rows:>12}  rejects {v.rejects:>8}  "
+            f"annotated {v.first_annotated} .. {v.last_annotated}"
+        )
 
 
 def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
@@ -334,18 +363,30 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
     table = _need(args.table or cfg.paths.table, "--table")
     codebook = _need(args.codebook or cfg.paths.codebook, "--codebook")
     _need(cfg.corpus.input, "--input")
-    report = evaluate(_spark(cfg), cfg, table, codebook, args.label_col, args.sample_size,
-                      args.seed, args.codebook_version)
+    report = evaluate(
+        _spark(cfg),
+        cfg,
+        table,
+        codebook,
+        args.label_col,
+        args.sample_size,
+        args.seed,
+        args.codebook_version,
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"evaluation of codebook {report['codebook_version']} on "
-          f"{report['sample_size']} sampled documents")
+    print(
+        f"evaluation of codebook {report['codebook_version']} on "
+        f"{report['sample_size']} sampled documents"
+    )
     for row in report["levels"]:
         for name in ("hermes", "kmeans", "bisecting_kmeans"):
             m = row[name]
-            extra = (f"  NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}" if "nmi" in m else "")
-            print(f"  L{row['level']} {name:<17} cells {m['cells_used']:>6}  "
-                  f"relative MSE {m['relative_mse']:.3f}{extra}")
+            extra = f"  NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}" if "nmi" in m else ""
+            print(
+                f"  L{row['level']} {name:<17} cells {m['cells_used']:>6}  "
+                f"relative MSE {m['relative_mse']:.3f}{extra}"
+            )
     print(json.dumps(report))
 
 
@@ -415,10 +456,14 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
     spark = _spark(cfg)
     if args.plan:
         fixed = {
-            "--budget-tokens": args.budget_tokens, "--weights": args.weights,
-            "--stage2": args.stage2, "--weights-level": args.weights_level,
-            "--stage2-level": args.stage2_level, "--max-epochs": args.max_epochs,
-            "--stats": args.stats, "--codebook": args.codebook,
+            "--budget-tokens": args.budget_tokens,
+            "--weights": args.weights,
+            "--stage2": args.stage2,
+            "--weights-level": args.weights_level,
+            "--stage2-level": args.stage2_level,
+            "--max-epochs": args.max_epochs,
+            "--stats": args.stats,
+            "--codebook": args.codebook,
         }
         given = [flag for flag, value in fixed.items() if value is not None]
         if given:
@@ -469,8 +514,10 @@ def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> None:
         per_bucket=args.per_bucket,
         overwrite=args.overwrite,
     )
-    print(f"exported {result.rows} rows ({result.docs} documents, {result.tokens} tokens) "
-          f"into {len(result.files)} files under {out} ({result.seconds:.1f}s)")
+    print(
+        f"exported {result.rows} rows ({result.docs} documents, {result.tokens} tokens) "
+        f"into {len(result.files)} files under {out} ({result.seconds:.1f}s)"
+    )
     for path in result.extra_files:
         print(f"  {path}")
 
@@ -482,10 +529,16 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
     stats = _need(args.stats or cfg.paths.stats, "--stats")
     out = _need(args.out, "--out")
     written = write_candidate_mixtures(
-        _spark(cfg), stats, out, args.dirichlet,
-        level=args.weights_level, temperature=args.temperature,
-        concentration=args.concentration, seed=args.mixture_seed,
-        version=args.codebook_version, levels=_code_levels(args),
+        _spark(cfg),
+        stats,
+        out,
+        args.dirichlet,
+        level=args.weights_level,
+        temperature=args.temperature,
+        concentration=args.concentration,
+        seed=args.mixture_seed,
+        version=args.codebook_version,
+        levels=_code_levels(args),
     )
     print(f"{args.dirichlet} mixtures written to {out} (+ {Path(written[-1]).name})")
 
@@ -497,19 +550,25 @@ def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
     table = _need(args.table or cfg.paths.table, "--table")
     _need(cfg.corpus.input, "--input")
     result = rescore_quality(_spark(cfg), table, cfg.corpus, args.codebook_version)
-    print(f"rescored {result.rescored} of {result.rows} rows of codebook "
-          f"{result.codebook_version} in {result.table} "
-          f"({result.not_in_corpus} not in the corpus kept their quality)")
+    print(
+        f"rescored {result.rescored} of {result.rows} rows of codebook "
+        f"{result.codebook_version} in {result.table} "
+        f"({result.not_in_corpus} not in the corpus kept their quality)"
+    )
 
 
 def _print_fit(report: dict[str, Any], out: str) -> None:
     print(f"codebook {report['codebook_version']} written to {out}")
-    print(f"  sample: {report['sample_size']} docs, levels {report['levels']}, "
-          f"seed {report['seed']}, quantizer fit {report['quantizer_fit_seconds']:.1f}s")
+    print(
+        f"  sample: {report['sample_size']} docs, levels {report['levels']}, "
+        f"seed {report['seed']}, quantizer fit {report['quantizer_fit_seconds']:.1f}s"
+    )
     for s in report["stages"]:
-        print(f"  L{s['level']}: K={s['size']:<5} relative MSE {s['relative_mse']:.3f}  "
-              f"perplexity {s['perplexity']:.1f}  dead {s['dead_codes']}  "
-              f"imbalance {s['imbalance']:.2f}")
+        print(
+            f"  L{s['level']}: K={s['size']:<5} relative MSE {s['relative_mse']:.3f}  "
+            f"perplexity {s['perplexity']:.1f}  dead {s['dead_codes']}  "
+            f"imbalance {s['imbalance']:.2f}"
+        )
     print(json.dumps(report))
 
 
@@ -523,12 +582,16 @@ def _print_annotate(report: Any) -> None:
 
 
 def _print_levels(result: Any) -> None:
-    print(f"statistics of codebook {result.codebook_version}: {result.stats_table}, "
-          f"{result.levels_table}")
+    print(
+        f"statistics of codebook {result.codebook_version}: {result.stats_table}, "
+        f"{result.levels_table}"
+    )
     for r in result.levels:
-        print(f"  L{r['level']}: {r['cells_nonempty']}/{r['cells_total']} cells non-empty, "
-              f"entropy {r['entropy_bits']:.2f} bits, perplexity {r['perplexity']:.1f}, "
-              f"max share {r['max_share']:.3f}, imbalance {r['imbalance']:.2f}")
+        print(
+            f"  L{r['level']}: {r['cells_nonempty']}/{r['cells_total']} cells non-empty, "
+            f"entropy {r['entropy_bits']:.2f} bits, perplexity {r['perplexity']:.1f}, "
+            f"max share {r['max_share']:.3f}, imbalance {r['imbalance']:.2f}"
+        )
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, HermesConfig], None]] = {
@@ -557,8 +620,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream=sys.stderr,
         )
         default_conf = "conf/demo.yaml" if args.command == "run" else None
-        path = args.config or (default_conf if default_conf and Path(default_conf).exists()
-                               else None)
+        path = args.config or (
+            default_conf if default_conf and Path(default_conf).exists() else None
+        )
         cfg = load_config(path).with_overrides(_overrides(args))
         COMMANDS[args.command](args, cfg)
         return 0

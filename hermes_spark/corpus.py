@@ -34,8 +34,15 @@ REJECT_REASONS = (
     "nan_in_embedding",
     "duplicate_doc_id",
 )
-_NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
-            T.DecimalType)
+_NUMERIC = (
+    T.ByteType,
+    T.ShortType,
+    T.IntegerType,
+    T.LongType,
+    T.FloatType,
+    T.DoubleType,
+    T.DecimalType,
+)
 _INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 
 
@@ -48,8 +55,7 @@ class InputFiles:
     def chunks(self, files_per_chunk: int) -> list[tuple[str, ...]]:
         """Consecutive groups of at most ``files_per_chunk`` files."""
         return [
-            self.paths[i : i + files_per_chunk]
-            for i in range(0, len(self.paths), files_per_chunk)
+            self.paths[i : i + files_per_chunk] for i in range(0, len(self.paths), files_per_chunk)
         ]
 
 

@@ -39,9 +39,16 @@ def relative_mse(x: np.ndarray, labels: np.ndarray) -> float:
     return sse / total if total > 0 else 0.0
 
 
-def evaluate(spark: SparkSession, cfg: HermesConfig, table: str, codebook_path: str,
-             label_col: str | None = None, sample_size: int = 2000, seed: int = 0,
-             version: str | None = None) -> dict[str, Any]:
+def evaluate(
+    spark: SparkSession,
+    cfg: HermesConfig,
+    table: str,
+    codebook_path: str,
+    label_col: str | None = None,
+    sample_size: int = 2000,
+    seed: int = 0,
+    version: str | None = None,
+) -> dict[str, Any]:
     """Per-level metrics of the codes in ``table`` against KMeans-family baselines."""
     from sklearn.cluster import BisectingKMeans, KMeans
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -66,20 +73,30 @@ def evaluate(spark: SparkSession, cfg: HermesConfig, table: str, codebook_path: 
         *([F.col(label_col).cast("string").alias("label")] if label_col else []),
     )
     picked = (
-        codes.select("doc_id").withColumn("_u", uniform("doc_id", seed))
-        .orderBy("_u", "doc_id").limit(sample_size).drop("_u")
+        codes.select("doc_id")
+        .withColumn("_u", uniform("doc_id", seed))
+        .orderBy("_u", "doc_id")
+        .limit(sample_size)
+        .drop("_u")
         .join(docs.dropDuplicates(["doc_id"]), "doc_id")
     )
     if corpus.embedding_col:
         vectors = picked.select("doc_id", "embedding", *(["label"] if label_col else []))
     else:
-        settings = ModelSettings(codebook.model["name"], int(codebook.model["max_seq_length"]),
-                                 int(codebook.model.get("batch_size", 64)), cfg.model.device)
-        embedded = picked.select("doc_id", "text").repartition(
-            spark.sparkContext.defaultParallelism, "doc_id"
-        ).mapInPandas(make_embed_fn(settings), embed_schema())
-        vectors = embedded.join(picked.select("doc_id", *(["label"] if label_col else [])),
-                                "doc_id")
+        settings = ModelSettings(
+            codebook.model["name"],
+            int(codebook.model["max_seq_length"]),
+            int(codebook.model.get("batch_size", 64)),
+            cfg.model.device,
+        )
+        embedded = (
+            picked.select("doc_id", "text")
+            .repartition(spark.sparkContext.defaultParallelism, "doc_id")
+            .mapInPandas(make_embed_fn(settings), embed_schema())
+        )
+        vectors = embedded.join(
+            picked.select("doc_id", *(["label"] if label_col else [])), "doc_id"
+        )
     pdf = vectors.orderBy("doc_id").toPandas()  # bounded by sample_size
     if len(pdf) < 2 * max(codebook.levels):
         raise InvalidInputError(f"only {len(pdf)} documents could be sampled for evaluation")
@@ -97,17 +114,25 @@ def evaluate(spark: SparkSession, cfg: HermesConfig, table: str, codebook_path: 
         cells = math.prod(sizes)
         k_base = int(min(cells, len(z) // 4))
         assignments = {"hermes": prefix}
-        assignments["kmeans"] = KMeans(n_clusters=k_base, n_init=1,
-                                       random_state=seed).fit_predict(z)
-        assignments["bisecting_kmeans"] = BisectingKMeans(n_clusters=k_base,
-                                                          random_state=seed).fit_predict(z)
+        assignments["kmeans"] = KMeans(n_clusters=k_base, n_init=1, random_state=seed).fit_predict(
+            z
+        )
+        assignments["bisecting_kmeans"] = BisectingKMeans(
+            n_clusters=k_base, random_state=seed
+        ).fit_predict(z)
         row: dict[str, Any] = {"level": level, "cells": cells, "baseline_k": k_base}
         for name, assigned in assignments.items():
-            row[name] = {"relative_mse": relative_mse(z, assigned),
-                         "cells_used": len(np.unique(assigned))}
+            row[name] = {
+                "relative_mse": relative_mse(z, assigned),
+                "cells_used": len(np.unique(assigned)),
+            }
             if truth is not None:
                 row[name]["nmi"] = float(normalized_mutual_info_score(truth, assigned))
                 row[name]["ari"] = float(adjusted_rand_score(truth, assigned))
         levels.append(row)
-    return {"codebook_version": chosen, "sample_size": len(z), "label_col": label_col,
-            "levels": levels}
+    return {
+        "codebook_version": chosen,
+        "sample_size": len(z),
+        "label_col": label_col,
+        "levels": levels,
+    }

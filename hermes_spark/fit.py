@@ -137,8 +137,19 @@ def fit_report(codebook: Codebook, seconds: float) -> dict[str, Any]:
     """The fit report: per stage relative MSE, perplexity, dead codes, imbalance, times."""
     metrics = codebook.fit["metrics"]
     stages = [
-        {k: s[k] for k in ("level", "size", "relative_mse", "perplexity", "dead_codes",
-                           "imbalance", "splits") if k in s}
+        {
+            k: s[k]
+            for k in (
+                "level",
+                "size",
+                "relative_mse",
+                "perplexity",
+                "dead_codes",
+                "imbalance",
+                "splits",
+            )
+            if k in s
+        }
         for s in metrics["stages"]
     ]
     return {

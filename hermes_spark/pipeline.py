@@ -38,8 +38,9 @@ def run_demo(spark: SparkSession, cfg: HermesConfig, out_dir: str = "out/demo") 
     stats_table = cfg.paths.stats or str(out / "stats")
     fitted = fit(spark, cfg, codebook)
     report = annotate(spark, cfg, codebook, table)
-    stats = compute_stats(spark, table, stats_table, fitted.codebook.version,
-                          list(fitted.codebook.levels))
+    stats = compute_stats(
+        spark, table, stats_table, fitted.codebook.version, list(fitted.codebook.levels)
+    )
     store = get_store(spark)
     codes = store.read(table).where(F.col(VERSION_COL) == fitted.codebook.version)
     top = (
@@ -85,7 +86,7 @@ def run_demo(spark: SparkSession, cfg: HermesConfig, out_dir: str = "out/demo") 
         section, n = sections.get(t["bucket"], ("?", 0))
         lines.append(
             f"    c1={t['bucket']:<3} {t['docs']:>5} docs ({t['share_docs']:5.1%}), "
-            f"{n / t['docs']:4.0%} {section:<13} e.g. \"{examples.get(t['bucket'], '?')}\""
+            f'{n / t["docs"]:4.0%} {section:<13} e.g. "{examples.get(t["bucket"], "?")}"'
         )
     lines += [
         f"  codebook: {codebook}",

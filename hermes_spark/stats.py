@@ -42,13 +42,13 @@ def code_levels(codes: DataFrame) -> int:
 
 def bucket_stats(codes: DataFrame, n_levels: int, version: str) -> DataFrame:
     """One row per non-empty bucket per level (SPEC ``STATS`` columns)."""
-    totals = codes.agg(
-        F.count(F.lit(1)).alias("N"), F.sum("n_tokens").cast("double").alias("TOK")
-    )
+    totals = codes.agg(F.count(F.lit(1)).alias("N"), F.sum("n_tokens").cast("double").alias("TOK"))
     per_level = []
     for level in range(1, n_levels + 1):
-        code_cols = [F.col(f"c{k}") if k <= level else F.lit(None).cast("int").alias(f"c{k}")
-                     for k in range(1, n_levels + 1)]
+        code_cols = [
+            F.col(f"c{k}") if k <= level else F.lit(None).cast("int").alias(f"c{k}")
+            for k in range(1, n_levels + 1)
+        ]
         agg = codes.groupBy(F.col(f"bucket{level}").alias("bucket")).agg(
             *[F.first(f"c{k}").alias(f"c{k}") for k in range(1, level + 1)],
             F.count(F.lit(1)).alias("docs"),
@@ -60,8 +60,10 @@ def bucket_stats(codes: DataFrame, n_levels: int, version: str) -> DataFrame:
         agg = agg.select(
             F.lit(level).alias("level"),
             "bucket",
-            *[F.col(f"c{k}") if k <= level else c for k, c in
-              zip(range(1, n_levels + 1), code_cols, strict=True)],
+            *[
+                F.col(f"c{k}") if k <= level else c
+                for k, c in zip(range(1, n_levels + 1), code_cols, strict=True)
+            ],
             "docs",
             "tokens",
             F.col("quality_mean"),
@@ -75,11 +77,13 @@ def bucket_stats(codes: DataFrame, n_levels: int, version: str) -> DataFrame:
             )
             w = Window.partitionBy(f"bucket{level}")
             p = F.col("n") / F.sum("n").over(w)
-            ent = children.withColumn("_h", -p * F.log2(p)).groupBy(
-                F.col(f"bucket{level}").alias("bucket")
-            ).agg(
-                F.count(F.lit(1)).alias("children"),
-                F.sum("_h").alias("child_entropy_bits"),
+            ent = (
+                children.withColumn("_h", -p * F.log2(p))
+                .groupBy(F.col(f"bucket{level}").alias("bucket"))
+                .agg(
+                    F.count(F.lit(1)).alias("children"),
+                    F.sum("_h").alias("child_entropy_bits"),
+                )
             )
             agg = agg.join(ent, "bucket", "left")
         else:
@@ -124,21 +128,30 @@ def level_stats(stats: DataFrame, sizes: list[int], version: str) -> DataFrame:
         F.percentile_approx("docs", 0.5, 10000).cast("double").alias("median_docs"),
         F.sum(F.col("share_docs") * F.col("share_docs")).alias("_sum_p2"),
     )
-    return agg.join(cells, "level").select(
-        F.lit(version).alias(VERSION_COL),
-        "level",
-        "cells_total",
-        F.col("cells_nonempty").cast("long"),
-        "entropy_bits",
-        F.pow(F.lit(2.0), F.col("entropy_bits")).alias("perplexity"),
-        "max_share",
-        "median_docs",
-        (F.col("cells_nonempty") * F.col("_sum_p2")).alias("imbalance"),
-    ).orderBy("level")
+    return (
+        agg.join(cells, "level")
+        .select(
+            F.lit(version).alias(VERSION_COL),
+            "level",
+            "cells_total",
+            F.col("cells_nonempty").cast("long"),
+            "entropy_bits",
+            F.pow(F.lit(2.0), F.col("entropy_bits")).alias("perplexity"),
+            "max_share",
+            "median_docs",
+            (F.col("cells_nonempty") * F.col("_sum_p2")).alias("imbalance"),
+        )
+        .orderBy("level")
+    )
 
 
-def compute_stats(spark: SparkSession, table: str, out: str, version: str | None = None,
-                  sizes: list[int] | None = None) -> StatsResult:
+def compute_stats(
+    spark: SparkSession,
+    table: str,
+    out: str,
+    version: str | None = None,
+    sizes: list[int] | None = None,
+) -> StatsResult:
     """Write ``out`` (bucket stats) and ``out + '_levels'`` for one codebook version."""
     store = get_store(spark)
     codes, chosen = select_version(store, table, version)
@@ -170,6 +183,7 @@ def infer_sizes(codes: DataFrame, n_levels: int) -> list[int]:
         )
     row = codes.agg(*exprs).first()
     sizes = [int(row["k1"]) + 1]
-    sizes += [round(row[f"k{k}"]) if row[f"k{k}"] is not None else 1
-              for k in range(2, n_levels + 1)]
+    sizes += [
+        round(row[f"k{k}"]) if row[f"k{k}"] is not None else 1 for k in range(2, n_levels + 1)
+    ]
     return sizes

@@ -52,12 +52,12 @@ def list_versions(spark: SparkSession, table: str) -> list[VersionInfo]:
     if store.exists(rt):
         rejects = {
             r[VERSION_COL]: r["n"]
-            for r in store.read(rt).groupBy(VERSION_COL).agg(F.count(F.lit(1)).alias("n"))
-            .collect()
+            for r in store.read(rt).groupBy(VERSION_COL).agg(F.count(F.lit(1)).alias("n")).collect()
         }
     infos = [
-        VersionInfo(r[VERSION_COL], r["rows"], rejects.get(r[VERSION_COL], 0), r["first"],
-                    r["last"])
+        VersionInfo(
+            r[VERSION_COL], r["rows"], rejects.get(r[VERSION_COL], 0), r["first"], r["last"]
+        )
         for r in rows
     ]
     return sorted(infos, key=lambda v: v.last_annotated, reverse=True)

@@ -45,6 +45,7 @@ report.as_dict()
 
 # COMMAND ----------
 
-stats = compute_stats(spark, w("table"), w("stats"), result.codebook.version,
-                      list(result.codebook.levels))
+stats = compute_stats(
+    spark, w("table"), w("stats"), result.codebook.version, list(result.codebook.levels)
+)
 display(spark.createDataFrame(stats.levels))

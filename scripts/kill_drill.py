@@ -74,16 +74,21 @@ def write_synthetic_corpus(path: Path, docs: int, files: int, seed: int = 0) -> 
     from tests.helpers import write_embedded_corpus
 
     write_embedded_corpus(path, n=docs, dim=SYNTHETIC_DIM, seed=seed, files=files)
-    bad = pa.table({
-        "id": ["bad-null", "bad-blank", "bad-len", "dup-x", "dup-x"],
-        "text": [None, " \t ", "wrong vector length", "first of a repeated id", "second"],
-        "emb": pa.array([[0.1] * SYNTHETIC_DIM] * 2 + [[0.1] * 3]
-                        + [[0.2] * SYNTHETIC_DIM, [-0.2] * SYNTHETIC_DIM],
-                        type=pa.list_(pa.float32())),
-        "tokens": pa.array([5] * 5, type=pa.int64()),
-        "quality": [0.5] * 5,
-        "source": ["bad"] * 5,
-    })
+    bad = pa.table(
+        {
+            "id": ["bad-null", "bad-blank", "bad-len", "dup-x", "dup-x"],
+            "text": [None, " \t ", "wrong vector length", "first of a repeated id", "second"],
+            "emb": pa.array(
+                [[0.1] * SYNTHETIC_DIM] * 2
+                + [[0.1] * 3]
+                + [[0.2] * SYNTHETIC_DIM, [-0.2] * SYNTHETIC_DIM],
+                type=pa.list_(pa.float32()),
+            ),
+            "tokens": pa.array([5] * 5, type=pa.int64()),
+            "quality": [0.5] * 5,
+            "source": ["bad"] * 5,
+        }
+    )
     pq.write_table(bad, path / "part-zzz-bad.parquet")
     return path
 
@@ -99,9 +104,13 @@ def write_real_corpus(path: Path, source: str, docs: int, files: int) -> Path:
     per = -(-table.num_rows // files)
     for f in range(files):
         pq.write_table(table.slice(f * per, per), path / f"part-{f:03d}.parquet")
-    bad = pa.table({"id": ["bad-null", "bad-blank", "dup-x", "dup-x"],
-                    "text": [None, " \t ", "first of a repeated id", "second of a repeated id"]},
-                   schema=table.schema)
+    bad = pa.table(
+        {
+            "id": ["bad-null", "bad-blank", "dup-x", "dup-x"],
+            "text": [None, " \t ", "first of a repeated id", "second of a repeated id"],
+        },
+        schema=table.schema,
+    )
     pq.write_table(bad, path / "part-zzz-bad.parquet")
     return path
 
@@ -185,7 +194,8 @@ def uncommitted_files(table: str, *, written_only: bool = False) -> set[str]:
     if written_only:
         base = Path(table).resolve() / "data"
         extra = {
-            f for f in extra
+            f
+            for f in extra
             if not any(part[:1] in "._" for part in Path(f).relative_to(base).parts[1:])
         }
     return extra
@@ -277,8 +287,9 @@ class KillResult:
     seconds: float = 0.0
 
 
-def _moment(tables: Sequence[str], mode: str, after: int, ignore: set[str]
-            ) -> tuple[int, set[str]] | None:
+def _moment(
+    tables: Sequence[str], mode: str, after: int, ignore: set[str]
+) -> tuple[int, set[str]] | None:
     done = commits(tables[0])
     if done < after:
         return None
@@ -315,23 +326,37 @@ def run_and_kill(
     ignore = set().union(*(uncommitted_files(t) for t in tables))
     t0 = time.monotonic()
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     try:
         while True:
             if proc.poll() is not None:
-                return KillResult(False, proc.returncode, commits(tables[0]),
-                                  seconds=time.monotonic() - t0)
+                return KillResult(
+                    False, proc.returncode, commits(tables[0]), seconds=time.monotonic() - t0
+                )
             if time.monotonic() - t0 > timeout:
-                raise TimeoutError(f"{cmd[0]} did not reach the kill moment in {timeout:.0f}s "
-                                   f"(log: {log_path})")
+                raise TimeoutError(
+                    f"{cmd[0]} did not reach the kill moment in {timeout:.0f}s (log: {log_path})"
+                )
             if _moment(tables, mode, after, ignore) is not None:
                 signal_tree(proc, signal.SIGSTOP)
                 state = _moment(tables, mode, after, ignore)  # frozen: the state at the kill
                 if state is not None:
                     survivors = kill_tree(proc)
-                    return KillResult(True, proc.returncode, state[0], sorted(state[1]),
-                                      survivors, time.monotonic() - t0)
+                    return KillResult(
+                        True,
+                        proc.returncode,
+                        state[0],
+                        sorted(state[1]),
+                        survivors,
+                        time.monotonic() - t0,
+                    )
                 signal_tree(proc, signal.SIGCONT)  # the commit won the race: go on
             time.sleep(poll)
     finally:
@@ -339,12 +364,24 @@ def run_and_kill(
             kill_tree(proc)
 
 
-def run_to_end(cmd: Sequence[str], *, timeout: float, log_path: Path,
-               env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[int, str]:
+def run_to_end(
+    cmd: Sequence[str],
+    *,
+    timeout: float,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[int, str]:
     """Run ``cmd`` to the end (its tree killed on timeout); (exit code, combined output)."""
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     try:
         rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -378,8 +415,10 @@ def hermes_executable() -> str:
 
 def outcome(table: str, valid: set[str], orphans_at_kill: Sequence[str]) -> dict[str, int]:
     """Exactly-once counts of a codes table (read with delta-rs, a reader of its own)."""
-    ids = [str(i) for i in DeltaTable(table).to_pyarrow_table(columns=["doc_id"])
-           .column("doc_id").to_pylist()]
+    ids = [
+        str(i)
+        for i in DeltaTable(table).to_pyarrow_table(columns=["doc_id"]).column("doc_id").to_pylist()
+    ]
     rejects = f"{table}_rejects"
     in_log = log_files(table) | log_files(rejects)
     visible = {f for f in in_log if f in set(orphans_at_kill) or not os.path.exists(f)}
@@ -390,7 +429,8 @@ def outcome(table: str, valid: set[str], orphans_at_kill: Sequence[str]) -> dict
         "missing_valid_docs": len(valid - set(ids)),
         "unexpected_doc_ids": len(set(ids) - valid),
         "rejects": DeltaTable(rejects).to_pyarrow_table(columns=["doc_id"]).num_rows
-        if DeltaTable.is_deltatable(rejects) else 0,
+        if DeltaTable.is_deltatable(rejects)
+        else 0,
         "codes_commits": commits(table),
         "chunk_txns_committed_twice": len(txn_app_ids(table)) - len(set(txn_app_ids(table))),
         "orphan_files_visible_to_readers": len(visible),
@@ -412,8 +452,11 @@ def vacuum_outcome(table: str) -> dict[str, int]:
     finally:
         spark.stop()
     left = (disk_files(table) | disk_files(rejects)) - (log_files(table) | log_files(rejects))
-    return {"vacuum_removed_files": removed, "files_on_disk_not_in_table_after_vacuum": len(left),
-            "table_rows_read_by_spark_after_vacuum": rows_spark}
+    return {
+        "vacuum_removed_files": removed,
+        "files_on_disk_not_in_table_after_vacuum": len(left),
+        "table_rows_read_by_spark_after_vacuum": rows_spark,
+    }
 
 
 # --------------------------------------------------------------------------------- main
@@ -457,33 +500,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_input, valid = expected_ids(corpus, embedding_col=embedding_col, dim=dim)
     print(f"workdir {work}: {n_input} input docs in {args.files + 1} files")
 
-    rc, out = run_to_end([hermes, "fit", *common, *data_flags, *fit_flags, "--seed", "0",
-                          "--out", str(codebook)], timeout=args.timeout,
-                         log_path=work / "fit.log", env=env, cwd=work)
+    rc, out = run_to_end(
+        [hermes, "fit", *common, *data_flags, *fit_flags, "--seed", "0", "--out", str(codebook)],
+        timeout=args.timeout,
+        log_path=work / "fit.log",
+        env=env,
+        cwd=work,
+    )
     if rc != 0:
         print(out[-3000:])
         raise SystemExit(f"hermes fit failed with exit code {rc}")
-    annotate = [hermes, "annotate", *common, *data_flags, "--codebook", str(codebook),
-                "--table", table, "--files-per-chunk", str(args.files_per_chunk)]
+    annotate = [
+        hermes,
+        "annotate",
+        *common,
+        *data_flags,
+        "--codebook",
+        str(codebook),
+        "--table",
+        table,
+        "--files-per-chunk",
+        str(args.files_per_chunk),
+    ]
     print("running:", " ".join(annotate))
-    killed = run_and_kill(annotate, [table, f"{table}_rejects"], mode=args.kill_at,
-                          after=args.after, timeout=args.timeout,
-                          log_path=work / "annotate-killed.log", env=env, cwd=work)
+    killed = run_and_kill(
+        annotate,
+        [table, f"{table}_rejects"],
+        mode=args.kill_at,
+        after=args.after,
+        timeout=args.timeout,
+        log_path=work / "annotate-killed.log",
+        env=env,
+        cwd=work,
+    )
     if not killed.killed:
         print(f"the run ended (exit {killed.exit_code}) before the kill moment came")
     else:
-        print(f"SIGKILL after {killed.seconds:.1f}s: {killed.commits_at_kill} chunk(s) "
-              f"committed, {len(killed.uncommitted_at_kill)} staged file(s) not committed, "
-              f"{len(killed.survivors)} process(es) of the tree survived")
+        print(
+            f"SIGKILL after {killed.seconds:.1f}s: {killed.commits_at_kill} chunk(s) "
+            f"committed, {len(killed.uncommitted_at_kill)} staged file(s) not committed, "
+            f"{len(killed.survivors)} process(es) of the tree survived"
+        )
         for path in killed.uncommitted_at_kill[:5]:
             print(f"  uncommitted: {os.path.relpath(path, work)}")
-    rc, out = run_to_end(annotate, timeout=args.timeout, log_path=work / "annotate-rerun.log",
-                         env=env, cwd=work)
-    summary = [line.strip() for line in out.splitlines() if re.match(r"\s*(chunks|rows|rejected)",
-                                                                     line)]
+    rc, out = run_to_end(
+        annotate, timeout=args.timeout, log_path=work / "annotate-rerun.log", env=env, cwd=work
+    )
+    summary = [
+        line.strip() for line in out.splitlines() if re.match(r"\s*(chunks|rows|rejected)", line)
+    ]
     print(f"re-run exit code {rc}: " + "; ".join(summary))
-    counts: dict[str, object] = {"input_docs": n_input, **outcome(table, valid,
-                                                                   killed.uncommitted_at_kill)}
+    counts: dict[str, object] = {
+        "input_docs": n_input,
+        **outcome(table, valid, killed.uncommitted_at_kill),
+    }
     counts.update(vacuum_outcome(table))
     counts["rerun_exit_code"] = rc
     counts["kill"] = {k: v for k, v in asdict(killed).items() if k != "uncommitted_at_kill"}

@@ -14,8 +14,9 @@ def clustered_vectors(n: int, dim: int = 32, clusters: int = 6, seed: int = 0) -
     return labelled_vectors(n, dim, clusters, seed)[0]
 
 
-def labelled_vectors(n: int, dim: int = 32, clusters: int = 6, seed: int = 0
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def labelled_vectors(
+    n: int, dim: int = 32, clusters: int = 6, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors around ``clusters`` random centres, with each vector's centre index."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dim))
@@ -24,8 +25,9 @@ def labelled_vectors(n: int, dim: int = 32, clusters: int = 6, seed: int = 0
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
 
 
-def write_embedded_corpus(path: Path, n: int = 400, dim: int = 32, seed: int = 0,
-                          files: int = 2) -> Path:
+def write_embedded_corpus(
+    path: Path, n: int = 400, dim: int = 32, seed: int = 0, files: int = 2
+) -> Path:
     """A Parquet corpus (``id, text, emb, tokens, quality, source, cluster``) over files."""
     x, labels = labelled_vectors(n, dim, seed=seed)
     rng = np.random.default_rng(seed + 1)
@@ -37,8 +39,9 @@ def write_embedded_corpus(path: Path, n: int = 400, dim: int = 32, seed: int = 0
             {
                 "id": [f"doc-{i:05d}" for i in range(lo, hi)],
                 "text": [f"document number {i} about topic {i % 7}" for i in range(lo, hi)],
-                "emb": pa.array([list(map(float, v)) for v in x[lo:hi]],
-                                type=pa.list_(pa.float32())),
+                "emb": pa.array(
+                    [list(map(float, v)) for v in x[lo:hi]], type=pa.list_(pa.float32())
+                ),
                 "tokens": pa.array(rng.integers(20, 400, size=hi - lo), type=pa.int64()),
                 "quality": rng.random(hi - lo),
                 "source": [f"s{i % 3}" for i in range(lo, hi)],

@@ -36,8 +36,23 @@ def codebook(spark, tmp_path_factory):
     """A codebook fitted on 32-dim synthetic vectors."""
     root = tmp_path_factory.mktemp("bad")
     corpus = write_embedded_corpus(root / "corpus", n=120, dim=32, files=1)
-    assert main(["fit", "--input", str(corpus), *EMB, "--out", str(root / "cb"),
-                 "--levels", "4,2", "--sample-size", "120"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--input",
+                str(corpus),
+                *EMB,
+                "--out",
+                str(root / "cb"),
+                "--levels",
+                "4,2",
+                "--sample-size",
+                "120",
+            ]
+        )
+        == 0
+    )
     return root / "cb"
 
 
@@ -50,27 +65,50 @@ def test_nan_and_wrong_length_vectors_are_rejected_not_lost(spark, codebook, tmp
     good = np.full(32, 0.1, dtype=np.float32)
     nan = good.copy()
     nan[3] = np.nan
-    table = pa.table({
-        "id": ["ok", "nan", "short", "none"],
-        "text": ["fine", "has nan", "short vec", "no vec"],
-        "emb": pa.array([good.tolist(), nan.tolist(), [0.1] * 7, None],
-                        type=pa.list_(pa.float32())),
-        "tokens": pa.array([3, 3, 3, 3], type=pa.int64()),
-    })
+    table = pa.table(
+        {
+            "id": ["ok", "nan", "short", "none"],
+            "text": ["fine", "has nan", "short vec", "no vec"],
+            "emb": pa.array(
+                [good.tolist(), nan.tolist(), [0.1] * 7, None], type=pa.list_(pa.float32())
+            ),
+            "tokens": pa.array([3, 3, 3, 3], type=pa.int64()),
+        }
+    )
     pq.write_table(table, tmp_path / "c.parquet")
-    code, _ = run(capsys, "annotate", "--input", str(tmp_path / "c.parquet"), *EMB,
-                  "--codebook", str(codebook), "--table", str(tmp_path / "codes"))
+    code, _ = run(
+        capsys,
+        "annotate",
+        "--input",
+        str(tmp_path / "c.parquet"),
+        *EMB,
+        "--codebook",
+        str(codebook),
+        "--table",
+        str(tmp_path / "codes"),
+    )
     assert code == 0
     assert DeltaTable(str(tmp_path / "codes")).to_pandas()["doc_id"].tolist() == ["ok"]
     assert rejects(tmp_path / "codes") == {
-        "nan": "nan_in_embedding", "short": "wrong_embedding_length", "none": "null_embedding"
+        "nan": "nan_in_embedding",
+        "short": "wrong_embedding_length",
+        "none": "null_embedding",
     }
 
 
 def test_vectors_of_another_dimension_than_the_codebook(spark, codebook, tmp_path, capsys):
     corpus = write_embedded_corpus(tmp_path / "c16", n=20, dim=16, files=1)
-    code, err = run(capsys, "annotate", "--input", str(corpus), *EMB,
-                    "--codebook", str(codebook), "--table", str(tmp_path / "codes"))
+    code, err = run(
+        capsys,
+        "annotate",
+        "--input",
+        str(corpus),
+        *EMB,
+        "--codebook",
+        str(codebook),
+        "--table",
+        str(tmp_path / "codes"),
+    )
     assert code == 2
     assert "fitted on 32-dimensional vectors" in error_line(err)
     assert not (tmp_path / "codes").exists()
@@ -80,8 +118,17 @@ def test_table_path_that_is_not_delta(spark, codebook, tmp_path, capsys):
     corpus = write_embedded_corpus(tmp_path / "c", n=20, dim=32, files=1)
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "notes.txt").write_text("not a table")
-    code, err = run(capsys, "annotate", "--input", str(corpus), *EMB,
-                    "--codebook", str(codebook), "--table", str(tmp_path / "plain"))
+    code, err = run(
+        capsys,
+        "annotate",
+        "--input",
+        str(corpus),
+        *EMB,
+        "--codebook",
+        str(codebook),
+        "--table",
+        str(tmp_path / "plain"),
+    )
     assert code == 2
     assert "is not a Delta table" in error_line(err)
     assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["notes.txt"]
@@ -90,8 +137,9 @@ def test_table_path_that_is_not_delta(spark, codebook, tmp_path, capsys):
 def test_empty_input(spark, codebook, tmp_path, capsys):
     empty = pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())})
     pq.write_table(empty, tmp_path / "empty.parquet")
-    code, err = run(capsys, "fit", "--input", str(tmp_path / "empty.parquet"),
-                    "--out", str(tmp_path / "cb"))
+    code, err = run(
+        capsys, "fit", "--input", str(tmp_path / "empty.parquet"), "--out", str(tmp_path / "cb")
+    )
     assert code == 2
     assert "holds no rows" in error_line(err)
 
@@ -100,13 +148,25 @@ def test_json_lines_with_invalid_utf8_and_unparsable_lines(spark, codebook, tmp_
     vec = json.dumps([0.1] * 32)
     lines = [
         f'{{"id": "a", "text": "clean text", "emb": {vec}, "tokens": 2}}'.encode(),
-        b'{"id": "b", "text": "caf\xe9 \xff broken bytes", "emb": ' + vec.encode()
+        b'{"id": "b", "text": "caf\xe9 \xff broken bytes", "emb": '
+        + vec.encode()
         + b', "tokens": 3}',
         b"this line is not json at all",
     ]
     (tmp_path / "c.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    code, err = run(capsys, "annotate", "--input", str(tmp_path / "c.jsonl"), "--format", "json",
-                    *EMB, "--codebook", str(codebook), "--table", str(tmp_path / "codes"))
+    code, err = run(
+        capsys,
+        "annotate",
+        "--input",
+        str(tmp_path / "c.jsonl"),
+        "--format",
+        "json",
+        *EMB,
+        "--codebook",
+        str(codebook),
+        "--table",
+        str(tmp_path / "codes"),
+    )
     assert code == 0, err
     codes = DeltaTable(str(tmp_path / "codes")).to_pandas()
     assert codes["doc_id"].tolist() == ["a"]
@@ -118,10 +178,30 @@ def test_json_lines_with_invalid_utf8_and_unparsable_lines(spark, codebook, tmp_
 
 def test_stats_of_a_version_the_table_does_not_hold(spark, codebook, tmp_path, capsys):
     corpus = write_embedded_corpus(tmp_path / "c", n=30, dim=32, files=1)
-    assert run(capsys, "annotate", "--input", str(corpus), *EMB, "--codebook", str(codebook),
-               "--table", str(tmp_path / "codes"))[0] == 0
-    code, err = run(capsys, "stats", "--table", str(tmp_path / "codes"),
-                    "--out", str(tmp_path / "stats"), "--codebook-version", "cb-000000000000")
+    assert (
+        run(
+            capsys,
+            "annotate",
+            "--input",
+            str(corpus),
+            *EMB,
+            "--codebook",
+            str(codebook),
+            "--table",
+            str(tmp_path / "codes"),
+        )[0]
+        == 0
+    )
+    code, err = run(
+        capsys,
+        "stats",
+        "--table",
+        str(tmp_path / "codes"),
+        "--out",
+        str(tmp_path / "stats"),
+        "--codebook-version",
+        "cb-000000000000",
+    )
     assert code == 2
     assert "no rows of codebook version cb-000000000000" in error_line(err)
 
@@ -129,21 +209,46 @@ def test_stats_of_a_version_the_table_does_not_hold(spark, codebook, tmp_path, c
 @pytest.mark.model
 def test_null_empty_whitespace_and_huge_text_with_the_real_model(spark, tmp_path, capsys):
     huge = ("A long paragraph about river ecology and water quality. " * 18_000)[:1_000_000]
-    texts = ["Markets rallied after the central bank held rates.", None, "", " \n\t\u00a0 ",
-             huge, "The striker scored twice in the final minutes."]
+    texts = [
+        "Markets rallied after the central bank held rates.",
+        None,
+        "",
+        " \n\t\u00a0 ",
+        huge,
+        "The striker scored twice in the final minutes.",
+    ]
     ids = ["news", "null", "empty", "space", "huge", "sport"]
     pq.write_table(pa.table({"id": ids, "text": texts}), tmp_path / "c.parquet")
     flags = ["--input", str(tmp_path / "c.parquet"), "--max-seq-length", "64"]
-    code, err = run(capsys, "fit", *flags, "--out", str(tmp_path / "cb"), "--levels", "2,2",
-                    "--sample-size", "10")
+    code, err = run(
+        capsys,
+        "fit",
+        *flags,
+        "--out",
+        str(tmp_path / "cb"),
+        "--levels",
+        "2,2",
+        "--sample-size",
+        "10",
+    )
     assert code == 0, err
-    code, err = run(capsys, "annotate", "--input", str(tmp_path / "c.parquet"),
-                    "--codebook", str(tmp_path / "cb"), "--table", str(tmp_path / "codes"))
+    code, err = run(
+        capsys,
+        "annotate",
+        "--input",
+        str(tmp_path / "c.parquet"),
+        "--codebook",
+        str(tmp_path / "cb"),
+        "--table",
+        str(tmp_path / "codes"),
+    )
     assert code == 0, err
     codes = DeltaTable(str(tmp_path / "codes")).to_pandas().set_index("doc_id")
     assert sorted(codes.index) == ["huge", "news", "sport"]
     assert rejects(tmp_path / "codes") == {
-        "null": "null_text", "empty": "empty_text", "space": "empty_text"
+        "null": "null_text",
+        "empty": "empty_text",
+        "space": "empty_text",
     }
     # the whole 1 MB text is counted, not just the embedded window
     assert codes.loc["huge", "n_tokens"] > 100_000

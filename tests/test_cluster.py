@@ -63,9 +63,9 @@ sys.path[:] = [p for p in sys.path
                           for name in ("hermes_spark", "udfs"))]
 '''
 
-_WRAPPER = '''#!/bin/sh
+_WRAPPER = """#!/bin/sh
 PYTHONPATH="{hide}${{PYTHONPATH:+:$PYTHONPATH}}" exec {python} "$@"
-'''
+"""
 
 _CLUSTER_RUN = textwrap.dedent("""
     import json, os, sys, time
@@ -187,14 +187,31 @@ def test_local_cluster_gives_the_local_mode_codes(spark, tmp_path):
     zip_path = _ship_zip(tmp_path / "hermes_pyfiles.zip")
     python = _isolated_python(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SPARK_HOME")}
-    env.update(PYTHONPATH=str(zip_path), PYSPARK_PYTHON=str(python),
-               PYSPARK_DRIVER_PYTHON=str(python), SPARK_HOME=str(_spark_home(tmp_path)),
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    args = {"master": MASTER, "zip": str(zip_path), "corpus": str(corpus),
-            "codebook": str(cluster / "codebook"), "table": str(cluster / "codes"),
-            "stats": str(cluster / "stats"), "levels": list(LEVELS)}
-    done = subprocess.run([str(python), "-c", _CLUSTER_RUN, json.dumps(args)],
-                          capture_output=True, text=True, timeout=420, env=env, cwd=cluster)
+    env.update(
+        PYTHONPATH=str(zip_path),
+        PYSPARK_PYTHON=str(python),
+        PYSPARK_DRIVER_PYTHON=str(python),
+        SPARK_HOME=str(_spark_home(tmp_path)),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    args = {
+        "master": MASTER,
+        "zip": str(zip_path),
+        "corpus": str(corpus),
+        "codebook": str(cluster / "codebook"),
+        "table": str(cluster / "codes"),
+        "stats": str(cluster / "stats"),
+        "levels": list(LEVELS),
+    }
+    done = subprocess.run(
+        [str(python), "-c", _CLUSTER_RUN, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env=env,
+        cwd=cluster,
+    )
     assert done.returncode == 0, done.stderr[-5000:]
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
     assert result["master"] == MASTER
@@ -216,8 +233,13 @@ def test_local_cluster_gives_the_local_mode_codes(spark, tmp_path):
     # Local mode (the test session's local[2]) with the same corpus: same codebook version,
     # and with the cluster's codebook the very same codes and statistics.
     cfg = HermesConfig(
-        corpus=CorpusConfig(input=str(corpus), embedding_col="emb", tokens_col="tokens",
-                            quality_col="quality", keep_cols=("source",)),
+        corpus=CorpusConfig(
+            input=str(corpus),
+            embedding_col="emb",
+            tokens_col="tokens",
+            quality_col="quality",
+            keep_cols=("source",),
+        ),
         fit=FitConfig(levels=LEVELS, sample_size=300, seed=3, n_iter=10),
     )
     local_book = fit(spark, cfg, str(tmp_path / "local_codebook"))
@@ -228,12 +250,32 @@ def test_local_cluster_gives_the_local_mode_codes(spark, tmp_path):
     assert cluster_codes["doc_id"].is_unique and len(cluster_codes) == 600
     pd.testing.assert_frame_equal(cluster_codes, _sorted_codes(tmp_path / "codes"))
 
-    local_stats = compute_stats(spark, str(tmp_path / "codes"), str(tmp_path / "stats"), None,
-                                list(LEVELS))
-    bucket_cols = ["level", "bucket", "c1", "c2", "c3", "docs", "tokens", "children",
-                   "share_docs", "share_tokens", "quality_mean", "qerr_mean"]
-    level_cols = ["level", "cells_total", "cells_nonempty", "entropy_bits", "perplexity",
-                  "max_share", "imbalance"]
+    local_stats = compute_stats(
+        spark, str(tmp_path / "codes"), str(tmp_path / "stats"), None, list(LEVELS)
+    )
+    bucket_cols = [
+        "level",
+        "bucket",
+        "c1",
+        "c2",
+        "c3",
+        "docs",
+        "tokens",
+        "children",
+        "share_docs",
+        "share_tokens",
+        "quality_mean",
+        "qerr_mean",
+    ]
+    level_cols = [
+        "level",
+        "cells_total",
+        "cells_nonempty",
+        "entropy_bits",
+        "perplexity",
+        "max_share",
+        "imbalance",
+    ]
     for ours, theirs, cols in (
         (cluster / "stats", tmp_path / "stats", bucket_cols),
         (result["levels_table"], local_stats.levels_table, level_cols),

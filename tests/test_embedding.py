@@ -82,8 +82,12 @@ def test_inside_a_spark_task_torch_uses_the_task_cores(spark):
     def probe(batches):
         for pdf in batches:
             load_model("default", 64, "auto")
-            yield pd.DataFrame({"threads": [torch.get_num_threads()] * len(pdf),
-                                "device": [choose_device("auto")] * len(pdf)})
+            yield pd.DataFrame(
+                {
+                    "threads": [torch.get_num_threads()] * len(pdf),
+                    "device": [choose_device("auto")] * len(pdf),
+                }
+            )
 
     rows = spark.range(4).repartition(2).mapInPandas(probe, "threads int, device string")
     got = {(r.threads, r.device) for r in rows.collect()}
@@ -96,5 +100,4 @@ def test_fp16_on_gpu_matches_the_cpu_reference():
     gpu = load_model("default", 128, "cuda")
     assert next(gpu.parameters()).dtype == torch.float16
     cpu = load_model("default", 128, "cpu")
-    np.testing.assert_allclose(embed_texts(gpu, TEXTS, 4), embed_texts(cpu, TEXTS, 4),
-                               atol=2e-2)
+    np.testing.assert_allclose(embed_texts(gpu, TEXTS, 4), embed_texts(cpu, TEXTS, 4), atol=2e-2)

@@ -21,8 +21,15 @@ def test_codes_recover_planted_clusters_and_baselines_are_reported(spark, tmp_pa
     )
     fit(spark, cfg, str(tmp_path / "cb"))
     annotate(spark, cfg, str(tmp_path / "cb"), str(tmp_path / "codes"))
-    report = evaluate(spark, cfg, str(tmp_path / "codes"), str(tmp_path / "cb"),
-                      label_col="cluster", sample_size=400, seed=1)
+    report = evaluate(
+        spark,
+        cfg,
+        str(tmp_path / "codes"),
+        str(tmp_path / "cb"),
+        label_col="cluster",
+        sample_size=400,
+        seed=1,
+    )
     assert report["sample_size"] == 400
     levels = {row["level"]: row for row in report["levels"]}
     assert [levels[k]["cells"] for k in (1, 2, 3)] == [6, 24, 48]

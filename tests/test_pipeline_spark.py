@@ -28,8 +28,14 @@ LEVELS = (4, 3, 2)
 
 def embedded_cfg(path, **corpus) -> HermesConfig:
     return HermesConfig(
-        corpus=CorpusConfig(input=str(path), embedding_col="emb", tokens_col="tokens",
-                            quality_col="quality", keep_cols=("source",), **corpus),
+        corpus=CorpusConfig(
+            input=str(path),
+            embedding_col="emb",
+            tokens_col="tokens",
+            quality_col="quality",
+            keep_cols=("source",),
+            **corpus,
+        ),
         fit=FitConfig(levels=LEVELS, sample_size=300, seed=3, n_iter=10),
     )
 
@@ -39,15 +45,18 @@ def annotated(spark, tmp_path_factory):
     """A synthetic corpus (400 docs, 3 of them bad, 1 duplicate id) fitted and annotated."""
     root = tmp_path_factory.mktemp("pipe")
     corpus = write_embedded_corpus(root / "corpus", n=400, dim=32)
-    bad = pa.table({
-        "id": ["bad-null", "bad-space", "bad-len", "doc-00001"],
-        "text": [None, " \n\t ", "short vector", "a duplicate id"],
-        "emb": pa.array([[0.1] * 32, [0.1] * 32, [0.1] * 5, [0.2] * 32],
-                        type=pa.list_(pa.float32())),
-        "tokens": pa.array([5, 5, 5, 5], type=pa.int64()),
-        "quality": [0.5, 0.5, 0.5, 0.5],
-        "source": ["x", "x", "x", "x"],
-    })
+    bad = pa.table(
+        {
+            "id": ["bad-null", "bad-space", "bad-len", "doc-00001"],
+            "text": [None, " \n\t ", "short vector", "a duplicate id"],
+            "emb": pa.array(
+                [[0.1] * 32, [0.1] * 32, [0.1] * 5, [0.2] * 32], type=pa.list_(pa.float32())
+            ),
+            "tokens": pa.array([5, 5, 5, 5], type=pa.int64()),
+            "quality": [0.5, 0.5, 0.5, 0.5],
+            "source": ["x", "x", "x", "x"],
+        }
+    )
     pq.write_table(bad, corpus / "part-999.parquet")
     cfg = embedded_cfg(corpus)
     book = fit(spark, cfg, str(root / "codebook"))
@@ -63,11 +72,27 @@ def test_codes_table_has_every_valid_document_once(spark, annotated):
     assert df.select("doc_id").distinct().count() == 400
     assert report.table_rows == 400
     assert report.reject_reasons == {
-        "null_text": 1, "empty_text": 1, "wrong_embedding_length": 1, "duplicate_doc_id": 1
+        "null_text": 1,
+        "empty_text": 1,
+        "wrong_embedding_length": 1,
+        "duplicate_doc_id": 1,
     }
     assert set(df.columns) >= {
-        "doc_id", "c1", "c2", "c3", "bucket1", "bucket2", "bucket3", "qerr1", "qerr2",
-        "qerr3", "n_tokens", "quality", "codebook_version", "annotated_at", "source",
+        "doc_id",
+        "c1",
+        "c2",
+        "c3",
+        "bucket1",
+        "bucket2",
+        "bucket3",
+        "qerr1",
+        "qerr2",
+        "qerr3",
+        "n_tokens",
+        "quality",
+        "codebook_version",
+        "annotated_at",
+        "source",
     }
     assert {r[0] for r in df.select("codebook_version").distinct().collect()} == {
         book.codebook.version
@@ -129,8 +154,9 @@ def test_stats_tables_add_up(spark, annotated):
     n = counts.sum()
     assert levels[1]["cells_total"] == LEVELS[0]
     assert levels[3]["cells_total"] == math.prod(LEVELS)
-    assert math.isclose(levels[1]["imbalance"], len(counts) * (counts**2).sum() / n**2,
-                        rel_tol=1e-9)
+    assert math.isclose(
+        levels[1]["imbalance"], len(counts) * (counts**2).sum() / n**2, rel_tol=1e-9
+    )
     p = counts / n
     assert math.isclose(levels[1]["entropy_bits"], float(-(p * np.log2(p)).sum()), rel_tol=1e-9)
 
@@ -139,8 +165,11 @@ def test_same_seed_same_version(spark, annotated, tmp_path):
     cfg, book, _, _, _ = annotated
     again = fit(spark, cfg, str(tmp_path / "cb"))
     assert again.codebook.version == book.codebook.version
-    other = fit(spark, dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, seed=4)),
-                str(tmp_path / "cb2"))
+    other = fit(
+        spark,
+        dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, seed=4)),
+        str(tmp_path / "cb2"),
+    )
     assert other.codebook.version != book.codebook.version
 
 

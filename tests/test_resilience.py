@@ -63,8 +63,13 @@ class Setup:
 
 def _config(corpus: Path, files_per_chunk: int = 1) -> HermesConfig:
     return HermesConfig(
-        corpus=CorpusConfig(input=str(corpus), embedding_col="emb", tokens_col="tokens",
-                            quality_col="quality", keep_cols=("source",)),
+        corpus=CorpusConfig(
+            input=str(corpus),
+            embedding_col="emb",
+            tokens_col="tokens",
+            quality_col="quality",
+            keep_cols=("source",),
+        ),
         fit=FitConfig(levels=LEVELS, sample_size=300, seed=3, n_iter=10),
         annotate=AnnotateConfig(files_per_chunk=files_per_chunk),
     )
@@ -83,10 +88,26 @@ def _rejects(table: str | Path) -> pd.DataFrame:
 
 def _hermes_annotate(setup: Setup, table: Path, files_per_chunk: int = 1) -> list[str]:
     return [
-        drill.hermes_executable(), "annotate", "--master", "local[2]",
-        "--input", str(setup.corpus), "--codebook", str(setup.codebook), "--table", str(table),
-        "--embedding-col", "emb", "--tokens-col", "tokens", "--quality-col", "quality",
-        "--keep-cols", "source", "--files-per-chunk", str(files_per_chunk),
+        drill.hermes_executable(),
+        "annotate",
+        "--master",
+        "local[2]",
+        "--input",
+        str(setup.corpus),
+        "--codebook",
+        str(setup.codebook),
+        "--table",
+        str(table),
+        "--embedding-col",
+        "emb",
+        "--tokens-col",
+        "tokens",
+        "--quality-col",
+        "quality",
+        "--keep-cols",
+        "source",
+        "--files-per-chunk",
+        str(files_per_chunk),
     ]
 
 
@@ -110,15 +131,27 @@ def setup(spark, tmp_path_factory) -> Setup:
     reference = root / "reference"
     annotate(spark, cfg, str(root / "codebook"), str(reference))
     _, valid = drill.expected_ids(corpus, embedding_col="emb", dim=drill.SYNTHETIC_DIM)
-    setup = Setup(root, corpus, root / "codebook", book.codebook.version, frozenset(valid),
-                  _codes(reference), _rejects(reference), chunks=FILES + 1)
+    setup = Setup(
+        root,
+        corpus,
+        root / "codebook",
+        book.codebook.version,
+        frozenset(valid),
+        _codes(reference),
+        _rejects(reference),
+        chunks=FILES + 1,
+    )
     # the reference itself is exactly-once, with the four bad rows rejected
     assert len(setup.reference_codes) == len(valid) == DOCS + 1
     assert set(setup.reference_codes["doc_id"]) == valid
-    assert dict(zip(setup.reference_rejects["doc_id"], setup.reference_rejects["reason"],
-                    strict=True)) == {"bad-null": "null_text", "bad-blank": "empty_text",
-                                      "bad-len": "wrong_embedding_length",
-                                      "dup-x": "duplicate_doc_id"}
+    assert dict(
+        zip(setup.reference_rejects["doc_id"], setup.reference_rejects["reason"], strict=True)
+    ) == {
+        "bad-null": "null_text",
+        "bad-blank": "empty_text",
+        "bad-len": "wrong_embedding_length",
+        "dup-x": "duplicate_doc_id",
+    }
     return setup
 
 
@@ -165,11 +198,21 @@ def test_retried_task_failures_leave_no_duplicate_output(setup, tmp_path):
     """local[2,2]: every annotate task raises after yielding its first batch, Spark retries
     it; the table still holds each valid doc once with the failure-free codes."""
     table = tmp_path / "codes"
-    args = {"corpus": str(setup.corpus), "codebook": str(tmp_path / "codebook"),
-            "table": str(table), "levels": list(LEVELS), "files_per_chunk": 64}
-    done = subprocess.run([sys.executable, "-c", _FAILING_RUN, json.dumps(args)],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                          env=drill.drill_env(), cwd=tmp_path)
+    args = {
+        "corpus": str(setup.corpus),
+        "codebook": str(tmp_path / "codebook"),
+        "table": str(table),
+        "levels": list(LEVELS),
+        "files_per_chunk": 64,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILING_RUN, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env=drill.drill_env(),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
     assert result["master"] == "local[2,2]"
@@ -177,8 +220,13 @@ def test_retried_task_failures_leave_no_duplicate_output(setup, tmp_path):
     assert result["chunks"] == 1
     # The failures really happened, in several annotate tasks: Spark's failed-task count
     # and the InjectedFailure tracebacks it logged for each of them.
-    failed_partitions = set(re.findall(r"InjectedFailure: injected failure in partition (\d+) "
-                                       r"attempt 0", done.stderr))
+    failed_partitions = set(
+        re.findall(
+            r"InjectedFailure: injected failure in partition (\d+) "
+            r"attempt 0",
+            done.stderr,
+        )
+    )
     assert len(failed_partitions) >= 2, done.stderr[-4000:]
     assert result["failed_tasks"] >= len(failed_partitions)
     _assert_exactly_once(setup, table)
@@ -199,9 +247,16 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(spark, setup, tmp_path):
 
     # Only the last chunk (the bad-rows file) has rejects: kill once they are committed and
     # files are staged that the log does not hold (the process tree is frozen first).
-    killed = drill.run_and_kill(cmd, [str(rejects), str(table)], mode="writing", after=1,
-                                timeout=RUN_TIMEOUT, log_path=tmp_path / "killed.log",
-                                env=env, cwd=tmp_path)
+    killed = drill.run_and_kill(
+        cmd,
+        [str(rejects), str(table)],
+        mode="writing",
+        after=1,
+        timeout=RUN_TIMEOUT,
+        log_path=tmp_path / "killed.log",
+        env=env,
+        cwd=tmp_path,
+    )
     assert killed.killed, (tmp_path / "killed.log").read_text()[-3000:]
     assert killed.survivors == []  # driver, JVM and Python workers are all gone
     assert killed.uncommitted_at_kill
@@ -211,8 +266,9 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(spark, setup, tmp_path):
     assert not (drill.log_files(str(table)) | drill.log_files(str(rejects))) & orphans
     assert DeltaTable(str(table)).to_pyarrow_table().num_rows == DOCS  # readers: no orphan
 
-    rc, out = drill.run_to_end(cmd, timeout=RUN_TIMEOUT, log_path=tmp_path / "rerun.log",
-                               env=env, cwd=tmp_path)
+    rc, out = drill.run_to_end(
+        cmd, timeout=RUN_TIMEOUT, log_path=tmp_path / "rerun.log", env=env, cwd=tmp_path
+    )
     assert rc == 0, out[-3000:]
     _assert_exactly_once(setup, table)
     # one commit per chunk in each table: no chunk transaction twice
@@ -245,8 +301,19 @@ def test_two_concurrent_annotate_jobs_never_duplicate(setup, tmp_path):
     procs = []
     for name in ("a", "b"):
         log = (tmp_path / f"{name}.log").open("wb")
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                       cwd=tmp_path, start_new_session=True), log))
+        procs.append(
+            (
+                subprocess.Popen(
+                    cmd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=tmp_path,
+                    start_new_session=True,
+                ),
+                log,
+            )
+        )
     try:
         codes = [proc.wait(timeout=RUN_TIMEOUT) for proc, _ in procs]
     finally:

@@ -17,10 +17,40 @@ def test_two_versions_listed_dropped_and_vacuumed(spark, tmp_path, capsys):
     corpus = write_embedded_corpus(tmp_path / "c", n=80, dim=16, files=1)
     table = str(tmp_path / "codes")
     for seed in ("1", "2"):
-        assert main(["fit", "--input", str(corpus), *EMB, "--out", str(tmp_path / f"cb{seed}"),
-                     "--levels", "4,2", "--seed", seed]) == 0
-        assert main(["annotate", "--input", str(corpus), *EMB, "--codebook",
-                     str(tmp_path / f"cb{seed}"), "--table", table, "--mode", "full"]) == 0
+        assert (
+            main(
+                [
+                    "fit",
+                    "--input",
+                    str(corpus),
+                    *EMB,
+                    "--out",
+                    str(tmp_path / f"cb{seed}"),
+                    "--levels",
+                    "4,2",
+                    "--seed",
+                    seed,
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "annotate",
+                    "--input",
+                    str(corpus),
+                    *EMB,
+                    "--codebook",
+                    str(tmp_path / f"cb{seed}"),
+                    "--table",
+                    table,
+                    "--mode",
+                    "full",
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     assert main(["versions", "--table", table]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]

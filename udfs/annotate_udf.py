@@ -124,9 +124,7 @@ def make_annotate_fn(
             for k in range(levels):
                 out[f"qerr{k + 1}"] = qerr[:, k].astype(np.float32)
             out["n_tokens"] = (
-                pdf["n_tokens"].to_numpy(dtype=np.int32)
-                if has_tokens
-                else count_tokens(st, texts)
+                pdf["n_tokens"].to_numpy(dtype=np.int32) if has_tokens else count_tokens(st, texts)
             )
             out["quality"] = (
                 pdf["quality"].astype("float64") if has_quality else quality_scores(pdf["text"])

@@ -22,14 +22,21 @@ with DAG(
         task_id="annotate",
         application="jobs/annotate.py",
         py_files="dist/hermes_spark.zip",
-        application_args=[*COMMON, "--input", "s3a://corpora/web/", "--codebook",
-                          "s3a://hermes/codebook", "--table", "s3a://hermes/codes",
-                          "--mode", "incremental"],
+        application_args=[
+            *COMMON,
+            "--input",
+            "s3a://corpora/web/",
+            "--codebook",
+            "s3a://hermes/codebook",
+            "--table",
+            "s3a://hermes/codes",
+            "--mode",
+            "incremental",
+        ],
     )
     stats = SparkSubmitOperator(
         task_id="stats",
         application="jobs/stats.py",
-        application_args=[*COMMON, "--table", "s3a://hermes/codes", "--out",
-                          "s3a://hermes/stats"],
+        application_args=[*COMMON, "--table", "s3a://hermes/codes", "--out", "s3a://hermes/stats"],
     )
     annotate >> stats

@@ -339,8 +339,9 @@ def fit_codebook(
     lst = LST.fit(arr, out_dim=lst_dim)
     lst_seconds = time.perf_counter() - t0
     total_var = float(arr.astype(np.float64).var(axis=0, ddof=1).sum())
-    kept_var = float(((arr - lst.mean) @ lst.components).astype(np.float64).var(axis=0, ddof=1)
-                     .sum())
+    kept_var = float(
+        ((arr - lst.mean) @ lst.components).astype(np.float64).var(axis=0, ddof=1).sum()
+    )
     explained = kept_var / total_var if total_var > 0 else 1.0
 
     rvq, report = fit_rvq(lst.transform(arr), sizes, seed=seed, n_iter=n_iter)
