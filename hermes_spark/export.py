@@ -445,8 +445,7 @@ def _place_files(
             with fs.open_output_stream(target) as stream:
                 pq.write_table(schema.empty_table(), stream)
         else:
-            with fs.open_output_stream(target):
-                pass
+            fs.open_output_stream(target).close()  # an empty JSONL shard
         placed.append(target)
     fs.delete_dir(tmp)
     return placed

@@ -50,3 +50,23 @@ def write_embedded_corpus(
         )
         pq.write_table(table, path / f"part-{f:03d}.parquet")
     return path
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``hermes ARGV`` in-process: exit code, stdout, stderr."""
+    from hermes_spark.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_error(code: int, err: str, *needles: str) -> str:
+    """Exit 2 with one ``hermes: error:`` line holding every needle, no traceback."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("hermes: error:")]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

@@ -8,25 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hermes_spark.cli import main
-from tests.helpers import write_embedded_corpus
+from tests.helpers import assert_clean_error, write_embedded_corpus
+from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.spark
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_clean_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2
-    assert "Traceback" not in err
-    message = [line for line in err.splitlines() if line.startswith("hermes: error:")]
-    assert len(message) == 1, err
-    for needle in needles:
-        assert needle in message[0], message[0]
 
 
 def test_missing_text_column_names_the_columns_present(spark, tmp_path, capsys):

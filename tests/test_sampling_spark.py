@@ -18,7 +18,6 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from hermes_spark.annotate import annotate
-from hermes_spark.cli import main
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, SampleConfig
 from hermes_spark.delta_store import get_store
 from hermes_spark.fit import fit
@@ -35,26 +34,10 @@ from hermes_spark.sampling.plan import (
 from hermes_spark.sampling.select import run_sample, select_manifest
 from hermes_spark.stats import compute_stats
 from tests.conftest import shared_corpus
-from tests.helpers import clustered_vectors
+from tests.helpers import assert_clean_error, clustered_vectors
+from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.spark
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """``hermes ARGV`` in-process: exit code, stdout, stderr."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_clean_error(code: int, err: str, *needles: str) -> None:
-    """Exit 2 with one ``hermes: error:`` line holding every needle, no traceback."""
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("hermes: error:")]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 LEVELS = (4, 4, 3)
