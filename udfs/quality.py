@@ -102,10 +102,13 @@ def _count(arr: pa.Array, pattern: str) -> np.ndarray:
 
 
 def _word_checks(arr: pa.Array) -> list[np.ndarray]:
-    split = pc.utf8_split_whitespace(arr)
+    # Trim first and drop empty tokens: pyarrow 26 sometimes emits a trailing "" token
+    # for text ending in whitespace (depending on the memory it gets), which made the
+    # word count of one document depend on its batch.
+    split = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(arr))
     words = pc.list_flatten(split)
     seg = _Segments(split)
-    n_words = seg.lengths.astype(np.float64)
+    n_words = seg.sum(_np(pc.utf8_length(words)) > 0)
     has_words = n_words > 0
     mean_len = _ratio(seg.sum(pc.utf8_length(words)), n_words)
     alpha = seg.sum(pc.match_substring_regex(words, r"\pL"))
