@@ -24,14 +24,18 @@ from pyspark.sql import functions as F
 
 from hermes_spark.config import HermesConfig
 from hermes_spark.corpus import (
+    ORDER_COL,
     REASON_COL,
     apply_duplicates,
     check_columns,
+    chunk_of_files,
+    cross_chunk_duplicates,
     duplicate_losers,
     embedding_col_dim,
     list_input_files,
     prepare,
     read_corpus,
+    reject_later_copies,
     require_rows,
 )
 from hermes_spark.delta_store import DeltaStore, get_store, rejects_table
@@ -145,6 +149,7 @@ def annotate(
         int(codebook.model["max_seq_length"]),
         int(codebook.model.get("batch_size", cfg.model.batch_size)),
         cfg.model.device,
+        cfg.model.sort_window,
     )
     passthrough_fields = [f for f in probe.schema.fields if f.name in corpus.keep_cols]
     schema = annotate_schema(len(codebook.levels), passthrough_fields)
@@ -161,33 +166,43 @@ def annotate(
     chunks = files.chunks(cfg.annotate.files_per_chunk)
     report.chunks_total = len(chunks)
     reasons: Counter[str] = Counter()
+    pending: list[tuple[int, tuple[str, ...], str]] = []
     for index, chunk in enumerate(chunks):
         app_id = chunk_app_id(version, chunk)
         if (store.txn_version(table, app_id) or 0) >= 1:
             report.chunks_skipped += 1
             log.info("chunk %d/%d already committed (%s): skipped", index + 1, len(chunks), app_id)
-            continue
+        else:
+            pending.append((index, chunk, app_id))
+    repeated = _scan_duplicates(spark, cfg, codebook.dim, pending)
+    for index, chunk, app_id in pending:
         raw = read_corpus(spark, corpus, chunk)
         prepared = prepare(raw, corpus, codebook.dim)
-        if cfg.annotate.on_duplicate == "error":
-            _refuse_duplicates(prepared)
+        if repeated is not None:
+            prepared = reject_later_copies(prepared, repeated, index)
         prepared = apply_duplicates(prepared, duplicate_losers(prepared))
-        done = _existing_ids(store, table, version)
-        if done is not None:
-            prepared = prepared.join(done, "doc_id", "left_anti")
         bad = prepared.where(F.col(REASON_COL).isNotNull()).select(
             "doc_id",
             F.col(REASON_COL).alias("reason"),
             F.lit(version).alias(VERSION_COL),
             F.current_timestamp().alias("annotated_at"),
+            F.col(f"{ORDER_COL}.file").alias("source_file"),
         )
-        # Rejects already recorded (a run killed between this chunk's two commits) are not
-        # written twice. Only reject rows are filtered: a duplicate id's loser shares its
-        # doc_id with the winner, which must still be annotated.
-        done_rejects = _existing_ids(store, rejects, version)
-        if done_rejects is not None:
-            bad = bad.join(done_rejects, "doc_id", "left_anti")
-        good = prepared.where(F.col(REASON_COL).isNull()).drop(REASON_COL, "_order")
+        # A chunk's rejects commit is idempotent by its txn id; rows recorded under another
+        # chunking (files_per_chunk changed, new files listed in between) are not recorded
+        # again. Keyed by id, reason and file: later copies of one id in other files stay.
+        if store.exists(rejects):
+            done_rejects = (
+                store.read(rejects)
+                .where(F.col(VERSION_COL) == version)
+                .select("doc_id", "reason", "source_file")
+                .distinct()
+            )
+            bad = bad.join(done_rejects, ["doc_id", "reason", "source_file"], "left_anti")
+        good = prepared.where(F.col(REASON_COL).isNull()).drop(REASON_COL, ORDER_COL)
+        done = _existing_ids(store, table, version)
+        if done is not None:  # incremental: only documents without a row of this version
+            good = good.join(done, "doc_id", "left_anti")
         n_in = good.rdd.getNumPartitions()
         if n_in < 2 * parallelism:
             good = good.repartition(2 * parallelism, "doc_id")
@@ -217,6 +232,8 @@ def annotate(
         log.info(
             "chunk %d/%d committed=%s rejects=%s", index + 1, len(chunks), committed, bad_counts
         )
+    if repeated is not None:
+        repeated.unpersist()
     report.reject_reasons = dict(reasons)
     report.rejects_written = sum(reasons.values())
     report.table_rows = _version_rows(store, table, version)
@@ -232,20 +249,47 @@ def _version_rows(store: DeltaStore, table: str, version: str) -> int:
     return store.read(table).where(F.col(VERSION_COL) == version).count()
 
 
-def _refuse_duplicates(prepared: DataFrame) -> None:
-    dups = (
-        prepared.where(F.col(REASON_COL).isNull())
-        .groupBy("doc_id")
-        .agg(F.count(F.lit(1)).alias("n"))
-        .where(F.col("n") > 1)
+def _scan_duplicates(
+    spark: SparkSession,
+    cfg: HermesConfig,
+    dim: int,
+    pending: list[tuple[int, tuple[str, ...], str]],
+) -> DataFrame | None:
+    """Find ids repeated anywhere in the pending chunks, before any of them is committed.
+
+    ``--on-duplicate error`` refuses the run here. For ``keep-first`` with several pending
+    chunks, returns the (cached) ids whose first copy is in an earlier chunk than a later
+    copy, so every chunk can reject its later copies; ``None`` when there is nothing to do.
+    Costs one scan of the pending files' id and text columns and a shuffle of ids only.
+    """
+    error = cfg.annotate.on_duplicate == "error"
+    if not pending or (len(pending) == 1 and not error):
+        return None
+    files = [f for _, chunk, _ in pending for f in chunk]
+    prepared = prepare(read_corpus(spark, cfg.corpus, files), cfg.corpus, dim)
+    chunk_files = chunk_of_files(spark, [(index, chunk) for index, chunk, _ in pending])
+    dups = cross_chunk_duplicates(prepared, chunk_files)
+    if error:
+        examples = dups.orderBy(F.col("n").desc(), "doc_id").limit(5).collect()
+        if examples:
+            shown = ", ".join(f"{r['doc_id']!r} x{r['n']}" for r in examples)
+            raise InvalidInputError(
+                f"the corpus repeats document ids ({shown}, ...) and --on-duplicate is error; "
+                "nothing was written. Fix the ids or use --on-duplicate keep-first to keep the "
+                "first occurrence"
+            )
+        return None
+    across = (
+        dups.where(F.col("first_chunk") != F.col("last_chunk"))
+        .select("doc_id", "first_chunk")
+        .cache()
     )
-    examples = dups.limit(5).collect()
-    if examples:
-        shown = ", ".join(f"{r['doc_id']!r} x{r['n']}" for r in examples)
-        raise InvalidInputError(
-            f"the corpus repeats document ids ({shown}, ...) and --on-duplicate is error; "
-            "fix the ids or use --on-duplicate keep-first to keep the first occurrence"
-        )
+    n = across.count()
+    log.info("%d document ids repeat across the %d pending chunks", n, len(pending))
+    if n == 0:
+        across.unpersist()
+        return None
+    return across
 
 
 def latest_version(store: DeltaStore, table: str) -> str:

@@ -227,6 +227,67 @@ def duplicate_losers(prepared: DataFrame) -> DataFrame:
     )
 
 
+def file_key(path: Column) -> Column:
+    """A file's URI in one canonical form (``scheme:/path``), whichever way Spark wrote it.
+
+    Spark's ``_metadata.file_path`` says ``file:/a%20b`` where ``inputFiles()`` says
+    ``file:///a%20b``; both are percent-encoded the same way.
+    """
+    return F.regexp_replace(path, r"^([A-Za-z][A-Za-z0-9+.-]*):/+", "$1:/")
+
+
+def chunk_of_files(spark: SparkSession, chunks: Sequence[tuple[int, Sequence[str]]]) -> DataFrame:
+    """``(file, chunk)`` for every data file of the given ``(index, files)`` chunks (driver).
+
+    File URIs come from Spark's own listing (the text source: no data or schema read), so
+    they match ``_metadata.file_path`` after :func:`file_key`. Holds one row per input file.
+    """
+    rows = [
+        (uri, index)
+        for index, files in chunks
+        for uri in spark.read.format("text").load(list(files)).inputFiles()
+    ]
+    keyed = spark.createDataFrame(rows, "file string, chunk int")
+    return keyed.select(file_key(F.col("file")).alias("file"), "chunk")
+
+
+def cross_chunk_duplicates(prepared: DataFrame, file_chunks: DataFrame) -> DataFrame:
+    """``(doc_id, n, first_chunk, last_chunk)`` of every valid id that occurs more than once.
+
+    ``prepared`` spans the files of several chunks; only ids and chunk numbers are shuffled.
+    The copy in the lowest chunk wins (inside that chunk: :func:`duplicate_losers`).
+    """
+    valid = prepared.where(F.col(REASON_COL).isNull()).select(
+        "doc_id", file_key(F.col(f"{ORDER_COL}.file")).alias("file")
+    )
+    return (
+        valid.join(F.broadcast(file_chunks), "file")
+        .groupBy("doc_id")
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.min("chunk").alias("first_chunk"),
+            F.max("chunk").alias("last_chunk"),
+        )
+        .where(F.col("n") > 1)
+    )
+
+
+def reject_later_copies(prepared: DataFrame, duplicates: DataFrame, chunk: int) -> DataFrame:
+    """Mark valid rows of ``chunk`` whose id's first copy is in an earlier chunk as
+    ``duplicate_doc_id`` (``duplicates`` from :func:`cross_chunk_duplicates`)."""
+    earlier = duplicates.where(F.col("first_chunk") < chunk).select(
+        "doc_id", F.lit(True).alias("_later")
+    )
+    return (
+        prepared.join(earlier, "doc_id", "left")
+        .withColumn(
+            REASON_COL,
+            F.coalesce(F.col(REASON_COL), F.when(F.col("_later"), F.lit("duplicate_doc_id"))),
+        )
+        .drop("_later")
+    )
+
+
 def apply_duplicates(prepared: DataFrame, losers: DataFrame) -> DataFrame:
     """Mark duplicate losers with the ``duplicate_doc_id`` reject reason."""
     marked = losers.select("doc_id", ORDER_COL, F.lit(True).alias("_dup"))

@@ -252,3 +252,88 @@ def test_null_empty_whitespace_and_huge_text_with_the_real_model(spark, tmp_path
     }
     # the whole 1 MB text is counted, not just the embedded window
     assert codes.loc["huge", "n_tokens"] > 100_000
+
+
+def _write_repeating_corpus(root) -> list:
+    """Three files (odd names on purpose) that repeat ids within and across files."""
+    rng = np.random.default_rng(5)
+    files = {
+        "0 first%.parquet": [("a", "t"), ("dup", "t"), ("w", " ")],
+        "1 second.parquet": [("dup", "t"), ("c", "t"), ("dup", "t"), ("w", "t")],
+        "2 third.parquet": [("dup", "t"), ("d", "t")],
+    }
+    root.mkdir()
+    for name, rows in files.items():
+        pq.write_table(
+            pa.table(
+                {
+                    "id": [i for i, _ in rows],
+                    "text": [t for _, t in rows],
+                    "emb": pa.array(
+                        rng.normal(size=(len(rows), 32)).tolist(), type=pa.list_(pa.float32())
+                    ),
+                    "tokens": pa.array([5] * len(rows), type=pa.int64()),
+                    "source": [f"{name[0]}-{i}" for i, _ in rows],
+                }
+            ),
+            root / name,
+        )
+    return list(files)
+
+
+def test_ids_repeated_across_chunks_keep_the_first_copy_and_reject_the_rest(
+    spark, codebook, tmp_path, capsys
+):
+    names = _write_repeating_corpus(tmp_path / "corpus")
+    table = tmp_path / "codes"
+    args = ["annotate", "--input", str(tmp_path / "corpus"), *EMB, "--keep-cols", "source"]
+    args += ["--codebook", str(codebook), "--table", str(table)]
+
+    def snapshot():
+        codes = DeltaTable(str(table)).to_pandas()
+        rej = DeltaTable(f"{table}_rejects").to_pandas()
+        rej["file"] = rej["source_file"].str.rsplit("/", n=1).str[-1]
+        return (
+            dict(zip(codes["doc_id"], codes["source"], strict=True)),
+            sorted(zip(rej["doc_id"], rej["reason"], rej["file"], strict=True)),
+        )
+
+    assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
+    codes, rej = snapshot()
+    # each id once, from its first valid copy: "w" is blank in file 0, so file 1's wins
+    assert codes == {"a": "0-a", "dup": "0-dup", "w": "1-w", "c": "1-c", "d": "2-d"}
+    assert rej == [
+        ("dup", "duplicate_doc_id", "1%20second.parquet"),
+        ("dup", "duplicate_doc_id", "1%20second.parquet"),
+        ("dup", "duplicate_doc_id", "2%20third.parquet"),
+        ("w", "empty_text", names[0].replace(" ", "%20").replace("%.", "%25.")),
+    ]
+    assert len(codes) + len(rej) == 9  # every input row is accounted for
+    # the same command again, then another chunking: nothing is annotated or rejected twice
+    assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
+    assert run(capsys, *args, "--files-per-chunk", "2")[0] == 0
+    assert snapshot() == (codes, rej)
+
+
+def test_on_duplicate_error_refuses_before_any_chunk_is_committed(
+    spark, codebook, tmp_path, capsys
+):
+    _write_repeating_corpus(tmp_path / "corpus")
+    code, err = run(
+        capsys,
+        "annotate",
+        "--input",
+        str(tmp_path / "corpus"),
+        *EMB,
+        "--codebook",
+        str(codebook),
+        "--table",
+        str(tmp_path / "codes"),
+        "--files-per-chunk",
+        "1",
+        "--on-duplicate",
+        "error",
+    )
+    assert code == 2
+    assert "'dup' x4" in error_line(err) and "nothing was written" in err
+    assert not (tmp_path / "codes").exists()
