@@ -62,10 +62,14 @@ class ModelConfig:
     max_seq_length: int = 256
     batch_size: int = 64
     device: str = "auto"
+    #: documents sorted by length together before batching (0: the whole partition)
+    sort_window: int = 32_768
 
     def __post_init__(self) -> None:
         _positive("model", "max_seq_length", self.max_seq_length)
         _positive("model", "batch_size", self.batch_size)
+        if self.sort_window < 0:
+            _fail("model", "sort_window", f"{self.sort_window} is negative (0 = whole partition)")
         if self.device not in ("auto", "cpu", "cuda"):
             _fail("model", "device", f"{self.device!r} is not one of auto, cpu, cuda")
 

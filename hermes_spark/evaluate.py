@@ -88,6 +88,7 @@ def evaluate(
             int(codebook.model["max_seq_length"]),
             int(codebook.model.get("batch_size", 64)),
             cfg.model.device,
+            cfg.model.sort_window,
         )
         embedded = (
             picked.select("doc_id", "text")

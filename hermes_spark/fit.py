@@ -94,7 +94,11 @@ def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:
     valid = prepared.where(F.col(REASON_COL).isNull())
     sample = fit_sample(valid, cfg.fit.sample_size, cfg.fit.seed)
     model = ModelSettings(
-        cfg.model.name, cfg.model.max_seq_length, cfg.model.batch_size, cfg.model.device
+        cfg.model.name,
+        cfg.model.max_seq_length,
+        cfg.model.batch_size,
+        cfg.model.device,
+        cfg.model.sort_window,
     )
     if corpus.embedding_col:
         vectors_df = sample.select("doc_id", "embedding")

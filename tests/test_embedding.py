@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hermes_spark import embedding
 from hermes_spark.embedding import (
@@ -18,6 +20,7 @@ from hermes_spark.embedding import (
     resolve_model_path,
 )
 from hermes_spark.errors import InvalidConfigError
+from udfs.annotate_udf import regroup
 
 TEXTS = [
     "A short one.",
@@ -101,3 +104,55 @@ def test_fp16_on_gpu_matches_the_cpu_reference():
     assert next(gpu.parameters()).dtype == torch.float16
     cpu = load_model("default", 128, "cpu")
     np.testing.assert_allclose(embed_texts(gpu, TEXTS, 4), embed_texts(cpu, TEXTS, 4), atol=2e-2)
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=40), max_size=12),
+    window=st.integers(min_value=0, max_value=100),
+)
+def test_regroup_keeps_every_row_in_order_in_windows(sizes, window):
+    batches = [pd.DataFrame({"i": np.arange(n) + 1000 * b}) for b, n in enumerate(sizes)]
+    frames = list(regroup(iter(batches), window))
+    expected = np.concatenate([b["i"].to_numpy() for b in batches]) if batches else []
+    got = np.concatenate([f["i"].to_numpy() for f in frames]) if frames else []
+    np.testing.assert_array_equal(got, expected)
+    if window == 0:
+        assert len(frames) == min(1, len(batches))
+    for frame in frames[:-1]:  # all but the last reach the window, overshooting < one batch
+        assert window <= len(frame) < window + max(sizes)
+
+
+def test_the_annotate_udf_embeds_whole_sort_windows(monkeypatch):
+    """Five Arrow batches of 100 docs, window 250: the model sees 300 + 200 documents."""
+    from udfs import annotate_udf
+
+    seen: list[int] = []
+
+    def fake_embed(_model, texts, _batch_size):
+        seen.append(len(texts))
+        return np.tile(np.eye(4, dtype=np.float32)[0], (len(texts), 1))
+
+    monkeypatch.setattr(annotate_udf, "load_model", lambda *a: object())
+    monkeypatch.setattr(annotate_udf, "embed_texts", fake_embed)
+    codebook = SimpleNamespace(levels=(2,), assign=lambda v: (np.zeros((len(v), 1)),) * 2)
+    fn = annotate_udf.make_annotate_fn(
+        codebook,  # type: ignore[arg-type]  # only .levels and .assign are used
+        annotate_udf.ModelSettings("m", 16, 8, "cpu", sort_window=250),
+        has_embedding=False,
+        has_tokens=True,
+        has_quality=True,
+    )
+    batches = [
+        pd.DataFrame(
+            {
+                "doc_id": [f"d{b}-{i}" for i in range(100)],
+                "text": ["x"] * 100,
+                "n_tokens": 1,
+                "quality": 0.5,
+            }
+        )
+        for b in range(5)
+    ]
+    out = pd.concat(fn(iter(batches)))
+    assert seen == [300, 200]
+    assert out["doc_id"].tolist() == [d for b in batches for d in b["doc_id"]]

@@ -28,6 +28,27 @@ class ModelSettings:
     max_seq_length: int
     batch_size: int
     device: str = "auto"
+    sort_window: int = 32_768
+
+
+def regroup(batches: Iterator[pd.DataFrame], window: int) -> Iterator[pd.DataFrame]:
+    """Concatenate consecutive Arrow batches into frames of at least ``window`` rows
+    (the last may be smaller; ``0`` = one frame for the whole partition).
+
+    Spark hands ``mapInPandas`` batches of ``maxRecordsPerBatch`` rows; sorting by length
+    over a larger window than one batch leaves less padding in each model batch. Memory
+    is bounded by ``window`` rows of text.
+    """
+    pending: list[pd.DataFrame] = []
+    rows = 0
+    for pdf in batches:
+        pending.append(pdf)
+        rows += len(pdf)
+        if window and rows >= window:
+            yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+            pending, rows = [], 0
+    if pending:
+        yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
 
 
 def embed_schema() -> T.StructType:
@@ -47,7 +68,7 @@ def make_embed_fn(
 
     def embed_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         st = load_model(model.name, model.max_seq_length, model.device)
-        for pdf in batches:
+        for pdf in regroup(batches, model.sort_window):
             vectors = embed_texts(st, pdf["text"].tolist(), model.batch_size)
             yield pd.DataFrame({"doc_id": pdf["doc_id"], "embedding": list(vectors)})
 
@@ -109,7 +130,8 @@ def make_annotate_fn(
 
     def annotate_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         st = load_model(model.name, model.max_seq_length, model.device) if need_model else None
-        for pdf in batches:
+        # the window only matters when the model embeds: given vectors stream batch by batch
+        for pdf in regroup(batches, model.sort_window) if not has_embedding else batches:
             texts = pdf["text"].tolist()
             if has_embedding:
                 vectors = np.asarray(np.stack(pdf["embedding"].to_numpy()), dtype=np.float32)
