@@ -134,6 +134,15 @@ class DeltaStore(ABC):
         """Replace the whole table (data and schema) with ``df`` in one commit."""
 
     @abstractmethod
+    def replace_partition(self, df: DataFrame, table: str, column: str, value: str) -> None:
+        """Replace the rows of partition ``column = value`` with ``df`` in one commit.
+
+        Files of every other partition are untouched (neither rewritten nor re-added);
+        the table's schema and partitioning are kept. Every row of ``df`` must belong to
+        that partition.
+        """
+
+    @abstractmethod
     def delete(self, table: str, predicate: str) -> int:
         """Delete the rows matching the SQL ``predicate``; returns how many were deleted."""
 
@@ -231,6 +240,13 @@ class NativeDeltaStore(DeltaStore):
         writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
         if partition_by:
             writer = writer.partitionBy(*partition_by)
+        self._save(writer, table)
+
+    def replace_partition(self, df: DataFrame, table: str, column: str, value: str) -> None:
+        self._require(table)
+        quoted = value.replace("'", "''")
+        writer = df.write.format("delta").mode("overwrite")
+        writer = writer.option("replaceWhere", f"{column} = '{quoted}'")
         self._save(writer, table)
 
     def delete(self, table: str, predicate: str) -> int:
@@ -463,6 +479,30 @@ class EmbeddedDeltaStore(DeltaStore):
         staged = self._stage(df, loc, partition_by)
         self._commit(loc, table, staged, df.schema, partition_by, "overwrite", None, None, None)
 
+    def replace_partition(self, df: DataFrame, table: str, column: str, value: str) -> None:
+        """Stage ``df`` (executors), then swap it for the partition's files in one commit."""
+        loc, delta_table = self._open_existing(table)
+        partition_by = list(delta_table.metadata().partition_columns)
+        if partition_by != [column]:
+            raise InvalidInputError(
+                f"{table} is partitioned by {partition_by}, not [{column!r}]: cannot replace "
+                f"the partition {column}={value!r} alone"
+            )
+        _check_compatible(delta_table, df.schema, partition_by, table)
+        staged = self._stage(df.where(F.col(column) == value), loc, partition_by)
+        self._commit(
+            loc,
+            table,
+            staged,
+            df.schema,
+            partition_by,
+            "overwrite",
+            None,
+            None,
+            None,
+            partition_filters=[(column, "=", value)],
+        )
+
     def delete(self, table: str, predicate: str) -> int:
         """Delete matching rows with delta-rs on the driver (it rewrites the touched files)."""
         _, delta_table = self._open_existing(table)
@@ -532,8 +572,13 @@ class EmbeddedDeltaStore(DeltaStore):
         app_id: str | None,
         app_version: int | None,
         metadata: Mapping[str, str] | None,
+        partition_filters: list[tuple[str, str, str]] | None = None,
     ) -> bool:
-        """Commit the staged files in one delta-rs transaction (driver), retrying conflicts."""
+        """Commit the staged files in one delta-rs transaction (driver), retrying conflicts.
+
+        An overwrite with ``partition_filters`` replaces only those partitions and keeps
+        the table's schema.
+        """
         txns = [] if app_id is None else [Transaction(app_id, int(app_version or 0))]
         props = CommitProperties(
             custom_metadata={
@@ -566,12 +611,14 @@ class EmbeddedDeltaStore(DeltaStore):
                         commit_properties=props,
                     )
                 else:
-                    schema = delta_table.schema() if mode == "append" else delta_schema(df_schema)
+                    keep_schema = mode == "append" or partition_filters is not None
+                    schema = delta_table.schema() if keep_schema else delta_schema(df_schema)
                     delta_table.create_write_transaction(
                         staged.actions,
                         mode,
                         schema=schema,
                         partition_by=list(partition_by) or None,
+                        partition_filters=partition_filters,
                         commit_properties=props,
                     )
             except DeltaError as exc:

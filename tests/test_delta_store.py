@@ -417,3 +417,25 @@ def test_file_stats_are_safe_bounds(tmp_path) -> None:
     assert "long" not in stats["maxValues"]  # a cut max would be below the real one
     assert "b" not in stats["minValues"]
     assert stats["nullCount"] == {"ts": 0, "long": 0, "f": 0, "b": 0, "n": 1}
+
+
+def test_replace_partition_touches_no_other_partition(store, codes, tmp_path) -> None:
+    table = tmp_path / "codes"
+    odd = "cb v1:x%'"
+    df = codes(6, version="cb-a").unionByName(codes(5, start=6, version=odd))
+    store.append(df, str(table), partition_by=["codebook_version"])
+
+    def files_of(version: str) -> set[str]:
+        adds = pa.table(DeltaTable(str(table)).get_add_actions(flatten=True)).to_pandas()
+        return set(adds.loc[adds["partition.codebook_version"] == version, "path"])
+
+    untouched, replaced = files_of("cb-a"), files_of(odd)
+    store.replace_partition(codes(2, start=40, version=odd), str(table), "codebook_version", odd)
+
+    assert files_of("cb-a") == untouched
+    assert files_of(odd).isdisjoint(replaced)
+    rows = make_rows(6, version="cb-a") + make_rows(2, start=40, version=odd)
+    assert spark_rows(store.read(str(table))) == expected(rows)
+    assert delta_rs_rows(table, SCHEMA.fieldNames()) == expected(rows)
+    with pytest.raises(InvalidInputError, match="partitioned by"):
+        store.replace_partition(codes(1), str(table), "c1", "0")

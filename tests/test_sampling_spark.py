@@ -452,11 +452,26 @@ def test_rescore_recomputes_quality_without_embedding(spark, data, tmp_path, cap
 
     store = get_store(spark)
     table = str(tmp_path / "codes")
-    store.overwrite(store.read(data["codes"]), table, partition_by=("codebook_version",))
+    codes = store.read(data["codes"])
+    store.overwrite(codes, table, partition_by=("codebook_version",))
+    version = DeltaTable(table).to_pandas()["codebook_version"].iloc[0]
+    # an older version's rows, annotated earlier: rescoring the latest must not touch them
+    older = codes.withColumn("codebook_version", F.lit("older")).withColumn(
+        "annotated_at", F.col("annotated_at") - F.expr("INTERVAL 1 DAY")
+    )
+    store.append(older, table, partition_by=("codebook_version",))
+    older_before = DeltaTable(table).to_pandas(filters=[("codebook_version", "=", "older")])
+    is_older = "codebook_version = 'older'"
+    older_files = set(DeltaTable(table).file_uris(file_pruning_predicate=is_older))
     code, out, err = run(capsys, "rescore", "--table", table, "--input", data["corpus"])
     assert code == 0, err
     assert f"rescored {N_DOCS} of {N_DOCS} rows" in out
-    after = DeltaTable(table).to_pandas().sort_values("doc_id", ignore_index=True)
+    assert set(DeltaTable(table).file_uris(file_pruning_predicate=is_older)) == older_files
+    pd.testing.assert_frame_equal(
+        DeltaTable(table).to_pandas(filters=[("codebook_version", "=", "older")]), older_before
+    )
+    after = DeltaTable(table).to_pandas(filters=[("codebook_version", "=", version)])
+    after = after.sort_values("doc_id", ignore_index=True)
     before = DeltaTable(data["codes"]).to_pandas().sort_values("doc_id", ignore_index=True)
     corpus = pq.read_table(data["corpus"]).to_pandas().set_index("id").loc[after["doc_id"]]
     expect = quality_scores(corpus["text"].reset_index(drop=True))

@@ -740,10 +740,10 @@ def rescore_quality(
     """Recompute ``quality`` of one codebook version with the built-in scorer, no embedding.
 
     Joins the corpus text on ``doc_id`` (computed as annotate does), scores it with
-    :func:`udfs.quality.quality_scores` in a pandas UDF (executors) and replaces the table
-    in one Delta commit: the rows of that version get the new quality (rows whose doc is
-    not in the corpus keep theirs), every other column and every other version is
-    unchanged.
+    :func:`udfs.quality.quality_scores` in a pandas UDF (executors) and replaces that
+    version's partition in one Delta commit: its rows get the new quality (rows whose doc
+    is not in the corpus keep theirs), every other column is unchanged and the files of
+    every other version are not touched.
 
     Raises:
         InvalidInputError: no document of the table is found in the corpus.
@@ -781,7 +781,6 @@ def rescore_quality(
     rescored = joined.select(
         *[new_quality.alias(c) if c == "quality" else F.col(c) for c in columns]
     )
-    others = store.read(table).where(F.col(VERSION_COL) != chosen)
-    store.overwrite(others.unionByName(rescored), table, partition_by=(VERSION_COL,))
+    store.replace_partition(rescored, table, VERSION_COL, chosen)
     log.info("rescored %d of %d rows of version %s in %s", found, total, chosen, table)
     return RescoreResult(table, chosen, total, found, total - found)
