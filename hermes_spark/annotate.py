@@ -46,6 +46,10 @@ from udfs.annotate_udf import ModelSettings, annotate_schema, make_annotate_fn
 log = logging.getLogger(__name__)
 
 VERSION_COL = "codebook_version"
+#: Commit metadata of every annotate commit: the codebook version and its level sizes,
+#: so ``stats`` knows ``K1`` exactly without the artifact.
+VERSION_META = "hermes.codebook_version"
+LEVELS_META = "hermes.levels"
 
 
 @dataclass
@@ -225,7 +229,11 @@ def annotate(
             app_id=app_id,
             app_version=1,
             partition_by=(VERSION_COL,),
-            metadata={"chunk": str(index)},
+            metadata={
+                "hermes.chunk": str(index),
+                VERSION_META: version,
+                LEVELS_META: ",".join(map(str, codebook.levels)),
+            },
         )
         if not committed:
             report.chunks_skipped += 1
@@ -290,6 +298,15 @@ def _scan_duplicates(
         across.unpersist()
         return None
     return across
+
+
+def recorded_levels(store: DeltaStore, table: str, version: str) -> list[int] | None:
+    """Level sizes that annotate recorded in the commit metadata for ``version`` (driver);
+    None when no such commit is left in the log (e.g. trimmed by log retention)."""
+    for meta in store.commit_metadata(table):
+        if meta.get(VERSION_META) == version and LEVELS_META in meta:
+            return [int(k) for k in meta[LEVELS_META].split(",")]
+    return None
 
 
 def latest_version(store: DeltaStore, table: str) -> str:

@@ -134,6 +134,10 @@ class DeltaStore(ABC):
         """Replace the whole table (data and schema) with ``df`` in one commit."""
 
     @abstractmethod
+    def commit_metadata(self, table: str) -> list[dict[str, str]]:
+        """The ``hermes.*`` metadata of every commit still in the log, newest first (driver)."""
+
+    @abstractmethod
     def replace_partition(self, df: DataFrame, table: str, column: str, value: str) -> None:
         """Replace the rows of partition ``column = value`` with ``df`` in one commit.
 
@@ -242,6 +246,17 @@ class NativeDeltaStore(DeltaStore):
             writer = writer.partitionBy(*partition_by)
         self._save(writer, table)
 
+    def commit_metadata(self, table: str) -> list[dict[str, str]]:
+        rows = self._table(table).history().select("version", "userMetadata").collect()
+        found = []
+        for row in sorted(rows, key=lambda r: -r["version"]):
+            try:
+                meta = json.loads(row["userMetadata"] or "{}")
+            except json.JSONDecodeError:  # another writer's free-text metadata
+                meta = {}
+            found.append(_hermes_keys(meta if isinstance(meta, dict) else {}))
+        return found
+
     def replace_partition(self, df: DataFrame, table: str, column: str, value: str) -> None:
         self._require(table)
         quoted = value.replace("'", "''")
@@ -293,6 +308,10 @@ class NativeDeltaStore(DeltaStore):
 
     def version(self, table: str) -> int:
         return int(self._table(table).history(1).select("version").first()[0])
+
+
+def _hermes_keys(meta: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in meta.items() if k.startswith("hermes.")}
 
 
 def delta_log_txn_version(spark: SparkSession, location: str, app_id: str) -> int | None:
@@ -478,6 +497,11 @@ class EmbeddedDeltaStore(DeltaStore):
                 )
         staged = self._stage(df, loc, partition_by)
         self._commit(loc, table, staged, df.schema, partition_by, "overwrite", None, None, None)
+
+    def commit_metadata(self, table: str) -> list[dict[str, str]]:
+        _, delta_table = self._open_existing(table)
+        history = sorted(delta_table.history(), key=lambda c: -int(c.get("version", 0)))
+        return [_hermes_keys(commit) for commit in history]
 
     def replace_partition(self, df: DataFrame, table: str, column: str, value: str) -> None:
         """Stage ``df`` (executors), then swap it for the partition's files in one commit."""

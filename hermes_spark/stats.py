@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import VERSION_COL, select_version
+from hermes_spark.annotate import VERSION_COL, recorded_levels, select_version
 from hermes_spark.delta_store import get_store
 from hermes_spark.errors import InvalidInputError
 
@@ -157,6 +157,13 @@ def compute_stats(
     codes, chosen = select_version(store, table, version)
     n_levels = code_levels(codes)
     if sizes is None:
+        sizes = recorded_levels(store, table, chosen)
+    if sizes is None or len(sizes) != n_levels:
+        log.warning(
+            "level sizes of %s are not in the commit log: inferred from the codes (the "
+            "level-1 size is a lower bound); pass --codebook for exact cells_total",
+            chosen,
+        )
         sizes = infer_sizes(codes, n_levels)
     stats = bucket_stats(codes, n_levels, chosen).coalesce(1)
     store.overwrite(stats, out)

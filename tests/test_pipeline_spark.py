@@ -12,7 +12,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import annotate
+from hermes_spark.annotate import annotate, recorded_levels
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, ModelConfig
 from hermes_spark.delta_store import get_store
 from hermes_spark.fit import fit
@@ -159,6 +159,28 @@ def test_stats_tables_add_up(spark, annotated):
     )
     p = counts / n
     assert math.isclose(levels[1]["entropy_bits"], float(-(p * np.log2(p)).sum()), rel_tol=1e-9)
+
+
+def test_stats_know_the_level_sizes_from_the_commit_log(spark, annotated, tmp_path):
+    """Without --codebook, stats read K1..K3 that annotate recorded in its commits, so an
+    unused last level-1 code still counts in cells_total; a table without that record
+    falls back to inference, where K1 can only be a lower bound."""
+    cfg, book, _, _, root = annotated
+    store = get_store(spark)
+    table = str(tmp_path / "codes")
+    annotate(spark, cfg, str(root / "codebook"), table)
+    last = LEVELS[0] - 1
+    assert store.delete(table, f"c1 = {last}") > 0
+    assert recorded_levels(store, table, book.codebook.version) == list(LEVELS)
+    result = compute_stats(spark, table, str(tmp_path / "stats"))
+    cells = {r["level"]: r["cells_total"] for r in result.levels}
+    assert cells == {1: LEVELS[0], 2: LEVELS[0] * LEVELS[1], 3: math.prod(LEVELS)}
+
+    copy = str(tmp_path / "copy")  # same rows, written without annotate's commit metadata
+    store.overwrite(store.read(table), copy, partition_by=("codebook_version",))
+    assert recorded_levels(store, copy, book.codebook.version) is None
+    inferred = compute_stats(spark, copy, str(tmp_path / "stats2"))
+    assert {r["level"]: r["cells_total"] for r in inferred.levels}[1] == last
 
 
 def test_same_seed_same_version(spark, annotated, tmp_path):
