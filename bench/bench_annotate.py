@@ -72,7 +72,7 @@ def main() -> None:
         sample,
         (8, 4, 2),
         seed=0,
-        lst_dim=None,
+        lst_dim=64,  # below the 200-row rank: no whitened null directions
         n_iter=5,
         model={
             "name": settings.name,
