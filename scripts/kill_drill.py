@@ -68,7 +68,8 @@ SYNTHETIC_DIM = 16
 
 def write_synthetic_corpus(path: Path, docs: int, files: int, seed: int = 0) -> Path:
     """``docs`` clustered vectors over ``files`` Parquet files, then a file (last in path
-    order, so its own chunk) with rows to reject and an id repeated inside the file."""
+    order, so its own chunk) with rows to reject, an id repeated inside the file and a
+    second copy of the first file's first id (its first copy must win)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from tests.helpers import write_embedded_corpus
@@ -76,17 +77,24 @@ def write_synthetic_corpus(path: Path, docs: int, files: int, seed: int = 0) -> 
     write_embedded_corpus(path, n=docs, dim=SYNTHETIC_DIM, seed=seed, files=files)
     bad = pa.table(
         {
-            "id": ["bad-null", "bad-blank", "bad-len", "dup-x", "dup-x"],
-            "text": [None, " \t ", "wrong vector length", "first of a repeated id", "second"],
+            "id": ["bad-null", "bad-blank", "bad-len", "dup-x", "dup-x", "doc-00000"],
+            "text": [
+                None,
+                " \t ",
+                "wrong vector length",
+                "first of a repeated id",
+                "second",
+                "a later copy of the first document's id",
+            ],
             "emb": pa.array(
                 [[0.1] * SYNTHETIC_DIM] * 2
                 + [[0.1] * 3]
-                + [[0.2] * SYNTHETIC_DIM, [-0.2] * SYNTHETIC_DIM],
+                + [[0.2] * SYNTHETIC_DIM, [-0.2] * SYNTHETIC_DIM, [0.3] * SYNTHETIC_DIM],
                 type=pa.list_(pa.float32()),
             ),
-            "tokens": pa.array([5] * 5, type=pa.int64()),
-            "quality": [0.5] * 5,
-            "source": ["bad"] * 5,
+            "tokens": pa.array([5] * 6, type=pa.int64()),
+            "quality": [0.5] * 6,
+            "source": ["bad"] * 6,
         }
     )
     pq.write_table(bad, path / "part-zzz-bad.parquet")
@@ -104,10 +112,17 @@ def write_real_corpus(path: Path, source: str, docs: int, files: int) -> Path:
     per = -(-table.num_rows // files)
     for f in range(files):
         pq.write_table(table.slice(f * per, per), path / f"part-{f:03d}.parquet")
+    first_id = table.column("id")[0].as_py()  # repeated across files: its first copy wins
     bad = pa.table(
         {
-            "id": ["bad-null", "bad-blank", "dup-x", "dup-x"],
-            "text": [None, " \t ", "first of a repeated id", "second of a repeated id"],
+            "id": ["bad-null", "bad-blank", "dup-x", "dup-x", first_id],
+            "text": [
+                None,
+                " \t ",
+                "first of a repeated id",
+                "second of a repeated id",
+                "a later copy of the first document's id",
+            ],
         },
         schema=table.schema,
     )
@@ -554,6 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "input_docs": n_input,
         **outcome(table, valid, killed.uncommitted_at_kill),
     }
+    # every input row is a row of the table or of the rejects, none of both, none lost
+    counts["unaccounted_input_rows"] = n_input - counts["table_rows"] - counts["rejects"]
     counts.update(vacuum_outcome(table))
     counts["rerun_exit_code"] = rc
     counts["kill"] = {k: v for k, v in asdict(killed).items() if k != "uncommitted_at_kill"}
@@ -567,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc == 0
         and counts["table_rows"] == counts["distinct_doc_ids"] == len(valid)
         and counts["missing_valid_docs"] == counts["unexpected_doc_ids"] == 0
+        and counts["unaccounted_input_rows"] == 0
         and counts["orphan_files_visible_to_readers"] == 0
         and counts["chunk_txns_committed_twice"] == 0
         and not killed.survivors

@@ -141,9 +141,13 @@ def setup(spark, tmp_path_factory) -> Setup:
         _rejects(reference),
         chunks=FILES + 1,
     )
-    # the reference itself is exactly-once, with the four bad rows rejected
+    # the reference itself is exactly-once, with the five bad rows rejected; the id that
+    # the bad file repeats from the first file keeps its first copy (per-file chunks in the
+    # scenarios below must agree: the copies are then in different chunks)
     assert len(setup.reference_codes) == len(valid) == DOCS + 1
     assert set(setup.reference_codes["doc_id"]) == valid
+    first = setup.reference_codes.set_index("doc_id").loc["doc-00000"]
+    assert first["source"] != "bad"
     assert dict(
         zip(setup.reference_rejects["doc_id"], setup.reference_rejects["reason"], strict=True)
     ) == {
@@ -151,6 +155,7 @@ def setup(spark, tmp_path_factory) -> Setup:
         "bad-blank": "empty_text",
         "bad-len": "wrong_embedding_length",
         "dup-x": "duplicate_doc_id",
+        "doc-00000": "duplicate_doc_id",
     }
     return setup
 
