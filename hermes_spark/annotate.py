@@ -21,6 +21,7 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from hermes_spark.config import HermesConfig
 from hermes_spark.corpus import (
@@ -32,6 +33,7 @@ from hermes_spark.corpus import (
     cross_chunk_duplicates,
     duplicate_losers,
     embedding_col_dim,
+    keep_name,
     list_input_files,
     prepare,
     read_corpus,
@@ -46,6 +48,8 @@ from udfs.annotate_udf import ModelSettings, annotate_schema, make_annotate_fn
 log = logging.getLogger(__name__)
 
 VERSION_COL = "codebook_version"
+#: Lineage column of the codes and rejects tables: the input file a row came from (URI).
+SOURCE_COL = "source_file"
 #: Commit metadata of every annotate commit: the codebook version and its level sizes,
 #: so ``stats`` knows ``K1`` exactly without the artifact.
 VERSION_META = "hermes.codebook_version"
@@ -109,17 +113,53 @@ def codes_output(
         "quality",
         F.lit(version).alias(VERSION_COL),
         F.current_timestamp().alias("annotated_at"),
-        *[F.col(c) for c in keep_cols],
+        SOURCE_COL,
+        *[F.col(keep_name(c)).alias(c) for c in keep_cols],
     )
 
 
-def _existing_ids(store: DeltaStore, table: str, version: str) -> DataFrame | None:
+def _check_keep_cols(keep_cols: tuple[str, ...], levels: int) -> None:
+    """``--keep-cols`` may not shadow a column of the codes table."""
+    own = {"doc_id", "n_tokens", "quality", VERSION_COL, "annotated_at", SOURCE_COL}
+    own |= {f"{p}{k}" for p in ("c", "bucket", "qerr") for k in range(1, levels + 1)}
+    clash = sorted(set(keep_cols) & own)
+    if clash:
+        raise InvalidInputError(
+            f"--keep-cols {', '.join(clash)}: the codes table has its own column(s) of that "
+            "name; rename them in the corpus or leave them out"
+        )
+
+
+def _existing_rows(store: DeltaStore, table: str, version: str) -> DataFrame | None:
+    """``(doc_id, source_file)`` of the rows ``version`` already has (its partition only)."""
     if not store.exists(table):
         return None
     df = store.read(table)
-    if VERSION_COL not in df.columns:
-        raise InvalidInputError(f"table {table} has no {VERSION_COL} column: not a codes table")
-    return df.where(F.col(VERSION_COL) == version).select("doc_id")
+    missing = {VERSION_COL, SOURCE_COL} - set(df.columns)
+    if missing:
+        raise InvalidInputError(
+            f"table {table} has no {', '.join(sorted(missing))} column: not a codes table "
+            "of this hermes version"
+        )
+    return df.where(F.col(VERSION_COL) == version).select("doc_id", SOURCE_COL)
+
+
+def _skip_or_reject_annotated(prepared: DataFrame, done: DataFrame) -> DataFrame:
+    """Rows whose id already has a row of this version (incremental runs, resumed runs).
+
+    The same id from the same file is that very document, listed again: dropped (it costs
+    nothing). The same id from another file is a later copy of an annotated document:
+    rejected as ``duplicate_doc_id`` (the copy committed first stays), so a resumed run
+    ends with the same rejects as an uninterrupted one.
+    """
+    seen = done.select("doc_id", F.col(SOURCE_COL).alias("_seen_in"))
+    joined = prepared.join(seen, "doc_id", "left")
+    valid = F.col(REASON_COL).isNull()
+    seen_in = F.col("_seen_in")
+    again = F.coalesce(valid & (seen_in == F.col(SOURCE_COL)), F.lit(False))
+    copy = F.coalesce(valid & (seen_in != F.col(SOURCE_COL)), F.lit(False))
+    reason = F.when(copy, F.lit("duplicate_doc_id")).otherwise(F.col(REASON_COL))
+    return joined.where(~again).withColumn(REASON_COL, reason).drop("_seen_in")
 
 
 def annotate(
@@ -155,7 +195,13 @@ def annotate(
         cfg.model.device,
         cfg.model.sort_window,
     )
-    passthrough_fields = [f for f in probe.schema.fields if f.name in corpus.keep_cols]
+    _check_keep_cols(corpus.keep_cols, len(codebook.levels))
+    passthrough_fields = [
+        T.StructField(keep_name(f.name), f.dataType)
+        for f in probe.schema.fields
+        if f.name in corpus.keep_cols
+    ]
+    passthrough_fields.append(T.StructField(SOURCE_COL, T.StringType()))
     schema = annotate_schema(len(codebook.levels), passthrough_fields)
     fn = make_annotate_fn(
         codebook,
@@ -163,7 +209,7 @@ def annotate(
         has_embedding=corpus.embedding_col is not None,
         has_tokens=corpus.tokens_col is not None,
         has_quality=corpus.quality_col is not None,
-        passthrough=corpus.keep_cols,
+        passthrough=(*map(keep_name, corpus.keep_cols), SOURCE_COL),
     )
     rows_before = _version_rows(store, table, version)
     parallelism = spark.sparkContext.defaultParallelism
@@ -182,15 +228,19 @@ def annotate(
     for index, chunk, app_id in pending:
         raw = read_corpus(spark, corpus, chunk)
         prepared = prepare(raw, corpus, codebook.dim)
+        prepared = prepared.withColumn(SOURCE_COL, F.col(f"{ORDER_COL}.file"))
         if repeated is not None:
             prepared = reject_later_copies(prepared, repeated, index)
+        done = _existing_rows(store, table, version)
+        if done is not None:
+            prepared = _skip_or_reject_annotated(prepared, done)
         prepared = apply_duplicates(prepared, duplicate_losers(prepared))
         bad = prepared.where(F.col(REASON_COL).isNotNull()).select(
             "doc_id",
             F.col(REASON_COL).alias("reason"),
             F.lit(version).alias(VERSION_COL),
             F.current_timestamp().alias("annotated_at"),
-            F.col(f"{ORDER_COL}.file").alias("source_file"),
+            SOURCE_COL,
         )
         # A chunk's rejects commit is idempotent by its txn id; rows recorded under another
         # chunking (files_per_chunk changed, new files listed in between) are not recorded
@@ -199,14 +249,11 @@ def annotate(
             done_rejects = (
                 store.read(rejects)
                 .where(F.col(VERSION_COL) == version)
-                .select("doc_id", "reason", "source_file")
+                .select("doc_id", "reason", SOURCE_COL)
                 .distinct()
             )
-            bad = bad.join(done_rejects, ["doc_id", "reason", "source_file"], "left_anti")
+            bad = bad.join(done_rejects, ["doc_id", "reason", SOURCE_COL], "left_anti")
         good = prepared.where(F.col(REASON_COL).isNull()).drop(REASON_COL, ORDER_COL)
-        done = _existing_ids(store, table, version)
-        if done is not None:  # incremental: only documents without a row of this version
-            good = good.join(done, "doc_id", "left_anti")
         n_in = good.rdd.getNumPartitions()
         if n_in < 2 * parallelism:
             good = good.repartition(2 * parallelism, "doc_id")

@@ -179,7 +179,7 @@ def reject_reason(schema: T.StructType, cfg: CorpusConfig, embedding_dim: int | 
 def prepare(df: DataFrame, cfg: CorpusConfig, embedding_dim: int | None) -> DataFrame:
     """Normalise a raw corpus frame to the annotate input.
 
-    Columns: ``doc_id, text, [embedding], [n_tokens], [quality], keep cols,
+    Columns: ``doc_id, text, [embedding], [n_tokens], [quality], keep__<keep col>...,
     reject_reason, _order`` where ``_order`` is the position in the input (file, block,
     row) used to keep the first of duplicate ids.
     """
@@ -195,7 +195,7 @@ def prepare(df: DataFrame, cfg: CorpusConfig, embedding_dim: int | None) -> Data
         cols.append(F.col(cfg.tokens_col).cast("int").alias("n_tokens"))
     if cfg.quality_col:
         cols.append(F.col(cfg.quality_col).cast("double").alias("quality"))
-    cols += [F.col(c) for c in cfg.keep_cols]
+    cols += [F.col(c).alias(keep_name(c)) for c in cfg.keep_cols]
     cols.append(reject_reason(with_id.schema, cfg, embedding_dim).alias(REASON_COL))
     cols.append(
         F.struct(
@@ -205,6 +205,12 @@ def prepare(df: DataFrame, cfg: CorpusConfig, embedding_dim: int | None) -> Data
         ).alias(ORDER_COL)
     )
     return with_id.select(*cols)
+
+
+def keep_name(col: str) -> str:
+    """Name a ``--keep-cols`` column travels under until the codes table (so keeping e.g.
+    the text column cannot collide with the working columns ``text``, ``doc_id``, ...)."""
+    return f"keep__{col}"
 
 
 def duplicate_losers(prepared: DataFrame) -> DataFrame:

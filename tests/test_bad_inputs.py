@@ -314,6 +314,56 @@ def test_ids_repeated_across_chunks_keep_the_first_copy_and_reject_the_rest(
     assert run(capsys, *args, "--files-per-chunk", "2")[0] == 0
     assert snapshot() == (codes, rej)
 
+    # Resumed or incremental: the first file was annotated by an earlier run, the later
+    # copies arrive in a new one. The outcome must be the one of a single run.
+    later = tmp_path / "later"
+    later.mkdir()
+    for name in names[1:]:
+        (tmp_path / "corpus" / name).rename(later / name)
+    table = tmp_path / "codes_incremental"
+    args[args.index(str(tmp_path / "codes"))] = str(table)
+    assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
+    for name in names[1:]:
+        (later / name).rename(tmp_path / "corpus" / name)
+    assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
+    assert snapshot() == (codes, rej)
+
+
+def test_keep_cols_may_not_shadow_a_codes_column(spark, codebook, tmp_path, capsys):
+    _write_repeating_corpus(tmp_path / "corpus")
+    code, err = run(
+        capsys,
+        "annotate",
+        "--input",
+        str(tmp_path / "corpus"),
+        *EMB,
+        "--keep-cols",
+        "source,tokens,text",
+        "--codebook",
+        str(codebook),
+        "--table",
+        str(tmp_path / "codes"),
+    )
+    assert code == 0, err  # tokens and text are corpus columns, not codes columns
+    kept = DeltaTable(str(tmp_path / "codes")).to_pandas().set_index("doc_id")
+    assert kept.loc["w", "text"] == "t" and kept.loc["a", "source"] == "0-a"
+    assert (kept["tokens"] == kept["n_tokens"]).all()
+    pq.write_table(pa.table({"id": ["a"], "text": ["t"], "quality": [0.1]}), tmp_path / "q.parquet")
+    code, err = run(
+        capsys,
+        "annotate",
+        "--input",
+        str(tmp_path / "q.parquet"),
+        "--keep-cols",
+        "quality",
+        "--codebook",
+        str(codebook),
+        "--table",
+        str(tmp_path / "codes2"),
+    )
+    assert code == 2
+    assert "--keep-cols quality" in error_line(err)
+
 
 def test_on_duplicate_error_refuses_before_any_chunk_is_committed(
     spark, codebook, tmp_path, capsys
