@@ -33,8 +33,10 @@ from hermes_spark.corpus import (
     cross_chunk_duplicates,
     duplicate_losers,
     embedding_col_dim,
+    file_key,
     keep_name,
     list_input_files,
+    listed_files,
     prepare,
     read_corpus,
     reject_later_copies,
@@ -144,22 +146,30 @@ def _existing_rows(store: DeltaStore, table: str, version: str) -> DataFrame | N
     return df.where(F.col(VERSION_COL) == version).select("doc_id", SOURCE_COL)
 
 
-def _skip_or_reject_annotated(prepared: DataFrame, done: DataFrame) -> DataFrame:
+def _skip_or_reject_annotated(prepared: DataFrame, done: DataFrame, listed: DataFrame) -> DataFrame:
     """Rows whose id already has a row of this version (incremental runs, resumed runs).
 
-    The same id from the same file is that very document, listed again: dropped (it costs
-    nothing). The same id from another file is a later copy of an annotated document:
-    rejected as ``duplicate_doc_id`` (the copy committed first stays), so a resumed run
-    ends with the same rejects as an uninterrupted one.
+    A later copy is a row from another file than the annotated row's, while that file is
+    still part of the corpus (``listed``): rejected as ``duplicate_doc_id`` (the copy
+    committed first stays), so a resumed run ends with the same rejects as one
+    uninterrupted run. Otherwise it is the annotated document itself, listed again (same
+    file) or moved (its old file is gone, e.g. compacted): skipped, at no cost.
     """
-    seen = done.select("doc_id", F.col(SOURCE_COL).alias("_seen_in"))
+    still_listed = listed.select(F.col("file").alias("_seen_key"), F.lit(True).alias("_listed"))
+    seen = (
+        done.select("doc_id", F.col(SOURCE_COL).alias("_seen_in"))
+        .withColumn("_seen_key", file_key(F.col("_seen_in")))
+        .join(F.broadcast(still_listed), "_seen_key", "left")
+        .drop("_seen_key")
+    )
     joined = prepared.join(seen, "doc_id", "left")
     valid = F.col(REASON_COL).isNull()
     seen_in = F.col("_seen_in")
-    again = F.coalesce(valid & (seen_in == F.col(SOURCE_COL)), F.lit(False))
-    copy = F.coalesce(valid & (seen_in != F.col(SOURCE_COL)), F.lit(False))
+    other_file = seen_in != F.col(SOURCE_COL)
+    copy = F.coalesce(valid & other_file & F.col("_listed"), F.lit(False))
+    skip = F.coalesce(valid & seen_in.isNotNull() & ~copy, F.lit(False))
     reason = F.when(copy, F.lit("duplicate_doc_id")).otherwise(F.col(REASON_COL))
-    return joined.where(~again).withColumn(REASON_COL, reason).drop("_seen_in")
+    return joined.where(~skip).withColumn(REASON_COL, reason).drop("_seen_in", "_listed")
 
 
 def annotate(
@@ -225,6 +235,7 @@ def annotate(
         else:
             pending.append((index, chunk, app_id))
     repeated = _scan_duplicates(spark, cfg, codebook.dim, pending)
+    listed: DataFrame | None = None  # the corpus's files, listed when first needed
     for index, chunk, app_id in pending:
         raw = read_corpus(spark, corpus, chunk)
         prepared = prepare(raw, corpus, codebook.dim)
@@ -233,7 +244,8 @@ def annotate(
             prepared = reject_later_copies(prepared, repeated, index)
         done = _existing_rows(store, table, version)
         if done is not None:
-            prepared = _skip_or_reject_annotated(prepared, done)
+            listed = listed if listed is not None else listed_files(spark, files.paths)
+            prepared = _skip_or_reject_annotated(prepared, done, listed)
         prepared = apply_duplicates(prepared, duplicate_losers(prepared))
         bad = prepared.where(F.col(REASON_COL).isNotNull()).select(
             "doc_id",

@@ -257,6 +257,14 @@ def chunk_of_files(spark: SparkSession, chunks: Sequence[tuple[int, Sequence[str
     return keyed.select(file_key(F.col("file")).alias("file"), "chunk")
 
 
+def listed_files(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
+    """``file`` keys (:func:`file_key`) of the corpus's data files as listed now (driver
+    listing through the text source, no data read; one row per file)."""
+    uris = spark.read.format("text").load(list(paths)).inputFiles()
+    listed = spark.createDataFrame([(uri,) for uri in uris], "file string")
+    return listed.select(file_key(F.col("file")).alias("file"))
+
+
 def cross_chunk_duplicates(prepared: DataFrame, file_chunks: DataFrame) -> DataFrame:
     """``(doc_id, n, first_chunk, last_chunk)`` of every valid id that occurs more than once.
 

@@ -328,6 +328,14 @@ def test_ids_repeated_across_chunks_keep_the_first_copy_and_reject_the_rest(
     assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
     assert snapshot() == (codes, rej)
 
+    # Files moved (as compaction does): documents whose annotated row came from a file
+    # that is gone are the same documents, not copies. Nothing new is annotated or
+    # rejected as a duplicate; only the blank row is recorded again, under its new file.
+    moved = "0 moved.parquet"
+    (tmp_path / "corpus" / names[0]).rename(tmp_path / "corpus" / moved)
+    assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
+    assert snapshot() == (codes, sorted([*rej, ("w", "empty_text", "0%20moved.parquet")]))
+
 
 def test_keep_cols_may_not_shadow_a_codes_column(spark, codebook, tmp_path, capsys):
     _write_repeating_corpus(tmp_path / "corpus")
