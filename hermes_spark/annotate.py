@@ -236,6 +236,11 @@ def annotate(
             pending.append((index, chunk, app_id))
     repeated = _scan_duplicates(spark, cfg, codebook.dim, pending)
     listed: DataFrame | None = None  # the corpus's files, listed when first needed
+    before = _existing_rows(store, table, version)
+    if cfg.annotate.on_duplicate == "error" and pending and before is not None:
+        listed = listed_files(spark, files.paths)
+        pending_files = [f for _, chunk, _ in pending for f in chunk]
+        _refuse_copies_of_annotated(spark, cfg, codebook.dim, pending_files, listed, before)
     for index, chunk, app_id in pending:
         raw = read_corpus(spark, corpus, chunk)
         prepared = prepare(raw, corpus, codebook.dim)
@@ -357,6 +362,31 @@ def _scan_duplicates(
         across.unpersist()
         return None
     return across
+
+
+def _refuse_copies_of_annotated(
+    spark: SparkSession,
+    cfg: HermesConfig,
+    dim: int,
+    files: list[str],
+    listed: DataFrame,
+    done: DataFrame,
+) -> None:
+    """``--on-duplicate error``: stop before any commit when a document of ``files``
+    repeats the id of one an earlier run annotated (``done``: ``doc_id, source_file``)
+    from another file still in the corpus (``listed``)."""
+    prepared = prepare(read_corpus(spark, cfg.corpus, files), cfg.corpus, dim)
+    valid = prepared.where(F.col(REASON_COL).isNull())
+    valid = valid.withColumn(SOURCE_COL, F.col(f"{ORDER_COL}.file"))
+    copies = _skip_or_reject_annotated(valid, done, listed).where(F.col(REASON_COL).isNotNull())
+    examples = copies.select("doc_id").orderBy("doc_id").limit(5).collect()
+    if examples:
+        shown = ", ".join(repr(r["doc_id"]) for r in examples)
+        raise InvalidInputError(
+            f"the corpus repeats the ids of documents already annotated from other files "
+            f"({shown}, ...) and --on-duplicate is error; nothing was written. Fix the ids "
+            "or use --on-duplicate keep-first to keep the annotated copies"
+        )
 
 
 def recorded_levels(store: DeltaStore, table: str, version: str) -> list[int] | None:

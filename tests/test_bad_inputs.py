@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -395,3 +396,19 @@ def test_on_duplicate_error_refuses_before_any_chunk_is_committed(
     assert code == 2
     assert "'dup' x4" in error_line(err) and "nothing was written" in err
     assert not (tmp_path / "codes").exists()
+
+    # a copy of a document that an earlier run annotated from a file still in the corpus
+    later = tmp_path / "later"
+    later.mkdir()
+    for name in sorted(os.listdir(tmp_path / "corpus"))[1:]:
+        (tmp_path / "corpus" / name).rename(later / name)
+    args = ["annotate", "--input", str(tmp_path / "corpus"), *EMB, "--codebook", str(codebook)]
+    args += ["--table", str(tmp_path / "codes"), "--on-duplicate", "error"]
+    args += ["--files-per-chunk", "1"]  # file 0's chunk stays committed, skipped below
+    assert run(capsys, *args)[0] == 0  # file 0 alone repeats nothing
+    version = DeltaTable(str(tmp_path / "codes")).version()
+    pq.write_table(pq.read_table(later / "2 third.parquet"), tmp_path / "corpus" / "9.parquet")
+    code, err = run(capsys, *args)
+    assert code == 2
+    assert "already annotated" in error_line(err) and "'dup'" in err
+    assert DeltaTable(str(tmp_path / "codes")).version() == version  # nothing committed
