@@ -25,6 +25,12 @@ def run(capsys, *argv: str) -> tuple[int, str]:
     return code, err
 
 
+def annotate_cli(capsys, corpus, codebook, table, *flags: str) -> tuple[int, str]:
+    """``hermes annotate --input CORPUS --codebook CODEBOOK --table TABLE FLAGS``."""
+    args = ["--input", str(corpus), "--codebook", str(codebook), "--table", str(table)]
+    return run(capsys, "annotate", *args, *flags)
+
+
 def error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.startswith("hermes: error:")]
     assert len(lines) == 1, err
@@ -77,16 +83,12 @@ def test_nan_and_wrong_length_vectors_are_rejected_not_lost(spark, codebook, tmp
         }
     )
     pq.write_table(table, tmp_path / "c.parquet")
-    code, _ = run(
+    code, _ = annotate_cli(
         capsys,
-        "annotate",
-        "--input",
         str(tmp_path / "c.parquet"),
-        *EMB,
-        "--codebook",
         str(codebook),
-        "--table",
         str(tmp_path / "codes"),
+        *EMB,
     )
     assert code == 0
     assert DeltaTable(str(tmp_path / "codes")).to_pandas()["doc_id"].tolist() == ["ok"]
@@ -99,16 +101,12 @@ def test_nan_and_wrong_length_vectors_are_rejected_not_lost(spark, codebook, tmp
 
 def test_vectors_of_another_dimension_than_the_codebook(spark, codebook, tmp_path, capsys):
     corpus = write_embedded_corpus(tmp_path / "c16", n=20, dim=16, files=1)
-    code, err = run(
+    code, err = annotate_cli(
         capsys,
-        "annotate",
-        "--input",
         str(corpus),
-        *EMB,
-        "--codebook",
         str(codebook),
-        "--table",
         str(tmp_path / "codes"),
+        *EMB,
     )
     assert code == 2
     assert "fitted on 32-dimensional vectors" in error_line(err)
@@ -119,16 +117,12 @@ def test_table_path_that_is_not_delta(spark, codebook, tmp_path, capsys):
     corpus = write_embedded_corpus(tmp_path / "c", n=20, dim=32, files=1)
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "notes.txt").write_text("not a table")
-    code, err = run(
+    code, err = annotate_cli(
         capsys,
-        "annotate",
-        "--input",
         str(corpus),
-        *EMB,
-        "--codebook",
         str(codebook),
-        "--table",
         str(tmp_path / "plain"),
+        *EMB,
     )
     assert code == 2
     assert "is not a Delta table" in error_line(err)
@@ -155,18 +149,14 @@ def test_json_lines_with_invalid_utf8_and_unparsable_lines(spark, codebook, tmp_
         b"this line is not json at all",
     ]
     (tmp_path / "c.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    code, err = run(
+    code, err = annotate_cli(
         capsys,
-        "annotate",
-        "--input",
         str(tmp_path / "c.jsonl"),
+        str(codebook),
+        str(tmp_path / "codes"),
         "--format",
         "json",
         *EMB,
-        "--codebook",
-        str(codebook),
-        "--table",
-        str(tmp_path / "codes"),
     )
     assert code == 0, err
     codes = DeltaTable(str(tmp_path / "codes")).to_pandas()
@@ -180,16 +170,12 @@ def test_json_lines_with_invalid_utf8_and_unparsable_lines(spark, codebook, tmp_
 def test_stats_of_a_version_the_table_does_not_hold(spark, codebook, tmp_path, capsys):
     corpus = write_embedded_corpus(tmp_path / "c", n=30, dim=32, files=1)
     assert (
-        run(
+        annotate_cli(
             capsys,
-            "annotate",
-            "--input",
             str(corpus),
-            *EMB,
-            "--codebook",
             str(codebook),
-            "--table",
             str(tmp_path / "codes"),
+            *EMB,
         )[0]
         == 0
     )
@@ -233,14 +219,10 @@ def test_null_empty_whitespace_and_huge_text_with_the_real_model(spark, tmp_path
         "10",
     )
     assert code == 0, err
-    code, err = run(
+    code, err = annotate_cli(
         capsys,
-        "annotate",
-        "--input",
         str(tmp_path / "c.parquet"),
-        "--codebook",
         str(tmp_path / "cb"),
-        "--table",
         str(tmp_path / "codes"),
     )
     assert code == 0, err
@@ -287,8 +269,7 @@ def test_ids_repeated_across_chunks_keep_the_first_copy_and_reject_the_rest(
 ):
     names = _write_repeating_corpus(tmp_path / "corpus")
     table = tmp_path / "codes"
-    args = ["annotate", "--input", str(tmp_path / "corpus"), *EMB, "--keep-cols", "source"]
-    args += ["--codebook", str(codebook), "--table", str(table)]
+    args = [tmp_path / "corpus", codebook, table, *EMB, "--keep-cols", "source"]
 
     def snapshot():
         codes = DeltaTable(str(table)).to_pandas()
@@ -299,7 +280,7 @@ def test_ids_repeated_across_chunks_keep_the_first_copy_and_reject_the_rest(
             sorted(zip(rej["doc_id"], rej["reason"], rej["file"], strict=True)),
         )
 
-    assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
+    assert annotate_cli(capsys, *args, "--files-per-chunk", "1")[0] == 0
     codes, rej = snapshot()
     # each id once, from its first valid copy: "w" is blank in file 0, so file 1's wins
     assert codes == {"a": "0-a", "dup": "0-dup", "w": "1-w", "c": "1-c", "d": "2-d"}
@@ -311,8 +292,8 @@ def test_ids_repeated_across_chunks_keep_the_first_copy_and_reject_the_rest(
     ]
     assert len(codes) + len(rej) == 9  # every input row is accounted for
     # the same command again, then another chunking: nothing is annotated or rejected twice
-    assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
-    assert run(capsys, *args, "--files-per-chunk", "2")[0] == 0
+    assert annotate_cli(capsys, *args, "--files-per-chunk", "1")[0] == 0
+    assert annotate_cli(capsys, *args, "--files-per-chunk", "2")[0] == 0
     assert snapshot() == (codes, rej)
 
     # Resumed or incremental: the first file was annotated by an earlier run, the later
@@ -322,11 +303,11 @@ def test_ids_repeated_across_chunks_keep_the_first_copy_and_reject_the_rest(
     for name in names[1:]:
         (tmp_path / "corpus" / name).rename(later / name)
     table = tmp_path / "codes_incremental"
-    args[args.index(str(tmp_path / "codes"))] = str(table)
-    assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
+    args[2] = table
+    assert annotate_cli(capsys, *args, "--files-per-chunk", "1")[0] == 0
     for name in names[1:]:
         (later / name).rename(tmp_path / "corpus" / name)
-    assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
+    assert annotate_cli(capsys, *args, "--files-per-chunk", "1")[0] == 0
     assert snapshot() == (codes, rej)
 
     # Files moved (as compaction does): documents whose annotated row came from a file
@@ -334,41 +315,33 @@ def test_ids_repeated_across_chunks_keep_the_first_copy_and_reject_the_rest(
     # rejected as a duplicate; only the blank row is recorded again, under its new file.
     moved = "0 moved.parquet"
     (tmp_path / "corpus" / names[0]).rename(tmp_path / "corpus" / moved)
-    assert run(capsys, *args, "--files-per-chunk", "1")[0] == 0
+    assert annotate_cli(capsys, *args, "--files-per-chunk", "1")[0] == 0
     assert snapshot() == (codes, sorted([*rej, ("w", "empty_text", "0%20moved.parquet")]))
 
 
 def test_keep_cols_may_not_shadow_a_codes_column(spark, codebook, tmp_path, capsys):
     _write_repeating_corpus(tmp_path / "corpus")
-    code, err = run(
+    code, err = annotate_cli(
         capsys,
-        "annotate",
-        "--input",
         str(tmp_path / "corpus"),
+        str(codebook),
+        str(tmp_path / "codes"),
         *EMB,
         "--keep-cols",
         "source,tokens,text",
-        "--codebook",
-        str(codebook),
-        "--table",
-        str(tmp_path / "codes"),
     )
     assert code == 0, err  # tokens and text are corpus columns, not codes columns
     kept = DeltaTable(str(tmp_path / "codes")).to_pandas().set_index("doc_id")
     assert kept.loc["w", "text"] == "t" and kept.loc["a", "source"] == "0-a"
     assert (kept["tokens"] == kept["n_tokens"]).all()
     pq.write_table(pa.table({"id": ["a"], "text": ["t"], "quality": [0.1]}), tmp_path / "q.parquet")
-    code, err = run(
+    code, err = annotate_cli(
         capsys,
-        "annotate",
-        "--input",
         str(tmp_path / "q.parquet"),
+        str(codebook),
+        str(tmp_path / "codes2"),
         "--keep-cols",
         "quality",
-        "--codebook",
-        str(codebook),
-        "--table",
-        str(tmp_path / "codes2"),
     )
     assert code == 2
     assert "--keep-cols quality" in error_line(err)
@@ -378,16 +351,12 @@ def test_on_duplicate_error_refuses_before_any_chunk_is_committed(
     spark, codebook, tmp_path, capsys
 ):
     _write_repeating_corpus(tmp_path / "corpus")
-    code, err = run(
+    code, err = annotate_cli(
         capsys,
-        "annotate",
-        "--input",
         str(tmp_path / "corpus"),
-        *EMB,
-        "--codebook",
         str(codebook),
-        "--table",
         str(tmp_path / "codes"),
+        *EMB,
         "--files-per-chunk",
         "1",
         "--on-duplicate",
@@ -402,13 +371,12 @@ def test_on_duplicate_error_refuses_before_any_chunk_is_committed(
     later.mkdir()
     for name in sorted(os.listdir(tmp_path / "corpus"))[1:]:
         (tmp_path / "corpus" / name).rename(later / name)
-    args = ["annotate", "--input", str(tmp_path / "corpus"), *EMB, "--codebook", str(codebook)]
-    args += ["--table", str(tmp_path / "codes"), "--on-duplicate", "error"]
+    args = [tmp_path / "corpus", codebook, tmp_path / "codes", *EMB, "--on-duplicate", "error"]
     args += ["--files-per-chunk", "1"]  # file 0's chunk stays committed, skipped below
-    assert run(capsys, *args)[0] == 0  # file 0 alone repeats nothing
+    assert annotate_cli(capsys, *args)[0] == 0  # file 0 alone repeats nothing
     version = DeltaTable(str(tmp_path / "codes")).version()
     pq.write_table(pq.read_table(later / "2 third.parquet"), tmp_path / "corpus" / "9.parquet")
-    code, err = run(capsys, *args)
+    code, err = annotate_cli(capsys, *args)
     assert code == 2
     assert "already annotated" in error_line(err) and "'dup'" in err
     assert DeltaTable(str(tmp_path / "codes")).version() == version  # nothing committed
