@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-fast bench lint clean
+.PHONY: setup run test test-unit test-spark test-fast bench lint clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
+
+# Tiers: unit (no Spark), spark, model (real embedding model), cluster, drills.
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+test-spark: $(STAMP)
+	$(PY) -m pytest -q tests/spark
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests -m "not model and not cluster"

@@ -30,7 +30,7 @@ Usage::
     .venv/bin/python scripts/kill_drill.py --real 2000 --files-per-chunk 2
 
 Exit status 0 when the outcome is exactly-once (every valid document once, nothing else, no
-orphan visible), 1 otherwise. The helpers are also used by ``tests/test_resilience.py``.
+orphan visible), 1 otherwise. The helpers are also used by ``tests/drills/test_resilience.py``.
 """
 
 from __future__ import annotations

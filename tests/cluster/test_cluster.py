@@ -47,7 +47,7 @@ from tests.helpers import write_embedded_corpus
 
 pytestmark = [pytest.mark.spark, pytest.mark.cluster]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LEVELS = (4, 3, 2)
 MASTER = "local-cluster[2,1,1024]"
 

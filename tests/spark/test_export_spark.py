@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 from hermes_spark.config import SampleConfig
 from hermes_spark.sampling.plan import compute_plan
 from hermes_spark.sampling.select import run_sample
-from tests.test_sampling_spark import assert_clean_error, build_codes, run
+from tests.spark.test_sampling_spark import assert_clean_error, build_codes, run
 
 pytestmark = pytest.mark.spark
 

@@ -105,7 +105,7 @@ def test_scheduled_job_definitions_use_real_flags():
 
     from hermes_spark.cli import build_parser
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     bundle = yaml.safe_load((root / "conf/scheduling/databricks.yml").read_text())
     tasks = bundle["resources"]["jobs"]["hermes_nightly_annotate"]["tasks"]
     parser = build_parser()

@@ -32,7 +32,7 @@ from hermes_spark.fit import fit
 
 pytestmark = pytest.mark.spark
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LEVELS = (4, 3, 2)
 DOCS, FILES = 400, 4  # + the drill's bad-rows file = 5 input files
 RUN_TIMEOUT = 300.0
