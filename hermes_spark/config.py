@@ -31,7 +31,10 @@ def _fail(section: str, key: str, why: str) -> None:
 class SparkConfig:
     """How to get a SparkSession when none is active."""
 
-    master: str = "local[*]"
+    #: used only when no master is configured already (spark-submit, Databricks win)
+    master: str | None = None
+    #: a Spark Connect URL (``sc://host:port``); ``SPARK_REMOTE`` works too
+    remote: str | None = None
     conf: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -102,7 +105,6 @@ class AnnotateConfig:
     mode: str = "incremental"
     on_duplicate: str = "keep-first"
     files_per_chunk: int = 64
-    rows_per_file: int = 1_000_000
 
     def __post_init__(self) -> None:
         if self.mode not in ("incremental", "full"):
@@ -110,7 +112,6 @@ class AnnotateConfig:
         if self.on_duplicate not in ("keep-first", "error"):
             _fail("annotate", "on_duplicate", f"{self.on_duplicate!r} is not keep-first or error")
         _positive("annotate", "files_per_chunk", self.files_per_chunk)
-        _positive("annotate", "rows_per_file", self.rows_per_file)
 
 
 @dataclass(frozen=True)
@@ -167,11 +168,31 @@ class HermesConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: Config names that resolve to the YAML files shipped with the project.
+SHIPPED_CONFIGS = ("default", "demo", "cluster-gpu")
+
+
+def resolve_config(path: str) -> str:
+    """A config file path, or the shipped config of that name (``default``, ``demo``,
+    ``cluster-gpu``: the repository's ``conf/`` or the installed package's data)."""
+    if path not in SHIPPED_CONFIGS:
+        return path
+    from importlib import resources
+
+    packaged = resources.files("hermes_spark").joinpath("conf", f"{path}.yaml")
+    if packaged.is_file():
+        return str(packaged)
+    repo = Path(__file__).resolve().parents[1] / "conf" / f"{path}.yaml"
+    if repo.is_file():
+        return str(repo)
+    raise InvalidConfigError(f"the shipped config {path!r} is missing from this installation")
+
+
 def load_config(path: str | Path | None) -> HermesConfig:
-    """Read a YAML config; ``None`` gives the built-in defaults."""
+    """Read a YAML config (a file or a shipped name); ``None`` gives the defaults."""
     if path is None:
         return HermesConfig()
-    path = Path(path)
+    path = Path(resolve_config(str(path)))
     if not path.is_file():
         raise InvalidConfigError(f"config file {path} does not exist")
     try:
@@ -201,10 +222,27 @@ def _build(section: str, values: Mapping[str, Any]) -> Any:
             f"config section {section}: unknown key(s) {', '.join(unknown)}; "
             f"known keys are {', '.join(sorted(known))}"
         )
+    values = {k: _number(cls, k, v) for k, v in values.items()}
     try:
         return cls(**values)
     except TypeError as exc:
         raise InvalidConfigError(f"config section {section}: {exc}") from None
+
+
+def _number(cls: type, key: str, value: Any) -> Any:
+    """YAML 1.1 reads ``1e12`` as a string: numeric keys get it back as a number."""
+    if not isinstance(value, str):
+        return value
+    hint = str({f.name: f.type for f in dataclasses.fields(cls)}[key])
+    if "float" in hint or ("int" in hint and "tuple" not in hint):
+        try:
+            number = float(value.replace("_", ""))
+        except ValueError:
+            return value
+        return (
+            int(number) if "int" in hint and "float" not in hint and number.is_integer() else number
+        )
+    return value
 
 
 def _asdict(obj: Any) -> dict[str, Any]:
