@@ -275,7 +275,8 @@ def annotate(
         if n_in < 2 * parallelism:
             good = good.repartition(2 * parallelism, "doc_id")
             n_in = 2 * parallelism
-        annotated = good.mapInPandas(fn, schema)
+        # executor-found rejects (non-finite vectors, bad token counts) are left to transform
+        annotated = good.mapInPandas(fn, schema).where(F.col("reason").isNull())
         codes = codes_output(annotated, codebook.levels, version, corpus.keep_cols)
         codes = codes.repartition(max(1, math.ceil(n_in / 16)), "doc_id")
         bad_counts = {
