@@ -31,7 +31,8 @@ class Flag:
     @property
     def attr(self) -> str:
         """The argparse destination."""
-        return self.dest or self.names[0].lstrip("-").replace("-", "_")
+        long = next((n for n in self.names if n.startswith("--")), self.names[0])
+        return self.dest or long.lstrip("-").replace("-", "_")
 
 
 def flag(*names: str, key: str | None = None, help: str, **kw: Any) -> Flag:
