@@ -32,7 +32,10 @@ def _fail(section: str, key: str, why: str) -> None:
 class SparkConfig:
     """How to get a SparkSession when none is active."""
 
-    master: str = "local[*]"
+    #: used only when no master is configured already (spark-submit, Databricks win)
+    master: str | None = None
+    #: a Spark Connect URL (``sc://host:port``); ``SPARK_REMOTE`` works too
+    remote: str | None = None
     conf: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -103,7 +106,6 @@ class AnnotateConfig:
     mode: str = "incremental"
     on_duplicate: str = "keep-first"
     files_per_chunk: int = 64
-    rows_per_file: int = 1_000_000
 
     def __post_init__(self) -> None:
         if self.mode not in ("incremental", "full"):
@@ -111,7 +113,6 @@ class AnnotateConfig:
         if self.on_duplicate not in ("keep-first", "error"):
             _fail("annotate", "on_duplicate", f"{self.on_duplicate!r} is not keep-first or error")
         _positive("annotate", "files_per_chunk", self.files_per_chunk)
-        _positive("annotate", "rows_per_file", self.rows_per_file)
 
 
 @dataclass(frozen=True)
@@ -202,10 +203,27 @@ def _build(section: str, values: Mapping[str, Any]) -> Any:
             f"config section {section}: unknown key(s) {', '.join(unknown)}; "
             f"known keys are {', '.join(sorted(known))}"
         )
+    values = {k: _number(cls, k, v) for k, v in values.items()}
     try:
         return cls(**values)
     except TypeError as exc:
         raise InvalidConfigError(f"config section {section}: {exc}") from None
+
+
+def _number(cls: type, key: str, value: Any) -> Any:
+    """YAML 1.1 reads ``1e12`` as a string: numeric keys get it back as a number."""
+    if not isinstance(value, str):
+        return value
+    hint = str({f.name: f.type for f in dataclasses.fields(cls)}[key])
+    if "float" in hint or ("int" in hint and "tuple" not in hint):
+        try:
+            number = float(value.replace("_", ""))
+        except ValueError:
+            return value
+        return (
+            int(number) if "int" in hint and "float" not in hint and number.is_integer() else number
+        )
+    return value
 
 
 def _asdict(obj: Any) -> dict[str, Any]:

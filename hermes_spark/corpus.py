@@ -9,31 +9,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from hermes_spark import io
 from hermes_spark.config import CorpusConfig
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.schema import REASON_COL, REJECT_REASONS, SOURCE_COL
 
 log = logging.getLogger(__name__)
 
+__all__ = ["REASON_COL", "REJECT_REASONS"]
+
 CORRUPT_COL = "_corrupt_record"
 ORDER_COL = "_order"
-REASON_COL = "reject_reason"
-#: Every reason a document can be rejected for, as written to the rejects table.
-REJECT_REASONS = (
-    "unreadable_record",
-    "null_id",
-    "null_text",
-    "empty_text",
-    "null_embedding",
-    "wrong_embedding_length",
-    "nan_in_embedding",
-    "duplicate_doc_id",
-)
+_SUFFIXES = {"parquet": (".parquet",), "json": (".json", ".jsonl", ".json.gz", ".jsonl.gz")}
 _NUMERIC = (
     T.ByteType,
     T.ShortType,
@@ -60,34 +52,28 @@ class InputFiles:
 
 
 def list_input_files(cfg: CorpusConfig) -> InputFiles:
-    """List the corpus's data files on the driver (file names only, no data read)."""
+    """List the corpus's data files on the driver (names, sizes, mtimes; no data read).
+
+    Any URI :mod:`hermes_spark.io` understands. A Delta corpus lists its *current* files
+    (removed files excluded) through the Delta log.
+    """
     if not cfg.input:
         raise InvalidInputError("no corpus given: pass --input PATH (or set corpus.input)")
-    root = Path(cfg.input.removeprefix("file:"))
     if cfg.format == "delta":
         from deltalake import DeltaTable
 
-        if not (root / "_delta_log").is_dir():
+        if not io.exists(io.join(cfg.input, "_delta_log")):
             raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
-        return InputFiles(tuple(sorted(DeltaTable(str(root)).file_uris())))
-    if root.is_file():
-        return InputFiles((str(root),))
-    if not root.is_dir():
+        return InputFiles(tuple(sorted(DeltaTable(cfg.input).file_uris())))
+    if not io.exists(cfg.input):
         raise InvalidInputError(f"corpus {cfg.input} does not exist")
-    suffixes = {"parquet": (".parquet",), "json": (".json", ".jsonl", ".json.gz", ".jsonl.gz")}
-    files = sorted(
-        str(p)
-        for p in root.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
-        and p.name.endswith(suffixes[cfg.format])
-    )
+    files = io.list_files(cfg.input, _SUFFIXES[cfg.format])
     if not files:
         raise InvalidInputError(
             f"corpus {cfg.input} holds no {cfg.format} files "
-            f"(looked for names ending in {', '.join(suffixes[cfg.format])})"
+            f"(looked for names ending in {', '.join(_SUFFIXES[cfg.format])})"
         )
-    return InputFiles(tuple(files))
+    return InputFiles(tuple(f.uri for f in files))
 
 
 def read_corpus(spark: SparkSession, cfg: CorpusConfig, files: Sequence[str]) -> DataFrame:
@@ -96,9 +82,9 @@ def read_corpus(spark: SparkSession, cfg: CorpusConfig, files: Sequence[str]) ->
         return (
             spark.read.option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT_COL)
-            .json(list(files))
+            .json(io.spark_paths(files))
         )
-    return spark.read.parquet(*files)
+    return spark.read.parquet(*io.spark_paths(files))
 
 
 def check_columns(schema: T.StructType, cfg: CorpusConfig, *, embedding_dim: int | None) -> None:
@@ -132,7 +118,7 @@ def check_columns(schema: T.StructType, cfg: CorpusConfig, *, embedding_dim: int
     if problems:
         available = ", ".join(n for n in fields if n != CORRUPT_COL) or "none"
         raise InvalidInputError(
-            f"corpus {cfg.input}: {'; '.join(problems)}. Columns present: {available}. "
+            f"corpus {cfg.input or 'frame'}: {'; '.join(problems)}. Columns present: {available}. "
             "Point --text-col/--id-col/--quality-col/--tokens-col/--embedding-col at the "
             "right columns."
         )
@@ -165,26 +151,60 @@ def reject_reason(schema: T.StructType, cfg: CorpusConfig, embedding_dim: int | 
     reason = reason.when(F.col("doc_id").isNull(), F.lit("null_id"))
     reason = reason.when(text.isNull(), F.lit("null_text"))
     reason = reason.when(text.rlike(r"^[\s\p{Z}]*$"), F.lit("empty_text"))
+    if cfg.tokens_col:
+        tokens = F.col(cfg.tokens_col)
+        reason = reason.when(
+            tokens.isNull() | (tokens < 0) | (tokens > F.lit(2**31 - 1)), F.lit("bad_token_count")
+        )
     if cfg.embedding_col:
         emb = F.col(cfg.embedding_col)
         reason = reason.when(emb.isNull(), F.lit("null_embedding"))
         if embedding_dim is not None:
             reason = reason.when(F.size(emb) != embedding_dim, F.lit("wrong_embedding_length"))
+        inf = F.lit(float("inf"))
         reason = reason.when(
-            F.exists(emb, lambda x: x.isNull() | F.isnan(x)), F.lit("nan_in_embedding")
+            F.exists(emb, lambda x: x.isNull() | F.isnan(x) | (F.abs(x) == inf)),
+            F.lit("non_finite_embedding"),
         )
     return reason
 
 
-def prepare(df: DataFrame, cfg: CorpusConfig, embedding_dim: int | None) -> DataFrame:
+def file_columns_available(df: DataFrame) -> bool:
+    """True when ``df`` reads files directly, so ``_metadata.file_path`` resolves.
+
+    Analysis only (no job). Spark logs a failed resolution at ERROR before raising; that
+    expected failure is silenced here.
+    """
+    quiet = logging.getLogger("DataFrameQueryContextLogger")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        df.select(F.col("_metadata.file_path")).schema  # noqa: B018 - forces analysis
+    except Exception:
+        return False
+    finally:
+        quiet.setLevel(level)
+    return True
+
+
+def prepare(
+    df: DataFrame,
+    cfg: CorpusConfig,
+    embedding_dim: int | None,
+    *,
+    passthrough: Sequence[str] | None = None,
+) -> DataFrame:
     """Normalise a raw corpus frame to the annotate input.
 
-    Columns: ``doc_id, text, [embedding], [n_tokens], [quality], keep__<keep col>...,
-    reject_reason, _order`` where ``_order`` is the position in the input (file, block,
-    row) used to keep the first of duplicate ids.
+    Columns: ``doc_id, text, [embedding], [n_tokens], [quality], keep__<col>...,
+    reason, source_file, _order``. ``passthrough`` names the corpus columns carried along
+    (default: ``cfg.keep_cols``). ``_order`` = (file, block, content hash) is a position
+    that does not depend on split sizes or executor count, so "first of duplicate ids" is
+    the same on every run; ``source_file`` is null for frames not read from files.
     """
     schema = df.schema
     with_id = df.withColumn("doc_id", doc_id_column(schema, cfg))
+    keep = cfg.keep_cols if passthrough is None else tuple(passthrough)
     cols = [
         F.col("doc_id"),
         F.col(cfg.text_col).alias("text"),
@@ -192,17 +212,21 @@ def prepare(df: DataFrame, cfg: CorpusConfig, embedding_dim: int | None) -> Data
     if cfg.embedding_col:
         cols.append(F.col(cfg.embedding_col).cast("array<float>").alias("embedding"))
     if cfg.tokens_col:
-        cols.append(F.col(cfg.tokens_col).cast("int").alias("n_tokens"))
+        tokens = F.col(cfg.tokens_col)
+        fits = tokens.isNotNull() & (tokens >= 0) & (tokens <= F.lit(2**31 - 1))
+        cols.append(F.when(fits, tokens.cast("int")).alias("n_tokens"))
     if cfg.quality_col:
         cols.append(F.col(cfg.quality_col).cast("double").alias("quality"))
-    cols += [F.col(c).alias(keep_name(c)) for c in cfg.keep_cols]
+    cols += [F.col(c).alias(keep_name(c)) for c in keep]
     cols.append(reject_reason(with_id.schema, cfg, embedding_dim).alias(REASON_COL))
+    if file_columns_available(df):
+        file, block = F.col("_metadata.file_path"), F.col("_metadata.file_block_start")
+    else:
+        file, block = F.lit(None).cast("string"), F.lit(None).cast("long")
+    content = F.xxhash64(F.coalesce(F.col(cfg.text_col), F.lit("")), F.col("doc_id"))
+    cols.append(file.alias(SOURCE_COL))
     cols.append(
-        F.struct(
-            F.col("_metadata.file_path").alias("file"),
-            F.col("_metadata.file_block_start").alias("block"),
-            F.monotonically_increasing_id().alias("row"),
-        ).alias(ORDER_COL)
+        F.struct(file.alias("file"), block.alias("block"), content.alias("row")).alias(ORDER_COL)
     )
     return with_id.select(*cols)
 
@@ -251,7 +275,7 @@ def chunk_of_files(spark: SparkSession, chunks: Sequence[tuple[int, Sequence[str
     rows = [
         (uri, index)
         for index, files in chunks
-        for uri in spark.read.format("text").load(list(files)).inputFiles()
+        for uri in spark.read.format("text").load(io.spark_paths(files)).inputFiles()
     ]
     keyed = spark.createDataFrame(rows, "file string, chunk int")
     return keyed.select(file_key(F.col("file")).alias("file"), "chunk")
@@ -260,7 +284,7 @@ def chunk_of_files(spark: SparkSession, chunks: Sequence[tuple[int, Sequence[str
 def listed_files(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
     """``file`` keys (:func:`file_key`) of the corpus's data files as listed now (driver
     listing through the text source, no data read; one row per file)."""
-    uris = spark.read.format("text").load(list(paths)).inputFiles()
+    uris = spark.read.format("text").load(io.spark_paths(paths)).inputFiles()
     listed = spark.createDataFrame([(uri,) for uri in uris], "file string")
     return listed.select(file_key(F.col("file")).alias("file"))
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import VERSION_COL
 from hermes_spark.delta_store import get_store, rejects_table
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
+from hermes_spark.schema import VERSION_COL
 
 log = logging.getLogger(__name__)
 

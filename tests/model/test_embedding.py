@@ -132,9 +132,9 @@ def test_the_annotate_udf_embeds_whole_sort_windows(monkeypatch):
         seen.append(len(texts))
         return np.tile(np.eye(4, dtype=np.float32)[0], (len(texts), 1))
 
-    monkeypatch.setattr(annotate_udf, "load_model", lambda *a: object())
+    monkeypatch.setattr(annotate_udf, "load_model", lambda *a, **k: object())
     monkeypatch.setattr(annotate_udf, "embed_texts", fake_embed)
-    codebook = SimpleNamespace(levels=(2,), assign=lambda v: (np.zeros((len(v), 1)),) * 2)
+    codebook = SimpleNamespace(levels=(2,), dim=4, assign=lambda v: (np.zeros((len(v), 1)),) * 2)
     fn = annotate_udf.make_annotate_fn(
         codebook,  # type: ignore[arg-type]  # only .levels and .assign are used
         annotate_udf.ModelSettings("m", 16, 8, "cpu", sort_window=250),

