@@ -7,9 +7,19 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-unit test-spark test-fast bench lint clean
+.PHONY: setup jars run test test-unit test-spark test-fast bench lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) jars
+
+# JVM jars (native Delta, s3a) pinned with sha256 in conf/jars.lock, fetched once with mvn.
+JARS_DIR := build/jars
+JARS_STAMP := $(JARS_DIR)/.fetched
+
+jars: $(JARS_STAMP)
+
+$(JARS_STAMP): conf/jars.lock scripts/fetch_jars.sh
+	sh scripts/fetch_jars.sh conf/jars.lock $(JARS_DIR)
+	touch $(JARS_STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
