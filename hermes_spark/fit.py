@@ -122,6 +122,7 @@ def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:
         seed=cfg.fit.seed,
         lst_dim=lst_dim(cfg.fit.lst_dim, x.shape[0], x.shape[1]),
         n_iter=cfg.fit.n_iter,
+        options=cfg.fit.quantizer_options(),
         model={
             "name": cfg.model.name,
             "revision": model_revision(cfg.model.name),
