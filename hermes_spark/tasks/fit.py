@@ -48,6 +48,7 @@ def estimator_for(cfg: HermesConfig) -> HermesEstimator:
         n_iter=f.n_iter,
         device=m.device,
         sort_window=m.sort_window,
+        quantizer=f.quantizer_options(),
     )
 
 
