@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from hermes_spark import io
@@ -21,9 +22,14 @@ def _need(value: Any, flag: str) -> Any:
 
 
 def _spark(cfg: HermesConfig):
+    """The session for a command; a person at a terminal also gets Spark's progress bar
+    (when hermes builds the session: an attached one keeps its own settings)."""
     from hermes_spark.session import get_spark
 
-    return get_spark(cfg.spark.master, cfg.spark.conf, remote=cfg.spark.remote)
+    conf = dict(cfg.spark.conf)
+    if sys.stderr.isatty():
+        conf.setdefault("spark.ui.showConsoleProgress", "true")
+    return get_spark(cfg.spark.master, conf, remote=cfg.spark.remote)
 
 
 def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> None:
