@@ -45,6 +45,8 @@ class CorpusConfig:
     """Where the corpus is and which columns mean what (SPEC "Corpus options")."""
 
     input: str | None = None
+    #: a catalog table to read instead of files (``db.t``, ``catalog.schema.t``)
+    table: str | None = None
     format: str = "parquet"
     id_col: str = "id"
     text_col: str = "text"

@@ -7,6 +7,7 @@ per-row decision is a native Column expression (no Python per row).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,20 +52,27 @@ class InputFiles:
         ]
 
 
-def list_input_files(cfg: CorpusConfig) -> InputFiles:
-    """List the corpus's data files on the driver (names, sizes, mtimes; no data read).
+def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> InputFiles:
+    """List the corpus's data files on the driver (names only; no data read).
 
-    Any URI :mod:`hermes_spark.io` understands. A Delta corpus lists its *current* files
-    (removed files excluded) through the Delta log.
+    Files and directories: any URI :mod:`hermes_spark.io` understands. A Delta corpus
+    (``--input-format delta``) or a catalog table (``--input-table``) lists its *current*
+    files through the table's own reader (removed files excluded).
     """
+    if cfg.table:
+        if spark is None:
+            raise InvalidInputError("a catalog-table corpus needs a Spark session")
+        return InputFiles(tuple(sorted(_table_reader(spark, cfg).inputFiles())))
     if not cfg.input:
-        raise InvalidInputError("no corpus given: pass --input PATH (or set corpus.input)")
+        raise InvalidInputError(
+            "no corpus given: pass --input PATH or --input-table NAME (or set corpus.input)"
+        )
     if cfg.format == "delta":
-        from deltalake import DeltaTable
-
         if not io.exists(io.join(cfg.input, "_delta_log")):
             raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
-        return InputFiles(tuple(sorted(DeltaTable(cfg.input).file_uris())))
+        if spark is not None and _native_delta(spark):
+            return InputFiles(tuple(sorted(_table_reader(spark, cfg).inputFiles())))
+        return InputFiles(tuple(sorted(_embedded_delta_files(cfg.input))))
     if not io.exists(cfg.input):
         raise InvalidInputError(f"corpus {cfg.input} does not exist")
     files = io.list_files(cfg.input, _SUFFIXES[cfg.format])
@@ -76,8 +84,61 @@ def list_input_files(cfg: CorpusConfig) -> InputFiles:
     return InputFiles(tuple(f.uri for f in files))
 
 
+def _native_delta(spark: SparkSession) -> bool:
+    from hermes_spark.session import native_delta_available
+
+    return native_delta_available(spark)
+
+
+#: Delta reader features whose files cannot be read as plain Parquet.
+_NEEDS_DELTA_READER = ("deletionVectors", "columnMapping")
+
+
+def _embedded_delta_files(uri: str) -> list[str]:
+    """Current files of a Delta corpus read through delta-rs (no native Delta here).
+
+    Only tables whose files mean what they hold as plain Parquet: a table with deletion
+    vectors or column mapping is refused, naming what to configure.
+    """
+    from deltalake import DeltaTable
+
+    table = DeltaTable(uri)
+    protocol = table.protocol()
+    blocked = sorted(set(protocol.reader_features or ()) & set(_NEEDS_DELTA_READER))
+    mapping = table.metadata().configuration.get("delta.columnMapping.mode", "none")
+    if mapping != "none" and "columnMapping" not in blocked:
+        blocked.append("columnMapping")
+    if blocked:
+        raise InvalidInputError(
+            f"corpus {uri} is a Delta table using {', '.join(blocked)}, which only the "
+            "native Delta reader reads correctly: run with native Delta (`make setup` "
+            "fetches its jars; config delta.engine: native or auto)"
+        )
+    return list(table.file_uris())
+
+
+def _table_reader(spark: SparkSession, cfg: CorpusConfig) -> DataFrame:
+    """The whole corpus through its table reader (deletion vectors, column mapping and
+    removed files respected)."""
+    if cfg.table:
+        return spark.read.table(cfg.table)
+    return spark.read.format("delta").load(io.spark_path(cfg.input or ""))
+
+
+def _canonical(uri: str) -> str:
+    """:func:`file_key` on the driver: ``scheme:/path`` whichever way it was written."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/+", r"\1:/", uri)
+
+
 def read_corpus(spark: SparkSession, cfg: CorpusConfig, files: Sequence[str]) -> DataFrame:
-    """A lazy DataFrame over ``files`` (JSON lines keep unparsable lines as corrupt records)."""
+    """A lazy DataFrame over ``files`` of the corpus.
+
+    JSON lines keep unparsable lines as corrupt records. A catalog table or a natively
+    read Delta corpus is read through its table reader restricted to ``files``.
+    """
+    if cfg.table or (cfg.format == "delta" and _native_delta(spark)):
+        wanted = [_canonical(f) for f in files]
+        return _table_reader(spark, cfg).where(file_key(F.col("_metadata.file_path")).isin(wanted))
     if cfg.format == "json":
         return (
             spark.read.option("mode", "PERMISSIVE")

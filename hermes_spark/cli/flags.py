@@ -87,6 +87,13 @@ CORPUS = (
         help="the corpus: a file, a directory, a Delta table path (any URI) or a catalog table",
     ),
     flag(
+        "--input-table",
+        key="corpus.table",
+        metavar="NAME",
+        help="the corpus as a catalog table (db.t or catalog.schema.t), read through its "
+        "table reader (Delta deletion vectors respected)",
+    ),
+    flag(
         "--input-format",
         "--format",
         key="corpus.format",
@@ -193,7 +200,7 @@ COMMANDS: tuple[Command, ...] = (
             flag("--lst-dim", key="fit.lst_dim", type=int, help="LST output dimension"),
         ),
         "cmd_fit",
-        needs=("corpus.input", "paths.codebook"),
+        needs=("paths.codebook",),
     ),
     Command(
         "annotate",
@@ -230,7 +237,7 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
         "cmd_annotate",
-        needs=("corpus.input", "paths.codebook", "paths.table"),
+        needs=("paths.codebook", "paths.table"),
     ),
     Command(
         "stats",

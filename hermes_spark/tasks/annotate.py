@@ -214,7 +214,7 @@ def annotate_table(
     Checks columns, dimensions and table writability before any heavy job.
     """
     t0 = time.perf_counter()
-    files = list_input_files(corpus)  # listed once per run
+    files = list_input_files(corpus, spark)  # listed once per run
     probe = read_corpus(spark, corpus, files.paths)
     check_columns(probe.schema, corpus, embedding_dim=model.codebook.dim)
     require_rows(probe, corpus)

@@ -54,7 +54,7 @@ def estimator_for(cfg: HermesConfig) -> HermesEstimator:
 
 def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:
     """Fit a codebook on a sample of ``cfg.corpus`` and save the artifact to ``out``."""
-    files = list_input_files(cfg.corpus)
+    files = list_input_files(cfg.corpus, spark)
     raw = read_corpus(spark, cfg.corpus, files.paths)
     require_rows(raw, cfg.corpus)
     model: HermesModel = estimator_for(cfg).fit(raw)
