@@ -67,7 +67,7 @@ def test_rows_deleted_with_deletion_vectors_are_not_annotated(
 
 
 def test_embedded_reader_refuses_deletion_vectors(delta_corpus, tmp_path, capsys):
-    with pytest.raises(InvalidInputError, match="deletionVectors.*native Delta"):
+    with pytest.raises(InvalidInputError, match=r"deletionVectors.*native Delta"):
         _embedded_delta_files(delta_corpus)
 
 
