@@ -291,14 +291,19 @@ def list_files(uri: str, suffixes: Sequence[str] = ()) -> list[FileEntry]:
 
 def upload_dir(local_dir: str, uri: str) -> None:
     """Copy a local directory tree to ``uri`` (any scheme)."""
-    if is_local(uri):
-        dest = local_path(uri)
-        if os.path.abspath(local_dir) == dest:
-            return
+    if is_local(uri) and os.path.abspath(local_dir) == local_path(uri):
+        return
     fs, path = filesystem(uri)
-    pafs.copy_files(
-        local_dir, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs
-    )
+    for root, _, names in os.walk(local_dir):
+        relative = os.path.relpath(root, local_dir)
+        target = path if relative == "." else f"{path}/{relative.replace(os.sep, '/')}"
+        fs.create_dir(target, recursive=True)
+        for name in names:
+            with (
+                open(os.path.join(root, name), "rb") as src,
+                fs.open_output_stream(f"{target}/{name}") as dst,
+            ):
+                dst.write(src.read())
 
 
 def download_dir(uri: str, local_dir: str) -> str:
