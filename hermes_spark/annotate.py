@@ -43,9 +43,10 @@ from hermes_spark.corpus import (
     require_rows,
 )
 from hermes_spark.delta_store import DeltaStore, get_store, rejects_table
+from hermes_spark.embedding.settings import settings_for_annotate
 from hermes_spark.errors import ArtifactError, InvalidInputError, VersionMismatchError
 from hermes_spark.quantize.codebook import Codebook
-from udfs.annotate_udf import ModelSettings, annotate_schema, make_annotate_fn
+from udfs.annotate_udf import annotate_schema, make_annotate_fn
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +199,7 @@ def annotate(
                 "embeddings or re-run hermes fit"
             )
     report = AnnotateReport(codebook_version=version, table=table, rejects_table=rejects)
-    settings = ModelSettings(
-        codebook.model["name"],
-        int(codebook.model["max_seq_length"]),
-        int(codebook.model.get("batch_size", cfg.model.batch_size)),
-        cfg.model.device,
-        cfg.model.sort_window,
-    )
+    settings = settings_for_annotate(codebook.model, cfg.model)  # the artifact's backend
     _check_keep_cols(corpus.keep_cols, len(codebook.levels))
     passthrough_fields = [
         T.StructField(keep_name(f.name), f.dataType)

@@ -44,6 +44,18 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-seq-length", type=int)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    g.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "openvino"],
+        help="inference backend (fit records it; annotate uses the codebook's)",
+    )
+    g.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "bf16", "int8"],
+        help="model precision (fit records it; annotate uses the codebook's)",
+    )
+    g.add_argument("--batch-tokens", type=int, help="padded tokens per model batch (0: auto)")
+    g.add_argument("--tokenizer", help="tokenizer.json or folder counting n_tokens (budgets)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,6 +282,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             "max_seq_length": a.get("max_seq_length"),
             "batch_size": a.get("batch_size"),
             "device": a.get("device"),
+            "backend": a.get("backend"),
+            "precision": a.get("precision"),
+            "batch_tokens": a.get("batch_tokens"),
+            "tokenizer": a.get("tokenizer"),
         },
         "fit": {
             "levels": a.get("levels"),

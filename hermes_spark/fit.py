@@ -29,10 +29,11 @@ from hermes_spark.corpus import (
     require_rows,
 )
 from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
+from hermes_spark.embedding.settings import settings_for_fit
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.hashing import uniform
 from hermes_spark.quantize.codebook import Codebook, fit_codebook
-from udfs.annotate_udf import ModelSettings, embed_schema, make_embed_fn
+from udfs.annotate_udf import embed_schema, make_embed_fn
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +94,7 @@ def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:
     prepared = prepare(raw, corpus, embedding_dim=dim)
     valid = prepared.where(F.col(REASON_COL).isNull())
     sample = fit_sample(valid, cfg.fit.sample_size, cfg.fit.seed)
-    model = ModelSettings(
-        cfg.model.name,
-        cfg.model.max_seq_length,
-        cfg.model.batch_size,
-        cfg.model.device,
-        cfg.model.sort_window,
-    )
+    model = settings_for_fit(cfg.model)
     if corpus.embedding_col:
         vectors_df = sample.select("doc_id", "embedding")
     else:
@@ -129,6 +124,8 @@ def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:
             "max_seq_length": cfg.model.max_seq_length,
             "batch_size": cfg.model.batch_size,
             "normalize": True,
+            "backend": model.backend,  # annotate embeds with the same backend and precision
+            "precision": model.precision,
         },
     )
     codebook.save(out)
