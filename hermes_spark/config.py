@@ -71,8 +71,26 @@ class ModelConfig:
     device: str = "auto"
     #: documents sorted by length together before batching (0: the whole partition)
     sort_window: int = 32_768
+    #: torch | onnx | openvino; None: the CPU default at fit, the artifact's at annotate
+    backend: str | None = None
+    #: fp32 | fp16 | bf16 | int8; None: as for backend
+    precision: str | None = None
+    #: padded tokens per model batch (0: batch_size * max_seq_length)
+    batch_tokens: int = 0
+    #: tokenizer.json or folder counting n_tokens (None: the embedding model's tokenizer)
+    tokenizer: str | None = None
+    #: GPU share of one embedding task for stage-level scheduling (fractions share a GPU)
+    task_gpu_amount: float = 1.0
 
     def __post_init__(self) -> None:
+        from hermes_spark.embedding.settings import resolve_backend
+
+        resolve_backend(self.backend, self.precision)  # InvalidConfigError if unsupported
+        if self.batch_tokens < 0:
+            _fail("model", "batch_tokens", f"{self.batch_tokens} is negative (0 = automatic)")
+        amount = self.task_gpu_amount
+        if not (amount > 0 and (amount <= 1 or float(amount).is_integer())):
+            _fail("model", "task_gpu_amount", f"must be in (0, 1] or whole, got {amount}")
         _positive("model", "max_seq_length", self.max_seq_length)
         _positive("model", "batch_size", self.batch_size)
         if self.sort_window < 0:

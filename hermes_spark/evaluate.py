@@ -20,11 +20,12 @@ from pyspark.sql import functions as F
 from hermes_spark.config import HermesConfig
 from hermes_spark.corpus import check_columns, doc_id_column, list_input_files, read_corpus
 from hermes_spark.delta_store import get_store
+from hermes_spark.embedding.settings import settings_for_annotate
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.hashing import uniform
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.schema import select_version
-from udfs.annotate_udf import ModelSettings, embed_schema, make_embed_fn
+from udfs.annotate_udf import embed_schema, make_embed_fn
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,7 @@ def evaluate(
     if corpus.embedding_col:
         vectors = picked.select("doc_id", "embedding", *(["label"] if label_col else []))
     else:
-        settings = ModelSettings(
-            codebook.model["name"],
-            int(codebook.model["max_seq_length"]),
-            int(codebook.model.get("batch_size", 64)),
-            cfg.model.device,
-            cfg.model.sort_window,
-        )
+        settings = settings_for_annotate(codebook.model, cfg.model)  # the artifact's backend
         embedded = (
             picked.select("doc_id", "text")
             .repartition(spark.sparkContext.defaultParallelism, "doc_id")

@@ -8,28 +8,26 @@ per Python worker (``spark.python.worker.reuse=true``) and cached.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import types as T
 
-from hermes_spark.embedding import count_tokens, embed_texts, load_model
+from hermes_spark.embedding.device import choose_device
+from hermes_spark.embedding.encoder import Encoder, EncodeStats, Prepared, get_encoder
+from hermes_spark.embedding.settings import ModelSettings
 from hermes_spark.embedding.vectors import encode_f16, finite_rows, unit_normalize
 from hermes_spark.quantize.codebook import Codebook
 from udfs.quality import quality_scores
 
+__all__ = ["ModelSettings", "annotate_schema", "embed_schema", "make_annotate_fn"]
 
-@dataclass(frozen=True)
-class ModelSettings:
-    """How the executors run the embedding model (copied from the codebook artifact)."""
-
-    name: str
-    max_seq_length: int
-    batch_size: int
-    device: str = "auto"
-    sort_window: int = 32_768
+log = logging.getLogger(__name__)
 
 
 def regroup(batches: Iterator[pd.DataFrame], window: int) -> Iterator[pd.DataFrame]:
@@ -65,12 +63,13 @@ def embed_schema() -> T.StructType:
 def make_embed_fn(
     model: ModelSettings,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """``mapInPandas`` function turning ``doc_id, text`` into ``doc_id, embedding``."""
+    """``mapInPandas`` function turning ``doc_id, text`` into ``doc_id, embedding``
+    (same tokenizer, backend and precision as the annotate pass)."""
 
     def embed_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        st = load_model(model.name, model.max_seq_length, model.device)
+        encoder = get_encoder(model)
         for pdf in regroup(batches, model.sort_window):
-            vectors = embed_texts(st, pdf["text"].tolist(), model.batch_size)
+            vectors, _ = encoder.encode(pdf["text"].tolist(), vectors=True, counts=False)
             yield pd.DataFrame({"doc_id": pdf["doc_id"], "embedding": list(vectors)})
 
     return embed_batches
@@ -114,9 +113,6 @@ EXECUTOR_REASONS = (
     "non_finite_embedding",
     "bad_token_count",
 )
-
-#: ``texts -> (unit vectors (n, dim) float32, whole-text token counts (n,) int32)``
-Encode = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
 
 
 def annotate_schema(
@@ -189,86 +185,203 @@ def text_reasons(texts: pd.Series) -> list[str | None]:
     ]
 
 
-def annotate_frame(
-    pdf: pd.DataFrame,
-    codebook: Codebook,
-    encode: Callable[[], Encode],
-    *,
-    has_embedding: bool,
-    has_tokens: bool,
-    has_quality: bool,
-    passthrough: Sequence[str] = (),
-    emit_embedding: bool = False,
-) -> pd.DataFrame:
-    """Annotate one pandas frame, keeping every row in place (executor side).
+@dataclass
+class CheckedFrame:
+    """A frame after the CPU stage: reasons, given values, and the tokenized model
+    input of the rows still to embed (``todo``)."""
 
-    A row whose input ``reason`` is set, or that fails a check here (see
-    :data:`EXECUTOR_REASONS`), keeps its ``doc_id``, passthrough columns and reason, with
-    null codes, qerr, n_tokens, quality (and embedding_f16); it is never embedded.
-    ``encode()`` returns the model's encode function and is only called when a row
-    needs it (so a frame of rejects never loads the model).
+    pdf: pd.DataFrame
+    reasons: list[str | None]
+    vectors: np.ndarray
+    counts: np.ndarray
+    quality: np.ndarray
+    todo: np.ndarray
+    prepared: Prepared | None
+
+
+class FramePass:
+    """The two stages of annotating one frame (executor side).
+
+    :meth:`check` is CPU work (row checks, tokenize once, quality); :meth:`finish` runs
+    the model and the assignment. A row whose input ``reason`` is set, or that fails a
+    check (see :data:`EXECUTOR_REASONS`), keeps its ``doc_id``, passthrough columns and
+    reason with null codes, qerr, n_tokens, quality (and embedding_f16); it is never
+    embedded. The encoder is created only when some row needs it.
     """
-    n = len(pdf)
-    levels = len(codebook.levels)
-    dim = int(codebook.dim)
-    given = pdf[REASON] if REASON in pdf.columns else pd.Series([None] * n, index=pdf.index)
-    reasons: list[str | None] = [r if isinstance(r, str) else None for r in given]
 
-    def merge(new: Sequence[str | None], where: np.ndarray | None = None) -> None:
-        rows = range(n) if where is None else where
-        for j, i in enumerate(rows):
-            if reasons[i] is None and new[j] is not None:
-                reasons[i] = new[j]
+    def __init__(
+        self,
+        codebook: Codebook,
+        model: ModelSettings,
+        *,
+        has_embedding: bool,
+        has_tokens: bool,
+        has_quality: bool,
+        passthrough: Sequence[str] = (),
+        emit_embedding: bool = False,
+        encoder: Callable[[], Encoder] | None = None,
+        device_assign: bool | None = None,
+    ):
+        self.cb = codebook
+        self.model = model
+        self.has_embedding, self.has_tokens, self.has_quality = (
+            has_embedding,
+            has_tokens,
+            has_quality,
+        )
+        self.passthrough = tuple(passthrough)
+        self.emit_embedding = emit_embedding
+        self._encoder_factory = encoder or (lambda: get_encoder(model))
+        self._encoder: Encoder | None = None
+        self._assigner: Any = None
+        #: assign in torch next to the model (None: when the torch model is on a GPU)
+        self.device_assign = device_assign
 
-    if "text" in pdf.columns:
-        merge(text_reasons(pdf["text"]))
-    counts = np.zeros(n, dtype=np.int32)
-    if has_tokens:
-        counts, bad = token_counts(pdf["n_tokens"])
-        merge(np.where(bad, "bad_token_count", None).tolist())
-    vectors = np.zeros((n, dim), dtype=np.float32)
-    if has_embedding:
-        vectors, emb_reasons = given_vectors(pdf["embedding"], dim)
-        merge(emb_reasons)
-    todo = np.flatnonzero([r is None for r in reasons])
-    if todo.size and not (has_embedding and has_tokens):
-        texts = pdf["text"].to_numpy()[todo].tolist()
-        model_vectors, model_counts = encode()(texts)
-        if not has_embedding:
-            vectors[todo] = model_vectors
-            finite = finite_rows(model_vectors)
-            merge(np.where(finite, None, "non_finite_embedding").tolist(), todo)
-        if not has_tokens:
-            counts[todo] = model_counts
-    ok = np.array([r is None for r in reasons], dtype=bool)
-    codes = np.zeros((n, levels), dtype=np.int32)
-    qerr = np.zeros((n, levels), dtype=np.float32)
-    if ok.any():
-        codes[ok], qerr[ok] = codebook.assign(vectors[ok])
-    out: dict[str, object] = {"doc_id": pdf["doc_id"].to_numpy()}
-    for k in range(levels):
-        out[f"c{k + 1}"] = _masked(codes[:, k], ok)
-    for k in range(levels):
-        out[f"qerr{k + 1}"] = np.where(ok, qerr[:, k], np.nan).astype(np.float32)
-    out["n_tokens"] = _masked(counts, ok)
-    quality = (
-        pd.to_numeric(pdf["quality"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        if has_quality
-        else quality_scores(pdf["text"]).to_numpy()
-    )
-    out["quality"] = np.where(ok, quality, np.nan)
-    out[REASON] = reasons
-    if emit_embedding:
-        blobs = encode_f16(vectors)
-        out[EMBEDDING_F16] = [b if keep else None for b, keep in zip(blobs, ok, strict=True)]
-    for col in passthrough:
-        out[col] = pdf[col].to_numpy()
-    return pd.DataFrame(out)
+    @property
+    def encoder(self) -> Encoder:
+        """The model's encoder (created on first use)."""
+        if self._encoder is None:
+            self._encoder = self._encoder_factory()
+            self._encoder.stats = EncodeStats()  # totals of this task only
+        return self._encoder
+
+    @property
+    def stats(self) -> EncodeStats | None:
+        """The encoder's totals, when an encoder was used."""
+        return self._encoder.stats if self._encoder is not None else None
+
+    def check(self, pdf: pd.DataFrame) -> CheckedFrame:
+        """CPU stage: reasons, given vectors/counts, quality, tokenized model input."""
+        n = len(pdf)
+        dim = int(self.cb.dim)
+        given = pdf[REASON] if REASON in pdf.columns else pd.Series([None] * n, index=pdf.index)
+        reasons: list[str | None] = [r if isinstance(r, str) else None for r in given]
+        if "text" in pdf.columns:
+            _merge(reasons, text_reasons(pdf["text"]))
+        counts = np.zeros(n, dtype=np.int64)
+        if self.has_tokens:
+            counts, bad = token_counts(pdf["n_tokens"])
+            _merge(reasons, np.where(bad, "bad_token_count", None).tolist())
+        vectors = np.zeros((n, dim), dtype=np.float32)
+        if self.has_embedding:
+            vectors, emb_reasons = given_vectors(pdf["embedding"], dim)
+            _merge(reasons, emb_reasons)
+        todo = np.flatnonzero([r is None for r in reasons])
+        prepared = None
+        if todo.size and not (self.has_embedding and self.has_tokens):
+            texts = pdf["text"].to_numpy()[todo].tolist()
+            prepared = self.encoder.prepare(
+                texts, vectors=not self.has_embedding, counts=not self.has_tokens
+            )
+            if prepared.counts is not None:
+                counts[todo] = prepared.counts
+                big = prepared.counts > INT32_MAX
+                if big.any():
+                    _merge(reasons, np.where(big, "bad_token_count", None).tolist(), todo)
+        quality = (
+            pd.to_numeric(pdf["quality"], errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+            if self.has_quality
+            else quality_scores(pdf["text"]).to_numpy()
+        )
+        return CheckedFrame(pdf, reasons, vectors, counts, quality, todo, prepared)
+
+    def finish(self, frame: CheckedFrame) -> pd.DataFrame:
+        """Device stage: embed the rows to do, assign codes, build the output frame."""
+        pdf, reasons, vectors = frame.pdf, frame.reasons, frame.vectors
+        n, levels = len(pdf), len(self.cb.levels)
+        codes = np.zeros((n, levels), dtype=np.int32)
+        qerr = np.zeros((n, levels), dtype=np.float32)
+        assigned = False
+        if frame.prepared is not None and frame.prepared.tokenized is not None:
+            todo = frame.todo
+            on_device = self._device_assigner()
+            if on_device is not None and not self.emit_embedding:
+                import torch
+
+                tensor = self.encoder.embed_tensor(frame.prepared)
+                finite = torch.isfinite(tensor).all(dim=1).cpu().numpy()
+                keep = np.flatnonzero(finite)
+                if keep.size:
+                    rows = torch.from_numpy(keep).to(tensor.device)
+                    codes[todo[keep]], qerr[todo[keep]] = on_device.assign(
+                        tensor.index_select(0, rows)
+                    )
+                assigned = True
+            else:
+                model_vectors = self.encoder.embed(frame.prepared)
+                vectors[todo] = model_vectors
+                finite = finite_rows(model_vectors)
+            _merge(reasons, np.where(finite, None, "non_finite_embedding").tolist(), todo)
+        ok = np.array([r is None for r in reasons], dtype=bool)
+        if ok.any() and not assigned:
+            codes[ok], qerr[ok] = self.cb.assign(vectors[ok])
+        out: dict[str, object] = {"doc_id": pdf["doc_id"].to_numpy()}
+        for k in range(levels):
+            out[f"c{k + 1}"] = _masked(codes[:, k], ok)
+        for k in range(levels):
+            out[f"qerr{k + 1}"] = np.where(ok, qerr[:, k], np.nan).astype(np.float32)
+        out["n_tokens"] = _masked(frame.counts, ok)
+        out["quality"] = np.where(ok, frame.quality, np.nan)
+        out[REASON] = reasons
+        if self.emit_embedding:
+            blobs = encode_f16(vectors)
+            out[EMBEDDING_F16] = [b if keep else None for b, keep in zip(blobs, ok, strict=True)]
+        for col in self.passthrough:
+            out[col] = pdf[col].to_numpy()
+        return pd.DataFrame(out)
+
+    def _device_assigner(self) -> Any:
+        """A torch assigner on the model's GPU, or ``None`` (CPU: numpy assignment)."""
+        if self._assigner is None:
+            backend = self.encoder.backend
+            device = getattr(backend, "device", "cpu")
+            wanted = self.device_assign
+            if wanted is None:
+                wanted = str(device).startswith("cuda")
+            if backend.name != "torch" or not wanted:
+                self._assigner = False
+            else:
+                from hermes_spark.embedding.assign_torch import TorchAssigner
+
+                self._assigner = TorchAssigner(self.cb, device)
+        return self._assigner or None
+
+    def __call__(self, pdf: pd.DataFrame) -> pd.DataFrame:
+        """Both stages on one frame."""
+        return self.finish(self.check(pdf))
+
+
+def _merge(
+    reasons: list[str | None], new: Sequence[str | None], where: np.ndarray | None = None
+) -> None:
+    """Set ``reasons[i]`` from ``new`` where it is still ``None`` (first reason wins)."""
+    rows = range(len(reasons)) if where is None else where
+    for j, i in enumerate(rows):
+        if reasons[i] is None and new[j] is not None:
+            reasons[i] = new[j]
 
 
 def _masked(values: np.ndarray, ok: np.ndarray) -> pd.arrays.IntegerArray:
     """Nullable int32 column: ``values`` where ``ok``, null elsewhere."""
-    return pd.arrays.IntegerArray(values.astype(np.int32), ~ok)
+    return pd.arrays.IntegerArray(np.where(ok, values, 0).astype(np.int32), ~ok)
+
+
+def prefetched(
+    frames: Iterator[pd.DataFrame], check: Callable[[pd.DataFrame], CheckedFrame]
+) -> Iterator[CheckedFrame]:
+    """``check`` each frame one step ahead on a CPU thread (tokenizing frame i+1 while
+    the device runs frame i); frames come out in order."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hermes-tokenize") as pool:
+        pending = None
+        for pdf in frames:
+            future = pool.submit(check, pdf)
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()
 
 
 def make_annotate_fn(
@@ -280,41 +393,49 @@ def make_annotate_fn(
     has_quality: bool,
     passthrough: Sequence[str] = (),
     emit_embedding: bool = False,
+    prefetch: bool | None = None,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """``mapInPandas`` function for the fused annotate pass (row-preserving).
 
     Input columns: ``doc_id, text, [reason], [embedding], [n_tokens], [quality],
     *passthrough``; output: :func:`annotate_schema`. Every input row comes out once, in
     order. The model is loaded lazily, only when some row must be embedded or counted.
+    ``prefetch`` (default: when the model runs on a GPU) tokenizes the next sort window
+    on a CPU thread while the device embeds the current one.
     """
     cb = codebook  # frozen dataclass of small numpy arrays: rides in the closure
-    loaded: list[Encode] = []
-
-    def encoder() -> Encode:
-        if not loaded:
-            st = load_model(model.name, model.max_seq_length, model.device)
-
-            def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-                vectors = None if has_embedding else embed_texts(st, texts, model.batch_size)
-                counts = None if has_tokens else count_tokens(st, texts)
-                return vectors, counts  # type: ignore[return-value]  # only what is used
-
-            loaded.append(encode)
-        return loaded[0]
 
     def annotate_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        step = FramePass(
+            cb,
+            model,
+            has_embedding=has_embedding,
+            has_tokens=has_tokens,
+            has_quality=has_quality,
+            passthrough=passthrough,
+            emit_embedding=emit_embedding,
+        )
         # the window only matters when the model embeds: given vectors stream batch by batch
-        for pdf in regroup(batches, model.sort_window) if not has_embedding else batches:
-            yield annotate_frame(
-                pdf,
-                cb,
-                encoder,
-                has_embedding=has_embedding,
-                has_tokens=has_tokens,
-                has_quality=has_quality,
-                passthrough=passthrough,
-                emit_embedding=emit_embedding,
-            )
+        frames = regroup(batches, model.sort_window) if not has_embedding else batches
+        ahead = prefetch
+        if ahead is None:
+            ahead = not has_embedding and choose_device(model.device).startswith("cuda")
+        checked = prefetched(frames, step.check) if ahead else map(step.check, frames)
+        for frame in checked:
+            yield step.finish(frame)
             _maybe_fail()  # after output was produced, so a failed attempt leaves partial work
+        stats = step.stats
+        if stats is not None and stats.docs:
+            log.info(
+                "task embedded %d docs in %d batches: padding %.3f, tokenizing %.1f%% of "
+                "%.2fs (tokenize %.2fs, embed %.2fs)",
+                stats.docs,
+                stats.batches,
+                stats.padding_ratio,
+                100 * stats.tokenize_share,
+                stats.tokenize_seconds + stats.embed_seconds,
+                stats.tokenize_seconds,
+                stats.embed_seconds,
+            )
 
     return annotate_batches

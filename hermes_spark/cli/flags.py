@@ -124,6 +124,32 @@ MODEL_RUN = (
         help="documents per model batch in this run (GPU clusters use more)",
     ),
     flag("--device", key="model.device", choices=("auto", "cpu", "cuda"), help="model device"),
+    flag(
+        "--backend",
+        key="model.backend",
+        choices=("torch", "onnx", "openvino"),
+        help="inference backend (fit records it; annotate uses the codebook's and refuses "
+        "another)",
+    ),
+    flag(
+        "--precision",
+        key="model.precision",
+        choices=("fp32", "fp16", "bf16", "int8"),
+        help="model precision (fit records it; annotate uses the codebook's)",
+    ),
+    flag(
+        "--batch-tokens",
+        key="model.batch_tokens",
+        type=int,
+        help="padded tokens per model batch (0: batch size × max sequence length)",
+    ),
+    flag(
+        "--tokenizer",
+        key="model.tokenizer",
+        metavar="PATH",
+        help="tokenizer.json or folder (offline) counting n_tokens in the tokens the LM is "
+        "trained on (default: the embedding model's tokenizer)",
+    ),
 )
 
 MODEL_FIT = (

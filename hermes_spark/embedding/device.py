@@ -7,6 +7,7 @@ Nothing here needs a SparkSession; ``torch`` and ``pyspark`` are imported lazily
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hermes_spark.errors import InvalidConfigError
 
@@ -32,8 +33,64 @@ def choose_device(requested: str = "auto") -> str:
         gpus = ctx.resources().get("gpu")
         if gpus is None or not gpus.addresses:
             return "cpu" if requested == "auto" else "cuda:0"
-        return f"cuda:{gpus.addresses[0]}"
+        return f"cuda:{torch_index(gpus.addresses[0], torch.cuda.device_count())}"
     return "cuda:0"
+
+
+def torch_index(address: str, visible_count: int) -> int:
+    """The torch device index of the GPU Spark assigned as ``address``.
+
+    Spark's discovery script reports physical ids (or UUIDs); when the executor runs
+    under ``CUDA_VISIBLE_DEVICES`` torch numbers only the visible GPUs from 0, so the
+    address is looked up in that list. Without the variable the address is the index.
+
+    Raises:
+        InvalidConfigError: the address is neither visible nor a valid index.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip():
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        if address in ids:
+            return ids.index(address)
+        raise InvalidConfigError(
+            f"Spark assigned GPU {address!r} to this task but CUDA_VISIBLE_DEVICES={visible!r} "
+            "hides it: make the GPU discovery script report the ids the executor can see"
+        )
+    try:
+        index = int(address)
+    except ValueError:
+        raise InvalidConfigError(
+            f"GPU address {address!r} is not an index and CUDA_VISIBLE_DEVICES is unset"
+        ) from None
+    if not 0 <= index < max(visible_count, 1):
+        raise InvalidConfigError(f"GPU address {address} is beyond {visible_count} visible GPUs")
+    return index
+
+
+def embedding_resource_profile(gpu_amount: float = 1.0, cpus: int | None = None) -> Any:
+    """A pyspark ``ResourceProfile`` for the embedding ``mapInPandas`` stage
+    (``df.mapInPandas(fn, schema, profile=...)``, stage-level scheduling; driver side).
+
+    ``gpu_amount`` is the GPU share of one task: ``1`` = one task per GPU, ``0.25`` =
+    four tasks share a GPU (their tokenizing and host work overlaps the others' kernels;
+    each loads its own model copy). Whole numbers above 1 ask for several GPUs.
+    Stage-level scheduling needs a cluster manager that supports it (standalone, YARN,
+    Kubernetes); on ``local[*]`` leave the profile out.
+
+    Raises:
+        InvalidConfigError: ``gpu_amount`` is not positive, or a fraction above 1.
+    """
+    amount = float(gpu_amount)
+    if not amount > 0 or (amount > 1 and not amount.is_integer()):
+        raise InvalidConfigError(
+            f"model.task_gpu_amount must be in (0, 1] or a whole number, got {gpu_amount}"
+        )
+    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+    requests = TaskResourceRequests().resource("gpu", amount)
+    if cpus is not None:
+        requests = requests.cpus(int(cpus))
+    return ResourceProfileBuilder().require(requests).build
 
 
 def task_cpus() -> int:

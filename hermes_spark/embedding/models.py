@@ -28,7 +28,7 @@ DEFAULT_MODEL_ALIASES = frozenset(
 #: need, so a 1 MB page costs no more tokenizer time than a long article.
 CHARS_PER_TOKEN_CAP = 16
 
-_MODELS: dict[tuple[str, int, str], Any] = {}
+_MODELS: dict[tuple[str, int, str, str], Any] = {}
 
 
 def resolve_model_path(name: str) -> str:
@@ -45,33 +45,53 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def load_model(name: str, max_seq_length: int, device: str = "auto") -> Any:
-    """A cached ``SentenceTransformer``: loaded once per Python worker and reused.
+def load_sentence_transformer(
+    name: str, max_seq_length: int, device: str, precision: str = "fp32", *, cache: bool = True
+) -> Any:
+    """A ``SentenceTransformer`` on the resolved ``device`` (``cpu``/``cuda:N``) in
+    ``precision`` (fp32/fp16/bf16) with SDPA attention, cached per Python worker.
 
-    fp16 on GPU; on CPU torch gets the task's cores as threads (no oversubscription
-    when several tasks share an executor).
+    On CPU torch gets the task's cores as threads (no oversubscription when several
+    tasks share an executor).
     """
     import torch
 
-    resolved = choose_device(device)
-    if resolved == "cpu":
+    if device == "cpu":
         torch.set_num_threads(task_cpus())
-    key = (name, max_seq_length, resolved)
-    model = _MODELS.get(key)
+    key = (name, max_seq_length, device, precision)
+    model = _MODELS.get(key) if cache else None
     if model is None:
         from sentence_transformers import SentenceTransformer
 
         path = resolve_model_path(name)
         if not (Path(path).exists() or os.environ.get("HF_HUB_OFFLINE") != "1"):
             raise InvalidConfigError(f"model {name!r} is not a local path and the hub is offline")
-        model = SentenceTransformer(path, device=resolved)
+        try:
+            model = SentenceTransformer(
+                path, device=device, model_kwargs={"attn_implementation": "sdpa"}
+            )
+        except (ValueError, TypeError):  # an architecture without SDPA support
+            model = SentenceTransformer(path, device=device)
         model.max_seq_length = max_seq_length
-        if resolved.startswith("cuda"):
+        if precision == "fp16":
             model = model.half()
+        elif precision == "bf16":
+            model = model.to(torch.bfloat16)
         model.eval()
-        _MODELS[key] = model
-        log.info("loaded model %s on %s (max_seq_length=%d)", name, resolved, max_seq_length)
+        if cache:
+            _MODELS[key] = model
+        log.info(
+            "loaded model %s on %s (%s, max_seq_length=%d)", name, device, precision, max_seq_length
+        )
     return model
+
+
+def load_model(name: str, max_seq_length: int, device: str = "auto") -> Any:
+    """A cached ``SentenceTransformer`` for ``device`` (auto/cpu/cuda): fp16 on GPU, fp32
+    on CPU. The annotate path uses :mod:`hermes_spark.embedding.encoder` instead."""
+    resolved = choose_device(device)
+    precision = "fp16" if resolved.startswith("cuda") else "fp32"
+    return load_sentence_transformer(name, max_seq_length, resolved, precision)
 
 
 def embed_texts(model: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:

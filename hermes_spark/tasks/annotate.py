@@ -175,6 +175,11 @@ def model_for(cfg: HermesConfig, codebook_path: str) -> HermesModel:
         batch_size=cfg.model.batch_size,
         device=cfg.model.device,
         sort_window=cfg.model.sort_window,
+        batch_tokens=cfg.model.batch_tokens,
+        tokenizer=cfg.model.tokenizer,
+        backend=cfg.model.backend,
+        precision=cfg.model.precision,
+        task_gpu_amount=cfg.model.task_gpu_amount,
     )
 
 

@@ -48,6 +48,10 @@ def estimator_for(cfg: HermesConfig) -> HermesEstimator:
         n_iter=f.n_iter,
         device=m.device,
         sort_window=m.sort_window,
+        backend=m.backend,
+        precision=m.precision,
+        batch_tokens=m.batch_tokens,
+        tokenizer=m.tokenizer,
         quantizer=f.quantizer_options(),
     )
 

@@ -19,7 +19,11 @@ from hermes_spark.embedding import (
     load_model,
     resolve_model_path,
 )
+from hermes_spark.embedding.encoder import Encoder
+from hermes_spark.embedding.settings import ModelSettings
+from hermes_spark.embedding.tokenize import TextTokenizer, load_tokenizer
 from hermes_spark.errors import InvalidConfigError
+from tests.conftest import shared_corpus
 from udfs.annotate_udf import regroup
 
 TEXTS = [
@@ -40,6 +44,8 @@ def test_gpu_comes_from_the_task_resources(monkeypatch):
     import pyspark
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(pyspark.TaskContext, "get", staticmethod(lambda: fake_task(["3"])))
     assert choose_device("auto") == "cuda:3"
     monkeypatch.setattr(pyspark.TaskContext, "get", staticmethod(lambda: fake_task(None)))
@@ -128,15 +134,20 @@ def test_the_annotate_udf_embeds_whole_sort_windows(monkeypatch):
 
     seen: list[int] = []
 
-    def fake_embed(_model, texts, _batch_size):
-        seen.append(len(texts))
-        return np.tile(np.eye(4, dtype=np.float32)[0], (len(texts), 1))
+    class Fake:
+        backend = SimpleNamespace(name="fake", device="cpu")
 
-    monkeypatch.setattr(annotate_udf, "load_model", lambda *a, **k: object())
-    monkeypatch.setattr(annotate_udf, "embed_texts", fake_embed)
+        def prepare(self, texts, *, vectors, counts):
+            return SimpleNamespace(tokenized=texts, counts=None)
+
+        def embed(self, prepared):
+            seen.append(len(prepared.tokenized))
+            return np.tile(np.eye(4, dtype=np.float32)[0], (len(prepared.tokenized), 1))
+
+    monkeypatch.setattr(annotate_udf, "get_encoder", lambda settings: Fake())
     codebook = SimpleNamespace(levels=(2,), dim=4, assign=lambda v: (np.zeros((len(v), 1)),) * 2)
     fn = annotate_udf.make_annotate_fn(
-        codebook,  # type: ignore[arg-type]  # only .levels and .assign are used
+        codebook,  # type: ignore[arg-type]  # only .levels, .dim and .assign are used
         annotate_udf.ModelSettings("m", 16, 8, "cpu", sort_window=250),
         has_embedding=False,
         has_tokens=True,
@@ -156,3 +167,153 @@ def test_the_annotate_udf_embeds_whole_sort_windows(monkeypatch):
     out = pd.concat(fn(iter(batches)))
     assert seen == [300, 200]
     assert out["doc_id"].tolist() == [d for b in batches for d in b["doc_id"]]
+
+
+# ------------------------------------------------------------------ tokenize once, backends
+
+
+@pytest.fixture(scope="module")
+def c4_texts():
+    import pyarrow.parquet as pq
+
+    path = shared_corpus("c4_en_1k.parquet")
+    return pq.read_table(path, columns=["text"])["text"].to_pylist()
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory):
+    """Exported ONNX models live in a per-session cache folder (exported once)."""
+    import os
+
+    old = os.environ.get("HERMES_CACHE_DIR")
+    os.environ["HERMES_CACHE_DIR"] = str(tmp_path_factory.mktemp("hermes-cache"))
+    yield
+    if old is None:
+        os.environ.pop("HERMES_CACHE_DIR", None)
+    else:
+        os.environ["HERMES_CACHE_DIR"] = old
+
+
+def test_one_tokenizer_pass_gives_the_model_input_and_the_whole_count(c4_texts):
+    from transformers import AutoTokenizer
+
+    texts = c4_texts[:80] + [t * 30 for t in c4_texts[:20]]  # some far past the char clip
+    hf = AutoTokenizer.from_pretrained(resolve_model_path("default"))
+    want_ids = hf(texts, truncation=True, max_length=128)["input_ids"]
+    want_counts = [len(i) for i in hf(texts, add_special_tokens=False)["input_ids"]]
+    tok = TextTokenizer(load_tokenizer(resolve_model_path("default")), 128, clip_chars=2048)
+    counted = tok.encode(texts, count=True)
+    assert [list(i) for i in counted.ids] == want_ids
+    assert counted.counts.tolist() == want_counts
+    clipped = tok.encode(texts, count=False)  # clipping never changes the model input
+    assert [list(i) for i in clipped.ids] == want_ids and clipped.counts is None
+
+
+@pytest.mark.model
+def test_torch_backend_fed_with_ids_matches_sentence_transformers(c4_texts):
+    texts = c4_texts[:48]
+    model = load_model("default", 256, "cpu")
+    want = model.encode(texts, normalize_embeddings=True, batch_size=16)
+    enc = Encoder(ModelSettings("default", 256, 16, "cpu", backend="torch", precision="fp32"))
+    got, counts = enc.encode(texts)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert (got * want).sum(axis=1).min() > 0.9999
+    assert counts.tolist() == count_tokens(model, texts).tolist()
+    assert enc.stats.docs == 48 and 0 <= enc.stats.padding_ratio <= 0.1 + 1e-9
+
+
+@pytest.mark.model
+def test_onnx_backends_agree_with_torch(c4_texts, onnx_cache):
+    from hermes_spark.embedding.backends import cache_dir
+
+    texts = c4_texts[:48]
+    want = load_model("default", 256, "cpu").encode(texts, normalize_embeddings=True)
+    fp32 = Encoder(ModelSettings("default", 256, 16, "cpu", backend="onnx"))
+    got, _ = fp32.encode(texts, counts=False)
+    assert (got * want).sum(axis=1).min() > 0.999  # the exported graph is the same model
+    int8 = Encoder(ModelSettings("default", 256, 16, "cpu", backend="onnx", precision="int8"))
+    got8, _ = int8.encode(texts, counts=False)
+    cos8 = (got8 * want).sum(axis=1)
+    assert cos8.mean() > 0.985 and cos8.min() > 0.95  # per-channel int8 weights
+    exported = sorted(p.name for p in cache_dir().rglob("*.onnx"))
+    assert exported == ["model-fp32.onnx", "model-int8.onnx"]  # no temporary files left
+
+
+def test_budgets_count_in_a_training_tokenizer(tmp_path):
+    """A BPE tokenizer trained here on a shared corpus counts n_tokens; the model input
+    stays the embedding model's."""
+    import pyarrow.parquet as pq
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    texts = pq.read_table(shared_corpus("fineweb_1k_eduscored.parquet"), columns=["text"])[
+        "text"
+    ].to_pylist()
+    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=2000, special_tokens=["[UNK]"]))
+    (tmp_path / "lm").mkdir()
+    bpe.save(str(tmp_path / "lm" / "tokenizer.json"))
+    enc = Encoder(ModelSettings("default", 64, 8, "cpu", tokenizer=str(tmp_path / "lm")))
+    sample = texts[:30]
+    prepared = enc.prepare(sample, vectors=True, counts=True)
+    want = [len(bpe.encode(t).ids) for t in sample]
+    assert prepared.counts.tolist() == want
+    own = enc.text_tokenizer.encode(sample, count=True).counts
+    assert prepared.counts.tolist() != own.tolist()  # really the other tokenizer
+    assert max(len(i) for i in prepared.tokenized.ids) <= 64
+    with pytest.raises(InvalidConfigError, match="nothing is downloaded"):
+        load_tokenizer(str(tmp_path / "absent"))
+
+
+@pytest.mark.model
+def test_annotate_fn_with_the_real_model_keeps_rejects_in_place(c4_texts):
+    from hermes_spark.quantize.codebook import fit_codebook
+    from udfs.annotate_udf import make_annotate_fn
+
+    settings = ModelSettings("default", 128, 16, "cpu", sort_window=0)
+    enc = Encoder(settings)
+    sample, _ = enc.encode(c4_texts[:60], counts=False)
+    book = fit_codebook(sample, (4, 2), seed=0, lst_dim=16, n_iter=5, model={"name": "default"})
+    texts = c4_texts[60:70]
+    pdf = pd.DataFrame(
+        {
+            "doc_id": [f"d{i}" for i in range(10)],
+            "text": [*texts[:4], None, *texts[5:]],
+            "reason": [None, "duplicate_doc_id"] + [None] * 8,
+        }
+    )
+    fn = make_annotate_fn(book, settings, has_embedding=False, has_tokens=False, has_quality=False)
+    out = pd.concat(list(fn(iter([pdf]))), ignore_index=True)
+    assert (
+        out["reason"].tolist() == [None, "duplicate_doc_id", None, None, "null_text"] + [None] * 5
+    )
+    ok = out["reason"].isna().to_numpy()
+    vecs, counts = enc.encode([t for t, k in zip(pdf["text"], ok, strict=True) if k])
+    codes, _ = book.assign(vecs)
+    np.testing.assert_array_equal(out.loc[ok, ["c1", "c2"]].to_numpy(int), codes)
+    assert out.loc[ok, "n_tokens"].tolist() == counts.tolist()
+
+
+@pytest.mark.model
+def test_assignment_next_to_the_torch_model_matches_numpy(c4_texts):
+    """The GPU path (vectors stay in torch, LST + RVQ in torch) run on CPU torch."""
+    from hermes_spark.quantize.codebook import fit_codebook
+    from udfs.annotate_udf import FramePass
+
+    settings = ModelSettings("default", 128, 16, "cpu", sort_window=0)
+    vectors, _ = Encoder(settings).encode(c4_texts[:80], counts=False)
+    book = fit_codebook(vectors, (8, 4), seed=0, lst_dim=16, n_iter=5, model={"name": "default"})
+    pdf = pd.DataFrame({"doc_id": [f"d{i}" for i in range(40)], "text": c4_texts[80:120]})
+    outs = []
+    for on_device in (False, True):
+        step = FramePass(
+            book,
+            settings,
+            has_embedding=False,
+            has_tokens=False,
+            has_quality=False,
+            device_assign=on_device,
+        )
+        outs.append(step(pdf))
+        assert (step._assigner is not False) == on_device
+    pd.testing.assert_frame_equal(outs[0], outs[1], check_exact=False, rtol=1e-4)

@@ -6,12 +6,15 @@ null codes and is never embedded; the others get exactly the codebook's codes.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hermes_spark.embedding.encoder import EncodeStats
 from hermes_spark.embedding.vectors import decode_f16
 from hermes_spark.quantize.codebook import fit_codebook
 from tests.helpers import clustered_vectors
@@ -44,12 +47,16 @@ class FakeModel:
     def __init__(self, table: dict[str, np.ndarray]):
         self.table = table
         self.seen: list[list[str]] = []
+        self.backend = SimpleNamespace(name="fake", device="cpu")
+        self.stats = EncodeStats()
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        self.seen.append(list(texts))
-        vectors = np.stack([self.table[t] for t in texts]).astype(np.float32)
-        counts = np.array([len(t.split()) for t in texts], dtype=np.int32)
-        return vectors, counts
+    def prepare(self, texts: list[str], *, vectors: bool, counts: bool) -> SimpleNamespace:
+        n_tokens = np.array([len(t.split()) for t in texts]) if counts else None
+        return SimpleNamespace(tokenized=list(texts) if vectors else None, counts=n_tokens)
+
+    def embed(self, prepared: SimpleNamespace) -> np.ndarray:
+        self.seen.append(prepared.tokenized)
+        return np.stack([self.table[t] for t in prepared.tokenized]).astype(np.float32)
 
 
 @pytest.fixture
@@ -60,11 +67,7 @@ def fake_model(monkeypatch):
     table["poisoned text"] = np.full(DIM, np.nan, dtype=np.float32)
     table["infinite text"] = np.r_[np.inf, np.zeros(DIM - 1)].astype(np.float32)
     model = FakeModel(table)
-    monkeypatch.setattr(annotate_udf, "load_model", lambda *a, **k: model)
-    monkeypatch.setattr(annotate_udf, "embed_texts", lambda m, texts, bs: m.encode(texts)[0])
-    monkeypatch.setattr(
-        annotate_udf, "count_tokens", lambda m, texts: np.array([len(t.split()) for t in texts])
-    )
+    monkeypatch.setattr(annotate_udf, "get_encoder", lambda settings: model)
     return model
 
 
@@ -109,7 +112,7 @@ def test_a_frame_of_rejects_never_loads_the_model(codebook, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("model loaded for a frame of rejects")
 
-    monkeypatch.setattr(annotate_udf, "load_model", boom)
+    monkeypatch.setattr(annotate_udf, "get_encoder", boom)
     fn = make_annotate_fn(
         codebook, settings_(), has_embedding=False, has_tokens=False, has_quality=False
     )
@@ -253,3 +256,23 @@ def test_schema_makes_codes_nullable_and_adds_reason():
         "reason",
     ]
     assert all(f.nullable for f in schema.fields)
+
+
+def test_prefetching_the_next_window_changes_nothing(codebook, fake_model):
+    texts = [f"text number {i}" for i in range(7)]
+    frames = [
+        pd.DataFrame({"doc_id": [f"{b}-{i}" for i in range(7)], "text": texts}) for b in range(4)
+    ]
+    outs = []
+    for prefetch in (False, True):
+        fn = make_annotate_fn(
+            codebook,
+            settings_(),
+            has_embedding=False,
+            has_tokens=False,
+            has_quality=False,
+            prefetch=prefetch,
+        )
+        outs.append(run(fn, frames))
+    pd.testing.assert_frame_equal(outs[0], outs[1])
+    assert outs[1]["doc_id"].tolist() == [d for f in frames for d in f["doc_id"]]
