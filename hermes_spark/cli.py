@@ -95,15 +95,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", help="codes Delta table (its _rejects table too)")
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
-    p = sub.add_parser("evaluate", help="per-level metrics vs k-means baselines and labels")
+    p = sub.add_parser(
+        "evaluate",
+        help="per-level metrics vs k-means baselines and labels, on held-out documents",
+        description="Score the codes of one version on a held-out sample (disjoint from the "
+        "fit sample unless --in-sample) against flat k-means (K1, K1*K2), bisecting k-means "
+        "and faiss ResidualQuantizer fitted on a fitting-side sample; writes "
+        "evaluation.json and evaluation.md to --out and prints a short table.",
+    )
     _corpus_flags(p)
     p.add_argument("--table", help="codes Delta table")
     p.add_argument("--codebook", help="the artifact that produced the table's rows")
-    p.add_argument("--label-col", help="corpus column with reference labels (NMI/ARI)")
-    p.add_argument("--sample-size", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--label-cols",
+        "--label-col",
+        dest="label_cols",
+        help="comma-separated corpus columns with reference labels (NMI/ARI/homogeneity/"
+        "completeness per column)",
+    )
+    p.add_argument(
+        "--sample",
+        "--sample-size",
+        dest="sample_size",
+        type=int,
+        default=2000,
+        help="held-out documents to score (default 2000)",
+    )
+    p.add_argument(
+        "--baseline-sample",
+        type=int,
+        help="fitting-side documents the baselines train on (default: --sample)",
+    )
+    p.add_argument(
+        "--baselines",
+        default="kmeans,bisecting_kmeans,faiss_rq",
+        help="comma-separated baselines (kmeans, bisecting_kmeans, faiss_rq; '' for none)",
+    )
+    p.add_argument(
+        "--embeddings-table",
+        help="Delta table (doc_id, codebook_version, embedding_f16) written by annotate "
+        "--store-embeddings; default: re-embed the samples with the artifact's model",
+    )
+    p.add_argument(
+        "--in-sample",
+        action="store_true",
+        help="score documents of the fit sample instead of held-out ones (the report says so)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation hash (salted)")
     p.add_argument("--codebook-version", help="default: the latest version in the table")
-    p.add_argument("--out", help="write the JSON report here too")
+    p.add_argument("--out", help="directory for evaluation.json and evaluation.md")
 
     p = sub.add_parser(
         "plan",
@@ -358,36 +398,31 @@ def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
 def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes evaluate``."""
-    from hermes_spark.evaluate import evaluate
+    from hermes_spark.evaluate import evaluate, summary_lines, write_report
 
     table = _need(args.table or cfg.paths.table, "--table")
     codebook = _need(args.codebook or cfg.paths.codebook, "--codebook")
     _need(cfg.corpus.input, "--input")
+    labels = [c.strip() for c in (args.label_cols or "").split(",") if c.strip()]
     report = evaluate(
         _spark(cfg),
         cfg,
         table,
         codebook,
-        args.label_col,
+        labels,
         args.sample_size,
         args.seed,
         args.codebook_version,
+        embeddings_table=args.embeddings_table,
+        baseline_sample=args.baseline_sample,
+        baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
+        in_sample=args.in_sample,
     )
+    for line in summary_lines(report):
+        print(line)
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
-    print(
-        f"evaluation of codebook {report['codebook_version']} on "
-        f"{report['sample_size']} sampled documents"
-    )
-    for row in report["levels"]:
-        for name in ("hermes", "kmeans", "bisecting_kmeans"):
-            m = row[name]
-            extra = f"  NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}" if "nmi" in m else ""
-            print(
-                f"  L{row['level']} {name:<17} cells {m['cells_used']:>6}  "
-                f"relative MSE {m['relative_mse']:.3f}{extra}"
-            )
-    print(json.dumps(report))
+        js, md = write_report(report, args.out)
+        print(f"report: {js} and {md}")
 
 
 def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
