@@ -90,36 +90,29 @@ def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
-    """``hermes evaluate``."""
-    from hermes_spark.evaluate import evaluate
+    """``hermes evaluate``: held-out metrics per level vs KMeans-family baselines."""
+    from hermes_spark.evaluate import evaluate, summary_lines, write_report
 
-    table = _need(cfg.paths.table, "--table")
-    codebook = _need(cfg.paths.codebook, "--codebook")
+    labels = [c.strip() for c in (args.label_cols or "").split(",") if c.strip()]
     report = evaluate(
         _spark(cfg),
         cfg,
-        table,
-        codebook,
-        args.label_col,
+        cfg.paths.table,
+        cfg.paths.codebook,
+        labels,
         args.sample_size,
         args.seed,
         args.codebook_version,
+        embeddings_table=args.embeddings_table,
+        baseline_sample=args.baseline_sample,
+        baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
+        in_sample=args.in_sample,
     )
+    for line in summary_lines(report):
+        print(line)
     if args.out:
-        io.write_json(args.out, report)
-    print(
-        f"evaluation of codebook {report['codebook_version']} on "
-        f"{report['sample_size']} sampled documents"
-    )
-    for row in report["levels"]:
-        for name in ("hermes", "kmeans", "bisecting_kmeans"):
-            m = row[name]
-            extra = f"  NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}" if "nmi" in m else ""
-            print(
-                f"  L{row['level']} {name:<17} cells {m['cells_used']:>6}  "
-                f"relative MSE {m['relative_mse']:.3f}{extra}"
-            )
-    print(json.dumps(report))
+        js, md = write_report(report, args.out)
+        print(f"report: {js} and {md}")
 
 
 def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:

@@ -128,8 +128,7 @@ MODEL_RUN = (
         "--backend",
         key="model.backend",
         choices=("torch", "onnx", "openvino"),
-        help="inference backend (fit records it; annotate uses the codebook's and refuses "
-        "another)",
+        help="inference backend (fit records it; annotate uses the codebook's and refuses another)",
     ),
     flag(
         "--precision",
@@ -388,21 +387,57 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "evaluate",
-        "per-level clustering metrics vs k-means baselines and labels",
+        "per-level metrics vs k-means baselines and labels, on held-out documents",
         "hermes evaluate --table out/codes --codebook out/codebook --input data/corpus "
-        "--label-col label",
+        "--label-cols label --out out/eval",
         (
             *CORPUS,
             TABLE,
             flag("--codebook", key="paths.codebook", help="the artifact behind the table's rows"),
-            flag("--label-col", help="corpus column with reference labels (NMI/ARI)"),
-            flag("--sample-size", type=int, default=2000, help="documents evaluated"),
-            flag("--seed", type=int, default=0, help="sampling seed"),
+            flag(
+                "--label-cols",
+                "--label-col",
+                dest="label_cols",
+                metavar="A,B",
+                help="corpus columns with reference labels (NMI/ARI/homogeneity/completeness)",
+            ),
+            flag(
+                "--sample",
+                "--sample-size",
+                dest="sample_size",
+                type=int,
+                default=2000,
+                help="held-out documents to score",
+            ),
+            flag(
+                "--baseline-sample",
+                type=int,
+                help="fitting-side documents the baselines train on (default: --sample)",
+            ),
+            flag(
+                "--baselines",
+                default="kmeans,bisecting_kmeans,faiss_rq",
+                help="comma-separated baselines (kmeans, bisecting_kmeans, faiss_rq; '' for none)",
+            ),
+            flag(
+                "--embeddings-table",
+                help="the CODES_embeddings table of annotate --store-embeddings (default: "
+                "re-embed the samples with the artifact's model)",
+            ),
+            switch(
+                "--in-sample",
+                help="score documents of the fit sample instead of held-out ones (reported)",
+            ),
+            flag("--seed", type=int, default=0, help="seed of the evaluation hash (salted)"),
             CODEBOOK_VERSION,
-            flag("--out", help="write the JSON report here too"),
+            flag("--out", metavar="DIR", help="directory for evaluation.json and evaluation.md"),
         ),
         "cmd_evaluate",
-        needs=("paths.table", "paths.codebook", "corpus.input"),
+        description="Score the codes of one version on a held-out sample (disjoint from the "
+        "fit sample unless --in-sample) against flat k-means (K1, K1*K2), bisecting k-means "
+        "and faiss ResidualQuantizer fitted on a fitting-side sample; writes evaluation.json "
+        "and evaluation.md to --out and prints a short table.",
+        needs=("paths.table", "paths.codebook"),
     ),
     Command(
         "run",
