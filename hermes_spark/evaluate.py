@@ -23,6 +23,7 @@ from hermes_spark.delta_store import get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.hashing import uniform
 from hermes_spark.quantize.codebook import Codebook
+from hermes_spark.runtime import default_parallelism
 from hermes_spark.schema import select_version
 from udfs.annotate_udf import ModelSettings, embed_schema, make_embed_fn
 
@@ -92,7 +93,7 @@ def evaluate(
         )
         embedded = (
             picked.select("doc_id", "text")
-            .repartition(spark.sparkContext.defaultParallelism, "doc_id")
+            .repartition(default_parallelism(spark), "doc_id")  # Spark Connect safe
             .mapInPandas(make_embed_fn(settings), embed_schema())
         )
         vectors = embedded.join(
