@@ -186,3 +186,126 @@ def standalone_cluster(tmp: Path, workers: int = 2, memory: str = "1g") -> Itera
         yield cluster
     finally:
         stop(cluster.procs)
+
+
+@contextlib.contextmanager
+def connect_server(
+    tmp: Path, python_path: str | None = None, conf: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A Spark Connect server (``SparkConnectServer`` of pyspark's own jars) on loopback.
+
+    pip's pyspark ships no ``sbin/start-connect-server.sh``; the server is what that script
+    runs: ``spark-submit --class org.apache.spark.sql.connect.service.SparkConnectServer``
+    (the ``spark-connect`` jar is in pyspark's ``jars/``). It runs ``local[2]``; its Python
+    workers get ``python_path`` (where hermes_spark is installed on a real server). Yields
+    the ``sc://127.0.0.1:PORT`` URL.
+    """
+    home = spark_home(tmp)
+    logs = tmp / "connect-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = spark_env(home, **({"PYTHONPATH": python_path} if python_path else {}))
+    port = free_port()
+    settings = {
+        "spark.connect.grpc.binding.address": LOOPBACK,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.python.worker.reuse": "true",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={tmp / 'derby'}",
+        **(conf or {}),
+    }
+    cmd = [
+        str(home / "bin" / "spark-submit"),
+        "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+        "--name", "hermes-test-connect",
+        "--master", "local[2]",
+        "--driver-memory", "1536m",
+    ]  # fmt: skip
+    for key, value in settings.items():
+        cmd += ["--conf", f"{key}={value}"]
+    log = logs / "connect-server.log"
+    server = _spawn([*cmd, "spark-internal"], log, env, tmp)
+    try:
+        try:
+            wait_for(lambda: port_open(port), "Spark Connect server listening", 180, [server])
+        except Exception as exc:
+            raise RuntimeError(f"{exc}\n{tail(log)}") from None
+        yield f"sc://{LOOPBACK}:{port}"
+    finally:
+        stop([server])
+
+
+@dataclass
+class S3Server:
+    """A running S3-compatible server: its endpoint and the test credentials."""
+
+    endpoint: str
+    access_key: str = "hermes-test-key"
+    secret_key: str = "hermes-test-secret"
+    region: str = "us-east-1"
+
+    def client(self):
+        """A boto3 S3 client of this server."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
+    def spark_conf(self) -> dict[str, str]:
+        """What a Spark session needs for ``s3a://`` on this server (Hadoop's S3A keys)."""
+        return {
+            "spark.hadoop.fs.s3a.endpoint": self.endpoint,
+            "spark.hadoop.fs.s3a.endpoint.region": self.region,
+            "spark.hadoop.fs.s3a.access.key": self.access_key,
+            "spark.hadoop.fs.s3a.secret.key": self.secret_key,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+            "spark.hadoop.fs.s3a.aws.credentials.provider": (
+                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+            ),
+            "spark.hadoop.fs.s3a.change.detection.mode": "none",
+        }
+
+    def storage_options(self) -> dict[str, str]:
+        """The same server for delta-rs / pyarrow readers in the test's assertions."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": self.region,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+        }
+
+
+@contextlib.contextmanager
+def s3_server(tmp: Path, buckets: tuple[str, ...] = ()) -> Iterator[S3Server]:
+    """moto's standalone S3 server on a free loopback port, with ``buckets`` created.
+
+    MinIO is not installable from the reachable registries; moto's server speaks the same
+    S3 REST API that hadoop-aws (s3a://) and pyarrow use.
+    """
+    port = free_port()
+    log = tmp / "s3-server.log"
+    env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+    server = _spawn(
+        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)], log, env, tmp
+    )
+    try:
+        try:
+            wait_for(lambda: port_open(port), "S3 server listening", 60, [server])
+        except Exception as exc:
+            raise RuntimeError(f"{exc}\n{tail(log)}") from None
+        s3 = S3Server(f"http://{LOOPBACK}:{port}")
+        client = s3.client()
+        for bucket in buckets:
+            client.create_bucket(Bucket=bucket)
+        yield s3
+    finally:
+        stop([server])
