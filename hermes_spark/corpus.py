@@ -43,12 +43,28 @@ class InputFiles:
     """The data files of a corpus, in a stable order (the unit of chunked annotation)."""
 
     paths: tuple[str, ...]
+    #: ``(uri, size, mtime_ns)`` of each path, same order (the annotate ledger's key).
+    entries: tuple[io.FileEntry, ...] = ()
 
     def chunks(self, files_per_chunk: int) -> list[tuple[str, ...]]:
         """Consecutive groups of at most ``files_per_chunk`` files."""
         return [
             self.paths[i : i + files_per_chunk] for i in range(0, len(self.paths), files_per_chunk)
         ]
+
+
+def chunk_entries(
+    entries: Sequence[io.FileEntry], files_per_chunk: int
+) -> list[tuple[io.FileEntry, ...]]:
+    """Consecutive groups of at most ``files_per_chunk`` entries, in URI order (driver).
+
+    Annotate chunks only the files its ledger does not hold yet, so adding a file in the
+    middle of the sorted listing changes no finished chunk (they are not re-formed).
+    """
+    ordered = sorted(entries, key=lambda e: e.uri)
+    return [
+        tuple(ordered[i : i + files_per_chunk]) for i in range(0, len(ordered), files_per_chunk)
+    ]
 
 
 def list_input_files(cfg: CorpusConfig) -> InputFiles:
@@ -64,7 +80,7 @@ def list_input_files(cfg: CorpusConfig) -> InputFiles:
 
         if not io.exists(io.join(cfg.input, "_delta_log")):
             raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
-        return InputFiles(tuple(sorted(DeltaTable(cfg.input).file_uris())))
+        return _delta_input_files(DeltaTable(cfg.input))
     if not io.exists(cfg.input):
         raise InvalidInputError(f"corpus {cfg.input} does not exist")
     files = io.list_files(cfg.input, _SUFFIXES[cfg.format])
@@ -73,7 +89,21 @@ def list_input_files(cfg: CorpusConfig) -> InputFiles:
             f"corpus {cfg.input} holds no {cfg.format} files "
             f"(looked for names ending in {', '.join(_SUFFIXES[cfg.format])})"
         )
-    return InputFiles(tuple(f.uri for f in files))
+    return InputFiles(tuple(f.uri for f in files), tuple(files))
+
+
+def _delta_input_files(table: object) -> InputFiles:
+    """The current files of a Delta corpus with sizes and mtimes from its log (no listing)."""
+    uris = table.file_uris()  # type: ignore[attr-defined]
+    actions = table.get_add_actions(flatten=True)  # type: ignore[attr-defined]
+    sizes = actions.column("size_bytes").to_pylist()
+    times = actions.column("modification_time").to_pylist()
+    entries = []
+    for uri, size, mtime in zip(uris, sizes, times, strict=True):
+        ms = int(mtime.timestamp() * 1000) if hasattr(mtime, "timestamp") else int(mtime or 0)
+        entries.append(io.FileEntry(uri, int(size or 0), ms * 1_000_000))
+    entries.sort(key=lambda e: e.uri)
+    return InputFiles(tuple(e.uri for e in entries), tuple(entries))
 
 
 def read_corpus(spark: SparkSession, cfg: CorpusConfig, files: Sequence[str]) -> DataFrame:
@@ -219,16 +249,49 @@ def prepare(
         cols.append(F.col(cfg.quality_col).cast("double").alias("quality"))
     cols += [F.col(c).alias(keep_name(c)) for c in keep]
     cols.append(reject_reason(with_id.schema, cfg, embedding_dim).alias(REASON_COL))
-    if file_columns_available(df):
-        file, block = F.col("_metadata.file_path"), F.col("_metadata.file_block_start")
-    else:
-        file, block = F.lit(None).cast("string"), F.lit(None).cast("long")
-    content = F.xxhash64(F.coalesce(F.col(cfg.text_col), F.lit("")), F.col("doc_id"))
-    cols.append(file.alias(SOURCE_COL))
-    cols.append(
-        F.struct(file.alias("file"), block.alias("block"), content.alias("row")).alias(ORDER_COL)
-    )
+    order = stable_order(df)
+    cols.append(order.getField("file").alias(SOURCE_COL))
+    cols.append(order.alias(ORDER_COL))
     return with_id.select(*cols)
+
+
+def stable_order(df: DataFrame) -> Column:
+    """A row's position that no split size, executor count or re-run changes (lazy).
+
+    ``struct(file, row, content, tie)``. Parquet: the row index inside its file
+    (``_metadata.row_index``), so "first" is the first row of the first file. Sources
+    without a row index (JSON lines): the file, then a hash of the whole record, so the
+    keeper is the same whatever the splits (not necessarily the earliest line); ``tie``
+    only separates records identical in every column, where either copy gives the same
+    output. Frames not read from files order by content alone.
+    """
+    hashable = [F.col(f"`{f.name}`") for f in df.schema.fields if not _holds_map(f.dataType)] or [
+        F.lit(0)
+    ]
+    content = F.xxhash64(*hashable)
+    tie = F.monotonically_increasing_id()
+    if not file_columns_available(df):
+        file, row = F.lit(None).cast("string"), F.lit(None).cast("long")
+    else:
+        file = F.col("_metadata.file_path")
+        meta = df.select("_metadata").schema["_metadata"].dataType
+        has_index = isinstance(meta, T.StructType) and "row_index" in meta.fieldNames()
+        row = F.col("_metadata.row_index") if has_index else F.lit(None).cast("long")
+        if has_index:
+            content, tie = F.lit(0).cast("long"), F.lit(0).cast("long")
+    return F.struct(
+        file.alias("file"), row.alias("row"), content.alias("content"), tie.alias("tie")
+    )
+
+
+def _holds_map(data_type: T.DataType) -> bool:
+    if isinstance(data_type, T.MapType):
+        return True
+    if isinstance(data_type, T.ArrayType):
+        return _holds_map(data_type.elementType)
+    if isinstance(data_type, T.StructType):
+        return any(_holds_map(f.dataType) for f in data_type.fields)
+    return False
 
 
 def keep_name(col: str) -> str:
