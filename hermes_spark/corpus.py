@@ -44,6 +44,8 @@ class InputFiles:
     """The data files of a corpus, in a stable order (the unit of chunked annotation)."""
 
     paths: tuple[str, ...]
+    #: ``(uri, size, mtime_ns)`` of each path, same order (the annotate ledger's key).
+    entries: tuple[io.FileEntry, ...] = ()
 
     def chunks(self, files_per_chunk: int) -> list[tuple[str, ...]]:
         """Consecutive groups of at most ``files_per_chunk`` files."""
@@ -52,8 +54,22 @@ class InputFiles:
         ]
 
 
+def chunk_entries(
+    entries: Sequence[io.FileEntry], files_per_chunk: int
+) -> list[tuple[io.FileEntry, ...]]:
+    """Consecutive groups of at most ``files_per_chunk`` entries, in URI order (driver).
+
+    Annotate chunks only the files its ledger does not hold yet, so adding a file in the
+    middle of the sorted listing changes no finished chunk (they are not re-formed).
+    """
+    ordered = sorted(entries, key=lambda e: e.uri)
+    return [
+        tuple(ordered[i : i + files_per_chunk]) for i in range(0, len(ordered), files_per_chunk)
+    ]
+
+
 def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> InputFiles:
-    """List the corpus's data files on the driver (names only; no data read).
+    """List the corpus's data files on the driver (names, sizes, mtimes; no data read).
 
     Files and directories: any URI :mod:`hermes_spark.io` understands. A Delta corpus
     (``--input-format delta``) or a catalog table (``--input-table``) lists its *current*
@@ -62,7 +78,7 @@ def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> In
     if cfg.table:
         if spark is None:
             raise InvalidInputError("a catalog-table corpus needs a Spark session")
-        return InputFiles(tuple(sorted(_table_reader(spark, cfg).inputFiles())))
+        return _spark_listed(_table_reader(spark, cfg).inputFiles())
     if not cfg.input:
         raise InvalidInputError(
             "no corpus given: pass --input PATH or --input-table NAME (or set corpus.input)"
@@ -71,8 +87,11 @@ def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> In
         if not io.exists(io.join(cfg.input, "_delta_log")):
             raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
         if spark is not None and _native_delta(spark):
-            return InputFiles(tuple(sorted(_table_reader(spark, cfg).inputFiles())))
-        return InputFiles(tuple(sorted(_embedded_delta_files(cfg.input))))
+            return _spark_listed(_table_reader(spark, cfg).inputFiles(), delta=cfg.input)
+        from deltalake import DeltaTable
+
+        _check_embedded_readable(cfg.input)
+        return _delta_input_files(DeltaTable(cfg.input))
     if not io.exists(cfg.input):
         raise InvalidInputError(f"corpus {cfg.input} does not exist")
     files = io.list_files(cfg.input, _SUFFIXES[cfg.format])
@@ -81,7 +100,21 @@ def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> In
             f"corpus {cfg.input} holds no {cfg.format} files "
             f"(looked for names ending in {', '.join(_SUFFIXES[cfg.format])})"
         )
-    return InputFiles(tuple(f.uri for f in files))
+    return InputFiles(tuple(f.uri for f in files), tuple(files))
+
+
+def _delta_input_files(table: object) -> InputFiles:
+    """The current files of a Delta corpus with sizes and mtimes from its log (no listing)."""
+    uris = table.file_uris()  # type: ignore[attr-defined]
+    actions = table.get_add_actions(flatten=True)  # type: ignore[attr-defined]
+    sizes = actions.column("size_bytes").to_pylist()
+    times = actions.column("modification_time").to_pylist()
+    entries = []
+    for uri, size, mtime in zip(uris, sizes, times, strict=True):
+        ms = int(mtime.timestamp() * 1000) if hasattr(mtime, "timestamp") else int(mtime or 0)
+        entries.append(io.FileEntry(uri, int(size or 0), ms * 1_000_000))
+    entries.sort(key=lambda e: e.uri)
+    return InputFiles(tuple(e.uri for e in entries), tuple(entries))
 
 
 def _native_delta(spark: SparkSession) -> bool:
@@ -94,12 +127,9 @@ def _native_delta(spark: SparkSession) -> bool:
 _NEEDS_DELTA_READER = ("deletionVectors", "columnMapping")
 
 
-def _embedded_delta_files(uri: str) -> list[str]:
-    """Current files of a Delta corpus read through delta-rs (no native Delta here).
-
-    Only tables whose files mean what they hold as plain Parquet: a table with deletion
-    vectors or column mapping is refused, naming what to configure.
-    """
+def _check_embedded_readable(uri: str) -> None:
+    """Refuse a Delta corpus whose files do not mean what they hold as plain Parquet
+    (deletion vectors, column mapping) when no native Delta reader is here."""
     from deltalake import DeltaTable
 
     table = DeltaTable(uri)
@@ -114,7 +144,32 @@ def _embedded_delta_files(uri: str) -> list[str]:
             "native Delta reader reads correctly: run with native Delta (`make setup` "
             "fetches its jars; config delta.engine: native or auto)"
         )
-    return list(table.file_uris())
+
+
+def _spark_listed(uris: Sequence[str], delta: str | None = None) -> InputFiles:
+    """:class:`InputFiles` of files a Spark table reader listed, with sizes and mtimes
+    from the Delta log when it is one (``delta``), else one stat per file."""
+    known: dict[str, io.FileEntry] = {}
+    if delta is not None:
+        try:
+            from deltalake import DeltaTable
+
+            for e in _delta_input_files(DeltaTable(delta)).entries:
+                known[_canonical(_as_uri(e.uri))] = e
+        except Exception as exc:  # the log is readable by Spark; stats are a convenience
+            log.info("Delta log of %s not read by delta-rs (%s): stat per file", delta, exc)
+    entries = []
+    for uri in sorted(uris):
+        hit = known.get(_canonical(uri))
+        if hit is None:
+            listed = io.list_files(uri)
+            hit = listed[0] if listed else io.FileEntry(uri, 0, 0)
+        entries.append(io.FileEntry(uri, hit.size, hit.mtime_ns))
+    return InputFiles(tuple(e.uri for e in entries), tuple(entries))
+
+
+def _as_uri(path: str) -> str:
+    return f"file:{path}" if io.scheme(path) == "" else path
 
 
 def _table_reader(spark: SparkSession, cfg: CorpusConfig) -> DataFrame:
@@ -280,16 +335,49 @@ def prepare(
         cols.append(F.col(cfg.quality_col).cast("double").alias("quality"))
     cols += [F.col(c).alias(keep_name(c)) for c in keep]
     cols.append(reject_reason(with_id.schema, cfg, embedding_dim).alias(REASON_COL))
-    if file_columns_available(df):
-        file, block = F.col("_metadata.file_path"), F.col("_metadata.file_block_start")
-    else:
-        file, block = F.lit(None).cast("string"), F.lit(None).cast("long")
-    content = F.xxhash64(F.coalesce(F.col(cfg.text_col), F.lit("")), F.col("doc_id"))
-    cols.append(file.alias(SOURCE_COL))
-    cols.append(
-        F.struct(file.alias("file"), block.alias("block"), content.alias("row")).alias(ORDER_COL)
-    )
+    order = stable_order(df)
+    cols.append(order.getField("file").alias(SOURCE_COL))
+    cols.append(order.alias(ORDER_COL))
     return with_id.select(*cols)
+
+
+def stable_order(df: DataFrame) -> Column:
+    """A row's position that no split size, executor count or re-run changes (lazy).
+
+    ``struct(file, row, content, tie)``. Parquet: the row index inside its file
+    (``_metadata.row_index``), so "first" is the first row of the first file. Sources
+    without a row index (JSON lines): the file, then a hash of the whole record, so the
+    keeper is the same whatever the splits (not necessarily the earliest line); ``tie``
+    only separates records identical in every column, where either copy gives the same
+    output. Frames not read from files order by content alone.
+    """
+    hashable = [F.col(f"`{f.name}`") for f in df.schema.fields if not _holds_map(f.dataType)] or [
+        F.lit(0)
+    ]
+    content = F.xxhash64(*hashable)
+    tie = F.monotonically_increasing_id()
+    if not file_columns_available(df):
+        file, row = F.lit(None).cast("string"), F.lit(None).cast("long")
+    else:
+        file = F.col("_metadata.file_path")
+        meta = df.select("_metadata").schema["_metadata"].dataType
+        has_index = isinstance(meta, T.StructType) and "row_index" in meta.fieldNames()
+        row = F.col("_metadata.row_index") if has_index else F.lit(None).cast("long")
+        if has_index:
+            content, tie = F.lit(0).cast("long"), F.lit(0).cast("long")
+    return F.struct(
+        file.alias("file"), row.alias("row"), content.alias("content"), tie.alias("tie")
+    )
+
+
+def _holds_map(data_type: T.DataType) -> bool:
+    if isinstance(data_type, T.MapType):
+        return True
+    if isinstance(data_type, T.ArrayType):
+        return _holds_map(data_type.elementType)
+    if isinstance(data_type, T.StructType):
+        return any(_holds_map(f.dataType) for f in data_type.fields)
+    return False
 
 
 def keep_name(col: str) -> str:

@@ -75,7 +75,8 @@ def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> None:
     for v in list_versions(spark, table):
         print(
             f"{v.codebook_version}  rows {v.rows:>12}  rejects {v.rejects:>8}  "
-            f"annotated {v.first_annotated} .. {v.last_annotated}"
+            f"annotated {v.first_annotated} .. {v.last_annotated}  "
+            f"{'MIXED devices' if v.mixed_devices else 'device'} {'+'.join(v.devices) or '?'}"
         )
 
 
@@ -298,6 +299,7 @@ def _print_fit(report: dict[str, Any], out: str) -> None:
 
 def _print_annotate(report: Any) -> None:
     print(f"annotated with codebook {report.codebook_version} into {report.table}")
+    print(f"  files: {report.files_total} ({report.files_finished_before} finished before)")
     print(f"  chunks: {report.chunks_total} ({report.chunks_skipped} already committed)")
     print(f"  rows of this version in the table: {report.table_rows}")
     reasons = ", ".join(f"{k}={v}" for k, v in sorted(report.reject_reasons.items())) or "none"

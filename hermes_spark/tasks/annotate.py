@@ -1,13 +1,18 @@
 """``hermes annotate``: the resumable, exactly-once codes-table writer over ``transform``.
 
 Driver orchestration. The coding itself is :func:`hermes_spark.coding.code_rows` (the
-same stage :meth:`HermesModel.transform` builds). The input files are processed in
-chunks (``annotate.files_per_chunk``); each chunk is one Delta commit to the codes table
-(and at most one to ``<CODES>_rejects``) tagged with an application transaction id
-derived from the codebook version and the chunk's files, so re-running the same command
-after a failure skips committed chunks and never writes a document twice.
+same stage :meth:`HermesModel.transform` builds). Cost follows the new files, not the
+table: the input files are listed once; files the version's ledger ``<CODES>_files``
+(:mod:`hermes_spark.tasks.ledger`) records as finished are skipped unread; the rest are
+processed in chunks (``annotate.files_per_chunk``), each one Delta commit to the codes
+table (and at most one to ``<CODES>_rejects``) tagged with an application transaction
+id derived from the codebook version and the chunk's files (name, size, mtime), then its
+ledger rows under the same id. The ids of all pending files are checked against the
+table once per run (:mod:`hermes_spark.tasks.seen`); each chunk joins only those few
+hits. Re-running after a failure skips committed chunks and never writes a document
+twice; a writer that raced another one keeps the earliest row of each doubled id.
 ``--mode full`` instead re-annotates everything and replaces the version's rows (and
-rejects) in one commit each.
+rejects, and ledger) in one commit each.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +35,13 @@ from hermes_spark.api import HermesModel, load_codebook
 from hermes_spark.coding import code_rows
 from hermes_spark.config import AnnotateConfig, CorpusConfig, HermesConfig
 from hermes_spark.corpus import (
+    InputFiles,
     apply_duplicates,
     check_columns,
+    chunk_entries,
     chunk_of_files,
     cross_chunk_duplicates,
+    doc_id_column,
     duplicate_losers,
     embedding_col_dim,
     file_key,
@@ -49,6 +58,7 @@ from hermes_spark.errors import ArtifactError, InvalidInputError
 from hermes_spark.runtime import Progress, default_parallelism, job_description
 from hermes_spark.schema import (
     ANNOTATED_AT_COL,
+    DEVICE_META,
     LEVELS_META,
     REASON_COL,
     SOURCE_COL,
@@ -58,6 +68,7 @@ from hermes_spark.schema import (
     own_columns,
     rejects_table_name,
 )
+from hermes_spark.tasks import ledger, seen
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +81,15 @@ class AnnotateReport:
     table: str
     rejects_table: str
     mode: str = "incremental"
+    files_total: int = 0
+    files_finished_before: int = 0
     chunks_total: int = 0
     chunks_skipped: int = 0
     rows_written: int = 0
     rejects_written: int = 0
     reject_reasons: dict[str, int] = field(default_factory=dict)
+    duplicates_resolved: int = 0
+    device: str = ""
     table_rows: int = 0
     seconds: float = 0.0
 
@@ -95,21 +110,31 @@ class _Run:
     table: str
     rejects: str
     store_embeddings: bool = False
+    device: str = ""
 
     @property
     def version(self) -> str:
         return self.model.version
 
 
-def chunk_app_id(version: str, files: tuple[str, ...]) -> str:
+@dataclass(frozen=True)
+class _Chunk:
+    """One pending chunk: its position among this run's chunks, files and transaction id."""
+
+    index: int
+    entries: tuple[io.FileEntry, ...]
+    app_id: str
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(e.uri for e in self.entries)
+
+
+def chunk_app_id(version: str, entries: Sequence[io.FileEntry]) -> str:
     """Transaction id of one chunk: codebook version + the chunk's files (name, size, mtime)."""
     h = hashlib.sha256()
-    for path in files:
-        try:
-            entry = io.list_files(path)[0]
-            h.update(f"{path}|{entry.size}|{entry.mtime_ns}\n".encode())
-        except (InvalidInputError, IndexError):
-            h.update(f"{path}||\n".encode())
+    for entry in entries:
+        h.update(f"{entry.uri}|{entry.size}|{entry.mtime_ns}\n".encode())
     return f"hermes-annotate:{version}:{h.hexdigest()[:24]}"
 
 
@@ -123,37 +148,25 @@ def _check_keep_cols(keep_cols: tuple[str, ...], levels: int) -> None:
         )
 
 
-def _existing_rows(store: DeltaStore, table: str, version: str) -> DataFrame | None:
-    """``(doc_id, source_file)`` of the rows ``version`` already has (its partition only)."""
-    if not store.exists(table):
-        return None
-    df = store.read(table)
-    missing = {VERSION_COL, SOURCE_COL} - set(df.columns)
-    if missing:
-        raise InvalidInputError(
-            f"table {table} has no {', '.join(sorted(missing))} column: not a codes table "
-            "of this hermes version"
-        )
-    return df.where(F.col(VERSION_COL) == version).select("doc_id", SOURCE_COL)
-
-
 def skip_or_reject_annotated(prepared: DataFrame, done: DataFrame, listed: DataFrame) -> DataFrame:
     """Rows whose id already has a row of this version (incremental runs, resumed runs).
 
-    A later copy is a row from another file than the annotated row's, while that file is
-    still part of the corpus (``listed``): rejected as ``duplicate_doc_id`` (the copy
-    committed first stays), so a resumed run ends with the same rejects as one
-    uninterrupted run. Otherwise it is the annotated document itself, listed again (same
-    file) or moved (its old file is gone, e.g. compacted): skipped, at no cost.
+    ``done`` holds ``(doc_id, source_file)`` of those rows (the run's few hits, see
+    :func:`hermes_spark.tasks.seen.annotated_hits`; broadcast). A later copy is a row from
+    another file than the annotated row's, while that file is still part of the corpus
+    (``listed``): rejected as ``duplicate_doc_id`` (the copy committed first stays), so a
+    resumed run ends with the same rejects as one uninterrupted run. Otherwise it is the
+    annotated document itself, listed again (same file) or moved (its old file is gone,
+    e.g. compacted): skipped, at no cost.
     """
     still_listed = listed.select(F.col("file").alias("_seen_key"), F.lit(True).alias("_listed"))
-    seen = (
+    seen_rows = (
         done.select("doc_id", F.col(SOURCE_COL).alias("_seen_in"))
         .withColumn("_seen_key", file_key(F.col("_seen_in")))
         .join(F.broadcast(still_listed), "_seen_key", "left")
         .drop("_seen_key")
     )
-    joined = prepared.join(seen, "doc_id", "left")
+    joined = prepared.join(seen_rows, "doc_id", "left")  # few, cached: broadcast
     valid = F.col(REASON_COL).isNull()
     seen_in = F.col("_seen_in")
     other_file = seen_in != F.col(SOURCE_COL)
@@ -224,32 +237,54 @@ def annotate_table(
     check_columns(probe.schema, corpus, embedding_dim=model.codebook.dim)
     require_rows(probe, corpus)
     store = get_store(spark)
-    run = _Run(
-        spark,
-        model,
-        corpus,
-        options,
-        store,
-        table,
-        rejects_table_name(table),
-        store_embeddings,
-    )
+    rejects = rejects_table_name(table)
     store.check_writable(table)
-    store.check_writable(run.rejects)
+    store.check_writable(rejects)
+    store.check_writable(ledger.ledger_table_name(table))
     _check_dim(probe, corpus, model, codebook_path)
     _check_keep_cols(corpus.keep_cols, len(model.levels))
-    report = AnnotateReport(model.version, table, run.rejects, mode=options.mode)
+    device = embedding_device(spark, model, corpus)
+    run = _Run(spark, model, corpus, options, store, table, rejects, store_embeddings, device)
+    report = AnnotateReport(model.version, table, run.rejects, mode=options.mode, device=device)
+    report.files_total = len(files.paths)
     rows_before = _version_rows(store, table, model.version)
     if options.mode == "full":
-        reasons = _annotate_full(run, files.paths, report)
+        reasons = _annotate_full(run, files, report)
     else:
-        reasons = _annotate_chunks(run, files.chunks(options.files_per_chunk), files.paths, report)
+        reasons = _annotate_chunks(run, files, report)
     report.reject_reasons = dict(reasons)
     report.rejects_written = sum(reasons.values())
     report.table_rows = _version_rows(store, table, model.version)
     report.rows_written = report.table_rows - (0 if options.mode == "full" else rows_before)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def embedding_device(spark: SparkSession, model: HermesModel, corpus: CorpusConfig) -> str:
+    """Device and precision the executors embed with, e.g. ``cpu:fp32``, ``cuda:fp16``.
+
+    ``given`` when the corpus brings its vectors (no model runs). Otherwise one tiny job
+    asks the executors' Python workers which device they resolve for ``model.device``
+    (GPU: fp16, CPU: fp32, as :func:`hermes_spark.embedding.models.load_model` loads it);
+    several answers are joined with ``+`` (a mixed cluster). Recorded in every commit.
+    """
+    if corpus.embedding_col:
+        return "given"
+    requested = model.run.device
+    tasks = default_parallelism(spark)
+
+    def probe(batches: Any) -> Any:
+        import pandas as pd
+
+        from hermes_spark.embedding.device import choose_device
+
+        for _ in batches:
+            pass
+        kind = "cuda" if choose_device(requested).startswith("cuda") else "cpu"
+        yield pd.DataFrame({"device": [f"{kind}:{'fp16' if kind == 'cuda' else 'fp32'}"]})
+
+    frame = spark.range(0, tasks, 1, tasks).mapInPandas(probe, "device string").distinct()
+    return "+".join(sorted(r["device"] for r in frame.collect()))
 
 
 def _check_dim(probe: DataFrame, corpus: CorpusConfig, model: HermesModel, path: str) -> None:
@@ -265,73 +300,123 @@ def _check_dim(probe: DataFrame, corpus: CorpusConfig, model: HermesModel, path:
         )
 
 
-def _annotate_chunks(
-    run: _Run, chunks: list[tuple[str, ...]], all_files: tuple[str, ...], report: AnnotateReport
-) -> Counter[str]:
-    """Incremental mode: one idempotent commit per pending chunk."""
+def _pending_chunks(run: _Run, files: InputFiles, report: AnnotateReport) -> list[_Chunk]:
+    """Chunks of the files the ledger does not hold; chunks whose codes commit is in the
+    table already (a run killed before its ledger commit) get their ledger rows now."""
+    finished = ledger.finished_files(run.store, run.table, run.version)
+    pending = ledger.pending_entries(files.entries, finished)
+    report.files_finished_before = len(files.entries) - len(pending)
+    groups = chunk_entries(pending, run.options.files_per_chunk)
+    chunks = [_Chunk(i, group, chunk_app_id(run.version, group)) for i, group in enumerate(groups)]
     report.chunks_total = len(chunks)
-    pending: list[tuple[int, tuple[str, ...], str]] = []
-    for index, chunk in enumerate(chunks):
-        app_id = chunk_app_id(run.version, chunk)
-        if (run.store.txn_version(run.table, app_id) or 0) >= 1:
+    todo = []
+    for chunk in chunks:
+        if (run.store.txn_version(run.table, chunk.app_id) or 0) >= 1:
             report.chunks_skipped += 1
-            log.info("chunk %d/%d already committed (%s): skipped", index + 1, len(chunks), app_id)
+            log.info("chunk %s already committed: recording its files", chunk.app_id)
+            _record_files(run, chunk)
         else:
-            pending.append((index, chunk, app_id))
-    repeated = _scan_duplicates(run, pending)
-    listed: DataFrame | None = None  # the corpus's files, listed when first needed
-    before = _existing_rows(run.store, run.table, run.version)
-    if run.options.on_duplicate == "error" and pending and before is not None:
-        listed = listed_files(run.spark, all_files)
-        pending_files = [f for _, chunk, _ in pending for f in chunk]
-        _refuse_copies_of_annotated(run, pending_files, listed, before)
-    progress = Progress("annotate chunk", len(pending))
+            todo.append(chunk)
+    log.info(
+        "%d of %d files finished before; %d chunks to annotate",
+        report.files_finished_before,
+        len(files.entries),
+        len(todo),
+    )
+    return todo
+
+
+def _record_files(run: _Run, chunk: _Chunk) -> None:
+    ledger.record_chunk(run.spark, run.store, run.table, run.version, chunk.entries, chunk.app_id)
+
+
+def _look_up(run: _Run, chunks: Sequence[_Chunk]) -> seen.Seen:
+    """What the tables hold for the ids of ``chunks`` (once per run; driver)."""
+    version_now = seen.table_version(run.store, run.table)
+    paths = [p for chunk in chunks for p in chunk.paths]
+    raw = read_corpus(run.spark, run.corpus, paths)
+    ids = raw.select(doc_id_column(raw.schema, run.corpus).alias("doc_id"))
+    hits, n_hits = seen.annotated_hits(run.store, run.table, run.version, ids)
+    rejects = seen.prior_rejects(
+        run.store, run.rejects, run.version, listed_files(run.spark, paths)
+    )
+    return seen.Seen(hits, rejects, n_hits, version_now)
+
+
+def _annotate_chunks(run: _Run, files: InputFiles, report: AnnotateReport) -> Counter[str]:
+    """Incremental mode: one idempotent commit per pending chunk."""
+    todo = _pending_chunks(run, files, report)
     reasons: Counter[str] = Counter()
-    for n, (index, chunk, app_id) in enumerate(pending, start=1):
-        prepared = _prepared_chunk(run, chunk)
+    if not todo:
+        return reasons
+    repeated = _scan_duplicates(run, todo)
+    view = _look_up(run, todo)
+    listed: DataFrame | None = None  # the corpus's files, listed when first needed
+    if view.hits is not None:
+        listed = listed_files(run.spark, files.paths)
+        if run.options.on_duplicate == "error":
+            _refuse_copies_of_annotated(run, todo, listed, view.hits)
+    progress = Progress("annotate chunk", len(todo))
+    try:
+        for n, chunk in enumerate(todo, start=1):
+            if seen.table_version(run.store, run.table) != view.table_version:
+                log.info("another writer committed to %s: looking up ids again", run.table)
+                view.release()
+                view = _look_up(run, todo[n - 1 :])
+                if view.hits is not None and listed is None:
+                    listed = listed_files(run.spark, files.paths)
+            prepared = _prepared_chunk(run, chunk.paths)
+            if repeated is not None:
+                prepared = reject_later_copies(prepared, repeated, chunk.index)
+            if view.hits is not None and listed is not None:
+                prepared = skip_or_reject_annotated(prepared, view.hits, listed)
+            prepared = apply_duplicates(prepared, duplicate_losers(prepared))
+            label = f"hermes annotate chunk {n}/{len(todo)}"
+            with job_description(run.spark, label):
+                written, bad_counts, committed = _write_chunk(run, prepared, chunk, view, report)
+            _record_files(run, chunk)
+            if not committed:
+                report.chunks_skipped += 1
+            reasons.update(bad_counts)
+            progress.step(written, f"rejects {dict(bad_counts)}" if bad_counts else "")
+    finally:
+        view.release()
         if repeated is not None:
-            prepared = reject_later_copies(prepared, repeated, index)
-        done = _existing_rows(run.store, run.table, run.version)
-        if done is not None:
-            listed = listed if listed is not None else listed_files(run.spark, all_files)
-            prepared = skip_or_reject_annotated(prepared, done, listed)
-        prepared = apply_duplicates(prepared, duplicate_losers(prepared))
-        label = f"hermes annotate chunk {n}/{len(pending)}"
-        with job_description(run.spark, label):
-            written, bad_counts, committed = _write_chunk(run, prepared, app_id, index)
-        if not committed:
-            report.chunks_skipped += 1
-        reasons.update(bad_counts)
-        progress.step(written, f"rejects {dict(bad_counts)}" if bad_counts else "")
-    if repeated is not None:
-        repeated.unpersist()
+            repeated.unpersist()
     return reasons
 
 
-def _annotate_full(run: _Run, files: tuple[str, ...], report: AnnotateReport) -> Counter[str]:
+def _annotate_full(run: _Run, files: InputFiles, report: AnnotateReport) -> Counter[str]:
     """Full mode: re-annotate every document, replace the version's rows in one commit."""
     report.chunks_total = 1
-    prepared = _prepared_chunk(run, files)
+    prepared = _prepared_chunk(run, files.paths)
     if run.options.on_duplicate == "error":
         _refuse_duplicates(prepared)
     prepared = apply_duplicates(prepared, duplicate_losers(prepared))
     with job_description(run.spark, "hermes annotate --mode full"):
-        written, bad_counts, _ = _write_chunk(run, prepared, None, 0)
+        written, bad_counts, _ = _write_chunk(run, prepared, None, None, report)
+    ledger.replace_version(run.spark, run.store, run.table, run.version, files.entries)
     Progress("annotate full", 1).step(written)
     return Counter(bad_counts)
 
 
-def _prepared_chunk(run: _Run, files: tuple[str, ...] | list[str]) -> DataFrame:
+def _prepared_chunk(run: _Run, files: Sequence[str]) -> DataFrame:
     raw = read_corpus(run.spark, run.corpus, files)
     return prepare(raw, run.corpus, run.model.codebook.dim)
 
 
 def _write_chunk(
-    run: _Run, prepared: DataFrame, app_id: str | None, index: int
+    run: _Run,
+    prepared: DataFrame,
+    chunk: _Chunk | None,
+    view: seen.Seen | None,
+    report: AnnotateReport,
 ) -> tuple[int, dict[str, int], bool]:
-    """Code one chunk once (persisted), commit codes and rejects; ``app_id=None`` replaces
+    """Code one chunk once (persisted), commit codes and rejects; ``chunk=None`` replaces
     the version's rows instead (full mode). Returns ``(rows, reject counts, committed)``."""
     version = run.version
+    app_id = None if chunk is None else chunk.app_id
+    index = 0 if chunk is None else chunk.index
     tasks = 2 * default_parallelism(run.spark)
     keep = [keep_name(c) for c in run.corpus.keep_cols]
     coded = code_rows(
@@ -357,9 +442,13 @@ def _write_chunk(
             "hermes.chunk": str(index),
             VERSION_META: version,
             LEVELS_META: ",".join(map(str, run.model.levels)),
+            DEVICE_META: run.device,
         }
-        rejects = _rejects_output(coded, run) if bad_counts or app_id is None else None
+        prior = None if view is None else view.rejects
+        rejects = _rejects_output(coded, run, prior) if bad_counts or app_id is None else None
         committed = _commit(run, codes, rejects, app_id=app_id, metadata=meta)
+        if committed and view is not None:
+            _settle(run, view, good, report)
         if run.store_embeddings:
             _write_embeddings(run, good, app_id)
         written = n_good if committed else 0
@@ -367,6 +456,21 @@ def _write_chunk(
         coded.unpersist()
     log.info("chunk %d committed=%s rejects=%s", index + 1, committed, bad_counts)
     return written, bad_counts, committed
+
+
+def _settle(run: _Run, view: seen.Seen, good: DataFrame, report: AnnotateReport) -> None:
+    """After a chunk's codes commit: when another writer committed between this run's
+    id look-up and its commit, keep one row per id of the chunk (the earliest)."""
+    before = view.table_version
+    after = seen.table_version(run.store, run.table)
+    if after == before + 1:
+        view.table_version = after  # only this commit happened: the look-up still holds
+        return
+    log.info("%s moved from version %d to %d during the chunk", run.table, before, after)
+    report.duplicates_resolved += seen.resolve_duplicates(
+        run.store, run.table, run.version, good.select("doc_id")
+    )
+    # view.table_version stays behind: the next chunk looks the ids up again
 
 
 def _codes_output(good: DataFrame, run: _Run) -> DataFrame:
@@ -387,24 +491,18 @@ def _codes_output(good: DataFrame, run: _Run) -> DataFrame:
     return good.select(*cols, *keep)
 
 
-def _rejects_output(coded: DataFrame, run: _Run) -> DataFrame:
+def _rejects_output(coded: DataFrame, run: _Run, prior: DataFrame | None) -> DataFrame:
     """Rejected rows: ``doc_id, reason, codebook_version, annotated_at, source_file``.
 
-    In incremental mode, rows recorded under another chunking (``files_per_chunk``
-    changed, new files listed in between) are not recorded again.
+    In incremental mode, rows recorded before (``prior``: the run's look-up of the
+    rejects of its pending files, e.g. under another chunking) are not recorded again.
     """
     bad = coded.where(F.col(REASON_COL).isNotNull()).select(
         "doc_id", REASON_COL, VERSION_COL, ANNOTATED_AT_COL, SOURCE_COL
     )
-    if run.options.mode != "full" and run.store.exists(run.rejects):
-        done = (
-            run.store.read(run.rejects)
-            .where(F.col(VERSION_COL) == run.version)
-            .select("doc_id", REASON_COL, SOURCE_COL)
-            .distinct()
-        )
-        bad = bad.join(done, ["doc_id", REASON_COL, SOURCE_COL], "left_anti")
-    # one file per chunk at most: rejects are few; spread them only when they are not
+    if run.options.mode != "full" and prior is not None:
+        bad = bad.join(prior, ["doc_id", REASON_COL, SOURCE_COL], "left_anti")
+    # one file per chunk at most: a chunk's rejects are few (full mode: spread them)
     return bad.repartition(1) if run.options.mode != "full" else bad
 
 
@@ -479,9 +577,7 @@ def _raise_if_duplicates(dups: DataFrame) -> None:
         )
 
 
-def _scan_duplicates(
-    run: _Run, pending: list[tuple[int, tuple[str, ...], str]]
-) -> DataFrame | None:
+def _scan_duplicates(run: _Run, pending: Sequence[_Chunk]) -> DataFrame | None:
     """Find ids repeated anywhere in the pending chunks, before any of them is committed.
 
     ``--on-duplicate error`` refuses the run here. For ``keep-first`` with several pending
@@ -492,9 +588,9 @@ def _scan_duplicates(
     error = run.options.on_duplicate == "error"
     if not pending or (len(pending) == 1 and not error):
         return None
-    files = [f for _, chunk, _ in pending for f in chunk]
+    files = [f for chunk in pending for f in chunk.paths]
     prepared = _prepared_chunk(run, files)
-    chunk_files = chunk_of_files(run.spark, [(index, chunk) for index, chunk, _ in pending])
+    chunk_files = chunk_of_files(run.spark, [(chunk.index, chunk.paths) for chunk in pending])
     dups = cross_chunk_duplicates(prepared, chunk_files)
     if error:
         _raise_if_duplicates(dups)
@@ -513,11 +609,12 @@ def _scan_duplicates(
 
 
 def _refuse_copies_of_annotated(
-    run: _Run, files: list[str], listed: DataFrame, done: DataFrame
+    run: _Run, chunks: Sequence[_Chunk], listed: DataFrame, done: DataFrame
 ) -> None:
-    """``--on-duplicate error``: stop before any commit when a document of ``files``
+    """``--on-duplicate error``: stop before any commit when a document of ``chunks``
     repeats the id of one an earlier run annotated (``done``: ``doc_id, source_file``)
     from another file still in the corpus (``listed``)."""
+    files = [f for chunk in chunks for f in chunk.paths]
     valid = _prepared_chunk(run, files).where(F.col(REASON_COL).isNull())
     copies = skip_or_reject_annotated(valid, done, listed).where(F.col(REASON_COL).isNotNull())
     examples = copies.select("doc_id").orderBy("doc_id").limit(5).collect()

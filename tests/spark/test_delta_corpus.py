@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from deltalake import DeltaTable
 
-from hermes_spark.corpus import _embedded_delta_files
+from hermes_spark.corpus import _check_embedded_readable
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.session import native_delta_available
 from tests.helpers import assert_clean_error, run_cli, write_embedded_corpus
@@ -68,7 +68,7 @@ def test_rows_deleted_with_deletion_vectors_are_not_annotated(
 
 def test_embedded_reader_refuses_deletion_vectors(delta_corpus, tmp_path, capsys):
     with pytest.raises(InvalidInputError, match=r"deletionVectors.*native Delta"):
-        _embedded_delta_files(delta_corpus)
+        _check_embedded_readable(delta_corpus)
 
 
 def test_a_path_that_is_not_a_delta_table(spark, tmp_path, capsys):
