@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 
 from hermes_spark import io
 from hermes_spark.coding import Inputs, RunOptions, code_rows, model_settings
-from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, ModelConfig
+from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, FitConfig, ModelConfig
 from hermes_spark.corpus import check_columns, embedding_col_dim, keep_name, prepare
 from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
 from hermes_spark.embedding.settings import ModelSettings, settings_for_fit
@@ -162,13 +162,30 @@ class HermesEstimator:
     quantizer: QuantizerOptions | None = None
 
     def __post_init__(self) -> None:
-        levels = tuple(self.levels)
-        if not 1 <= len(levels) <= 3 or any(not isinstance(k, int) or k < 2 for k in levels):
-            raise InvalidConfigError(f"levels: need 1 to 3 integer sizes >= 2, got {list(levels)}")
-        object.__setattr__(self, "levels", levels)
-        for name in ("max_seq_length", "sample_size", "batch_size", "n_iter"):
-            if int(getattr(self, name)) <= 0:
-                raise InvalidConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        # the config sections validate the same values the CLI gives (one set of rules)
+        fit = FitConfig(
+            levels=self.levels,
+            sample_size=self.sample_size,
+            seed=self.seed,
+            lst_dim=self.lst_dim,
+            n_iter=self.n_iter,
+        )
+        object.__setattr__(self, "levels", fit.levels)
+        self.model_config()
+
+    def model_config(self) -> ModelConfig:
+        """The ``model`` config section these parameters amount to (validated)."""
+        return ModelConfig(
+            name=self.model,
+            max_seq_length=self.max_seq_length,
+            batch_size=self.batch_size,
+            device=self.device,
+            sort_window=self.sort_window,
+            backend=self.backend,
+            precision=self.precision,
+            batch_tokens=self.batch_tokens,
+            tokenizer=self.tokenizer,
+        )
 
     @property
     def roles(self) -> ColumnRoles:
@@ -246,19 +263,7 @@ class HermesEstimator:
 
 def model_settings_for_fit(est: HermesEstimator) -> ModelSettings:
     """Executor model settings for embedding the fitting sample."""
-    return settings_for_fit(
-        ModelConfig(
-            name=est.model,
-            max_seq_length=est.max_seq_length,
-            batch_size=est.batch_size,
-            device=est.device,
-            sort_window=est.sort_window,
-            backend=est.backend,
-            precision=est.precision,
-            batch_tokens=est.batch_tokens,
-            tokenizer=est.tokenizer,
-        )
-    )
+    return settings_for_fit(est.model_config())
 
 
 def fit_report(codebook: Codebook, seconds: float) -> dict[str, Any]:
