@@ -42,7 +42,7 @@ from hermes_spark.corpus import (
     reject_later_copies,
     require_rows,
 )
-from hermes_spark.delta_store import DeltaStore, get_store, rejects_table
+from hermes_spark.delta import DeltaStore, get_store, rejects_table
 from hermes_spark.errors import ArtifactError, InvalidInputError, VersionMismatchError
 from hermes_spark.quantize.codebook import Codebook
 from udfs.annotate_udf import ModelSettings, annotate_schema, make_annotate_fn

@@ -7,6 +7,7 @@ config (one paragraph, no traceback), 1 unexpected failure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -94,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("vacuum", help="remove files no snapshot references (killed runs)")
     p.add_argument("--table", help="codes Delta table (its _rejects table too)")
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.add_argument(
+        "--retention-hours",
+        type=int,
+        help="keep files younger than this (default 168; 0 only when no writer runs)",
+    )
 
     p = sub.add_parser("evaluate", help="per-level metrics vs k-means baselines and labels")
     _corpus_flags(p)
@@ -255,6 +261,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     a = vars(args)
     return {
         "spark": {"master": a.get("master")},
+        "delta": {"vacuum_retention_hours": a.get("retention_hours")},
         "corpus": {
             "input": a.get("input"),
             "format": a.get("format"),
@@ -292,9 +299,13 @@ def _need(value: str | None, flag: str) -> str:
 
 
 def _spark(cfg: HermesConfig):
+    from hermes_spark.delta import configure
     from hermes_spark.session import get_spark
 
-    return get_spark(cfg.spark.master, cfg.spark.conf)
+    configure(**dataclasses.asdict(cfg.delta))
+    return get_spark(
+        conf=cfg.spark.conf, default_master=cfg.spark.master, delta_engine=cfg.delta.engine
+    )
 
 
 def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> None:

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from hermes_spark.annotate import select_version
 from hermes_spark.config import HermesConfig
 from hermes_spark.corpus import check_columns, doc_id_column, list_input_files, read_corpus
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.hashing import uniform
 from hermes_spark.quantize.codebook import Codebook

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from hermes_spark.annotate import VERSION_COL, annotate
 from hermes_spark.config import HermesConfig
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.demo import write_bbc_corpus
 from hermes_spark.fit import fit
 from hermes_spark.stats import compute_stats

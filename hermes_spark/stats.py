@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from hermes_spark.annotate import VERSION_COL, recorded_levels, select_version
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark.annotate import VERSION_COL
-from hermes_spark.delta_store import get_store, rejects_table
+from hermes_spark.delta import get_store, rejects_table
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from hermes_spark.annotate import annotate, recorded_levels
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, ModelConfig
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.fit import fit
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.stats import compute_stats
