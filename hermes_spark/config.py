@@ -1,7 +1,7 @@
 """Frozen, validated configuration: YAML files in ``conf/`` plus command-line overrides.
 
 Driver only. A config file has one mapping per section (``spark``, ``corpus``, ``model``,
-``fit``, ``annotate``, ``sample``, ``paths``); every key is checked against the
+``fit``, ``annotate``, ``sample``, ``paths``, ``delta``); every key is checked against the
 dataclass of its section so a typo is an :class:`InvalidConfigError`, not a silent default.
 """
 
@@ -179,6 +179,34 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
+class DeltaConfig:
+    """Delta backend and table layout (see docs/delta.md)."""
+
+    #: auto (native where Delta SQL answers, else embedded) | native | embedded
+    engine: str = "auto"
+    #: a checkpoint every this many commits keeps the log fast to read
+    checkpoint_interval: int = 10
+    #: at most this many rows per data file (Spark maxRecordsPerFile); 0 = no limit
+    rows_per_file: int = 1_000_000
+    #: vacuum never removes files younger than this (protects writers still running)
+    vacuum_retention_hours: int = 168
+    #: a catalog is configured: a bare single word is a table name, not a path
+    catalog_names: bool = False
+    #: each write task sorts its rows by these columns (when present): data skipping
+    sort_by: tuple[str, ...] = ("bucket1", "bucket2")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sort_by", _as_tuple(self.sort_by))
+        if self.engine not in ("auto", "native", "embedded"):
+            _fail("delta", "engine", f"{self.engine!r} is not one of auto, native, embedded")
+        _positive("delta", "checkpoint_interval", self.checkpoint_interval)
+        for key in ("rows_per_file", "vacuum_retention_hours"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                _fail("delta", key, f"must be an integer >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     """Where the artifacts and tables go (paths or, with native Delta, catalog names)."""
 
@@ -200,6 +228,7 @@ class HermesConfig:
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    delta: DeltaConfig = field(default_factory=DeltaConfig)
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> HermesConfig:
         """A copy with ``{section: {key: value}}`` applied; ``None`` values are ignored."""

@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
 from hermes_spark.sampling.exports import doremi_json, megatron_blend, regmix_csv
 from hermes_spark.sampling.plan import corpus_texts, first_per_id, infer_sizes, read_stats

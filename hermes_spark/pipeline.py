@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark.config import HermesConfig
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.demo import write_bbc_corpus
 from hermes_spark.schema import VERSION_COL
 from hermes_spark.stats import compute_stats

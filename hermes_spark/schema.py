@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 
 if TYPE_CHECKING:
-    from hermes_spark.delta_store import DeltaStore
+    from hermes_spark.delta import DeltaStore
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from hermes_spark.delta_store import get_store, rejects_table
+from hermes_spark.delta import get_store, rejects_table
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.schema import DEVICE_META, VERSION_COL, VERSION_META
 from hermes_spark.tasks.ledger import forget_version

@@ -455,14 +455,16 @@ def outcome(table: str, valid: set[str], orphans_at_kill: Sequence[str]) -> dict
 
 def vacuum_outcome(table: str) -> dict[str, int]:
     """``store.vacuum`` both tables (a local Spark session), then count again."""
-    from hermes_spark.delta_store import get_store
+    from hermes_spark.delta import get_store
     from hermes_spark.session import get_spark
 
     spark = get_spark("local[1]", {"spark.sql.shuffle.partitions": "2"})
     try:
         store = get_store(spark)
         rejects = f"{table}_rejects"
-        removed = sum(len(store.vacuum(t)) for t in (table, rejects) if store.exists(t))
+        removed = sum(
+            len(store.vacuum(t, retention_hours=0)) for t in (table, rejects) if store.exists(t)
+        )
         rows_spark = store.read(table).count()
     finally:
         spark.stop()

@@ -6,6 +6,7 @@ Only the CLI (and ``jobs/``) print for humans; the functions called here log.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -24,12 +25,20 @@ def _need(value: Any, flag: str) -> Any:
 def _spark(cfg: HermesConfig):
     """The session for a command; a person at a terminal also gets Spark's progress bar
     (when hermes builds the session: an attached one keeps its own settings)."""
+    from hermes_spark.delta import configure
     from hermes_spark.session import get_spark
 
+    configure(**dataclasses.asdict(cfg.delta))
     conf = dict(cfg.spark.conf)
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and not cfg.spark.remote:
         conf.setdefault("spark.ui.showConsoleProgress", "true")
-    return get_spark(cfg.spark.master, conf, remote=cfg.spark.remote)
+    return get_spark(
+        None,
+        conf,
+        default_master=cfg.spark.master or "local[*]",
+        delta_engine=cfg.delta.engine,
+        remote=cfg.spark.remote,
+    )
 
 
 def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> None:

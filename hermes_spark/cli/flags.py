@@ -381,7 +381,16 @@ COMMANDS: tuple[Command, ...] = (
         "vacuum",
         "remove files no snapshot references (left by killed runs)",
         "hermes vacuum --table out/codes --dry-run",
-        (TABLE, switch("--dry-run", help="only list what would be removed")),
+        (
+            TABLE,
+            switch("--dry-run", help="only list what would be removed"),
+            flag(
+                "--retention-hours",
+                key="delta.vacuum_retention_hours",
+                type=int,
+                help="keep files younger than this (0 only when no writer runs)",
+            ),
+        ),
         "cmd_vacuum",
         needs=("paths.table",),
     ),

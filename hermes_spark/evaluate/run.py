@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from hermes_spark import io
 from hermes_spark.config import HermesConfig
 from hermes_spark.corpus import check_columns, doc_id_column, list_input_files, read_corpus
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.evaluate.report import goals, to_markdown
 from hermes_spark.evaluate.sample import SampleSplit, dedupe_joined, split_samples

@@ -34,7 +34,7 @@ from hermes_spark.corpus import (
     read_corpus,
     reject_reason,
 )
-from hermes_spark.delta_store import DeltaStore, get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import (
     BudgetError,
     InvalidConfigError,

@@ -44,7 +44,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
 from hermes_spark.sampling.allocate import take_prefix

@@ -53,7 +53,7 @@ from hermes_spark.corpus import (
     reject_later_copies,
     require_rows,
 )
-from hermes_spark.delta_store import DeltaStore, get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import ArtifactError, InvalidInputError
 from hermes_spark.runtime import Progress, default_parallelism, job_description
 from hermes_spark.schema import (

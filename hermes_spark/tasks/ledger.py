@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark import io
-from hermes_spark.delta_store import DeltaStore
+from hermes_spark.delta import DeltaStore
 from hermes_spark.schema import VERSION_COL
 
 log = logging.getLogger(__name__)

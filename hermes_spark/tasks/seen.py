@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from hermes_spark.corpus import file_key
-from hermes_spark.delta_store import DeltaStore
+from hermes_spark.delta import DeltaStore
 from hermes_spark.errors import ConflictError, InvalidInputError
 from hermes_spark.schema import ANNOTATED_AT_COL, REASON_COL, SOURCE_COL, VERSION_COL
 

@@ -26,7 +26,7 @@ import pytest
 from deltalake import DeltaTable
 
 from hermes_spark.config import AnnotateConfig, CorpusConfig, FitConfig, HermesConfig
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.tasks.fit import fit
 
@@ -287,8 +287,8 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(spark, setup, tmp_path):
     on_disk = drill.disk_files(str(table)) | drill.disk_files(str(rejects))
     assert orphans <= on_disk  # the killed run's files are still there ...
     store = get_store(spark)
-    store.vacuum(str(table))
-    store.vacuum(str(rejects))
+    store.vacuum(str(table), retention_hours=0)
+    store.vacuum(str(rejects), retention_hours=0)
     after = drill.disk_files(str(table)) | drill.disk_files(str(rejects))
     assert after == in_log  # ... until vacuum removes them, and only them
     assert store.read(str(table)).count() == len(setup.valid)

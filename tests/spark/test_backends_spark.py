@@ -13,7 +13,7 @@ from hermes_spark.fit import fit
 from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, ModelConfig
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.embedding.encoder import Encoder
 from hermes_spark.embedding.settings import settings_for_annotate
 from hermes_spark.errors import InvalidConfigError

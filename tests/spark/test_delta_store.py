@@ -6,6 +6,7 @@ Every table is read back both by Spark (through the store) and independently by 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -22,17 +23,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from hermes_spark import delta_store
-from hermes_spark.delta_store import (
-    DATA_DIR,
-    EmbeddedDeltaStore,
-    NativeDeltaStore,
-    delta_log_txn_version,
-    file_stats,
-    get_store,
-    is_catalog_name,
-    rejects_table,
-)
+from hermes_spark.delta import DATA_DIR, file_stats, is_catalog_name, rejects_table
+from hermes_spark.delta.embedded import EmbeddedDeltaStore
 from hermes_spark.errors import ConflictError, InvalidInputError
 
 pytestmark = pytest.mark.spark
@@ -136,19 +128,6 @@ def run_dirs(table: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------- selection
-
-
-def test_get_store_picks_embedded_without_delta_jars(spark: SparkSession) -> None:
-    store = get_store(spark)
-    assert isinstance(store, EmbeddedDeltaStore)
-    assert store.name == "embedded"
-
-
-def test_get_store_picks_native_when_extension_loads(spark, monkeypatch) -> None:
-    monkeypatch.setattr(delta_store, "native_delta_available", lambda _spark: True)
-    store = get_store(spark)
-    assert isinstance(store, NativeDeltaStore)
-    assert store.name == "native"
 
 
 def test_names_and_rejects_table() -> None:
@@ -288,11 +267,11 @@ def test_uncommitted_staged_files_are_invisible_and_vacuumed(store, codes, tmp_p
     assert store.read(str(table)).count() == 8
     assert len(delta_rs_rows(table, ["doc_id"])) == 8
 
-    would = store.vacuum(str(table), dry_run=True)
+    would = store.vacuum(str(table), dry_run=True, retention_hours=0)
     assert would and all(p.startswith(f"{DATA_DIR}/killed-run/") for p in would)
     assert orphan.exists()
 
-    removed = store.vacuum(str(table))
+    removed = store.vacuum(str(table), retention_hours=0)
     assert sorted(removed) == sorted(would)
     assert not orphan.exists()
     assert spark_rows(store.read(str(table))) == expected(make_rows(8))
@@ -310,7 +289,8 @@ def test_overwrite_replaces_everything(store, codes, spark, tmp_path) -> None:
     other = spark.createDataFrame([(1, "x")], "level int, name string")
     store.overwrite(other, str(table))  # stats outputs may change shape
     assert [tuple(r) for r in store.read(str(table)).collect()] == [(1, "x")]
-    store.vacuum(str(table))  # old files go, the current snapshot stays readable
+    assert store.vacuum(str(table), retention_hours=0)  # old files go
+    assert store.read(str(table)).count() == 1  # the current snapshot stays readable
     assert store.read(str(table)).count() == 1
 
 
@@ -382,19 +362,6 @@ def test_non_delta_directory_is_invalid_input(store, codes, spark, tmp_path) -> 
 # ----------------------------------------------------------- helpers (no Spark job)
 
 
-def test_native_txn_reader_reads_commits_and_checkpoints(spark, store, codes, tmp_path):
-    table = tmp_path / "codes"
-    store.append(codes(2), str(table), app_id="job", app_version=1)
-    store.append(codes(2, 2), str(table), app_id="job", app_version=2)
-    assert delta_log_txn_version(spark, str(table), "job") == 2
-    assert delta_log_txn_version(spark, str(table), "other") is None
-
-    DeltaTable(str(table)).create_checkpoint()
-    for commit in (table / "_delta_log").glob("*.json"):
-        commit.unlink()  # only the Parquet checkpoint knows the txn now
-    assert delta_log_txn_version(spark, str(table), "job") == 2
-
-
 def test_file_stats_are_safe_bounds(tmp_path) -> None:
     import pyarrow.parquet as pq
 
@@ -439,3 +406,102 @@ def test_replace_partition_touches_no_other_partition(store, codes, tmp_path) ->
     assert delta_rs_rows(table, SCHEMA.fieldNames()) == expected(rows)
     with pytest.raises(InvalidInputError, match="partitioned by"):
         store.replace_partition(codes(1), str(table), "c1", "0")
+
+
+# ------------------------------------------------- issue 9: regressions of the embedded store
+
+
+def test_overwrite_never_drops_a_row_appended_while_it_ran(store, codes, tmp_path, monkeypatch):
+    table = tmp_path / "stats"
+    store.append(codes(4), str(table))
+    stage = EmbeddedDeltaStore._stage
+
+    def rival_appends_after_staging(self, *args: Any, **kwargs: Any):
+        staged = stage(self, *args, **kwargs)
+        EmbeddedDeltaStore(self.spark).append(codes(1, start=777), str(table))
+        return staged
+
+    monkeypatch.setattr(EmbeddedDeltaStore, "_stage", rival_appends_after_staging)
+    with contextlib.suppress(ConflictError):  # failing is allowed; dropping the row is not
+        store.overwrite(codes(2, start=50), str(table))
+    monkeypatch.undo()
+    ids = {r["doc_id"] for r in store.read(str(table)).collect()}
+    assert "d0777" in ids
+    assert ids in ({"d0777", "d0050", "d0051"}, {"d0777", "d0000", "d0001", "d0002", "d0003"})
+
+
+def test_default_vacuum_keeps_the_staged_files_of_a_running_writer(store, codes, tmp_path):
+    table = tmp_path / "codes"
+    store.append(codes(3), str(table))
+    in_flight = table / DATA_DIR / "20990101T000000-running"
+    codes(2, start=40).write.parquet(str(in_flight))  # staged, not yet committed
+    assert store.vacuum(str(table)) == []
+    assert any(in_flight.rglob("*.parquet"))
+    assert store.read(str(table)).count() == 3
+
+
+def test_checkpoint_every_n_commits(spark, codes, tmp_path) -> None:
+    from hermes_spark.delta import DeltaSettings
+
+    store = EmbeddedDeltaStore(spark, DeltaSettings(checkpoint_interval=3))
+    table = tmp_path / "codes"
+    for i in range(8):
+        store.append(codes(1, start=i), str(table), app_id=f"c{i}", app_version=1)
+    log_dir = table / "_delta_log"
+    points = sorted(int(p.name.split(".")[0]) for p in log_dir.glob("*.checkpoint.parquet"))
+    assert points == [3, 6]
+    assert json.loads((log_dir / "_last_checkpoint").read_text())["version"] == 6
+    # The log before the checkpoint is no longer needed to know the txns.
+    for version in range(6):
+        (log_dir / f"{version:020d}.json").unlink()
+    fresh = EmbeddedDeltaStore(spark)
+    assert fresh.txn_version(str(table), "c1") == 1 and fresh.txn_version(str(table), "c7") == 1
+    assert fresh.read(str(table)).count() == 8
+
+
+def test_txn_lookups_reuse_the_opened_log(store, codes, tmp_path, monkeypatch) -> None:
+    table = str(tmp_path / "codes")
+    for i in range(3):
+        store.append(codes(1, start=i), table, app_id=f"c{i}", app_version=1)
+    opened: list[str] = []
+    init = DeltaTable.__init__
+
+    def counting_init(self, uri: Any, *args: Any, **kwargs: Any) -> None:
+        opened.append(str(uri))
+        init(self, uri, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "__init__", counting_init)
+    lookups = [store.txn_version(table, f"c{i % 4}") for i in range(40)]
+    assert lookups.count(None) == 10 and lookups.count(1) == 30
+    assert opened == []  # brought up to date incrementally, never re-read from scratch
+
+
+# ------------------------------------------------------------ catalog names (native)
+
+
+def test_native_catalog_table_by_name(spark, codes, tmp_path) -> None:
+    from hermes_spark.delta import get_store
+
+    native = get_store(spark, "native")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS hermes_t LOCATION '{tmp_path / 'wh'}'")
+    try:
+        name = "hermes_t.codes"
+        assert not native.exists(name)
+        assert native.append(codes(5), name, app_id="c0", app_version=1) is True
+        assert native.append(codes(5), name, app_id="c0", app_version=1) is False
+        assert native.exists(name) and native.read(name).count() == 5
+        assert native.txn_version(name, "c0") == 1
+        assert spark.table(name).count() == 5  # a real catalog table
+        assert (tmp_path / "wh" / "codes" / "_delta_log").is_dir()
+        assert native.delete(name, "c1 = 0") == sum(1 for i in range(5) if i % 7 == 0)
+        assert rejects_table(name) == "hermes_t.codes_rejects"
+    finally:
+        spark.sql("DROP DATABASE IF EXISTS hermes_t CASCADE")
+
+
+def test_bare_table_word_is_a_clean_exit_2(capsys, tmp_path, monkeypatch) -> None:
+    from tests.helpers import assert_clean_error, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "stats", "--table", "codes", "--out", str(tmp_path / "s"))
+    assert_clean_error(code, err, "'codes'", "bare word", "./codes")

@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.evaluate import evaluate
 from hermes_spark.evaluate.sample import split_samples
 from hermes_spark.hashing import uniform

@@ -13,7 +13,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, ModelConfig
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.schema import recorded_levels
 from hermes_spark.stats import compute_stats

@@ -18,7 +18,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, SampleConfig
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from hermes_spark.hashing import uniform
 from hermes_spark.sampling import plan as plan_mod
 from hermes_spark.sampling import select as select_mod

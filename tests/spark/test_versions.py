@@ -70,7 +70,7 @@ def test_two_versions_listed_dropped_and_vacuumed(spark, tmp_path, capsys):
     assert DeltaTable(table).to_pandas()["codebook_version"].unique().tolist() == [listed[0]]
     on_disk = lambda: len(list((tmp_path / "codes").rglob("*.parquet")))  # noqa: E731
     before = on_disk()
-    assert main(["vacuum", "--table", table]) == 0
+    assert main(["vacuum", "--table", table, "--retention-hours", "0"]) == 0
     assert f"removed {before - on_disk()} unreferenced files" in capsys.readouterr().out
     assert on_disk() < before  # the dropped version's files are gone from disk
     assert on_disk() == len(DeltaTable(table).file_uris())

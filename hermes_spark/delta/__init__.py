@@ -1,0 +1,40 @@
+"""Delta Lake tables behind one interface, with a native and an embedded backend.
+
+Import from here: :func:`get_store`, :class:`DeltaStore`, :func:`rejects_table`,
+:func:`parse_table`. Which backend runs is decided in :mod:`hermes_spark.delta.store`.
+"""
+
+from hermes_spark.delta.files import DATA_DIR, delta_schema, file_stats, spark_schema
+from hermes_spark.delta.store import (
+    DEFAULT_RETENTION_HOURS,
+    ENGINES,
+    DeltaSettings,
+    DeltaStore,
+    TableRef,
+    configure,
+    get_store,
+    is_catalog_name,
+    native_delta_available,
+    parse_table,
+    rejects_table,
+    settings,
+)
+
+__all__ = [
+    "DATA_DIR",
+    "DEFAULT_RETENTION_HOURS",
+    "ENGINES",
+    "DeltaSettings",
+    "DeltaStore",
+    "TableRef",
+    "configure",
+    "delta_schema",
+    "file_stats",
+    "get_store",
+    "is_catalog_name",
+    "native_delta_available",
+    "parse_table",
+    "rejects_table",
+    "settings",
+    "spark_schema",
+]
