@@ -7,9 +7,19 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-unit test-spark test-fast bench lint clean
+.PHONY: setup jars run test test-unit test-spark test-fast bench bench-scale lint clean dist
 
-setup: $(STAMP)
+setup: $(STAMP) jars
+
+# JVM jars (native Delta, s3a) pinned with sha256 in conf/jars.lock, fetched once with mvn.
+JARS_DIR := build/jars
+JARS_STAMP := $(JARS_DIR)/.fetched
+
+jars: $(JARS_STAMP)
+
+$(JARS_STAMP): conf/jars.lock scripts/fetch_jars.sh
+	sh scripts/fetch_jars.sh conf/jars.lock $(JARS_DIR)
+	touch $(JARS_STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,27 +28,31 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-run: $(STAMP)
+run: setup
 	$(VENV)/bin/hermes run --config conf/demo.yaml
 
-test: $(STAMP)
+test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 # Tiers: unit (no Spark), spark, model (real embedding model), cluster, drills.
-test-unit: $(STAMP)
+test-unit: setup
 	$(PY) -m pytest -q tests/unit
 
-test-spark: $(STAMP)
+test-spark: setup
 	$(PY) -m pytest -q tests/spark
 
-test-fast: $(STAMP)
+test-fast: setup
 	$(PY) -m pytest -q tests -m "not model and not cluster"
 
-bench: $(STAMP)
+bench: setup
 	$(PY) bench/bench_annotate.py
 	$(PY) bench/bench_rvq.py
 	$(PY) bench/bench_sample.py
+
+# The wheel (pip install on nodes / Databricks library) and the --py-files zip, into dist/.
+dist: $(STAMP)
+	$(PY) scripts/build_dist.py dist
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

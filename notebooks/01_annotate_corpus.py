@@ -17,11 +17,11 @@ dbutils.widgets.dropdown("mode", "incremental", ["incremental", "full"])
 
 import dataclasses
 
-from hermes_spark.annotate import annotate
 from hermes_spark.config import load_config
-from hermes_spark.fit import fit
 from hermes_spark.session import get_spark
 from hermes_spark.stats import compute_stats
+from hermes_spark.tasks.annotate import annotate
+from hermes_spark.tasks.fit import fit
 
 w = dbutils.widgets.get
 spark = get_spark()

@@ -1,14 +1,25 @@
-"""Airflow DAG: nightly incremental HERMES annotation, then statistics.
+"""Airflow DAG: nightly incremental HERMES annotation, then statistics, with spark-submit.
 
-Retries are safe: ``hermes annotate`` resumes from the last committed chunk.
+Retries are safe: ``hermes annotate`` resumes from the last committed chunk. HERMES_HOME is
+where the repository (``jobs/``) and ``make dist``'s ``dist/hermes_spark.zip`` are on the
+Airflow worker; the Spark connection (``spark_default``) names the cluster's master.
+tests/unit/test_scheduling.py parses every task's arguments with the CLI, and
+tests/spark/test_s3.py runs exactly these arguments against an S3 server.
 """
 
+import os
 from datetime import datetime, timedelta
 
 from airflow import DAG
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-COMMON = ["--config", "conf/default.yaml"]
+HERMES_HOME = os.environ.get("HERMES_HOME", "/opt/hermes-spark")
+PY_FILES = f"{HERMES_HOME}/dist/hermes_spark.zip"
+COMMON = ["--config", "default"]
+CORPUS = "s3a://corpora/web/"
+CODEBOOK = "s3a://hermes/codebook"
+CODES = "s3a://hermes/codes"
+STATS = "s3a://hermes/stats"
 
 with DAG(
     dag_id="hermes_nightly_annotate",
@@ -20,23 +31,24 @@ with DAG(
 ) as dag:
     annotate = SparkSubmitOperator(
         task_id="annotate",
-        application="jobs/annotate.py",
-        py_files="dist/hermes_spark.zip",
+        application=f"{HERMES_HOME}/jobs/annotate.py",
+        py_files=PY_FILES,
         application_args=[
             *COMMON,
             "--input",
-            "s3a://corpora/web/",
+            CORPUS,
             "--codebook",
-            "s3a://hermes/codebook",
+            CODEBOOK,
             "--table",
-            "s3a://hermes/codes",
+            CODES,
             "--mode",
             "incremental",
         ],
     )
     stats = SparkSubmitOperator(
         task_id="stats",
-        application="jobs/stats.py",
-        application_args=[*COMMON, "--table", "s3a://hermes/codes", "--out", "s3a://hermes/stats"],
+        application=f"{HERMES_HOME}/jobs/stats.py",
+        py_files=PY_FILES,
+        application_args=[*COMMON, "--table", CODES, "--out", STATS, "--codebook", CODEBOOK],
     )
     annotate >> stats

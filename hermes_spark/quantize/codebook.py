@@ -2,12 +2,15 @@
 
 Layout of an artifact directory::
 
-    metadata.json        format version, content version, model, LST params, levels, fit info
-    arrays.safetensors   lst.mean, lst.components, lst.scale, rvq.0 ... rvq.{L-1}
+    metadata.json        format version, content version, model, LST params, levels,
+                         quantizer options, fit info
+    arrays.safetensors   lst.mean, lst.components, lst.scale, [lst.rotation], rvq.0 ... rvq.{L-1}
 
 The content version (``cb-`` + 12 hex chars) is a SHA-256 over the arrays and the canonical
-JSON of the model, LST parameters and levels; fit metrics and timestamps are excluded, so the
-same fit always yields the same version and any tampering with the content is detected.
+JSON of the model, LST parameters, levels and quantizer options (when recorded: artifacts
+written before options existed hash as they always did); fit metrics and timestamps are
+excluded, so the same fit always yields the same version and any tampering with the content
+is detected.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from safetensors.numpy import load_file, save_file
 
 from hermes_spark.errors import ArtifactError, InvalidConfigError
 from hermes_spark.quantize.lst import LST, as_float32_matrix
+from hermes_spark.quantize.options import QuantizerOptions
 from hermes_spark.quantize.rvq import RVQ, check_levels, fit_rvq
 
 __all__ = ["ARRAYS_FILE", "FORMAT_VERSION", "METADATA_FILE", "Codebook", "fit_codebook"]
@@ -40,7 +44,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 ARRAYS_FILE = "arrays.safetensors"
-_LST_KEYS = ("mean", "components", "scale")
+_LST_KEYS = ("mean", "components", "scale", "rotation")
 
 
 def _json_default(obj: Any) -> Any:
@@ -71,16 +75,26 @@ def _array_name(level_index: int) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Codebook:
-    """A fitted LST + RVQ pair with the embedding model it belongs to and its fit report."""
+    """A fitted LST + RVQ pair with the embedding model it belongs to and its fit report.
+
+    ``quantizer`` holds the :class:`QuantizerOptions` the pair was fitted with (``None`` for
+    artifacts written before options were recorded).
+    """
 
     lst: LST
     rvq: RVQ
     model: dict[str, Any]
     fit: dict[str, Any]
+    quantizer: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         model = _plain_json(self.model, "model")
         fit = _plain_json(self.fit, "fit info")
+        if self.quantizer is not None:
+            quantizer = _plain_json(self.quantizer, "quantizer options")
+            if not isinstance(quantizer, dict):
+                raise ArtifactError("codebook quantizer options must be a mapping")
+            object.__setattr__(self, "quantizer", quantizer)
         if not isinstance(model, dict) or not isinstance(model.get("name"), str):
             raise ArtifactError("codebook model must be a mapping with a string 'name'")
         if not isinstance(fit, dict):
@@ -105,12 +119,15 @@ class Codebook:
         return arrays
 
     def _hashed_header(self) -> dict[str, Any]:
-        return {
+        header = {
             "format_version": FORMAT_VERSION,
             "model": self.model,
             "lst": self.lst.params(),
             "levels": list(self.levels),
         }
+        if self.quantizer is not None:
+            header["quantizer"] = self.quantizer
+        return header
 
     @cached_property
     def version(self) -> str:
@@ -160,6 +177,7 @@ class Codebook:
             "normalization": "l2" if self.model.get("normalize", True) else "none",
             "lst": self.lst.params(),
             "levels": list(self.levels),
+            "quantizer": self.quantizer,
             "sample_size": self.fit.get("sample_size"),
             "seed": self.fit.get("seed"),
             "fit": self.fit,
@@ -209,6 +227,8 @@ class Codebook:
         dim, levels, lst_params = meta["dim"], meta["levels"], meta["lst"]
         out_dim = lst_params.get("out_dim")
         expected = {"lst.mean": [dim], "lst.components": [dim, out_dim], "lst.scale": [out_dim]}
+        if lst_params.get("rotation") == "opq":
+            expected["lst.rotation"] = [out_dim, out_dim]
         expected.update({_array_name(i): [k, out_dim] for i, k in enumerate(levels)})
         if set(arrays) != set(expected):
             raise ArtifactError(
@@ -223,13 +243,20 @@ class Codebook:
                 )
         try:
             lst = LST.from_arrays(
-                {k: arrays[f"lst.{k}"] for k in _LST_KEYS},
+                {k: arrays[f"lst.{k}"] for k in _LST_KEYS if f"lst.{k}" in arrays},
                 renormalize=bool(lst_params.get("renormalize", True)),
                 eps=float(lst_params.get("eps", 1e-6)),
                 power=float(lst_params.get("whiten_power", 0.5)),
+                kind=str(lst_params.get("kind", "pca_whiten")),
             )
             rvq = RVQ(tuple(arrays[_array_name(i)] for i in range(len(levels))))
-            book = cls(lst=lst, rvq=rvq, model=meta["model"], fit=meta.get("fit") or {})
+            book = cls(
+                lst=lst,
+                rvq=rvq,
+                model=meta["model"],
+                fit=meta.get("fit") or {},
+                quantizer=meta.get("quantizer"),
+            )
         except (ArtifactError, InvalidConfigError, TypeError, ValueError) as exc:
             raise ArtifactError(f"codebook {root} is inconsistent: {exc}") from exc
         if book.lst.params() != lst_params:
@@ -312,14 +339,19 @@ def fit_codebook(
     lst_dim: int | None,
     model: dict[str, Any],
     n_iter: int = 20,
+    options: QuantizerOptions | None = None,
 ) -> Codebook:
-    """Fit the LST on ``embeddings``, then the RVQ on the transformed sample.
+    """Fit the LST on ``embeddings``, then the RVQ on the transformed sample (driver, numpy).
 
     ``model`` describes the embedding model (``name``, ``revision``, ``dim``,
     ``max_seq_length``, ``batch_size``, ``normalize``); its ``dim`` must match the sample.
-    ``fit["metrics"]`` holds the RVQ fit report plus an ``lst`` entry.
+    ``options`` (default :class:`QuantizerOptions`) chooses the LST variant, the learned
+    rotation, codebook refinement, balanced training and spherical k-means; they are
+    recorded in the artifact. ``fit["metrics"]`` holds the RVQ fit report plus an ``lst``
+    entry (and ``opq`` with the per-round error when a rotation is learned).
     """
     t0 = time.perf_counter()
+    opts = options or QuantizerOptions()
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         raise InvalidConfigError("model must be a mapping with a string 'name'")
     arr = as_float32_matrix(embeddings, "embedding sample")
@@ -336,7 +368,10 @@ def fit_codebook(
             f"training documents, got {arr.shape[0]}"
         )
 
-    lst = LST.fit(arr, out_dim=lst_dim)
+    if opts.lst == "none":
+        lst = LST.identity(arr.shape[1])
+    else:
+        lst = LST.fit(arr, out_dim=lst_dim, power=opts.whiten_power)
     lst_seconds = time.perf_counter() - t0
     total_var = float(arr.astype(np.float64).var(axis=0, ddof=1).sum())
     kept_var = float(
@@ -344,13 +379,29 @@ def fit_codebook(
     )
     explained = kept_var / total_var if total_var > 0 else 1.0
 
-    rvq, report = fit_rvq(lst.transform(arr), sizes, seed=seed, n_iter=n_iter)
+    rvq_kw = {
+        "seed": seed,
+        "spherical": opts.kmeans == "spherical",
+        "balance": opts.balance,
+        "refine_iters": opts.refine_iters,
+    }
+    z = lst.transform(arr)
+    opq_history: list[float] | None = None
+    if opts.rotation == "opq":
+        rotation, init, opq_history = _learn_rotation(z, sizes, opts.opq_iters, n_iter, rvq_kw)
+        lst = lst.with_rotation(rotation)
+        z = lst.transform(arr)
+        rvq, report = fit_rvq(z, sizes, n_iter=n_iter, init=init, **rvq_kw)
+    else:
+        rvq, report = fit_rvq(z, sizes, n_iter=n_iter, **rvq_kw)
     metrics = dict(report)
     metrics["lst"] = {
         **lst.params(),
         "explained_variance": min(explained, 1.0),
         "fit_seconds": lst_seconds,
     }
+    if opq_history is not None:
+        metrics["opq"] = {"relative_mse": opq_history}
     fit = {
         "sample_size": int(arr.shape[0]),
         "seed": int(seed),
@@ -359,6 +410,39 @@ def fit_codebook(
         "metrics": metrics,
         "fit_seconds": time.perf_counter() - t0,
     }
-    book = Codebook(lst=lst, rvq=rvq, model=model, fit=fit)
+    book = Codebook(lst=lst, rvq=rvq, model=model, fit=fit, quantizer=opts.params())
     log.info("fitted codebook %s on %d rows", book.version, arr.shape[0])
     return book
+
+
+def _learn_rotation(
+    z: np.ndarray,
+    sizes: tuple[int, ...],
+    rounds: int,
+    n_iter: int,
+    rvq_kw: dict[str, Any],
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], list[float]]:
+    """OPQ-style alternation: fit codebooks on ``z R``, then ``R`` by orthogonal Procrustes.
+
+    ``R = U V^T`` from the SVD of ``z^T Q`` (``Q`` = decoded codes) minimises
+    ``||z R - Q||``.
+    Returns the rotation, the last codebooks (in the rotated space) and the full-depth
+    relative MSE after each round. The codebooks stay fixed across a rotation update (they
+    are the target of the Procrustes step) and warm-start the next round.
+    """
+    r = z.shape[1]
+    rotation = np.eye(r, dtype=np.float64)
+    z64 = z.astype(np.float64)
+    total = float(np.square(z64 - z64.mean(axis=0)).sum()) or 1.0
+    init: tuple[np.ndarray, ...] | None = None
+    history: list[float] = []
+    for _ in range(max(rounds, 1)):
+        zr = (z64 @ rotation).astype(np.float32)
+        rvq, _ = fit_rvq(zr, sizes, n_iter=max(2, n_iter // 2), init=init, **rvq_kw)
+        codes, qerr = rvq.encode(zr)
+        history.append(float(qerr[:, -1].sum(dtype=np.float64) / total))
+        decoded = rvq.decode(codes).astype(np.float64)
+        u, _, vt = np.linalg.svd(z64.T @ decoded)
+        rotation = u @ vt  # z R now lies as close as possible to the decoded vectors
+        init = rvq.codebooks
+    return rotation.astype(np.float32), init, history

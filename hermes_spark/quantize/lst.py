@@ -7,6 +7,7 @@ on the few dominant directions of the embedding model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ def as_float32_matrix(x: np.ndarray, name: str = "x", dim: int | None = None) ->
 
 @dataclass(frozen=True, eq=False)
 class LST:
-    """Centre, project onto the top ``r`` principal directions, whiten, optionally renormalise.
+    """Centre, project onto the top ``r`` principal directions, whiten, rotate, renormalise.
 
     Attributes:
         mean: ``(d,)`` float32 mean of the fitting sample.
@@ -56,6 +57,10 @@ class LST:
             dominant directions without blowing trailing, noisy ones up to unit variance:
             on AG News with all-MiniLM-L6-v2 (600 docs, 4 first-level codes, 64 dims) the
             first-level purity vs the 4 sections was 0.60-0.74 at 0.5 and 0.33-0.36 at 1.0.
+        kind: ``pca_whiten`` (fitted) or ``none`` (identity: see :meth:`identity`).
+        rotation: optional ``(r, r)`` orthogonal matrix applied after whitening (learned
+            jointly with the codebooks, OPQ style); it preserves norms, so it commutes with
+            the renormalisation.
     """
 
     mean: np.ndarray
@@ -64,6 +69,8 @@ class LST:
     renormalize: bool = True
     eps: float = 1e-6
     power: float = 0.5
+    kind: str = "pca_whiten"
+    rotation: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         mean = np.ascontiguousarray(self.mean, dtype=np.float32)
@@ -88,6 +95,31 @@ class LST:
         object.__setattr__(self, "renormalize", bool(self.renormalize))
         object.__setattr__(self, "eps", float(self.eps))
         object.__setattr__(self, "power", float(self.power))
+        if self.kind not in ("pca_whiten", "none"):
+            raise ArtifactError(f"LST kind {self.kind!r} is not pca_whiten or none")
+        if self.rotation is not None:
+            rot = np.ascontiguousarray(self.rotation, dtype=np.float32)
+            if rot.shape != (r, r) or not np.isfinite(rot).all():
+                raise ArtifactError(f"LST rotation must be a finite ({r}, {r}) matrix")
+            if np.abs(rot.T.astype(np.float64) @ rot - np.eye(r)).max() > 1e-3:
+                raise ArtifactError("LST rotation is not orthogonal")
+            object.__setattr__(self, "rotation", rot)
+
+    @classmethod
+    def identity(cls, dim: int) -> LST:
+        """The ``none`` variant: rows pass unchanged apart from L2 renormalisation."""
+        return cls(
+            mean=np.zeros(dim, np.float32),
+            components=np.eye(dim, dtype=np.float32),
+            scale=np.ones(dim, np.float32),
+            renormalize=True,
+            power=0.0,
+            kind="none",
+        )
+
+    def with_rotation(self, rotation: np.ndarray | None) -> LST:
+        """A copy of this transform followed by ``rotation`` (``None`` removes it)."""
+        return dataclasses.replace(self, rotation=rotation)
 
     @classmethod
     def fit(
@@ -163,6 +195,8 @@ class LST:
         arr = as_float32_matrix(x, "embeddings", self.in_dim)
         out = (arr - self.mean) @ self.components
         out *= self.scale
+        if self.rotation is not None:
+            out = out @ self.rotation
         if self.renormalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             np.maximum(norms, _NORM_FLOOR, out=norms)
@@ -170,8 +204,11 @@ class LST:
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Arrays to persist: ``mean``, ``components`` and ``scale``."""
-        return {"mean": self.mean, "components": self.components, "scale": self.scale}
+        """Arrays to persist: ``mean``, ``components``, ``scale`` (and ``rotation``)."""
+        arrays = {"mean": self.mean, "components": self.components, "scale": self.scale}
+        if self.rotation is not None:
+            arrays["rotation"] = self.rotation
+        return arrays
 
     @classmethod
     def from_arrays(
@@ -180,6 +217,7 @@ class LST:
         renormalize: bool,
         eps: float = 1e-6,
         power: float = 0.5,
+        kind: str = "pca_whiten",
     ) -> LST:
         """Rebuild from :meth:`to_arrays` output; :class:`ArtifactError` if any is missing."""
         missing = [k for k in ("mean", "components", "scale") if k not in arrays]
@@ -192,15 +230,20 @@ class LST:
             renormalize=renormalize,
             eps=eps,
             power=power,
+            kind=kind,
+            rotation=arrays.get("rotation"),
         )
 
     def params(self) -> dict[str, Any]:
         """JSON-able description for metadata."""
-        return {
-            "kind": "pca_whiten",
+        params: dict[str, Any] = {
+            "kind": self.kind,
             "in_dim": self.in_dim,
             "out_dim": self.out_dim,
             "eps": self.eps,
             "renormalize": self.renormalize,
             "whiten_power": self.power,
         }
+        if self.rotation is not None:  # absent otherwise: older artifacts keep their hash
+            params["rotation"] = "opq"
+        return params

@@ -19,7 +19,7 @@ import numpy as np
 from hermes_spark.errors import ArtifactError, InvalidConfigError, InvalidInputError
 from hermes_spark.quantize.lst import as_float32_matrix
 
-__all__ = ["RVQ", "check_levels", "fit_rvq", "nearest_centroids"]
+__all__ = ["RVQ", "check_levels", "fit_rvq", "nearest_centroids", "refine_codebooks"]
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,24 @@ def _chunk_rows(n_centroids: int, dim: int) -> int:
 
 
 def nearest_centroids(
-    x: np.ndarray, centroids: np.ndarray, centroid_sq: np.ndarray | None = None
+    x: np.ndarray,
+    centroids: np.ndarray,
+    centroid_sq: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Index of and squared distance to the nearest centroid for each row of ``x``.
 
     Both inputs are float32 matrices with the same width. Returns ``(idx int32 (n,),
-    dist float32 (n,))``; distances are clipped at zero.
+    dist float32 (n,))``; distances are clipped at zero. ``bias`` (one value per centroid)
+    is added to the squared distances for the choice only (training-time size penalty);
+    the returned distance is always the true one.
     """
     n = x.shape[0]
     k = centroids.shape[0]
     if centroid_sq is None:
         centroid_sq = np.einsum("ij,ij->i", centroids, centroids)
+    if bias is not None:
+        centroid_sq = centroid_sq + np.asarray(bias, dtype=np.float32)
     idx = np.empty(n, dtype=np.int32)
     dist = np.empty(n, dtype=np.float32)
     step = _chunk_rows(k, x.shape[1])
@@ -58,7 +65,10 @@ def nearest_centroids(
         rows = np.arange(block.shape[0])
         idx[start : start + step] = best
         x_sq = np.einsum("ij,ij->i", block, block)
-        dist[start : start + step] = np.maximum(scores[rows, best] + x_sq, 0.0)
+        chosen = scores[rows, best] + x_sq
+        if bias is not None:
+            chosen -= bias[best]
+        dist[start : start + step] = np.maximum(chosen, 0.0)
     return idx, dist
 
 
@@ -225,42 +235,102 @@ def _cluster_sums(x: np.ndarray, assign: np.ndarray, k: int) -> np.ndarray:
     return sums
 
 
+#: Rows used to solve the Sinkhorn balance (bias per centroid) when training is larger.
+_SINKHORN_ROWS = 1 << 14
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    top = a.max(axis=axis, keepdims=True)
+    return np.squeeze(top, axis=axis) + np.log(np.exp(a - top).sum(axis=axis))
+
+
+def _balance_bias(
+    x: np.ndarray,
+    centroids: np.ndarray,
+    strength: float,
+    rng: np.random.Generator,
+    iters: int = 50,
+) -> np.ndarray:
+    """Per-centroid offsets to the squared distance that balance the assignment (Sinkhorn).
+
+    The target cell shares are ``(1 - strength) * natural + strength / K`` (``natural`` =
+    the plain nearest-centroid shares, so ``strength = 1`` asks for equal cells). An
+    entropic transport plan with those column marginals is solved in the log domain on at
+    most ``_SINKHORN_ROWS`` rows; its column potentials ``g`` turn into the offsets
+    ``-eps * g``, so a hard ``argmin(d + offset)`` realises the balanced assignment.
+    ``eps`` is the mean gap between each row's two nearest centroids.
+    """
+    n, k = x.shape[0], centroids.shape[0]
+    rows = x if n <= _SINKHORN_ROWS else x[rng.choice(n, size=_SINKHORN_ROWS, replace=False)]
+    x_sq = np.einsum("ij,ij->i", rows, rows).astype(np.float64)
+    dist = _sq_dist_to(rows, x_sq.astype(np.float32), centroids).T.astype(np.float64)
+    part = np.partition(dist, 1, axis=1) if k > 1 else np.concatenate([dist, dist], axis=1)
+    eps = max(float((part[:, 1] - part[:, 0]).mean()), 1e-9)
+    natural = np.bincount(dist.argmin(axis=1), minlength=k) / rows.shape[0]
+    target = (1.0 - strength) * natural + strength / k
+    log_target = np.log(np.maximum(target, 1e-12))
+    kernel = -dist / eps
+    g = np.zeros(k)
+    for _ in range(iters):
+        f = -np.log(rows.shape[0]) - _logsumexp(kernel + g[None, :], axis=1)
+        g = log_target - _logsumexp(kernel + f[:, None], axis=0)
+    g -= g.mean()
+    return (-eps * g).astype(np.float32)
+
+
 def _kmeans(
     x: np.ndarray,
     k: int,
     rng: np.random.Generator,
     n_iter: int,
     init: np.ndarray | None = None,
+    *,
+    spherical: bool = False,
+    balance: float = 0.0,
 ) -> tuple[np.ndarray, list[float], int]:
     """Lloyd k-means on float32 ``x``; returns centroids, per-iteration objective, splits.
 
     Each iteration assigns rows to the nearest centroid (objective = sum of squared
     distances), recomputes centroids as cluster means and re-seeds empty clusters.
+    ``spherical`` projects the centroids on the unit sphere after every update (cosine
+    k-means on unit rows); ``balance > 0`` assigns with the Sinkhorn offsets of
+    :func:`_balance_bias` at that strength (re-solved every iteration).
     """
     centroids = (_kmeans_pp(x, k, rng) if init is None else np.array(init, np.float32)).copy()
+    if spherical:
+        _to_sphere(centroids)
     floor = 1e-3 * float(np.sqrt(np.mean(np.square(x, dtype=np.float64))) or 1.0)
     objective: list[float] = []
     splits = 0
     for _ in range(n_iter):
-        assign, dist = nearest_centroids(x, centroids)
+        bias = _balance_bias(x, centroids, balance, rng) if balance > 0.0 else None
+        assign, dist = nearest_centroids(x, centroids, bias=bias)
         objective.append(float(dist.sum(dtype=np.float64)))
         counts = np.bincount(assign, minlength=k).astype(np.int64)
         present = np.flatnonzero(counts)
         sums = _cluster_sums(x, assign, k)
         centroids[present] = (sums[present] / counts[present, None]).astype(np.float32)
         splits += _split_empty(centroids, counts, rng, floor)
+        if spherical:
+            _to_sphere(centroids)
     return centroids, objective, splits
 
 
+def _to_sphere(centroids: np.ndarray) -> None:
+    """Scale non-zero rows of ``centroids`` to unit norm, in place."""
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    np.divide(centroids, norms, out=centroids, where=norms > 0)
+
+
 def _usage_stats(codes: np.ndarray, k: int) -> dict[str, float | int]:
-    """Perplexity, dead codes and imbalance factor of a code column."""
+    """Perplexity, dead codes and imbalance factor (``nonempty * sum n^2 / N^2``)."""
     counts = np.bincount(codes, minlength=k).astype(np.float64)
     n = counts.sum()
     p = counts[counts > 0] / n
     return {
         "perplexity": float(np.exp(-(p * np.log(p)).sum())),
         "dead_codes": int((counts == 0).sum()),
-        "imbalance": float(k * np.square(counts).sum() / (n * n)),
+        "imbalance": float((counts > 0).sum() * np.square(counts).sum() / (n * n)),
     }
 
 
@@ -283,17 +353,26 @@ def fit_rvq(
     seed: int = 0,
     n_iter: int = 20,
     max_points_per_centroid: int = 256,
+    spherical: bool = False,
+    balance: float = 0.0,
+    refine_iters: int = 0,
+    init: Sequence[np.ndarray] | None = None,
 ) -> tuple[RVQ, dict[str, Any]]:
     """Fit one k-means codebook per stage on the residuals left by earlier stages.
 
     Each stage trains on at most ``K * max_points_per_centroid`` rows (seeded subsample),
-    seeds with k-means++ and runs ``n_iter`` Lloyd iterations, re-seeding empty clusters by
-    splitting the largest one. Deterministic for a given ``seed``.
+    seeds with k-means++ (or starts from ``init[k]``) and runs ``n_iter`` Lloyd iterations,
+    re-seeding empty clusters by splitting the largest one. ``spherical`` keeps stage-1
+    centroids on the unit sphere; ``balance`` is the training-time Sinkhorn balance of
+    :func:`_kmeans` for stage 1 (the coarse buckets); ``refine_iters`` rounds of
+    :func:`refine_codebooks` follow the greedy pass. Deterministic for a given ``seed``.
+    Runs wherever it is called (the driver in ``fit``); numpy only.
 
     Returns the model and a JSON-able report ``{"stages": [...], "fit_seconds": float}``;
     each stage records ``level``, ``size``, ``relative_mse`` (residual energy over the total
     variance of ``x`` around its mean), ``perplexity``, ``dead_codes``, ``imbalance``,
-    ``splits`` and the per-iteration ``objective``.
+    ``splits`` and the per-iteration ``objective``; with refinement, ``refine`` holds the
+    per-round relative MSE after greedy re-encoding.
     """
     t0 = time.perf_counter()
     sizes = check_levels(levels)
@@ -310,10 +389,10 @@ def fit_rvq(
         raise InvalidConfigError(
             f"max_points_per_centroid must be at least 1, got {max_points_per_centroid}"
         )
+    if init is not None and [np.shape(c)[0] for c in init] != list(sizes):
+        raise InvalidConfigError("init codebooks must have the level sizes")
 
-    x64 = arr.astype(np.float64)
-    total = float(np.square(x64 - x64.mean(axis=0)).sum())
-    total = total if total > 0 else 1.0
+    total = _total_energy(arr)
     residual = arr.copy()
     books: list[np.ndarray] = []
     stages: list[dict[str, Any]] = []
@@ -323,7 +402,15 @@ def fit_rvq(
         rng = np.random.default_rng(child)
         cap = k * max_points_per_centroid
         train = residual[np.sort(rng.choice(n, size=cap, replace=False))] if n > cap else residual
-        centroids, objective, splits = _kmeans(train, k, rng, n_iter)
+        centroids, objective, splits = _kmeans(
+            train,
+            k,
+            rng,
+            n_iter,
+            None if init is None else init[level - 1],
+            spherical=spherical and level == 1,
+            balance=balance if level == 1 else 0.0,
+        )
         codes, _ = nearest_centroids(residual, centroids)
         residual -= centroids[codes]
         rel = float(np.square(residual, dtype=np.float64).sum() / total)
@@ -340,5 +427,74 @@ def fit_rvq(
             stage["dead_codes"],
             splits,
         )
-    report = {"stages": stages, "fit_seconds": time.perf_counter() - t0}
-    return RVQ(tuple(books)), report
+    model = RVQ(tuple(books))
+    report: dict[str, Any] = {"stages": stages}
+    if refine_iters > 0:
+        model, history = refine_codebooks(arr, model, refine_iters)
+        report["refine"] = history
+        codes, qerr = model.encode(arr)
+        for k, stage in enumerate(stages):
+            stage["relative_mse"] = float(qerr[:, k].sum(dtype=np.float64) / total)
+            stage.update(_usage_stats(codes[:, k], sizes[k]))
+    report["fit_seconds"] = time.perf_counter() - t0
+    return model, report
+
+
+def _total_energy(x: np.ndarray) -> float:
+    """``sum ||x - mean||^2`` in float64 (1.0 when the sample has no spread)."""
+    x64 = x.astype(np.float64)
+    total = float(np.square(x64 - x64.mean(axis=0)).sum())
+    return total if total > 0 else 1.0
+
+
+def _joint_least_squares(
+    x: np.ndarray, codes: np.ndarray, model: RVQ, ridge: float = 1e-6
+) -> tuple[np.ndarray, ...]:
+    """All stages' centroids minimising ``sum ||x - sum_k C_k[codes_k]||^2`` for fixed codes.
+
+    Solves the normal equations ``(B^T B + ridge I) C = B^T X + ridge C_old`` with ``B``
+    the one-hot code matrix of all stages stacked (``sum K`` columns, so the system is
+    tiny); the ridge keeps never-used codewords where they were.
+    """
+    sizes = model.levels
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    total = int(offsets[-1])
+    gram = np.zeros((total, total), dtype=np.float64)
+    rhs = np.zeros((total, x.shape[1]), dtype=np.float64)
+    for a, ka in enumerate(sizes):
+        rhs[offsets[a] : offsets[a + 1]] = _cluster_sums(x, codes[:, a], ka)
+        for b in range(a, len(sizes)):
+            kb = sizes[b]
+            pair = np.bincount(
+                codes[:, a].astype(np.int64) * kb + codes[:, b], minlength=ka * kb
+            ).reshape(ka, kb)
+            gram[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]] = pair
+            gram[offsets[b] : offsets[b + 1], offsets[a] : offsets[a + 1]] = pair.T
+    scale = ridge * max(float(np.trace(gram)) / total, 1.0)
+    old = np.concatenate([c.astype(np.float64) for c in model.codebooks])
+    solved = np.linalg.solve(gram + scale * np.eye(total), rhs + scale * old)
+    return tuple(solved[offsets[k] : offsets[k + 1]].astype(np.float32) for k in range(len(sizes)))
+
+
+def refine_codebooks(x: np.ndarray, model: RVQ, rounds: int) -> tuple[RVQ, list[float]]:
+    """Joint re-estimation of every stage's centroids, ``rounds`` times, keeping greedy codes.
+
+    Each round encodes ``x`` greedily, solves the joint least squares for all codebooks with
+    those codes fixed (faiss ``ResidualQuantizer`` ``Train_refine_codebook`` style) and keeps
+    the new codebooks only if greedy re-encoding lowers the full-depth error. Returns the
+    model and the full-depth relative MSE after each round (the first entry: before).
+    """
+    arr = as_float32_matrix(x, "RVQ refinement sample", model.dim)
+    total = _total_energy(arr)
+    codes, qerr = model.encode(arr)
+    best = float(qerr[:, -1].sum(dtype=np.float64) / total)
+    history = [best]
+    for _ in range(rounds):
+        candidate = RVQ(_joint_least_squares(arr, codes, model))
+        new_codes, new_qerr = candidate.encode(arr)
+        err = float(new_qerr[:, -1].sum(dtype=np.float64) / total)
+        history.append(err)
+        if err >= best:
+            break
+        model, codes, best = candidate, new_codes, err
+    return model, history

@@ -24,7 +24,6 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import VERSION_COL, select_version
 from hermes_spark.config import CorpusConfig, SampleConfig
 from hermes_spark.corpus import (
     CORRUPT_COL,
@@ -45,6 +44,7 @@ from hermes_spark.errors import (
 from hermes_spark.sampling.allocate import parse_stage2_rule, stage1_targets, stage2_allocation
 from hermes_spark.sampling.report import jsonable
 from hermes_spark.sampling.weights import format_bucket_key, resolve_stage1_weights
+from hermes_spark.schema import VERSION_COL, select_version
 
 log = logging.getLogger(__name__)
 

@@ -44,13 +44,13 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import select_version
 from hermes_spark.delta_store import get_store
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
 from hermes_spark.sampling.allocate import take_prefix
 from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.report import build_report, report_path_for, write_text
+from hermes_spark.schema import select_version
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ import pyspark
 import pytest
 from deltalake import DeltaTable
 
-from hermes_spark.annotate import annotate
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig
-from hermes_spark.fit import fit
 from hermes_spark.stats import compute_stats
+from hermes_spark.tasks.annotate import annotate
+from hermes_spark.tasks.fit import fit
 from tests.helpers import write_embedded_corpus
 
 pytestmark = [pytest.mark.spark, pytest.mark.cluster]
@@ -72,9 +72,9 @@ _CLUSTER_RUN = textwrap.dedent("""
     from importlib.machinery import PathFinder
 
     import hermes_spark
-    from hermes_spark.annotate import annotate
+    from hermes_spark.tasks.annotate import annotate
     from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig
-    from hermes_spark.fit import fit
+    from hermes_spark.tasks.fit import fit
     from hermes_spark.session import get_spark
     from hermes_spark.stats import compute_stats
 

@@ -25,10 +25,10 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from hermes_spark.annotate import annotate
 from hermes_spark.config import AnnotateConfig, CorpusConfig, FitConfig, HermesConfig
 from hermes_spark.delta_store import get_store
-from hermes_spark.fit import fit
+from hermes_spark.tasks.annotate import annotate
+from hermes_spark.tasks.fit import fit
 
 pytestmark = pytest.mark.spark
 
@@ -164,9 +164,9 @@ def setup(spark, tmp_path_factory) -> Setup:
 
 _FAILING_RUN = textwrap.dedent("""
     import json, sys
-    from hermes_spark.annotate import annotate
+    from hermes_spark.tasks.annotate import annotate
     from hermes_spark.config import AnnotateConfig, CorpusConfig, FitConfig, HermesConfig
-    from hermes_spark.fit import fit
+    from hermes_spark.tasks.fit import fit
     from hermes_spark.session import get_spark
     from udfs.annotate_udf import FAIL_PROPERTY
 

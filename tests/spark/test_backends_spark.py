@@ -8,15 +8,15 @@ import dataclasses
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hermes_spark.annotate import annotate
+from hermes_spark.fit import fit
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import annotate
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, ModelConfig
 from hermes_spark.delta_store import get_store
 from hermes_spark.embedding.encoder import Encoder
 from hermes_spark.embedding.settings import settings_for_annotate
 from hermes_spark.errors import InvalidConfigError
-from hermes_spark.fit import fit
 from hermes_spark.quantize.codebook import Codebook
 from tests.conftest import shared_corpus
 

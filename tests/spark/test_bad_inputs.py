@@ -72,14 +72,17 @@ def test_nan_and_wrong_length_vectors_are_rejected_not_lost(spark, codebook, tmp
     good = np.full(32, 0.1, dtype=np.float32)
     nan = good.copy()
     nan[3] = np.nan
+    inf = good.copy()
+    inf[5] = -np.inf
     table = pa.table(
         {
-            "id": ["ok", "nan", "short", "none"],
-            "text": ["fine", "has nan", "short vec", "no vec"],
+            "id": ["ok", "nan", "inf", "short", "none"],
+            "text": ["fine", "has nan", "has inf", "short vec", "no vec"],
             "emb": pa.array(
-                [good.tolist(), nan.tolist(), [0.1] * 7, None], type=pa.list_(pa.float32())
+                [good.tolist(), nan.tolist(), inf.tolist(), [0.1] * 7, None],
+                type=pa.list_(pa.float32()),
             ),
-            "tokens": pa.array([3, 3, 3, 3], type=pa.int64()),
+            "tokens": pa.array([3, 3, 3, 3, 3], type=pa.int64()),
         }
     )
     pq.write_table(table, tmp_path / "c.parquet")
@@ -93,7 +96,8 @@ def test_nan_and_wrong_length_vectors_are_rejected_not_lost(spark, codebook, tmp
     assert code == 0
     assert DeltaTable(str(tmp_path / "codes")).to_pandas()["doc_id"].tolist() == ["ok"]
     assert rejects(tmp_path / "codes") == {
-        "nan": "nan_in_embedding",
+        "nan": "non_finite_embedding",
+        "inf": "non_finite_embedding",
         "short": "wrong_embedding_length",
         "none": "null_embedding",
     }

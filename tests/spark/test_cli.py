@@ -95,24 +95,3 @@ def test_duplicate_ids_with_on_duplicate_error(spark, tmp_path, capsys):
         "error",
     )
     assert_clean_error(code, err, "repeats document ids", "'doc-00000' x2")
-
-
-def test_scheduled_job_definitions_use_real_flags():
-    """The Databricks bundle's task parameters parse with the CLI they call."""
-    from pathlib import Path
-
-    import yaml
-
-    from hermes_spark.cli import build_parser
-
-    root = Path(__file__).resolve().parents[2]
-    bundle = yaml.safe_load((root / "conf/scheduling/databricks.yml").read_text())
-    tasks = bundle["resources"]["jobs"]["hermes_nightly_annotate"]["tasks"]
-    parser = build_parser()
-    for task in tasks:
-        command = Path(task["spark_python_task"]["python_file"]).stem
-        args = parser.parse_args([command, *task["spark_python_task"]["parameters"]])
-        assert args.command == command
-        assert (root / "jobs" / f"{command}.py").exists()
-        if command == "annotate":
-            assert args.mode == "incremental"

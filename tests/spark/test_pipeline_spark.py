@@ -12,12 +12,13 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import annotate, recorded_levels
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, ModelConfig
 from hermes_spark.delta_store import get_store
-from hermes_spark.fit import fit
 from hermes_spark.quantize.codebook import Codebook
+from hermes_spark.schema import recorded_levels
 from hermes_spark.stats import compute_stats
+from hermes_spark.tasks.annotate import annotate
+from hermes_spark.tasks.fit import fit
 from tests.conftest import shared_corpus
 from tests.helpers import write_embedded_corpus
 

@@ -17,10 +17,8 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from hermes_spark.annotate import annotate
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, SampleConfig
 from hermes_spark.delta_store import get_store
-from hermes_spark.fit import fit
 from hermes_spark.hashing import uniform
 from hermes_spark.sampling import plan as plan_mod
 from hermes_spark.sampling import select as select_mod
@@ -33,6 +31,8 @@ from hermes_spark.sampling.plan import (
 )
 from hermes_spark.sampling.select import run_sample, select_manifest
 from hermes_spark.stats import compute_stats
+from hermes_spark.tasks.annotate import annotate
+from hermes_spark.tasks.fit import fit
 from tests.conftest import shared_corpus
 from tests.helpers import assert_clean_error, clustered_vectors
 from tests.helpers import run_cli as run

@@ -1,0 +1,158 @@
+"""Quantizer options measured on a real labelled corpus (the numbers of docs/quality.md).
+
+Usage::
+
+    python bench/bench_quality.py ../shared/data/ag_news_test.parquet --labels label \
+        [--n 2000] [--levels 16,16,8] [--cache /tmp/hermes_vectors] [--out result.json]
+
+Embeds ``--n`` documents (a seeded sample) with all-MiniLM-L6-v2 once, caching the
+vectors under ``--cache`` (never in the repository), splits them 50/50 by position of a
+seeded permutation into a fitting half and a held-out half, fits one codebook per
+quantizer variant on the fitting half and scores it, with the same baselines as
+``hermes evaluate`` (flat k-means K1 and K1*K2, bisecting k-means, faiss
+ResidualQuantizer), on the held-out half. Prints one line per variant: L1 and L12
+relative MSE over flat k-means in the same LST space, NMI per label column, stage-1
+imbalance, dead codes, leaf collisions and the fit-time ratio against flat k-means K1*K2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from hermes_spark.quantize.codebook import fit_codebook
+from hermes_spark.quantize.options import QuantizerOptions
+from hermes_spark.quantize.scoring import score_codebook
+
+VARIANTS: dict[str, tuple[QuantizerOptions, int | None]] = {
+    "default": (QuantizerOptions(), 64),
+    "lst=none": (QuantizerOptions(lst="none"), None),
+    "whiten_power=1": (QuantizerOptions(whiten_power=1.0), 64),
+    "whiten_power=0 (PCA only)": (QuantizerOptions(whiten_power=0.0), 64),
+    "lst_dim=32": (QuantizerOptions(), 32),
+    "rotation=opq": (QuantizerOptions(rotation="opq"), 64),
+    "refine_iters=3": (QuantizerOptions(refine_iters=3), 64),
+    "balance=0.5": (QuantizerOptions(balance=0.5), 64),
+    "balance=1": (QuantizerOptions(balance=1.0), 64),
+    "kmeans=spherical": (QuantizerOptions(kmeans="spherical"), 64),
+}
+CHUNK = 250
+
+
+def embed_cached(path: str, n: int, cache: Path, max_seq_length: int) -> tuple[np.ndarray, Any]:
+    """Vectors and metadata of a seeded ``n``-document sample, embedded once and cached."""
+    from hermes_spark.embedding import embed_texts, load_model
+
+    name = Path(path).stem
+    table = pq.read_table(path).to_pandas()
+    table = table.sample(n=min(n, len(table)), random_state=0).reset_index(drop=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    texts = table["text"].tolist()
+    parts = []
+    model = None
+    for i in range(0, len(texts), CHUNK):
+        f = cache / f"{name}.{i:05d}.npy"
+        if not f.exists():
+            model = model or load_model("all-MiniLM-L6-v2", max_seq_length, "cpu")
+            np.save(f, embed_texts(model, texts[i : i + CHUNK], 64).astype(np.float32))
+        parts.append(np.load(f))
+    return np.concatenate(parts), table.drop(columns=["text"])
+
+
+def measure(
+    x: np.ndarray, labels: dict[str, np.ndarray], levels: tuple[int, ...], seed: int
+) -> dict[str, Any]:
+    """Fit every variant on one half, score on the other; one summary dict per variant."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    fit_idx, held_idx = np.sort(order[: len(x) // 2]), np.sort(order[len(x) // 2 :])
+    fit_x, held_x = x[fit_idx], x[held_idx]
+    held_labels = {c: v[held_idx] for c, v in labels.items()}
+    model = {"name": "all-MiniLM-L6-v2", "dim": int(x.shape[1]), "max_seq_length": 128}
+    out: dict[str, Any] = {}
+    for name, (opts, lst_dim) in VARIANTS.items():
+        t0 = time.perf_counter()
+        book = fit_codebook(
+            fit_x, levels, seed=seed, lst_dim=lst_dim, model=model, n_iter=20, options=opts
+        )
+        fit_s = time.perf_counter() - t0
+        scored = score_codebook(book, fit_x, held_x, held_labels, seed=seed)
+        rows = {(r["method"], r["level"]): r for r in scored["methods"]}
+        ours1, ours2, leaf = rows[("hermes", 1)], rows[("hermes", 2)], rows[("hermes", 3)]
+        km1, km2 = rows[("kmeans", 1)], rows[("kmeans", 2)]
+        out[name] = {
+            "version": book.version,
+            "l1_mse_ratio": ours1["relative_mse"] / km1["relative_mse"],
+            "l12_mse_ratio": ours2["relative_mse"] / km2["relative_mse"],
+            "l12_fit_time_ratio": fit_s / km2["fit_seconds"],
+            "fit_seconds": fit_s,
+            "kmeans_k1k2_fit_seconds": km2["fit_seconds"],
+            "nmi_l1": {c: ours1["labels"][c]["nmi"] for c in labels},
+            "kmeans_nmi_l1": {c: km1["labels"][c]["nmi"] for c in labels},
+            "nmi_l2": {c: ours2["labels"][c]["nmi"] for c in labels},
+            "kmeans_nmi_l2": {c: km2["labels"][c]["nmi"] for c in labels},
+            "imbalance_l1": ours1["imbalance"],
+            "max_share_l1": ours1["max_share"],
+            "dead_codes": [rows[("hermes", k)]["dead_codes"] for k in (1, 2, 3)],
+            "leaf_collision_rate": leaf["collision_rate"],
+            "silhouette_l1": ours1["silhouette_cosine"],
+            "faiss_rq_l12_mse_ratio": (
+                ours2["relative_mse"] / rows[("faiss_rq", 2)]["relative_mse"]
+                if ("faiss_rq", 2) in rows
+                else None
+            ),
+            "bisecting_nmi_l1": {
+                c: rows[("bisecting_kmeans", 1)]["labels"][c]["nmi"] for c in labels
+            },
+        }
+    return {"fit_rows": len(fit_idx), "held_out_rows": len(held_idx), "variants": out}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, embed (cached), measure every variant and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpus", help="Parquet file with text and label columns")
+    parser.add_argument("--labels", required=True, help="comma-separated label columns")
+    parser.add_argument("--n", type=int, default=2000, help="documents to embed (sample)")
+    parser.add_argument("--levels", default="16,16,8")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument(
+        "--cache", default=os.environ.get("HERMES_VECTOR_CACHE", "/tmp/quant_cache")
+    )
+    parser.add_argument("--out", help="write the JSON result here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    levels = tuple(int(v) for v in args.levels.split(","))
+    cols = [c.strip() for c in args.labels.split(",") if c.strip()]
+    x, meta = embed_cached(args.corpus, args.n, Path(args.cache), args.max_seq_length)
+    labels = {c: meta[c].astype(str).to_numpy() for c in cols}
+    result = measure(x, labels, levels, args.seed)
+    result.update({"corpus": Path(args.corpus).name, "levels": list(levels), "n": len(x)})
+    print(
+        f"{result['corpus']}: {result['fit_rows']} fit / {result['held_out_rows']} held-out "
+        f"docs, levels {list(levels)}"
+    )
+    head = f"{'variant':<26}{'L1/km':>7}{'L12/km':>8}{'t/km12':>8}"
+    head += "".join(f"{'NMI ' + c[:8]:>14}" for c in cols) + f"{'imb1':>7}{'dead':>12}{'coll':>7}"
+    print(head)
+    for name, v in result["variants"].items():
+        line = f"{name:<26}{v['l1_mse_ratio']:>7.3f}{v['l12_mse_ratio']:>8.3f}"
+        line += f"{v['l12_fit_time_ratio']:>8.2f}"
+        line += "".join(f"{v['nmi_l1'][c]:>7.3f}/{v['kmeans_nmi_l1'][c]:<6.3f}" for c in cols)
+        line += f"{v['imbalance_l1']:>7.3f}{v['dead_codes']!s:>12}"
+        line += f"{v['leaf_collision_rate']:>7.3f}"
+        print(line)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""The ``hermes`` subcommands: each reads its config, calls one library function, prints.
+
+Only the CLI (and ``jobs/``) print for humans; the functions called here log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from hermes_spark import io
+from hermes_spark.config import HermesConfig
+from hermes_spark.errors import InvalidConfigError
+
+
+def _need(value: Any, flag: str) -> Any:
+    if not value:
+        raise InvalidConfigError(f"missing {flag} (give the flag or set it in --config)")
+    return value
+
+
+def _spark(cfg: HermesConfig):
+    """The session for a command; a person at a terminal also gets Spark's progress bar
+    (when hermes builds the session: an attached one keeps its own settings)."""
+    from hermes_spark.session import get_spark
+
+    conf = dict(cfg.spark.conf)
+    if sys.stderr.isatty():
+        conf.setdefault("spark.ui.showConsoleProgress", "true")
+    return get_spark(cfg.spark.master, conf, remote=cfg.spark.remote)
+
+
+def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes fit``."""
+    from hermes_spark.tasks.fit import fit
+
+    out = _need(cfg.paths.codebook, "--out")
+    result = fit(_spark(cfg), cfg, out)
+    _print_fit(result.report, out)
+
+
+def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes annotate``."""
+    from hermes_spark.tasks.annotate import annotate
+
+    codebook = _need(cfg.paths.codebook, "--codebook")
+    table = _need(cfg.paths.table, "--table")
+    report = annotate(_spark(cfg), cfg, codebook, table, store_embeddings=args.store_embeddings)
+    _print_annotate(report)
+
+
+def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes stats``."""
+    from hermes_spark.stats import compute_stats
+
+    table = _need(cfg.paths.table, "--table")
+    out = _need(cfg.paths.stats, "--out")
+    levels = _code_levels(args)
+    sizes = list(levels) if levels else None
+    result = compute_stats(_spark(cfg), table, out, args.codebook_version, sizes)
+    _print_levels(result)
+
+
+def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes versions [--drop V]``."""
+    from hermes_spark.versions import drop_version, list_versions
+
+    table = _need(cfg.paths.table, "--table")
+    spark = _spark(cfg)
+    if args.drop:
+        deleted = drop_version(spark, table, args.drop)
+        print(f"dropped {deleted} rows of codebook version {args.drop} from {table}")
+    for v in list_versions(spark, table):
+        print(
+            f"{v.codebook_version}  rows {v.rows:>12}  rejects {v.rejects:>8}  "
+            f"annotated {v.first_annotated} .. {v.last_annotated}  "
+            f"{'MIXED devices' if v.mixed_devices else 'device'} {'+'.join(v.devices) or '?'}"
+        )
+
+
+def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes vacuum``."""
+    from hermes_spark.versions import vacuum
+
+    table = _need(cfg.paths.table, "--table")
+    removed = vacuum(_spark(cfg), table, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(removed)} unreferenced files under {table}")
+
+
+def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes evaluate``: held-out metrics per level vs KMeans-family baselines."""
+    from hermes_spark.evaluate import evaluate, summary_lines, write_report
+
+    labels = [c.strip() for c in (args.label_cols or "").split(",") if c.strip()]
+    report = evaluate(
+        _spark(cfg),
+        cfg,
+        cfg.paths.table,
+        cfg.paths.codebook,
+        labels,
+        args.sample_size,
+        args.seed,
+        args.codebook_version,
+        embeddings_table=args.embeddings_table,
+        baseline_sample=args.baseline_sample,
+        baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
+        in_sample=args.in_sample,
+    )
+    for line in summary_lines(report):
+        print(line)
+    if args.out:
+        js, md = write_report(report, args.out)
+        print(f"report: {js} and {md}")
+
+
+def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes run``: the whole pipeline on the bundled BBC News corpus."""
+    from hermes_spark.pipeline import run_demo
+
+    summary = run_demo(_spark(cfg), cfg)
+    print(summary)
+
+
+def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
+    values = {
+        "budget_tokens": args.budget_tokens,
+        "weights": args.weights,
+        "stage2": args.stage2,
+        "weights_level": args.weights_level,
+        "stage2_level": args.stage2_level,
+        "max_epochs": args.max_epochs,
+        "seed": args.sample_seed,
+    }
+    return cfg.with_overrides({"sample": values}).sample
+
+
+def _code_levels(args: argparse.Namespace) -> tuple[int, ...] | None:
+    if not getattr(args, "codebook", None):
+        return None
+    from hermes_spark.api import load_codebook
+
+    return tuple(load_codebook(args.codebook).levels)
+
+
+def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes plan``: the allocation from statistics, printed and optionally saved."""
+    from hermes_spark.export import write_weight_files
+    from hermes_spark.sampling.plan import compute_plan
+    from hermes_spark.sampling.report import format_plan
+
+    plan = compute_plan(
+        _spark(cfg),
+        _sample_settings(args, cfg),
+        table=cfg.paths.table,
+        stats=cfg.paths.stats,
+        version=args.codebook_version,
+        levels=_code_levels(args),
+        allow_shortfall=args.allow_shortfall,
+    )
+    print(format_plan(plan))
+    if args.out:
+        plan.save(args.out)
+        print(f"plan written to {args.out}")
+    if args.weights_out:
+        for path in write_weight_files(args.weights_out, plan.target_shares()):
+            print(f"weights written to {path}")
+
+
+def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes sample``: execute a plan (computed first unless --plan) into MANIFEST."""
+    from hermes_spark.errors import VersionMismatchError
+    from hermes_spark.export import write_weight_files
+    from hermes_spark.sampling.plan import SamplePlan, compute_plan
+    from hermes_spark.sampling.report import format_report
+    from hermes_spark.sampling.select import run_sample
+
+    table = _need(cfg.paths.table, "--table")
+    out = _need(cfg.paths.manifest, "--out")
+    spark = _spark(cfg)
+    if args.plan:
+        fixed = {
+            "--budget-tokens": args.budget_tokens,
+            "--weights": args.weights,
+            "--stage2": args.stage2,
+            "--weights-level": args.weights_level,
+            "--stage2-level": args.stage2_level,
+            "--max-epochs": args.max_epochs,
+            "--stats": args.stats,
+            "--codebook": args.codebook,
+        }
+        given = [flag for flag, value in fixed.items() if value is not None]
+        if given:
+            raise InvalidConfigError(
+                f"--plan fixes the allocation; drop {', '.join(given)} or re-run hermes plan"
+            )
+        plan = SamplePlan.load(args.plan)
+        if args.sample_seed is not None:
+            plan = plan.with_seed(args.sample_seed)
+        if args.codebook_version and args.codebook_version != plan.codebook_version:
+            raise VersionMismatchError(
+                f"the plan is for codebook version {plan.codebook_version}, not "
+                f"{args.codebook_version}"
+            )
+    else:
+        plan = compute_plan(
+            spark,
+            _sample_settings(args, cfg),
+            table=table,
+            stats=cfg.paths.stats if args.stats else None,
+            version=args.codebook_version,
+            levels=_code_levels(args),
+            allow_shortfall=args.allow_shortfall,
+        )
+    result = run_sample(spark, table, out, plan, report_path=args.report)
+    print(format_report(result.report))
+    print(f"manifest written to {out}; report {result.report_path} ({result.seconds:.1f}s)")
+    if args.weights_out:
+        for path in write_weight_files(args.weights_out, plan.target_shares()):
+            print(f"weights written to {path}")
+
+
+def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes export``: the sampled training data as shuffled shards."""
+    from hermes_spark.export import export_training_data
+
+    manifest = _need(cfg.paths.manifest, "--manifest")
+    out = _need(cfg.paths.export, "--out")
+    result = export_training_data(
+        _spark(cfg),
+        manifest,
+        cfg.corpus,
+        out,
+        fmt=args.output_format,
+        shards=args.shards,
+        seed=cfg.sample.seed,
+        per_bucket=args.per_bucket,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"exported {result.rows} rows ({result.docs} documents, {result.tokens} tokens) "
+        f"into {len(result.files)} files under {out} ({result.seconds:.1f}s)"
+    )
+    for path in result.extra_files:
+        print(f"  {path}")
+
+
+def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes mixtures``: candidate Stage-1 weight files around the token prior."""
+    from hermes_spark.export import write_candidate_mixtures
+
+    stats = _need(cfg.paths.stats, "--stats")
+    out = _need(args.out, "--out")
+    _need(args.dirichlet, "--dirichlet")
+    written = write_candidate_mixtures(
+        _spark(cfg),
+        stats,
+        out,
+        args.dirichlet,
+        level=args.weights_level,
+        temperature=args.temperature,
+        concentration=args.concentration,
+        seed=args.mixture_seed,
+        version=args.codebook_version,
+        levels=_code_levels(args),
+    )
+    print(f"{args.dirichlet} mixtures written to {out} (+ {io.basename(written[-1])})")
+
+
+def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes rescore``: recompute quality from the corpus text, no re-embedding."""
+    from hermes_spark.sampling.plan import rescore_quality
+
+    table = _need(cfg.paths.table, "--table")
+    result = rescore_quality(_spark(cfg), table, cfg.corpus, args.codebook_version)
+    print(
+        f"rescored {result.rescored} of {result.rows} rows of codebook "
+        f"{result.codebook_version} in {result.table} "
+        f"({result.not_in_corpus} not in the corpus kept their quality)"
+    )
+
+
+def _print_fit(report: dict[str, Any], out: str) -> None:
+    print(f"codebook {report['codebook_version']} written to {out}")
+    print(
+        f"  sample: {report['sample_size']} docs, levels {report['levels']}, "
+        f"seed {report['seed']}, quantizer fit {report['quantizer_fit_seconds']:.1f}s"
+    )
+    for s in report["stages"]:
+        print(
+            f"  L{s['level']}: K={s['size']:<5} relative MSE {s['relative_mse']:.3f}  "
+            f"perplexity {s['perplexity']:.1f}  dead {s['dead_codes']}  "
+            f"imbalance {s['imbalance']:.2f}"
+        )
+    print(json.dumps(report))
+
+
+def _print_annotate(report: Any) -> None:
+    print(f"annotated with codebook {report.codebook_version} into {report.table}")
+    print(f"  files: {report.files_total} ({report.files_finished_before} finished before)")
+    print(f"  chunks: {report.chunks_total} ({report.chunks_skipped} already committed)")
+    print(f"  rows of this version in the table: {report.table_rows}")
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(report.reject_reasons.items())) or "none"
+    print(f"  rejected this run: {report.rejects_written} ({reasons}) -> {report.rejects_table}")
+    print(f"  took {report.seconds:.1f}s")
+
+
+def _print_levels(result: Any) -> None:
+    print(
+        f"statistics of codebook {result.codebook_version}: {result.stats_table}, "
+        f"{result.levels_table}"
+    )
+    for r in result.levels:
+        print(
+            f"  L{r['level']}: {r['cells_nonempty']}/{r['cells_total']} cells non-empty, "
+            f"entropy {r['entropy_bits']:.2f} bits, perplexity {r['perplexity']:.1f}, "
+            f"max share {r['max_share']:.3f}, imbalance {r['imbalance']:.2f}"
+        )

@@ -1,0 +1,484 @@
+"""The one declarative table of ``hermes`` commands and flags.
+
+Each :class:`Flag` names the config key it overrides (``section.key``) or, for a flag
+that only the command reads, ``None``. ``--help`` shows each flag's config default, so
+the table, the parser, the config overrides and the help can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hermes_spark.config import CORPUS_FORMATS, HermesConfig
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag: its names, the config key it sets, type and help."""
+
+    names: tuple[str, ...]
+    key: str | None
+    help: str
+    type: Callable[[str], Any] | None = str
+    choices: Sequence[str] | None = None
+    metavar: str | None = None
+    dest: str | None = None
+    action: str | None = None
+    default: Any = None  # for command-local flags only (config keys default from config)
+
+    @property
+    def attr(self) -> str:
+        """The argparse destination."""
+        long = next((n for n in self.names if n.startswith("--")), self.names[0])
+        return self.dest or long.lstrip("-").replace("-", "_")
+
+
+def flag(*names: str, key: str | None = None, help: str, **kw: Any) -> Flag:
+    """Shorthand for :class:`Flag` with the names first."""
+    return Flag(tuple(names), key, help, **kw)
+
+
+def switch(*names: str, help: str, dest: str | None = None) -> Flag:
+    """A boolean ``store_true`` flag read by the command."""
+    return Flag(tuple(names), None, help, type=None, action="store_true", dest=dest, default=False)
+
+
+def config_default(key: str) -> Any:
+    """The default value of a config key (``section.key``) in a fresh config."""
+    section, name = key.split(".", 1)
+    value = getattr(getattr(HermesConfig(), section), name)
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) if value else None
+    return value
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its help, an example, its flags and the function that runs it."""
+
+    name: str
+    help: str
+    example: str
+    flags: tuple[Flag, ...]
+    handler: str
+    description: str | None = None
+    needs: tuple[str, ...] = field(default_factory=tuple)  # config keys that must be set
+
+
+COMMON = (
+    flag("--config", help="YAML config: a file or a shipped name (default, demo, cluster-gpu)"),
+    flag("--master", key="spark.master", help="Spark master when none is configured already"),
+    flag(
+        "--remote",
+        key="spark.remote",
+        metavar="sc://HOST:PORT",
+        help="run on a Spark Connect server (same as the SPARK_REMOTE variable)",
+    ),
+    switch("-v", "--verbose", help="debug logging", dest="verbose"),
+)
+
+CORPUS = (
+    flag(
+        "--input",
+        key="corpus.input",
+        metavar="CORPUS",
+        help="the corpus: a file, a directory, a Delta table path (any URI) or a catalog table",
+    ),
+    flag(
+        "--input-table",
+        key="corpus.table",
+        metavar="NAME",
+        help="the corpus as a catalog table (db.t or catalog.schema.t), read through its "
+        "table reader (Delta deletion vectors respected)",
+    ),
+    flag(
+        "--input-format",
+        "--format",
+        key="corpus.format",
+        choices=CORPUS_FORMATS,
+        help="format of the corpus files",
+    ),
+    flag("--id-col", key="corpus.id_col", help="id column (absent: a hash of the text)"),
+    flag("--text-col", key="corpus.text_col", help="text column"),
+    flag("--quality-col", key="corpus.quality_col", help="quality column, higher = better"),
+    flag(
+        "--tokens-col",
+        key="corpus.tokens_col",
+        help="token counts to budget with (default: counted with the model's tokenizer)",
+    ),
+    flag(
+        "--embedding-col",
+        key="corpus.embedding_col",
+        help="array<float> vectors to use instead of running the model",
+    ),
+    flag("--keep-cols", key="corpus.keep_cols", metavar="A,B", help="columns copied to the codes"),
+)
+
+MODEL_RUN = (
+    flag(
+        "--batch-size",
+        key="model.batch_size",
+        type=int,
+        help="documents per model batch in this run (GPU clusters use more)",
+    ),
+    flag("--device", key="model.device", choices=("auto", "cpu", "cuda"), help="model device"),
+    flag(
+        "--backend",
+        key="model.backend",
+        choices=("torch", "onnx", "openvino"),
+        help="inference backend (fit records it; annotate uses the codebook's and refuses another)",
+    ),
+    flag(
+        "--precision",
+        key="model.precision",
+        choices=("fp32", "fp16", "bf16", "int8"),
+        help="model precision (fit records it; annotate uses the codebook's)",
+    ),
+    flag(
+        "--batch-tokens",
+        key="model.batch_tokens",
+        type=int,
+        help="padded tokens per model batch (0: batch size × max sequence length)",
+    ),
+    flag(
+        "--tokenizer",
+        key="model.tokenizer",
+        metavar="PATH",
+        help="tokenizer.json or folder (offline) counting n_tokens in the tokens the LM is "
+        "trained on (default: the embedding model's tokenizer)",
+    ),
+)
+
+MODEL_FIT = (
+    flag("--model", key="model.name", help="sentence-transformers name or local path"),
+    flag("--max-seq-length", key="model.max_seq_length", type=int, help="tokens per document"),
+    *MODEL_RUN,
+)
+
+CODEBOOK_VERSION = flag(
+    "--codebook-version", help="codebook version to use (default: the latest in the table)"
+)
+LEVELS_FROM = flag("--codebook", help="the artifact, for exact level sizes (else inferred)")
+
+SAMPLE_PLAN = (
+    flag("--budget-tokens", key="sample.budget_tokens", type=float, metavar="N", help="budget B"),
+    flag(
+        "--weights",
+        key="sample.weights",
+        metavar="W",
+        help="Stage-1 weights: a JSON/CSV file keyed by bucket code ('12', '12.3', '12.3.7'; "
+        "DoReMi JSON works) or a rule: proportional, uniform, temperature:TAU, unimax",
+    ),
+    flag("--stage2", key="sample.stage2", metavar="RULE", help="random | coverage | quality-top:P"),
+    flag(
+        "--weights-level", key="sample.weights_level", type=int, metavar="W", help="Stage-1 level"
+    ),
+    flag(
+        "--stage2-level",
+        key="sample.stage2_level",
+        type=int,
+        metavar="S",
+        help="Stage-2 level > W (default W+1)",
+    ),
+    flag(
+        "--max-epochs",
+        key="sample.max_epochs",
+        type=float,
+        metavar="E",
+        help="cap per bucket: E × its tokens",
+    ),
+    flag(
+        "--seed",
+        key="sample.seed",
+        type=int,
+        dest="sample_seed",
+        metavar="S",
+        help="seed of u = hash(doc_id, seed)",
+    ),
+    flag("--stats", key="paths.stats", help="STATS table: plan from statistics only"),
+    CODEBOOK_VERSION,
+    LEVELS_FROM,
+    switch("--allow-shortfall", help="accept a budget above E × all tokens (the rest is reported)"),
+    flag(
+        "--weights-out",
+        metavar="DIR",
+        help="also write doremi_weights.json + regmix_mixture.csv of the target shares",
+    ),
+)
+
+TABLE = flag("--table", key="paths.table", metavar="CODES", help="codes Delta table (path/name)")
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "fit",
+        "sample, embed, fit LST + RVQ, write the codebook artifact",
+        "hermes fit --input data/corpus --out out/codebook --levels 64,64,32",
+        (
+            *CORPUS,
+            *MODEL_FIT,
+            flag("--out", key="paths.codebook", metavar="ARTIFACT", help="codebook directory"),
+            flag("--levels", key="fit.levels", metavar="K1,K2,K3", help="level sizes"),
+            flag("--sample-size", key="fit.sample_size", type=int, help="documents to fit on"),
+            flag("--seed", key="fit.seed", type=int, help="sampling and k-means seed"),
+            flag("--lst-dim", key="fit.lst_dim", type=int, help="LST output dimension"),
+        ),
+        "cmd_fit",
+        needs=("paths.codebook",),
+    ),
+    Command(
+        "annotate",
+        "embed + LST + assign every document; append its codes to CODES",
+        "hermes annotate --input data/corpus --codebook out/codebook --table out/codes",
+        (
+            *CORPUS,
+            *MODEL_RUN,
+            flag("--codebook", key="paths.codebook", metavar="ARTIFACT", help="codebook directory"),
+            TABLE,
+            flag(
+                "--mode",
+                key="annotate.mode",
+                choices=("incremental", "full"),
+                help="incremental: only documents without a row of this version; full: "
+                "re-annotate everything and replace this version's rows in one commit",
+            ),
+            flag(
+                "--on-duplicate",
+                key="annotate.on_duplicate",
+                choices=("keep-first", "error"),
+                help="what a repeated doc id does",
+            ),
+            flag(
+                "--files-per-chunk",
+                key="annotate.files_per_chunk",
+                type=int,
+                help="input files per Delta commit",
+            ),
+            switch(
+                "--store-embeddings",
+                help="also write the float16 vectors to CODES_embeddings (for evaluate and "
+                "target-oriented sampling; off by default: it is large)",
+            ),
+        ),
+        "cmd_annotate",
+        needs=("paths.codebook", "paths.table"),
+    ),
+    Command(
+        "stats",
+        "bucket statistics for every level (STATS and STATS_levels tables)",
+        "hermes stats --table out/codes --out out/stats",
+        (
+            TABLE,
+            flag("--out", key="paths.stats", metavar="STATS", help="STATS table"),
+            CODEBOOK_VERSION,
+            LEVELS_FROM,
+        ),
+        "cmd_stats",
+        needs=("paths.table", "paths.stats"),
+    ),
+    Command(
+        "plan",
+        "compute a two-stage sample plan from statistics (seconds; no document scan)",
+        "hermes plan --stats out/stats --budget-tokens 1e9 --weights unimax --stage2 coverage",
+        (
+            flag("--table", key="paths.table", help="codes table (for quality-top, or no STATS)"),
+            flag("--out", metavar="PLAN.json", help="plan file for hermes sample --plan"),
+            *SAMPLE_PLAN,
+        ),
+        "cmd_plan",
+    ),
+    Command(
+        "sample",
+        "two-stage weighted sample -> MANIFEST table + mixture report",
+        "hermes sample --table out/codes --out out/manifest --budget-tokens 1e9 "
+        "--weights unimax --stage2 coverage",
+        (
+            TABLE,
+            flag("--out", key="paths.manifest", metavar="MANIFEST", help="manifest Delta table"),
+            flag("--plan", metavar="PLAN.json", help="plan from hermes plan --out"),
+            flag("--report", help="report JSON path (default: MANIFEST_report.json)"),
+            *SAMPLE_PLAN,
+        ),
+        "cmd_sample",
+        needs=("paths.table", "paths.manifest"),
+    ),
+    Command(
+        "export",
+        "materialize the sampled training data as N shuffled shards",
+        "hermes export --manifest out/manifest --input data/corpus --out out/train",
+        (
+            flag("--manifest", key="paths.manifest", help="MANIFEST table from hermes sample"),
+            flag("--out", key="paths.export", metavar="DIR", help="output directory"),
+            flag(
+                "--output-format",
+                choices=("parquet", "jsonl"),
+                dest="output_format",
+                help="output format",
+                default="parquet",
+            ),
+            flag("--shards", type=int, metavar="N", help="output shards", default=8),
+            flag("--seed", key="sample.seed", type=int, dest="export_seed", help="shuffle seed"),
+            switch("--per-bucket", help="N shards per Stage-1 bucket + megatron_blend.txt"),
+            switch("--overwrite", help="replace an earlier export in --out"),
+            *[f for f in CORPUS if f.key in ("corpus.input", "corpus.format", "corpus.id_col")],
+            flag("--text-col", key="corpus.text_col", help="text column"),
+            flag(
+                "--keep-cols",
+                key="corpus.keep_cols",
+                help="export only the text and these columns (default: all but the embeddings)",
+            ),
+            flag("--embedding-col", key="corpus.embedding_col", help="column left out"),
+        ),
+        "cmd_export",
+        needs=("paths.manifest", "paths.export", "corpus.input"),
+    ),
+    Command(
+        "mixtures",
+        "N candidate Stage-1 weight files drawn around the token prior (Dirichlet)",
+        "hermes mixtures --stats out/stats --dirichlet 64 --out out/mixtures",
+        (
+            flag("--dirichlet", type=int, metavar="N", help="how many mixtures"),
+            flag("--temperature", type=float, default=1.0, help="prior ∝ tokens^τ"),
+            flag(
+                "--concentration",
+                type=float,
+                default=1.0,
+                help="mean Dirichlet parameter per bucket (larger = closer to the prior)",
+            ),
+            flag("--seed", type=int, dest="mixture_seed", default=0, metavar="S", help="seed"),
+            flag("--stats", key="paths.stats", help="STATS table"),
+            flag("--out", metavar="DIR", help="output directory"),
+            flag("--weights-level", type=int, default=1, help="level of the weights"),
+            flag("--codebook-version", help="default: the only version in STATS"),
+            LEVELS_FROM,
+        ),
+        "cmd_mixtures",
+        needs=("paths.stats",),
+    ),
+    Command(
+        "rescore",
+        "recompute the quality column from the corpus text (no re-embedding)",
+        "hermes rescore --table out/codes --input data/corpus",
+        (
+            TABLE,
+            CODEBOOK_VERSION,
+            *[f for f in CORPUS if f.key in ("corpus.input", "corpus.format", "corpus.id_col")],
+            flag("--text-col", key="corpus.text_col", help="text column"),
+        ),
+        "cmd_rescore",
+        needs=("paths.table", "corpus.input"),
+    ),
+    Command(
+        "versions",
+        "list the codebook versions of a codes table (or drop one)",
+        "hermes versions --table out/codes",
+        (TABLE, flag("--drop", metavar="VERSION", help="delete every row of this version")),
+        "cmd_versions",
+        needs=("paths.table",),
+    ),
+    Command(
+        "vacuum",
+        "remove files no snapshot references (left by killed runs)",
+        "hermes vacuum --table out/codes --dry-run",
+        (TABLE, switch("--dry-run", help="only list what would be removed")),
+        "cmd_vacuum",
+        needs=("paths.table",),
+    ),
+    Command(
+        "evaluate",
+        "per-level metrics vs k-means baselines and labels, on held-out documents",
+        "hermes evaluate --table out/codes --codebook out/codebook --input data/corpus "
+        "--label-cols label --out out/eval",
+        (
+            *CORPUS,
+            TABLE,
+            flag("--codebook", key="paths.codebook", help="the artifact behind the table's rows"),
+            flag(
+                "--label-cols",
+                "--label-col",
+                dest="label_cols",
+                metavar="A,B",
+                help="corpus columns with reference labels (NMI/ARI/homogeneity/completeness)",
+            ),
+            flag(
+                "--sample",
+                "--sample-size",
+                dest="sample_size",
+                type=int,
+                default=2000,
+                help="held-out documents to score",
+            ),
+            flag(
+                "--baseline-sample",
+                type=int,
+                help="fitting-side documents the baselines train on (default: --sample)",
+            ),
+            flag(
+                "--baselines",
+                default="kmeans,bisecting_kmeans,faiss_rq",
+                help="comma-separated baselines (kmeans, bisecting_kmeans, faiss_rq; '' for none)",
+            ),
+            flag(
+                "--embeddings-table",
+                help="the CODES_embeddings table of annotate --store-embeddings (default: "
+                "re-embed the samples with the artifact's model)",
+            ),
+            switch(
+                "--in-sample",
+                help="score documents of the fit sample instead of held-out ones (reported)",
+            ),
+            flag("--seed", type=int, default=0, help="seed of the evaluation hash (salted)"),
+            CODEBOOK_VERSION,
+            flag("--out", metavar="DIR", help="directory for evaluation.json and evaluation.md"),
+        ),
+        "cmd_evaluate",
+        description="Score the codes of one version on a held-out sample (disjoint from the "
+        "fit sample unless --in-sample) against flat k-means (K1, K1*K2), bisecting k-means "
+        "and faiss ResidualQuantizer fitted on a fitting-side sample; writes evaluation.json "
+        "and evaluation.md to --out and prints a short table.",
+        needs=("paths.table", "paths.codebook"),
+    ),
+    Command(
+        "run",
+        "fit → annotate → stats on the bundled BBC News corpus (the demo)",
+        "hermes run",
+        (),
+        "cmd_run",
+    ),
+)
+
+
+def overrides(command: Command, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{section: {key: value}}`` of every config-keyed flag given on the command line."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in (*COMMON, *command.flags):
+        if f.key is None:
+            continue
+        value = values.get(f.attr)
+        if value is not None:
+            section, key = f.key.split(".", 1)
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def needed(command: Command, cfg: HermesConfig) -> list[str]:
+    """The flags of ``command.needs`` whose config value is still unset."""
+    by_key = {f.key: f for f in command.flags if f.key}
+    missing = []
+    for key in command.needs:
+        section, name = key.split(".", 1)
+        if getattr(getattr(cfg, section), name) in (None, ""):
+            missing.append(by_key[key].names[0] if key in by_key else key)
+    return missing
+
+
+def help_text(f: Flag) -> str:
+    """The flag's help plus the default it falls back to."""
+    default = config_default(f.key) if f.key else f.default
+    if f.action or default in (None, ""):
+        return f.help
+    return f"{f.help} (default: {default})"
+
+
+__all__ = ["COMMANDS", "COMMON", "Command", "Flag"]

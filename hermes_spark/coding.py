@@ -1,0 +1,128 @@
+"""Give prepared corpus rows their codes: the one fused executor pass, wired once.
+
+Driver side: builds the lazy ``mapInPandas`` stage that both :meth:`HermesModel.transform`
+and the ``hermes annotate`` table writer use, so the annotation logic exists once. The
+function itself (``udfs.annotate_udf``) runs on executors with the codebook arrays and
+model settings copied into its closure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from hermes_spark.corpus import ORDER_COL
+from hermes_spark.embedding.settings import ModelSettings, settings_for_annotate
+from hermes_spark.quantize.codebook import Codebook
+from hermes_spark.schema import REASON_COL, SOURCE_COL, codes_columns
+from udfs.annotate_udf import annotate_schema, make_annotate_fn
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this run executes the model (not part of the artifact: a GPU cluster runs a
+    bigger batch than the laptop that fitted it).
+
+    ``backend``/``precision`` are what the run *asks* for: ``None`` uses the artifact's;
+    anything else must equal it (codes of another backend are not comparable).
+    """
+
+    batch_size: int | None = None
+    device: str = "auto"
+    sort_window: int = 32_768
+    batch_tokens: int = 0
+    tokenizer: str | None = None
+    backend: str | None = None
+    precision: str | None = None
+    task_gpu_amount: float = 1.0
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Which optional inputs the prepared frame carries."""
+
+    embedding: bool = False
+    tokens: bool = False
+    quality: bool = False
+
+
+def model_settings(codebook: Codebook, run: RunOptions) -> ModelSettings:
+    """Executor model settings: the artifact's model, backend and precision, this run's
+    batch size, device, token budget and budget tokenizer."""
+    batch = int(run.batch_size or codebook.model.get("batch_size", 64))
+    return settings_for_annotate(codebook.model, dataclasses.replace(run, batch_size=batch))
+
+
+def gpu_profile(prepared: DataFrame, run: RunOptions, inputs: Inputs) -> Any:
+    """The stage-level ``ResourceProfile`` of the embedding stage, or ``None``.
+
+    Used when executors have GPUs (``spark.executor.resource.gpu.amount``) but tasks do
+    not ask for one globally: then only the embedding stage takes a GPU share
+    (``model.task_gpu_amount``) and reading, duplicate scans, stats and export keep every
+    core. Not on local masters or when no model runs (vectors and tokens given).
+    """
+    if inputs.embedding and inputs.tokens:
+        return None
+    conf = prepared.sparkSession.conf
+    executor_gpus = conf.get("spark.executor.resource.gpu.amount", None)
+    task_gpus = conf.get("spark.task.resource.gpu.amount", None)
+    master = conf.get("spark.master", "") or ""
+    if not executor_gpus or task_gpus or master.startswith("local"):
+        return None
+    from hermes_spark.embedding.device import embedding_resource_profile
+
+    return embedding_resource_profile(run.task_gpu_amount)
+
+
+def code_rows(
+    prepared: DataFrame,
+    codebook: Codebook,
+    run: RunOptions,
+    inputs: Inputs,
+    *,
+    passthrough: Sequence[str] = (),
+    emit_embedding: bool = False,
+) -> DataFrame:
+    """Lazy: every prepared row with its codes, or null codes and a ``reason``.
+
+    ``prepared`` comes from :func:`hermes_spark.corpus.prepare`; ``passthrough`` names its
+    columns carried through unchanged (besides ``source_file``). Output columns:
+    ``doc_id, c*, bucket*, qerr*, n_tokens, quality, codebook_version, annotated_at,
+    reason, [embedding_f16], source_file, *passthrough``. No job runs here.
+    """
+    fields = {f.name: f for f in prepared.schema.fields}
+    carried = [*passthrough, SOURCE_COL]
+    schema = annotate_schema(
+        len(codebook.levels),
+        [T.StructField(c, fields[c].dataType) for c in carried],
+        emit_embedding=emit_embedding,
+    )
+    fn = make_annotate_fn(
+        codebook,
+        model_settings(codebook, run),
+        has_embedding=inputs.embedding,
+        has_tokens=inputs.tokens,
+        has_quality=inputs.quality,
+        passthrough=tuple(carried),
+        emit_embedding=emit_embedding,
+    )
+    profile = gpu_profile(prepared, run, inputs)
+    source = prepared.drop(ORDER_COL)
+    annotated = (
+        source.mapInPandas(fn, schema, profile=profile)
+        if profile is not None
+        else source.mapInPandas(fn, schema)
+    )
+    extra = ["embedding_f16"] if emit_embedding else []
+    return annotated.select(
+        "doc_id",
+        *codes_columns(codebook.levels, codebook.version),
+        REASON_COL,
+        *extra,
+        *carried,
+    )

@@ -1,0 +1,85 @@
+"""Quantizer options of ``hermes fit``: LST variant, rotation, refinement, balance, k-means.
+
+Plain values, validated on construction (driver and executors alike); recorded in the
+artifact's ``quantizer`` entry, which is part of the content hash, so two fits with
+different options never share a ``codebook_version``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hermes_spark.errors import InvalidConfigError
+
+__all__ = ["KMEANS_KINDS", "LST_KINDS", "ROTATIONS", "QuantizerOptions"]
+
+LST_KINDS = ("pca", "none")
+ROTATIONS = ("none", "opq")
+KMEANS_KINDS = ("euclidean", "spherical")
+
+
+def _bad(key: str, why: str) -> None:
+    raise InvalidConfigError(f"config fit.{key}: {why}")
+
+
+@dataclass(frozen=True)
+class QuantizerOptions:
+    """How the LST and the RVQ are fitted.
+
+    Attributes:
+        lst: ``pca`` (centre, project on ``lst_dim`` principal directions, whiten with
+            ``whiten_power``, renormalise) or ``none`` (the unit-normalised embeddings as
+            they are; ``lst_dim`` and ``whiten_power`` are then ignored).
+        whiten_power: 0 = plain PCA projection (dimension reduction only), 0.5 = half
+            whitening, 1 = full whitening (unit variance per kept direction).
+        rotation: ``opq`` learns an orthogonal rotation of the LST output alternately with
+            the codebooks (Procrustes step on the decoded vectors), ``none`` skips it.
+        opq_iters: rotation/codebook alternations when ``rotation`` is ``opq``.
+        refine_iters: rounds of joint least-squares re-estimation of all stages' centroids
+            with the codes fixed (as faiss ``ResidualQuantizer`` refinement) after the greedy
+            pass; encoding stays greedy, so a prefix is still a true coarse label.
+        balance: strength in [0, 1] of the Sinkhorn balance used while training the
+            stage-1 k-means (0 = plain Lloyd, 1 = equal cells during training): the
+            assignment of each iteration is an entropic transport plan whose cell shares
+            are ``(1 - balance) * natural + balance / K``, which pulls centroids into giant
+            cells and out of tiny ones. Encoding stays plain nearest-centroid.
+        kmeans: ``euclidean`` or ``spherical`` (stage-1 centroids are kept on the unit
+            sphere, i.e. cosine k-means; residual stages stay Euclidean).
+    """
+
+    lst: str = "pca"
+    whiten_power: float = 0.5
+    rotation: str = "none"
+    opq_iters: int = 4
+    refine_iters: int = 0
+    balance: float = 0.0
+    kmeans: str = "euclidean"
+
+    def __post_init__(self) -> None:
+        if self.lst not in LST_KINDS:
+            _bad("lst", f"{self.lst!r} is not one of {', '.join(LST_KINDS)}")
+        if self.rotation not in ROTATIONS:
+            _bad("rotation", f"{self.rotation!r} is not one of {', '.join(ROTATIONS)}")
+        if self.kmeans not in KMEANS_KINDS:
+            _bad("kmeans", f"{self.kmeans!r} is not one of {', '.join(KMEANS_KINDS)}")
+        for key in ("whiten_power", "balance"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                _bad(key, f"must be a number, got {value!r}")
+            if not math.isfinite(value):
+                _bad(key, f"must be finite, got {value!r}")
+            object.__setattr__(self, key, float(value))
+        if not 0.0 <= self.whiten_power <= 1.0:
+            _bad("whiten_power", f"must lie in [0, 1], got {self.whiten_power}")
+        if not 0.0 <= self.balance <= 1.0:
+            _bad("balance", f"must lie in [0, 1], got {self.balance}")
+        for key in ("opq_iters", "refine_iters"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                _bad(key, f"must be a non-negative integer, got {value!r}")
+
+    def params(self) -> dict[str, Any]:
+        """JSON-able form recorded in the artifact (part of its content hash)."""
+        return asdict(self)

@@ -1,0 +1,92 @@
+"""The I/O layer: URI spellings, listings, small files, and clear errors for bad schemes."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.fs as pafs
+import pytest
+
+from hermes_spark import io
+from hermes_spark.errors import InvalidInputError
+
+
+def test_local_spellings_are_one_path(tmp_path):
+    p = tmp_path / "a b" / "f.json"
+    for uri in (str(p), f"file://{p}", f"file:{p}"):
+        assert io.local_path(uri) == str(p)
+        assert io.is_local(uri)
+    assert io.local_path("dbfs:/mnt/x") == "/dbfs/mnt/x"
+    assert io.spark_path(str(p)) == f"file://{p}"
+    assert io.spark_path("s3://bucket/k") == "s3a://bucket/k"
+    assert io.spark_path("abfss://c@acct.dfs.core.windows.net/p") == (
+        "abfss://c@acct.dfs.core.windows.net/p"
+    )
+    assert io.join("s3a://b/dir/", "x", "y.json") == "s3a://b/dir/x/y.json"
+    assert io.parent("s3a://b/dir/x.json") == "s3a://b/dir"
+
+
+def test_small_files_round_trip_and_listing_skips_hidden(tmp_path):
+    root = tmp_path / "corpus"
+    io.write_json(str(root / "part-0.json"), {"nan": float("nan"), "n": 3})
+    io.write_text(str(root / "sub" / "part-1.json"), "{}")
+    io.write_text(str(root / "_delta_log" / "0.json"), "{}")
+    io.write_text(str(root / ".hidden.json"), "{}")
+    io.write_text(str(root / "notes.txt"), "x")
+    assert io.read_json(str(root / "part-0.json")) == {"nan": None, "n": 3}
+    listed = io.list_files(f"file://{root}", (".json",))
+    assert [os.path.relpath(e.uri, root) for e in listed] == ["part-0.json", "sub/part-1.json"]
+    assert all(e.size > 0 and e.mtime_ns > 0 for e in listed)
+    assert not any(name.startswith("part-0.json.tmp") for name in os.listdir(root))
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        io.list_files(str(tmp_path / "missing"))
+    with pytest.raises(InvalidInputError, match="not valid JSON"):
+        io.write_text(str(root / "bad.json"), "{")
+        io.read_json(str(root / "bad.json"))
+
+
+def test_staged_dir_uploads_to_a_non_local_filesystem(tmp_path, monkeypatch):
+    """A directory written locally lands under the target URI (any pyarrow filesystem)."""
+    target = tmp_path / "remote"
+    local_fs = pafs.LocalFileSystem()
+    monkeypatch.setattr(
+        io, "filesystem", lambda uri: (local_fs, str(target / uri.split("://", 1)[1]))
+    )
+    monkeypatch.setattr(io, "is_local", lambda uri: False)
+    with io.staged_dir("mem://bucket/artifact") as local:
+        assert not local.startswith(str(target))
+        with open(os.path.join(local, "metadata.json"), "w") as f:
+            f.write("{}")
+    assert (target / "bucket" / "artifact" / "metadata.json").read_text() == "{}"
+
+
+def test_unknown_scheme_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match=r"no filesystem is configured for the scheme ftp"):
+        io.exists("ftp://host/corpus")
+
+
+def test_spark_s3a_settings_reach_the_s3_filesystem(monkeypatch):
+    seen = {}
+
+    class FakeS3:
+        def __init__(self, **options):
+            seen.update(options)
+
+    monkeypatch.setattr(io.pafs, "S3FileSystem", FakeS3)
+    io.configure_from_spark(
+        {
+            "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9000",
+            "spark.hadoop.fs.s3a.access.key": "k",
+            "spark.hadoop.fs.s3a.secret.key": "s",
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+        }
+    )
+    try:
+        _fs, path = io.filesystem("s3a://bucket/dir/file.json")
+        assert path == "bucket/dir/file.json"
+        assert seen["endpoint_override"] == "127.0.0.1:9000"
+        assert seen["scheme"] == "http"
+        assert seen["access_key"] == "k" and seen["secret_key"] == "s"
+        assert seen["force_virtual_addressing"] is False
+    finally:
+        io.configure_from_spark({})

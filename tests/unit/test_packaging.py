@@ -1,0 +1,149 @@
+"""The wheel and --py-files zip that ``make dist`` builds, and configs resolved by name.
+
+Builds the real wheel (``scripts/build_dist.py``, what ``make dist`` runs) once per module,
+then imports the package from the installed wheel and from the zip in fresh interpreters
+whose cwd is outside the checkout, so ``--config default`` can only come from package data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from hermes_spark.config import load_config
+from hermes_spark.errors import InvalidConfigError
+from hermes_spark.packaged_conf import available_configs, resolve_config
+from tests.helpers import assert_clean_error, run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = sorted(p.name for p in (REPO / "conf").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "build_dist.py"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    wheel, archive = (Path(line) for line in done.stdout.split())
+    return {"wheel": wheel, "zip": archive}
+
+
+def _requires(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as zf:
+        (meta,) = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        text = zf.read(meta).decode()
+    return [
+        line.split(":", 1)[1].strip()
+        for line in text.splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+
+
+def test_pyspark_is_only_pulled_by_the_local_extra(dist):
+    requires = _requires(dist["wheel"])
+    hard = [r for r in requires if "extra ==" not in r]
+    assert hard and not any(r.startswith(("pyspark", "delta-spark")) for r in hard), hard
+    local = [r.split(";")[0].strip() for r in requires if 'extra == "local"' in r]
+    assert any(r.startswith("pyspark") for r in local), local
+    assert any(r.startswith("delta-spark") for r in local), local
+
+
+def test_configs_ship_as_package_data_identical_to_conf(dist):
+    assert {"default.yaml", "cluster-gpu.yaml"} <= set(CONFIGS)
+    for key in ("wheel", "zip"):
+        with zipfile.ZipFile(dist[key]) as zf:
+            names = zf.namelist()
+            shipped = sorted(
+                n.rsplit("/", 1)[1] for n in names if n.startswith("hermes_spark/conf/")
+            )
+            assert shipped == CONFIGS, (key, shipped)
+            for name in CONFIGS:
+                assert zf.read(f"hermes_spark/conf/{name}") == (REPO / "conf" / name).read_bytes()
+            assert any(n == "udfs/annotate_udf.py" for n in names), key
+    with zipfile.ZipFile(dist["zip"]) as zf:
+        assert not [n for n in zf.namelist() if ".dist-info" in n]
+    with zipfile.ZipFile(dist["wheel"]) as zw, zipfile.ZipFile(dist["zip"]) as zz:
+        packages = {n for n in zw.namelist() if ".dist-info/" not in n}
+        assert packages == set(zz.namelist())
+
+
+_PROBE = """
+import json, sys
+import hermes_spark
+from hermes_spark.config import load_config
+from hermes_spark.packaged_conf import available_configs
+gpu, default = load_config("cluster-gpu"), load_config("default")
+print(json.dumps({"file": hermes_spark.__file__, "names": available_configs(),
+                  "gpu_batch": gpu.model.batch_size, "default_levels": list(default.fit.levels)}))
+"""
+
+
+@pytest.mark.parametrize("how", ["wheel", "zip"])
+def test_config_names_resolve_from_the_installed_package(dist, tmp_path, how):
+    if how == "wheel":
+        site = tmp_path / "site"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                str(site),
+                str(dist["wheel"]),
+            ],
+            check=True,
+            timeout=300,
+        )
+        root = site
+    else:
+        root = dist["zip"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(done.stdout)
+    assert probe["file"].startswith(str(root) + "/"), probe  # not the checkout
+    assert {"default", "cluster-gpu"} <= set(probe["names"])
+    expected = load_config(REPO / "conf" / "cluster-gpu.yaml").model.batch_size
+    assert probe["gpu_batch"] == expected
+    assert probe["default_levels"] == list(load_config(REPO / "conf" / "default.yaml").fit.levels)
+
+
+def test_names_and_paths_resolve_in_the_checkout(tmp_path):
+    assert {"default", "cluster-gpu", "demo"} <= set(available_configs())
+    by_name = load_config("cluster-gpu")
+    assert by_name == load_config(str(REPO / "conf" / "cluster-gpu.yaml"))
+    assert by_name != load_config("default")
+    own = tmp_path / "mine.yaml"
+    own.write_text("fit:\n  seed: 7\n")
+    assert load_config(str(own)).fit.seed == 7
+    assert Path(resolve_config(str(own))) == own
+
+
+def test_unknown_config_name_is_a_clean_error(capsys):
+    with pytest.raises(InvalidConfigError, match="cluster-gpu"):
+        load_config("no-such-conf")
+    code, _, err = run_cli(
+        capsys, "stats", "--config", "no-such-conf", "--table", "t", "--out", "o"
+    )
+    assert_clean_error(code, err, "no-such-conf", "default")
