@@ -47,6 +47,7 @@ test-fast: setup
 
 bench: setup
 	$(PY) bench/bench_annotate.py
+	$(PY) bench/bench_gpu.py
 	$(PY) bench/bench_rvq.py
 	$(PY) bench/bench_sample.py
 

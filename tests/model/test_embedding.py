@@ -223,7 +223,7 @@ def test_torch_backend_fed_with_ids_matches_sentence_transformers(c4_texts):
 
 
 @pytest.mark.model
-def test_onnx_backends_agree_with_torch(c4_texts, onnx_cache):
+def test_onnx_and_openvino_backends_agree_with_torch(c4_texts, onnx_cache):
     from hermes_spark.embedding.backends import cache_dir
 
     texts = c4_texts[:48]
@@ -235,6 +235,9 @@ def test_onnx_backends_agree_with_torch(c4_texts, onnx_cache):
     got8, _ = int8.encode(texts, counts=False)
     cos8 = (got8 * want).sum(axis=1)
     assert cos8.mean() > 0.985 and cos8.min() > 0.95  # per-channel int8 weights
+    vino = Encoder(ModelSettings("default", 256, 16, "cpu", backend="openvino"))
+    got_ov, _ = vino.encode(texts, counts=False)
+    assert (got_ov * want).sum(axis=1).min() > 0.999  # OpenVINO compiles the same graph
     exported = sorted(p.name for p in cache_dir().rglob("*.onnx"))
     assert exported == ["model-fp32.onnx", "model-int8.onnx"]  # no temporary files left
 

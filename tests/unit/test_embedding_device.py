@@ -82,8 +82,11 @@ def test_backend_resolution_and_refusal_of_a_mismatch():
     assert resolve_backend(None, "int8") == ("onnx", "int8")
     with pytest.raises(InvalidConfigError, match="runs precision"):
         resolve_backend("torch", "int8")
-    with pytest.raises(InvalidConfigError, match="openvino"):
-        ModelConfig(backend="openvino")
+    assert resolve_backend("openvino", None) == ("openvino", "fp32")
+    with pytest.raises(InvalidConfigError, match="openvino runs precision fp32, int8"):
+        ModelConfig(backend="openvino", precision="bf16")
+    with pytest.raises(InvalidConfigError, match="not one of"):
+        ModelConfig(backend="tensorrt")
     fit = settings_for_fit(ModelConfig(backend="onnx", precision="int8", batch_tokens=4096))
     assert (fit.backend, fit.precision, fit.token_budget) == ("onnx", "int8", 4096)
     artifact = {"name": "m", "max_seq_length": 128, "backend": "onnx", "precision": "int8"}
