@@ -77,14 +77,26 @@ def measure(
     held_labels = {c: v[held_idx] for c, v in labels.items()}
     model = {"name": "all-MiniLM-L6-v2", "dim": int(x.shape[1]), "max_seq_length": 128}
     out: dict[str, Any] = {}
+    kmeans_by_space: dict[str, list[dict[str, Any]]] = {}
     for name, (opts, lst_dim) in VARIANTS.items():
         t0 = time.perf_counter()
         book = fit_codebook(
             fit_x, levels, seed=seed, lst_dim=lst_dim, model=model, n_iter=20, options=opts
         )
         fit_s = time.perf_counter() - t0
-        scored = score_codebook(book, fit_x, held_x, held_labels, seed=seed)
-        rows = {(r["method"], r["level"]): r for r in scored["methods"]}
+        # flat k-means depends only on the LST space (not on rotation/balance/refinement):
+        # fit it once per space; bisecting k-means and faiss only for the default variant
+        space = json.dumps({k: v for k, v in book.lst.params().items() if k != "rotation"})
+        wanted = ["kmeans"] if space not in kmeans_by_space else []
+        if name == "default":
+            wanted += ["bisecting_kmeans", "faiss_rq"]
+        scored = score_codebook(book, fit_x, held_x, held_labels, seed=seed, baselines=wanted)
+        methods = scored["methods"]
+        if space in kmeans_by_space:
+            methods = methods + kmeans_by_space[space]
+        else:
+            kmeans_by_space[space] = [r for r in methods if r["method"] == "kmeans"]
+        rows = {(r["method"], r["level"]): r for r in methods}
         ours1, ours2, leaf = rows[("hermes", 1)], rows[("hermes", 2)], rows[("hermes", 3)]
         km1, km2 = rows[("kmeans", 1)], rows[("kmeans", 2)]
         out[name] = {
@@ -108,10 +120,18 @@ def measure(
                 if ("faiss_rq", 2) in rows
                 else None
             ),
-            "bisecting_nmi_l1": {
-                c: rows[("bisecting_kmeans", 1)]["labels"][c]["nmi"] for c in labels
-            },
+            "bisecting_nmi_l1": (
+                {c: rows[("bisecting_kmeans", 1)]["labels"][c]["nmi"] for c in labels}
+                if ("bisecting_kmeans", 1) in rows
+                else None
+            ),
+            "bisecting_l12_mse_ratio": (
+                ours2["relative_mse"] / rows[("bisecting_kmeans", 2)]["relative_mse"]
+                if ("bisecting_kmeans", 2) in rows
+                else None
+            ),
         }
+        print(name, json.dumps(out[name]), flush=True)
     return {"fit_rows": len(fit_idx), "held_out_rows": len(held_idx), "variants": out}
 
 

@@ -9,6 +9,8 @@ Usage (``make bench`` runs the defaults)::
    level sizes, iterations and ``max_points_per_centroid``) on the same ``n x dim``
    sample (synthetic topic/sub-topic unit vectors unless ``--npy``): seconds, per-stage
    relative MSE, ratio ours/faiss.
+   **1b** fits our RVQ and flat k-means with ``K1*K2`` centroids on ``--flat-rows`` rows in
+   the LST space (the L12 goal: relative MSE within 5% at a fraction of the fit time).
 2. **Assignment**: encoding the sample with our ``RVQ.encode`` vs faiss doing the same
    greedy encoding with ``IndexFlatL2.search`` per stage *on our codebooks* (and faiss
    ``compute_codes`` on its own): vectors/s per core, ratio; the codes of the two
@@ -144,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="threads for both (0 = all)")
     parser.add_argument("--embed-docs", type=int, default=64, help="documents for part 3")
     parser.add_argument("--skip-embed", action="store_true", help="skip part 3 (no model)")
+    parser.add_argument(
+        "--flat-rows", type=int, default=50_000, help="rows for part 1b (0 skips it)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import faiss
@@ -173,6 +178,32 @@ def main(argv: list[str] | None = None) -> None:
     print(f"   seconds      {ours_fit:>10.2f}{faiss_fit_s:>10.2f}{ours_fit / faiss_fit_s:>12.3f}")
     for k, (a, b) in enumerate(zip(ours_rel, faiss_rel, strict=True), start=1):
         print(f"   rel MSE L{k}   {a:>10.4f}{b:>10.4f}{a / b:>12.4f}")
+
+    # 1b. the L12 goal: RVQ fit vs flat k-means with K1*K2 centroids, in the LST space
+    if args.flat_rows and len(levels) > 1:
+        import faiss
+
+        rows = min(args.flat_rows, len(x))
+        z = LST.fit(x[:rows], out_dim=min(args.lst_dim, x.shape[1])).transform(x[:rows])
+        (rvq_z, _), rvq_s = timed(lambda: fit_rvq(z, levels, seed=args.seed, n_iter=args.n_iter))
+        k12 = levels[0] * levels[1]
+        km = faiss.Kmeans(
+            z.shape[1], k12, niter=args.n_iter, seed=args.seed, max_points_per_centroid=256
+        )
+        _, km_s = timed(km.train, z)
+        codes_z, _ = rvq_z.encode(z)
+        rel12 = prefix_rel_mse(z, [rvq_z.decode(codes_z, n_levels=2)])[0]
+        _, assign = km.index.search(z, 1)
+        rel_km = prefix_rel_mse(z, [km.centroids[assign[:, 0]]])[0]
+        print(f"\n1b. L12 vs flat k-means with {k12} centroids ({rows} rows, LST dim {z.shape[1]})")
+        print(
+            f"   fit seconds  ours (all {len(levels)} stages) {rvq_s:.2f}, "
+            f"flat k-means {km_s:.2f}, ratio {rvq_s / km_s:.3f}"
+        )
+        print(
+            f"   rel MSE      ours L12 {rel12:.4f}, flat k-means {rel_km:.4f},"
+            f" ratio {rel12 / rel_km:.4f} (in sample)"
+        )
 
     # 2. assignment throughput on the same (our) codebooks
     faiss_codes, faiss_enc = timed(faiss_greedy_encode, ours, x)
