@@ -583,7 +583,8 @@ class EmbeddedDeltaStore(DeltaStore):
 
     def _write_parquet(self, df: DataFrame, uri: str, partition_by: Sequence[str]) -> None:
         """Spark job: the caller's partitions become the Parquet files (no repartition)."""
-        df.write.mode("errorifexists").partitionBy(*partition_by).parquet(uri)
+        # "error" = errorifexists; Spark Connect's client knows only the short name
+        df.write.mode("error").partitionBy(*partition_by).parquet(uri)
 
     def _commit(
         self,
