@@ -334,7 +334,7 @@ def export_training_data(
     _prepare_out_dir(fs, root, overwrite)
     tmp_name = f"_tmp_{uuid.uuid4().hex[:12]}"
     tmp_uri = f"{_spark_uri(out_dir).rstrip('/')}/{tmp_name}"
-    writer = data.write.mode("errorifexists")
+    writer = data.write.mode("error")  # "errorifexists": not on Spark Connect
     if fmt == "parquet":
         writer.parquet(tmp_uri)
     else:

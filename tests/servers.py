@@ -203,7 +203,10 @@ def connect_server(
     home = spark_home(tmp)
     logs = tmp / "connect-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = spark_env(home, **({"PYTHONPATH": python_path} if python_path else {}))
+    # spark-submit sizes this "daemon" class's driver by SPARK_DAEMON_MEMORY, not --driver-memory
+    env = spark_env(home, SPARK_DAEMON_MEMORY="1536m")
+    if python_path:
+        env["PYTHONPATH"] = python_path
     port = free_port()
     settings = {
         "spark.connect.grpc.binding.address": LOOPBACK,

@@ -349,7 +349,8 @@ class EmbeddedDeltaStore(DeltaStore):
 
     def _write_parquet(self, df: DataFrame, uri: str, partition_by: Sequence[str]) -> None:
         """Spark job: the caller's partitions become files of at most ``rows_per_file`` rows."""
-        writer = self.clustered(df).write.mode("errorifexists").partitionBy(*partition_by)
+        # "error" = errorifexists; Spark Connect's client knows only the short name
+        writer = self.clustered(df).write.mode("error").partitionBy(*partition_by)
         if self.options.rows_per_file:
             writer = writer.option("maxRecordsPerFile", self.options.rows_per_file)
         writer.parquet(uri)
