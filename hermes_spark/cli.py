@@ -151,7 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["parquet", "jsonl"],
         help="output format (default parquet); the corpus format is --input-format",
     )
-    p.add_argument("--shards", type=int, metavar="N", help="number of output shards (default 8)")
+    p.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="number of output shards (default: one per ≈1 GB of text, 4 bytes per token)",
+    )
     p.add_argument(
         "--seed",
         type=int,
@@ -182,7 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
         "mixture-0000.json ... (each usable as --weights of plan/sample) and all of them as "
         "regmix_mixtures.csv.",
     )
-    p.add_argument("--dirichlet", type=int, required=True, metavar="N", help="how many")
+    p.add_argument("--dirichlet", type=int, metavar="N", help="how many weight files")
+    p.add_argument(
+        "--quadmix",
+        type=int,
+        metavar="N",
+        help="also write N random quadmix parameter files (threshold, steepness per "
+        "level-w bucket) for --stage2 quadmix:FILE",
+    )
     p.add_argument("--temperature", type=float, default=1.0, help="prior ∝ tokens^τ")
     p.add_argument(
         "--concentration",
@@ -221,9 +233,40 @@ def _sample_flags(p: argparse.ArgumentParser) -> None:
         metavar="W",
         help="Stage-1 weights: a JSON or CSV file keyed by bucket code ('12', '12.3', "
         "'12.3.7'; DoReMi train_domain_weights JSON works) or a rule: proportional, uniform, "
-        "temperature:TAU, unimax",
+        "temperature:TAU, unimax, or target:CORPUS (the cell distribution of target texts "
+        "coded with --codebook, smoothed, with a share of the corpus prior)",
     )
-    g.add_argument("--stage2", metavar="RULE", help="random | coverage | quality-top:P")
+    g.add_argument(
+        "--stage2",
+        metavar="RULE",
+        help="random | coverage | quality-top:P | quadmix[:PARAMS.json] (expected repeats "
+        "min(E, scale·sigmoid(steepness·(q - threshold))) of the quality percentile q)",
+    )
+    g.add_argument(
+        "--quality-cols",
+        metavar="SPEC",
+        help="quality of quality-top from several codes columns (annotate --keep-cols): "
+        "'edu:0.6,dclm:0.4' merges their percentile ranks within each Stage-2 bucket; "
+        "'edu>=0.3' filters first (default: the quality column)",
+    )
+    g.add_argument(
+        "--target-smoothing",
+        type=float,
+        metavar="A",
+        help="--weights target:PATH: add A to every cell's target count (default 1)",
+    )
+    g.add_argument(
+        "--target-prior-mix",
+        type=float,
+        metavar="B",
+        help="--weights target:PATH: mix in B of the corpus token prior (default 0.1)",
+    )
+    g.add_argument(
+        "--target-embedding-col",
+        metavar="COL",
+        help="--weights target:PATH: vectors of the target texts (default: embed them "
+        "with the artifact's model)",
+    )
     g.add_argument("--weights-level", type=int, metavar="W", help="Stage-1 level (default 1)")
     g.add_argument("--stage2-level", type=int, metavar="S", help="Stage-2 level > W (default W+1)")
     g.add_argument(
@@ -407,6 +450,10 @@ def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         "stage2_level": args.stage2_level,
         "max_epochs": args.max_epochs,
         "seed": args.sample_seed,
+        "quality_cols": args.quality_cols,
+        "target_smoothing": args.target_smoothing,
+        "target_prior_mix": args.target_prior_mix,
+        "target_embedding_col": args.target_embedding_col,
     }
     return cfg.with_overrides({"sample": values}).sample
 
@@ -422,7 +469,7 @@ def _code_levels(args: argparse.Namespace) -> tuple[int, ...] | None:
 def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes plan``: the allocation from statistics, printed and optionally saved."""
     from hermes_spark.export import write_weight_files
-    from hermes_spark.sampling.plan import compute_plan
+    from hermes_spark.sampling.planner import compute_plan
     from hermes_spark.sampling.report import format_plan
 
     plan = compute_plan(
@@ -433,6 +480,7 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
         version=args.codebook_version,
         levels=_code_levels(args),
         allow_shortfall=args.allow_shortfall,
+        codebook=args.codebook,
     )
     print(format_plan(plan))
     if args.out:
@@ -447,7 +495,8 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes sample``: execute a plan (computed first unless --plan) into MANIFEST."""
     from hermes_spark.errors import VersionMismatchError
     from hermes_spark.export import write_weight_files
-    from hermes_spark.sampling.plan import SamplePlan, compute_plan
+    from hermes_spark.sampling.plan import SamplePlan
+    from hermes_spark.sampling.planner import compute_plan
     from hermes_spark.sampling.report import format_report
     from hermes_spark.sampling.select import run_sample
 
@@ -462,6 +511,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
             "--weights-level": args.weights_level,
             "--stage2-level": args.stage2_level,
             "--max-epochs": args.max_epochs,
+            "--quality-cols": args.quality_cols,
             "--stats": args.stats,
             "--codebook": args.codebook,
         }
@@ -487,6 +537,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
             version=args.codebook_version,
             levels=_code_levels(args),
             allow_shortfall=args.allow_shortfall,
+            codebook=args.codebook,
         )
     result = run_sample(spark, table, out, plan, report_path=args.report)
     print(format_report(result.report))
@@ -509,7 +560,7 @@ def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> None:
         cfg.corpus,
         out,
         fmt=args.output_format or "parquet",
-        shards=args.shards if args.shards is not None else 8,
+        shards=args.shards,
         seed=args.export_seed if args.export_seed is not None else cfg.sample.seed,
         per_bucket=args.per_bucket,
         overwrite=args.overwrite,
@@ -528,6 +579,23 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
     stats = _need(args.stats or cfg.paths.stats, "--stats")
     out = _need(args.out, "--out")
+    if not args.dirichlet and not args.quadmix:
+        raise InvalidConfigError("hermes mixtures needs --dirichlet N and/or --quadmix N")
+    if args.quadmix:
+        from hermes_spark.export import write_candidate_quadmix
+
+        made = write_candidate_quadmix(
+            _spark(cfg),
+            stats,
+            out,
+            args.quadmix,
+            level=args.weights_level,
+            seed=args.mixture_seed,
+            version=args.codebook_version,
+        )
+        print(f"{len(made)} quadmix parameter files written to {out}")
+        if not args.dirichlet:
+            return
     written = write_candidate_mixtures(
         _spark(cfg),
         stats,
@@ -545,7 +613,7 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
 def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes rescore``: recompute quality from the corpus text, no re-embedding."""
-    from hermes_spark.sampling.plan import rescore_quality
+    from hermes_spark.rescore import rescore_quality
 
     table = _need(args.table or cfg.paths.table, "--table")
     _need(cfg.corpus.input, "--input")
