@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from hermes_spark.config import CorpusConfig, SampleConfig
 from hermes_spark.delta import get_store
 from hermes_spark.export import export_training_data
-from hermes_spark.sampling.plan import compute_plan
+from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.select import run_sample
 from hermes_spark.session import get_spark
 

@@ -20,6 +20,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "HermesEstimator": "hermes_spark.api",
     "HermesModel": "hermes_spark.api",
+    "bucket_stats": "hermes_spark.stats",
+    "plan_mixture": "hermes_spark.sampling.planner",
+    "sample": "hermes_spark.sampling.select",
+    "materialize": "hermes_spark.sampling.materialize",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

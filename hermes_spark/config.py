@@ -168,6 +168,12 @@ class SampleConfig:
     stage2_level: int | None = None
     max_epochs: float = 4.0
     seed: int = 0
+    #: Several quality signals for Stage 2 (``edu:0.6,dclm:0.4,edu>=0.3``; codes columns).
+    quality_cols: str | None = None
+    #: ``--weights target:PATH``: additive smoothing α, corpus-prior mix β, target vectors.
+    target_smoothing: float = 1.0
+    target_prior_mix: float = 0.1
+    target_embedding_col: str | None = None
 
     def __post_init__(self) -> None:
         if self.budget_tokens is not None and not (

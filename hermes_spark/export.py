@@ -1,8 +1,10 @@
 """``hermes export``: materialize the sampled training data, and the weight files of the
 mixture tools (DoReMi, RegMix, Megatron-LM) plus candidate mixtures.
 
-Driver orchestration; the corpus is only ever read by executors. The manifest is joined
-back to the corpus on ``doc_id`` (computed exactly as annotate does), every selected
+Driver orchestration; the corpus is only ever read by executors, and only the files that
+hold sampled documents (the manifest's ``source_file``; the driver lists the corpus and
+learns the distinct files in one small job). The manifest is joined back to those rows on
+``doc_id`` (computed exactly as annotate does), every selected
 document is expanded to its ``repeats`` copies (``explode(sequence(1, repeats))``), and
 each copy goes to shard ``pmod(h, N)`` with ``h = xxhash64(doc_id, repeat_index, seed)``.
 Shard ``k`` is exactly Spark partition ``k`` (a partition key is chosen per shard so that
@@ -15,32 +17,53 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import posixpath
 import re
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig
+from hermes_spark.corpus import list_input_files
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
 from hermes_spark.sampling.exports import doremi_json, megatron_blend, regmix_csv
-from hermes_spark.sampling.plan import corpus_texts, first_per_id, infer_sizes, read_stats
+from hermes_spark.sampling.levels import infer_sizes
+from hermes_spark.sampling.materialize import (
+    RESERVED,
+    checked_manifest,
+    expand_copies,
+    files_holding,
+    sampled_files,
+    selected_rows,
+)
+from hermes_spark.sampling.quadmix_math import candidate_params
 from hermes_spark.sampling.report import jsonable, report_path_for, write_text
+from hermes_spark.sampling.sources import read_stats
+from hermes_spark.sampling.texts import corpus_texts
 from hermes_spark.sampling.weights import dirichlet_mixtures, format_bucket_key
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("parquet", "jsonl")
-MANIFEST_COLUMNS = ("doc_id", "stage1_bucket", "stage2_bucket", "repeats", "tokens")
+#: Default shard size (≈ 1 GB of text) and the text bytes counted per token for it.
+BYTES_PER_SHARD = 1 << 30
+BYTES_PER_TOKEN = 4.0
+MAX_SHARDS = 100_000
+#: Threads that rename Spark's part files to their shard names.
+PLACE_THREADS = 16
 DOREMI_FILE = "doremi_weights.json"
 REGMIX_FILE = "regmix_mixture.csv"
 MEGATRON_FILE = "megatron_blend.txt"
@@ -63,6 +86,9 @@ class ExportResult:
     docs: int
     seconds: float
     extra_files: list[str] = field(default_factory=list)
+    #: The corpus files the export read (only those holding sampled documents when the
+    #: manifest carries ``source_file``).
+    files_read: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------- filesystem
@@ -168,6 +194,32 @@ def write_candidate_mixtures(
     return written
 
 
+def write_candidate_quadmix(
+    spark: SparkSession,
+    stats: str,
+    out_dir: str,
+    n: int,
+    *,
+    level: int = 1,
+    seed: int = 0,
+    version: str | None = None,
+) -> list[str]:
+    """Write ``n`` random QuaDMix parameter sets (threshold and steepness per non-empty
+    level-``level`` bucket of STATS) as ``quadmix-0000.json`` ..., each usable as
+    ``--stage2 quadmix:FILE`` (driver; reads the level rows of STATS only)."""
+    store = get_store(spark)
+    by_level, _chosen = read_stats(store, stats, version, level)
+    sizes = infer_sizes(by_level, None)
+    keys = [format_bucket_key(int(b), level, sizes) for b in by_level[level]["bucket"]]
+    base = out_dir.rstrip("/")
+    written = []
+    for i, doc in enumerate(candidate_params(keys, n, seed=seed)):
+        path = f"{base}/quadmix-{i:04d}.json"
+        write_text(path, json.dumps(doc, indent=1))
+        written.append(path)
+    return written
+
+
 # ------------------------------------------------------------------------ export
 
 
@@ -210,6 +262,97 @@ def _bucket_keys(buckets: list[int], report: dict[str, Any] | None) -> dict[int,
     return {b: f"id{b}" for b in buckets}
 
 
+def default_shards(tokens: float, *, shard_bytes: float = BYTES_PER_SHARD) -> int:
+    """Shards for ``tokens`` exported tokens: about ``shard_bytes`` of text each, counting
+    :data:`BYTES_PER_TOKEN` bytes of text per token (written Parquet is smaller)."""
+    need = float(tokens) * BYTES_PER_TOKEN / float(shard_bytes)
+    return int(min(MAX_SHARDS, max(1, math.ceil(need))))
+
+
+def _check_options(fmt: str, shards: int | None) -> None:
+    if fmt not in FORMATS:
+        raise InvalidConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if shards is None:
+        return
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        raise InvalidConfigError(f"--shards must be an integer in 1..{MAX_SHARDS}, got {shards!r}")
+
+
+def _files_to_read(corpus: CorpusConfig, man: DataFrame) -> tuple[list[str], bool]:
+    """The corpus files to read (only those holding sampled documents when the manifest
+    says which) and whether they were narrowed that way (driver: listing + one small job)."""
+    listed = list(list_input_files(corpus).paths)
+    absolute = [p if "://" in p else os.path.abspath(p.removeprefix("file:")) for p in listed]
+    chosen = files_holding(sampled_files(man), absolute)
+    if chosen is None:
+        return listed, False
+    log.info("export reads %d of the corpus's %d files", len(chosen), len(listed))
+    return chosen, True
+
+
+def _check_found(man: DataFrame, texts: DataFrame, corpus: CorpusConfig) -> None:
+    missing = man.select("doc_id").join(texts.select("doc_id"), "doc_id", "left_anti")
+    examples = [r[0] for r in missing.limit(5).collect()]
+    if examples:
+        raise InvalidInputError(
+            f"{missing.count()} manifest documents are not in corpus {corpus.input} (e.g. "
+            f"{', '.join(map(repr, examples))}): export needs the corpus that was annotated "
+            "(check --input, --input-format, --id-col, --text-col)"
+        )
+
+
+def _bucket_totals(man: DataFrame) -> pd.DataFrame:
+    return (
+        man.groupBy("stage1_bucket")
+        .agg(
+            F.count(F.lit(1)).alias("docs"),
+            F.sum(F.col("repeats").cast("long")).alias("rows"),
+            F.sum(F.col("repeats").cast("long") * F.col("tokens").cast("long")).alias("tokens"),
+        )
+        .toPandas()
+        .sort_values("stage1_bucket")
+    )
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where every copy goes: shard slots (``(bucket, shard, slot, partition key)``)."""
+
+    shards: int
+    per_bucket: bool
+    slot_rows: list[tuple[int, int, int, int]]
+    seed: int
+
+    def assign(self, df: DataFrame, slots: DataFrame) -> DataFrame:
+        out = expand_copies(df, self.seed)
+        out = out.withColumn("_shard", F.pmod(F.col("_h"), F.lit(self.shards)).cast("int"))
+        bucket = F.col("stage1_bucket") if self.per_bucket else F.lit(-1).cast("long")
+        return out.withColumn("_b", bucket).join(F.broadcast(slots), ["_b", "_shard"])
+
+
+def _layout(spark: SparkSession, buckets: list[int], shards: int, per_bucket: bool, seed: int):
+    groups = buckets if per_bucket else [None]
+    pkeys = _partition_keys(spark, len(groups) * shards)
+    slot_rows = [
+        (b if b is not None else -1, k, gi * shards + k, pkeys[gi * shards + k])
+        for gi, b in enumerate(groups)
+        for k in range(shards)
+    ]
+    slots = spark.createDataFrame(slot_rows, "_b long, _shard int, _slot int, _pkey long")
+    return _Layout(shards, per_bucket, slot_rows, int(seed)), slots
+
+
+def _write_data(data: DataFrame, out_dir: str, fmt: str) -> str:
+    tmp_name = f"_tmp_{uuid.uuid4().hex[:12]}"
+    tmp_uri = f"{_spark_uri(out_dir).rstrip('/')}/{tmp_name}"
+    writer = data.write.mode("errorifexists")
+    if fmt == "parquet":
+        writer.parquet(tmp_uri)
+    else:
+        writer.option("ignoreNullFields", "false").json(tmp_uri)
+    return tmp_name
+
+
 def export_training_data(
     spark: SparkSession,
     manifest: str,
@@ -217,7 +360,7 @@ def export_training_data(
     out_dir: str,
     *,
     fmt: str = "parquet",
-    shards: int = 8,
+    shards: int | None = None,
     seed: int = 0,
     per_bucket: bool = False,
     overwrite: bool = False,
@@ -230,6 +373,9 @@ def export_training_data(
     ``regmix_mixture.csv`` and with ``per_bucket`` ``megatron_blend.txt``. Rows hold
     ``doc_id, repeat_index, stage1_bucket, stage2_bucket`` and the corpus columns (the
     text column plus ``--keep-cols`` when given, else all but the embedding column).
+    When the manifest carries ``source_file`` only the corpus files holding sampled
+    documents are read. ``shards`` defaults to :func:`default_shards` of the exported
+    tokens (≈ 1 GB of text per shard).
 
     Raises:
         InvalidConfigError: bad format or shard count.
@@ -237,170 +383,129 @@ def export_training_data(
             non-empty output directory without ``overwrite``.
     """
     t0 = time.perf_counter()
-    if fmt not in FORMATS:
-        raise InvalidConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= 100_000:
-        raise InvalidConfigError(f"--shards must be an integer in 1..100000, got {shards!r}")
+    _check_options(fmt, shards)
     store = get_store(spark)
     if not store.exists(manifest):
         raise InvalidInputError(f"manifest {manifest} does not exist (run hermes sample)")
-    man = store.read(manifest)
-    lacking = set(MANIFEST_COLUMNS) - set(man.columns)
-    if lacking:
-        raise InvalidInputError(f"{manifest} is not a manifest: it lacks {sorted(lacking)}")
+    man = checked_manifest(store.read(manifest), manifest)
     report = _read_manifest_report(manifest)
-    man = man.select(*MANIFEST_COLUMNS).where(F.col("repeats") >= 1)
+    files, narrowed = _files_to_read(corpus, man)
     columns = [corpus.text_col, *corpus.keep_cols] if corpus.keep_cols else None
-    texts, keep = corpus_texts(spark, corpus, columns)
-    clash = [
-        c
-        for c in keep
-        if c
-        in (
-            "stage1_bucket",
-            "stage2_bucket",
-            "repeats",
-            "repeat_index",
-            "_h",
-            "_shard",
-            "_b",
-            "_slot",
-            "_pkey",
-        )
-    ]
+    texts, keep = corpus_texts(spark, corpus, columns, files=files)
+    clash = [c for c in keep if c in (*RESERVED, "_shard", "_b", "_slot", "_pkey")]
     if clash:
         log.warning("corpus columns %s are replaced by the manifest's", clash)
-        texts = texts.drop(*clash)
-        keep = [c for c in keep if c not in clash]
-
-    missing = man.select("doc_id").join(texts.select("doc_id"), "doc_id", "left_anti")
-    examples = [r[0] for r in missing.limit(5).collect()]
-    if examples:
-        raise InvalidInputError(
-            f"{missing.count()} manifest documents are not in corpus {corpus.input} (e.g. "
-            f"{', '.join(map(repr, examples))}): export needs the corpus that was annotated "
-            "(check --input, --input-format, --id-col, --text-col)"
-        )
-
-    buckets = sorted(int(r[0]) for r in man.select("stage1_bucket").distinct().collect())
+        texts, keep = texts.drop(*clash), [c for c in keep if c not in clash]
+    _check_found(man, texts, corpus)
+    totals = _bucket_totals(man)
+    total_tok = int(totals["tokens"].sum()) if len(totals) else 0
+    if shards is None:
+        shards = default_shards(total_tok)
+    buckets = [int(b) for b in totals["stage1_bucket"]]
     keys = _bucket_keys(buckets, report)
-    groups = buckets if per_bucket else [None]
-    n_parts = len(groups) * shards
-    pkeys = _partition_keys(spark, n_parts)
-    slot_rows = [
-        (b if b is not None else -1, k, gi * shards + k, pkeys[gi * shards + k])
-        for gi, b in enumerate(groups)
-        for k in range(shards)
-    ]
-    slots = spark.createDataFrame(slot_rows, "_b long, _shard int, _slot int, _pkey long")
-
-    h = F.xxhash64(F.col("doc_id"), F.col("repeat_index"), F.lit(int(seed)).cast("long"))
-
-    def copies(df: DataFrame) -> DataFrame:
-        out = df.withColumn("repeat_index", F.explode(F.sequence(F.lit(1), F.col("repeats"))))
-        out = (
-            out.withColumn("_h", h)
-            .withColumn("_shard", F.pmod(F.col("_h"), F.lit(shards)).cast("int"))
-            .withColumn("_b", F.col("stage1_bucket") if per_bucket else F.lit(-1).cast("long"))
-        )
-        return out.join(F.broadcast(slots), ["_b", "_shard"])
-
-    # Shard sizes from the manifest alone (no corpus): for mixture.json.
+    layout, slots = _layout(spark, buckets, shards, per_bucket, seed)
     per_slot = (
-        copies(man)
+        layout.assign(man, slots)
         .groupBy("_slot")
         .agg(F.count(F.lit(1)).alias("rows"), F.sum(F.col("tokens").cast("long")).alias("tok"))
         .toPandas()
         .set_index("_slot")
     )
-    per_bucket_rows = (
-        man.groupBy("stage1_bucket")
-        .agg(
-            F.count(F.lit(1)).alias("docs"),
-            F.sum(F.col("repeats").cast("long")).alias("rows"),
-            F.sum(F.col("repeats").cast("long") * F.col("tokens").cast("long")).alias("tokens"),
-        )
-        .toPandas()
-    )
-
-    selected = first_per_id(texts.join(man.drop("tokens"), "doc_id"))
+    selected = selected_rows(man, texts, match_source=narrowed)
     data = (
-        copies(selected)
-        .repartition(n_parts, "_pkey")
+        layout.assign(selected, slots)
+        .repartition(len(layout.slot_rows), "_pkey")
         .sortWithinPartitions("_h", "doc_id", "repeat_index")
         .select("doc_id", "repeat_index", "stage1_bucket", "stage2_bucket", *keep)
     )
     fs, root = _fs(out_dir)
     _prepare_out_dir(fs, root, overwrite)
-    tmp_name = f"_tmp_{uuid.uuid4().hex[:12]}"
-    tmp_uri = f"{_spark_uri(out_dir).rstrip('/')}/{tmp_name}"
-    writer = data.write.mode("error")  # "errorifexists": not on Spark Connect
-    if fmt == "parquet":
-        writer.parquet(tmp_uri)
-    else:
-        writer.option("ignoreNullFields", "false").json(tmp_uri)
+    tmp_name = _write_data(data, out_dir, fmt)
     ext = "parquet" if fmt == "parquet" else "jsonl"
-    files = _place_files(fs, root, tmp_name, slot_rows, shards, ext, keys, per_bucket, data)
-
-    shard_info = []
-    for b, k, slot, _ in slot_rows:
-        name = _shard_name(k, shards, ext, keys.get(b) if per_bucket else None)
-        rows = int(per_slot["rows"].get(slot, 0)) if len(per_slot) else 0
-        tok = int(per_slot["tok"].get(slot, 0)) if len(per_slot) else 0
-        shard_info.append({"file": name, "rows": rows, "tokens": tok})
-    total_rows = int(per_bucket_rows["rows"].sum()) if len(per_bucket_rows) else 0
-    total_tok = int(per_bucket_rows["tokens"].sum()) if len(per_bucket_rows) else 0
-    total_docs = int(per_bucket_rows["docs"].sum()) if len(per_bucket_rows) else 0
-    shares = {
-        keys[int(r["stage1_bucket"])]: (int(r["tokens"]) / total_tok if total_tok else 0.0)
-        for _, r in per_bucket_rows.sort_values("stage1_bucket").iterrows()
-    }
-    stage1 = [
-        {
-            "bucket": int(r["stage1_bucket"]),
-            "key": keys[int(r["stage1_bucket"])],
-            "docs": int(r["docs"]),
-            "rows": int(r["rows"]),
-            "tokens": int(r["tokens"]),
-            "share": shares[keys[int(r["stage1_bucket"])]],
-        }
-        for _, r in per_bucket_rows.sort_values("stage1_bucket").iterrows()
-    ]
+    placed = _place_files(fs, root, tmp_name, layout, ext, keys, data)
+    mixture = _mixture(
+        layout=layout,
+        per_slot=per_slot,
+        totals=totals,
+        keys=keys,
+        ext=ext,
+        info={"kind": "hermes-export", "manifest": manifest, "corpus": corpus.input},
+        report=report,
+        columns=["doc_id", "repeat_index", "stage1_bucket", "stage2_bucket", *keep],
+        files_read=files,
+    )
     blend = None
     if per_bucket:
         blend = {keys[b]: f"{root}/bucket-{keys[b]}/megatron_text_document" for b in buckets}
+    shares = mixture["weights"]
     extra = write_weight_files(out_dir, shares, blend_paths=blend) if shares else []
-    mixture = {
-        "kind": "hermes-export",
-        "manifest": manifest,
-        "corpus": corpus.input,
+    mixture_path = f"{out_dir.rstrip('/')}/{MIXTURE_FILE}"
+    write_text(mixture_path, json.dumps(jsonable(mixture), indent=1, allow_nan=False))
+    extra.append(mixture_path)
+    seconds = time.perf_counter() - t0
+    log.info("exported %d rows into %d files in %s", mixture["rows"], len(placed), out_dir)
+    return ExportResult(
+        out_dir,
+        placed,
+        int(mixture["rows"]),
+        total_tok,
+        int(mixture["docs"]),
+        seconds,
+        extra,
+        files_read=list(files),
+    )
+
+
+def _mixture(
+    *,
+    layout: _Layout,
+    per_slot: pd.DataFrame,
+    totals: pd.DataFrame,
+    keys: dict[int, str],
+    ext: str,
+    info: dict[str, Any],
+    report: dict[str, Any] | None,
+    columns: list[str],
+    files_read: list[str],
+) -> dict[str, Any]:
+    """``mixture.json``: rows, tokens and shares per Stage-1 bucket and per shard."""
+    shard_info = []
+    for b, k, slot, _ in layout.slot_rows:
+        name = _shard_name(k, layout.shards, ext, keys.get(b) if layout.per_bucket else None)
+        rows = int(per_slot["rows"].get(slot, 0)) if len(per_slot) else 0
+        tok = int(per_slot["tok"].get(slot, 0)) if len(per_slot) else 0
+        shard_info.append({"file": name, "rows": rows, "tokens": tok})
+    total_tok = int(totals["tokens"].sum()) if len(totals) else 0
+    stage1, shares = [], {}
+    for r in totals.itertuples():
+        key = keys[int(r.stage1_bucket)]
+        shares[key] = int(r.tokens) / total_tok if total_tok else 0.0
+        stage1.append(
+            {
+                "bucket": int(r.stage1_bucket),
+                "key": key,
+                "docs": int(r.docs),
+                "rows": int(r.rows),
+                "tokens": int(r.tokens),
+                "share": shares[key],
+            }
+        )
+    return {
+        **info,
         "format": ext,
-        "shards": shards,
-        "per_bucket": per_bucket,
-        "seed": int(seed),
-        "rows": total_rows,
-        "docs": total_docs,
+        "shards": layout.shards,
+        "per_bucket": layout.per_bucket,
+        "seed": layout.seed,
+        "rows": int(totals["rows"].sum()) if len(totals) else 0,
+        "docs": int(totals["docs"].sum()) if len(totals) else 0,
         "tokens": total_tok,
-        "columns": ["doc_id", "repeat_index", "stage1_bucket", "stage2_bucket", *keep],
+        "columns": columns,
+        "input_files_read": len(files_read),
         "stage1": stage1,
         "files": shard_info,
         "weights": shares,
         "report": report,
     }
-    write_text(
-        f"{out_dir.rstrip('/')}/{MIXTURE_FILE}",
-        json.dumps(jsonable(mixture), indent=1, allow_nan=False),
-    )
-    extra.append(f"{out_dir.rstrip('/')}/{MIXTURE_FILE}")
-    seconds = time.perf_counter() - t0
-    log.info(
-        "exported %d rows (%d docs) into %d files in %s",
-        total_rows,
-        total_docs,
-        len(files),
-        out_dir,
-    )
-    return ExportResult(out_dir, files, total_rows, total_tok, total_docs, seconds, extra)
 
 
 def _shard_name(k: int, shards: int, ext: str, bucket_key: str | None) -> str:
@@ -408,19 +513,31 @@ def _shard_name(k: int, shards: int, ext: str, bucket_key: str | None) -> str:
     return f"bucket-{bucket_key}/{name}" if bucket_key is not None else name
 
 
+def _place_one(fs: pafs.FileSystem, source: str | None, target: str, empty: Any) -> str:
+    """Move one Spark part file to its shard name, or write an empty shard."""
+    fs.create_dir(posixpath.dirname(target), recursive=True)
+    if source is not None:
+        fs.move(source, target)
+    elif empty is not None:
+        with fs.open_output_stream(target) as stream:
+            pq.write_table(empty, stream)
+    else:
+        fs.open_output_stream(target).close()  # an empty JSONL shard
+    return target
+
+
 def _place_files(
     fs: pafs.FileSystem,
     root: str,
     tmp_name: str,
-    slot_rows: list[tuple[int, int, int, int]],
-    shards: int,
+    layout: _Layout,
     ext: str,
     keys: dict[int, str],
-    per_bucket: bool,
     data: DataFrame,
 ) -> list[str]:
-    """Move Spark's ``part-<partition>-*`` files to their shard names (driver, renames);
-    shards that received no row get an empty file, so there are always N per group."""
+    """Move Spark's ``part-<partition>-*`` files to their shard names (driver; renames on
+    :data:`PLACE_THREADS` threads, which matters on object stores where a rename is a
+    copy); shards that received no row get an empty file, so there are always N per group."""
     tmp = f"{root}/{tmp_name}"
     by_part: dict[int, str] = {}
     for entry in fs.get_file_info(pafs.FileSelector(tmp)):
@@ -431,21 +548,18 @@ def _place_files(
             if part in by_part:
                 raise RuntimeError(f"Spark wrote two files for partition {part} in {tmp}")
             by_part[part] = entry.path
-    placed = []
-    for b, k, slot, _ in slot_rows:
-        rel = _shard_name(k, shards, ext, keys.get(b) if per_bucket else None)
-        target = f"{root}/{rel}"
-        fs.create_dir(posixpath.dirname(target), recursive=True)
-        if slot in by_part:
-            fs.move(by_part[slot], target)
-        elif ext == "parquet":
-            from pyspark.sql.pandas.types import to_arrow_schema
+    empty = None
+    if ext == "parquet":
+        from pyspark.sql.pandas.types import to_arrow_schema
 
-            schema = to_arrow_schema(data.schema)
-            with fs.open_output_stream(target) as stream:
-                pq.write_table(schema.empty_table(), stream)
-        else:
-            fs.open_output_stream(target).close()  # an empty JSONL shard
-        placed.append(target)
+        empty = to_arrow_schema(data.schema).empty_table()
+    jobs = []
+    for b, k, slot, _ in layout.slot_rows:
+        bucket_key = keys.get(b) if layout.per_bucket else None
+        target = f"{root}/{_shard_name(k, layout.shards, ext, bucket_key)}"
+        jobs.append((by_part.get(slot), target))
+    workers = max(1, min(PLACE_THREADS, len(jobs)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hermes-export") as pool:
+        placed = list(pool.map(lambda job: _place_one(fs, job[0], job[1], empty), jobs))
     fs.delete_dir(tmp)
     return placed

@@ -142,6 +142,10 @@ def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         "stage2_level": args.stage2_level,
         "max_epochs": args.max_epochs,
         "seed": args.sample_seed,
+        "quality_cols": args.quality_cols,
+        "target_smoothing": args.target_smoothing,
+        "target_prior_mix": args.target_prior_mix,
+        "target_embedding_col": args.target_embedding_col,
     }
     return cfg.with_overrides({"sample": values}).sample
 
@@ -157,7 +161,7 @@ def _code_levels(args: argparse.Namespace) -> tuple[int, ...] | None:
 def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes plan``: the allocation from statistics, printed and optionally saved."""
     from hermes_spark.export import write_weight_files
-    from hermes_spark.sampling.plan import compute_plan
+    from hermes_spark.sampling.planner import compute_plan
     from hermes_spark.sampling.report import format_plan
 
     plan = compute_plan(
@@ -168,6 +172,7 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
         version=args.codebook_version,
         levels=_code_levels(args),
         allow_shortfall=args.allow_shortfall,
+        codebook=args.codebook,
     )
     print(format_plan(plan))
     if args.out:
@@ -182,7 +187,8 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes sample``: execute a plan (computed first unless --plan) into MANIFEST."""
     from hermes_spark.errors import VersionMismatchError
     from hermes_spark.export import write_weight_files
-    from hermes_spark.sampling.plan import SamplePlan, compute_plan
+    from hermes_spark.sampling.plan import SamplePlan
+    from hermes_spark.sampling.planner import compute_plan
     from hermes_spark.sampling.report import format_report
     from hermes_spark.sampling.select import run_sample
 
@@ -197,6 +203,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
             "--weights-level": args.weights_level,
             "--stage2-level": args.stage2_level,
             "--max-epochs": args.max_epochs,
+            "--quality-cols": args.quality_cols,
             "--stats": args.stats,
             "--codebook": args.codebook,
         }
@@ -222,6 +229,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
             version=args.codebook_version,
             levels=_code_levels(args),
             allow_shortfall=args.allow_shortfall,
+            codebook=args.codebook,
         )
     result = run_sample(spark, table, out, plan, report_path=args.report)
     print(format_report(result.report))
@@ -262,7 +270,23 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
     stats = _need(cfg.paths.stats, "--stats")
     out = _need(args.out, "--out")
-    _need(args.dirichlet, "--dirichlet")
+    if not args.dirichlet and not args.quadmix:
+        raise InvalidConfigError("hermes mixtures needs --dirichlet N and/or --quadmix N")
+    if args.quadmix:
+        from hermes_spark.export import write_candidate_quadmix
+
+        made = write_candidate_quadmix(
+            _spark(cfg),
+            stats,
+            out,
+            args.quadmix,
+            level=args.weights_level,
+            seed=args.mixture_seed,
+            version=args.codebook_version,
+        )
+        print(f"{len(made)} quadmix parameter files written to {out}")
+        if not args.dirichlet:
+            return
     written = write_candidate_mixtures(
         _spark(cfg),
         stats,
@@ -280,7 +304,7 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
 def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes rescore``: recompute quality from the corpus text, no re-embedding."""
-    from hermes_spark.sampling.plan import rescore_quality
+    from hermes_spark.rescore import rescore_quality
 
     table = _need(cfg.paths.table, "--table")
     result = rescore_quality(_spark(cfg), table, cfg.corpus, args.codebook_version)

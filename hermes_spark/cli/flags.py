@@ -169,9 +169,45 @@ SAMPLE_PLAN = (
         key="sample.weights",
         metavar="W",
         help="Stage-1 weights: a JSON/CSV file keyed by bucket code ('12', '12.3', '12.3.7'; "
-        "DoReMi JSON works) or a rule: proportional, uniform, temperature:TAU, unimax",
+        "DoReMi JSON works) or a rule: proportional, uniform, temperature:TAU, unimax, or "
+        "target:CORPUS (the cell distribution of target texts coded with --codebook, "
+        "smoothed, with a share of the corpus prior)",
     ),
-    flag("--stage2", key="sample.stage2", metavar="RULE", help="random | coverage | quality-top:P"),
+    flag(
+        "--stage2",
+        key="sample.stage2",
+        metavar="RULE",
+        help="random | coverage | quality-top:P | quadmix[:PARAMS.json] (expected repeats "
+        "min(E, scale·sigmoid(steepness·(q - threshold))) of the quality percentile q)",
+    ),
+    flag(
+        "--quality-cols",
+        key="sample.quality_cols",
+        metavar="SPEC",
+        help="quality from several codes columns (annotate --keep-cols): 'edu:0.6,dclm:0.4' "
+        "merges their percentile ranks within each Stage-2 bucket; 'edu>=0.3' filters first",
+    ),
+    flag(
+        "--target-smoothing",
+        key="sample.target_smoothing",
+        type=float,
+        metavar="A",
+        help="--weights target:PATH: add A to every cell's target count",
+    ),
+    flag(
+        "--target-prior-mix",
+        key="sample.target_prior_mix",
+        type=float,
+        metavar="B",
+        help="--weights target:PATH: mix in B of the corpus token prior",
+    ),
+    flag(
+        "--target-embedding-col",
+        key="sample.target_embedding_col",
+        metavar="COL",
+        help="--weights target:PATH: vectors of the target texts (default: the artifact's "
+        "model embeds them)",
+    ),
     flag(
         "--weights-level", key="sample.weights_level", type=int, metavar="W", help="Stage-1 level"
     ),
@@ -317,7 +353,12 @@ COMMANDS: tuple[Command, ...] = (
                 help="output format",
                 default="parquet",
             ),
-            flag("--shards", type=int, metavar="N", help="output shards", default=8),
+            flag(
+                "--shards",
+                type=int,
+                metavar="N",
+                help="output shards (default: one per ≈1 GB of text, 4 bytes per token)",
+            ),
             flag("--seed", key="sample.seed", type=int, dest="export_seed", help="shuffle seed"),
             switch("--per-bucket", help="N shards per Stage-1 bucket + megatron_blend.txt"),
             switch("--overwrite", help="replace an earlier export in --out"),
@@ -338,7 +379,14 @@ COMMANDS: tuple[Command, ...] = (
         "N candidate Stage-1 weight files drawn around the token prior (Dirichlet)",
         "hermes mixtures --stats out/stats --dirichlet 64 --out out/mixtures",
         (
-            flag("--dirichlet", type=int, metavar="N", help="how many mixtures"),
+            flag("--dirichlet", type=int, metavar="N", help="how many weight files"),
+            flag(
+                "--quadmix",
+                type=int,
+                metavar="N",
+                help="also write N random quadmix parameter files (threshold, steepness per "
+                "level-w bucket) for --stage2 quadmix:FILE",
+            ),
             flag("--temperature", type=float, default=1.0, help="prior ∝ tokens^τ"),
             flag(
                 "--concentration",

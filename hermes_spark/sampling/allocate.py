@@ -18,7 +18,7 @@ from hermes_spark.errors import BudgetError, InvalidConfigError, InvalidInputErr
 
 logger = logging.getLogger(__name__)
 
-STAGE2_RULES: tuple[str, ...] = ("random", "coverage", "quality-top:<p>")
+STAGE2_RULES: tuple[str, ...] = ("random", "coverage", "quality-top:<p>", "quadmix[:<params.json>]")
 CHILD_COLUMNS: tuple[str, ...] = ("parent", "child", "tokens", "pool_tokens", "pool_docs", "docs")
 _PASS_TOL = 1e-9
 
@@ -145,9 +145,12 @@ def stage1_targets(
 
 
 def parse_stage2_rule(rule: str) -> tuple[str, float | None]:
-    """Parse ``random``, ``coverage`` or ``quality-top:p`` (``0 < p <= 1``) into (name, p)."""
+    """Parse ``random``, ``coverage``, ``quality-top:p`` (``0 < p <= 1``) or
+    ``quadmix[:PATH]`` into (name, p) (``p`` None but for quality-top)."""
     name, sep, arg = str(rule).strip().lower().partition(":")
     if name in ("random", "coverage") and not sep:
+        return name, None
+    if name == "quadmix":
         return name, None
     if name == "quality-top":
         try:
@@ -299,3 +302,8 @@ def take_prefix(tokens_in_u_order: np.ndarray, remaining: float) -> int:
         raise BudgetError(f"remaining share must be finite, got {remaining!r}")
     midpoints = np.cumsum(t) - t / 2
     return int(np.searchsorted(midpoints, float(remaining), side="left"))
+
+
+def stage2_argument(rule: str) -> str:
+    """What follows the first ``:`` of a Stage-2 rule, case kept (a path for quadmix)."""
+    return str(rule).strip().partition(":")[2].strip()

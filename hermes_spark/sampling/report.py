@@ -97,6 +97,79 @@ def _largest_docs(plan: SamplePlan, windows: pd.DataFrame | None) -> pd.Series:
     return known
 
 
+def _stage1_rows(
+    plan: SamplePlan,
+    real_parent: pd.Series,
+    docs_parent: pd.Series,
+    largest: pd.Series,
+    realized_total: float,
+    target_total: float,
+) -> list[dict[str, Any]]:
+    """Per Stage-1 bucket: target vs realized tokens and whether it is within the bound."""
+    w = plan.weights_level
+    rows = []
+    for b, row in plan.stage1.set_index("bucket").iterrows():
+        alloc = float(row["allocated"])
+        real = float(real_parent[b])
+        dev = real - alloc
+        big = largest.get(b)
+        big = float(big) if big is not None and np.isfinite(big) else 0.0
+        bound = max(BOUND_SHARE * alloc, big)
+        rows.append(
+            {
+                "bucket": int(b),
+                "key": plan.key(b, w),
+                "weight": _num(row["weight"]),
+                "supply_tokens": _num(row["supply"]),
+                "cap_tokens": _num(row["cap"]),
+                "capped": bool(row["capped"]),
+                "target_tokens": _num(row["target"]),
+                "allocated_tokens": alloc,
+                "stage2_unmet_tokens": _num(max(float(row["stage2_unmet"]), 0.0)),
+                "realized_tokens": real,
+                "target_share": _num(row["target"] / target_total if target_total else 0.0),
+                "realized_share": _num(real / realized_total if realized_total else 0.0),
+                "deviation_tokens": dev,
+                "bound_tokens": bound,
+                "largest_doc_tokens": big,
+                "within_bound": bool(abs(dev) <= bound + 1e-6),
+                "docs": int(row["docs"]),
+                "selected_docs": int(docs_parent[b]),
+                "children": int(row["children"]),
+                **{
+                    k: _num(row[k])
+                    for k in ("threshold", "steepness", "scale")
+                    if k in plan.stage1.columns
+                },
+            }
+        )
+    return rows
+
+
+def _stage2_frame(plan: SamplePlan, real_child: pd.Series, docs_child: pd.Series) -> pd.DataFrame:
+    """Per Stage-2 bucket: pool, allocation and realized tokens."""
+    w, s = plan.weights_level, plan.stage2_level
+    kids = plan.children.set_index("child")
+    return pd.DataFrame(
+        {
+            "bucket": kids.index.to_numpy(dtype=np.int64),
+            "key": [plan.key(c, s) for c in kids.index],
+            "parent_key": [plan.key(b, w) for b in kids["parent"]],
+            "docs": kids["docs"].to_numpy(dtype=np.int64),
+            "tokens": kids["tokens"].to_numpy(dtype=np.float64),
+            "pool_docs": kids["pool_docs"].to_numpy(dtype=np.int64),
+            "pool_tokens": kids["pool_tokens"].to_numpy(dtype=np.float64),
+            "no_quality_docs": kids["no_quality_docs"].to_numpy(dtype=np.float64),
+            "quality_threshold": kids["threshold"].to_numpy(dtype=np.float64),
+            "alloc_tokens": kids["alloc"].to_numpy(dtype=np.float64),
+            "full_passes": kids["full_passes"].to_numpy(dtype=np.int64),
+            "expected_repeats": kids["expected_repeats"].to_numpy(dtype=np.float64),
+            "realized_tokens": real_child.to_numpy(),
+            "selected_docs": docs_child.to_numpy(),
+        }
+    )
+
+
 def build_report(
     plan: SamplePlan,
     per_child: pd.DataFrame,
@@ -129,58 +202,11 @@ def build_report(
     largest = _largest_docs(plan, windows).reindex(st1.index)
     realized_total = float(real_parent.sum())
     target_total = float(st1["target"].sum())
-    stage1_rows = []
-    all_ok = True
-    for b, row in st1.iterrows():
-        alloc = float(row["allocated"])
-        real = float(real_parent[b])
-        dev = real - alloc
-        big = largest.get(b)
-        big = float(big) if big is not None and np.isfinite(big) else 0.0
-        bound = max(BOUND_SHARE * alloc, big)
-        ok = abs(dev) <= bound + 1e-6
-        all_ok &= ok
-        stage1_rows.append(
-            {
-                "bucket": int(b),
-                "key": plan.key(b, w),
-                "weight": _num(row["weight"]),
-                "supply_tokens": _num(row["supply"]),
-                "cap_tokens": _num(row["cap"]),
-                "capped": bool(row["capped"]),
-                "target_tokens": _num(row["target"]),
-                "allocated_tokens": alloc,
-                "stage2_unmet_tokens": _num(max(float(row["stage2_unmet"]), 0.0)),
-                "realized_tokens": real,
-                "target_share": _num(row["target"] / target_total if target_total else 0.0),
-                "realized_share": _num(real / realized_total if realized_total else 0.0),
-                "deviation_tokens": dev,
-                "bound_tokens": bound,
-                "largest_doc_tokens": big,
-                "within_bound": bool(ok),
-                "docs": int(row["docs"]),
-                "selected_docs": int(docs_parent[b]),
-                "children": int(row["children"]),
-            }
-        )
-    stage2 = pd.DataFrame(
-        {
-            "bucket": kids.index.to_numpy(dtype=np.int64),
-            "key": [plan.key(c, s) for c in kids.index],
-            "parent_key": [plan.key(b, w) for b in kids["parent"]],
-            "docs": kids["docs"].to_numpy(dtype=np.int64),
-            "tokens": kids["tokens"].to_numpy(dtype=np.float64),
-            "pool_docs": kids["pool_docs"].to_numpy(dtype=np.int64),
-            "pool_tokens": kids["pool_tokens"].to_numpy(dtype=np.float64),
-            "no_quality_docs": kids["no_quality_docs"].to_numpy(dtype=np.float64),
-            "quality_threshold": kids["threshold"].to_numpy(dtype=np.float64),
-            "alloc_tokens": kids["alloc"].to_numpy(dtype=np.float64),
-            "full_passes": kids["full_passes"].to_numpy(dtype=np.int64),
-            "expected_repeats": kids["expected_repeats"].to_numpy(dtype=np.float64),
-            "realized_tokens": real_child.to_numpy(),
-            "selected_docs": docs_child.to_numpy(),
-        }
+    stage1_rows = _stage1_rows(
+        plan, real_parent, docs_parent, largest, realized_total, target_total
     )
+    all_ok = all(r["within_bound"] for r in stage1_rows)
+    stage2 = _stage2_frame(plan, real_child, docs_child)
     stage2_rows = stage2.to_dict(orient="records")
     reps = [
         {"repeats": int(r["repeats"]), "docs": int(r["docs"]), "tokens": int(r["tokens"])}

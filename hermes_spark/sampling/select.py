@@ -49,8 +49,11 @@ from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
 from hermes_spark.sampling.allocate import take_prefix
 from hermes_spark.sampling.plan import SamplePlan
+from hermes_spark.sampling.quadmix import plan_rated, quadmix_manifest, quality_histograms
 from hermes_spark.sampling.report import build_report, report_path_for, write_text
-from hermes_spark.schema import select_version
+from hermes_spark.sampling.signals import parse_quality_cols, with_merged_quality
+from hermes_spark.schema import SOURCE_COL, select_version
+from hermes_spark.stats import clean_codes, codes_version
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,9 @@ MANIFEST_COLUMNS = ("doc_id", "stage1_bucket", "stage2_bucket", "repeats", "toke
 MANIFEST_SCHEMA = (
     "doc_id string, stage1_bucket bigint, stage2_bucket bigint, repeats int, tokens int"
 )
+#: The manifest with the file each document was read from (when the codes carry it), so
+#: export reads only the files that hold sampled documents.
+MANIFEST_SOURCE_SCHEMA = MANIFEST_SCHEMA + f", {SOURCE_COL} string"
 _PARAMS_SCHEMA = (
     "child long, parent long, nb long, thr double, full long, r double, rmax double, "
     "pool_docs long, pool_tokens long"
@@ -112,6 +118,7 @@ def _pool(codes: DataFrame, params: DataFrame, plan: SamplePlan) -> DataFrame:
         F.col(f"bucket{s}").cast("long").alias("child"),
         F.coalesce(F.col("n_tokens"), F.lit(0)).cast("long").alias("t"),
         F.col("quality").cast("double").alias("q"),
+        *([F.col(SOURCE_COL)] if SOURCE_COL in codes.columns else []),
     )
     df = base.join(F.broadcast(params), "child")
     if plan.rule[0] == "quality-top":
@@ -187,7 +194,7 @@ def walk_parent(pdf: pd.DataFrame) -> pd.DataFrame:
         carry = target - (s0 + float(seg[:n].sum()))
     repeats = pdf["full"].to_numpy(dtype=np.int64) + taken
     keep = repeats >= 1
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "doc_id": pdf["doc_id"].to_numpy()[keep],
             "stage1_bucket": pdf["parent"].to_numpy(dtype=np.int64)[keep],
@@ -196,6 +203,9 @@ def walk_parent(pdf: pd.DataFrame) -> pd.DataFrame:
             "tokens": tokens[keep].astype(np.int32),
         }
     )
+    if SOURCE_COL in pdf.columns:
+        out[SOURCE_COL] = pdf[SOURCE_COL].to_numpy()[keep]
+    return out
 
 
 def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.DataFrame]:
@@ -207,10 +217,19 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
     Raises:
         InvalidInputError: the codes no longer match the plan's pool sizes (stale plan).
     """
+    if plan.rule[0] == "quadmix":
+        manifest, _ = quadmix_manifest(codes, plan)
+        return manifest, pd.DataFrame()
     spark = codes.sparkSession
     params = child_params(plan)
+    if plan.settings.get("quality_cols"):
+        signals = parse_quality_cols(plan.settings["quality_cols"])
+        codes = with_merged_quality(codes, signals, plan.stage2_level)
+    sourced = SOURCE_COL in codes.columns
+    schema = MANIFEST_SOURCE_SCHEMA if sourced else MANIFEST_SCHEMA
+    source = [SOURCE_COL] if sourced else []
     if params.empty:
-        return spark.createDataFrame([], MANIFEST_SCHEMA), pd.DataFrame()
+        return spark.createDataFrame([], schema), pd.DataFrame()
     params_df = spark.createDataFrame(params, _PARAMS_SCHEMA)
     summary = boundary_windows(_pool(codes, params_df, plan))
     merged = params.merge(summary, on="child", how="left")
@@ -264,13 +283,45 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
             F.col("child").alias("stage2_bucket"),
             "repeats",
             F.col("t").cast("int").alias("tokens"),
+            *source,
         )
     )
     inside = pool.where(bin_.between(F.col("lo"), F.col("hi"))).select(
-        "parent", "child", "doc_id", "u", "t", "full", "r", "rmax", "s0"
+        "parent", "child", "doc_id", "u", "t", "full", "r", "rmax", "s0", *source
     )
-    resolved = inside.groupBy("parent").applyInPandas(walk_parent, MANIFEST_SCHEMA)
+    resolved = inside.groupBy("parent").applyInPandas(walk_parent, schema)
     return outside.unionByName(resolved), merged
+
+
+def sample(codes_df: DataFrame, plan: SamplePlan, seed: int | None = None) -> DataFrame:
+    """The MANIFEST of ``plan`` over ``codes_df`` as a lazy DataFrame; nothing written.
+
+    Columns ``doc_id, stage1_bucket, stage2_bucket, repeats, tokens`` (``tokens`` = the
+    document's ``n_tokens``, per copy) plus ``source_file`` when the codes carry it.
+    ``seed`` (default: the plan's) seeds ``u = hash(doc_id, seed)``. Runs small jobs now
+    (the version check and the ``u`` histogram: one row per child comes back to the
+    driver); the documents stay on executors. Rows of a ``transform`` output with a
+    ``reason`` are left out.
+
+    Example::
+
+        manifest_df = sample(codes_df, plan, seed=5)
+        manifest_df.groupBy("stage1_bucket").sum("repeats").show()
+
+    Raises:
+        VersionMismatchError: the codes mix versions or are not the plan's version.
+        InvalidInputError: the codes no longer match the plan (stale plan).
+    """
+    codes = clean_codes(codes_df)
+    found = codes_version(codes)
+    if found != plan.codebook_version:
+        raise VersionMismatchError(
+            f"the codes are of codebook version {found}; the plan was made for "
+            f"{plan.codebook_version}"
+        )
+    chosen = plan if seed is None else plan.with_seed(seed)
+    manifest, _ = select_manifest(codes, chosen)
+    return manifest
 
 
 def _manifest_files(plan: SamplePlan) -> int:
@@ -335,6 +386,9 @@ def run_sample(
     store.overwrite(manifest.repartition(_manifest_files(plan), "doc_id"), out)
     per_child, reps = realized_by_child(store.read(out))
     report = build_report(plan, per_child, reps, windows, manifest=out, table=table)
+    if plan.rule[0] == "quadmix":
+        rated = plan_rated(codes, plan)
+        report["quality_histogram"] = quality_histograms(rated, store.read(out))
     path = report_path or report_path_for(out)
     write_text(path, json.dumps(report, indent=1, allow_nan=False))
     seconds = time.perf_counter() - t0

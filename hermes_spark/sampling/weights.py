@@ -14,7 +14,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +191,17 @@ def _file_weights(
     path: Path, tokens: pd.Series, level: int, levels: Sequence[int]
 ) -> tuple[np.ndarray, list[str]]:
     """Weights from a file aligned on ``tokens.index``, plus the keys of unlisted buckets."""
-    pairs = _read_weights_file(path)
+    return _pair_weights(_read_weights_file(path), path, tokens, level, levels)
+
+
+def _pair_weights(
+    pairs: list[tuple[str, Any]],
+    path: Path | str,
+    tokens: pd.Series,
+    level: int,
+    levels: Sequence[int],
+) -> tuple[np.ndarray, list[str]]:
+    """``(key, weight)`` pairs aligned on ``tokens.index``, plus the unlisted keys."""
     if not pairs:
         raise BudgetError(f"weights file {str(path)!r} lists no bucket")
     malformed, unknown, bad, seen = [], [], [], {}
@@ -230,7 +240,7 @@ def _file_weights(
 
 
 def resolve_stage1_weights(
-    spec: str,
+    spec: str | Mapping[str, float],
     stats: pd.DataFrame,
     level: int,
     levels: Sequence[int],
@@ -261,9 +271,13 @@ def resolve_stage1_weights(
     if not (max_epochs > 0):
         raise InvalidConfigError(f"max_epochs must be > 0, got {max_epochs!r}")
     tokens = _checked_stats(stats, level, levels)
+    unlisted: list[str] = []
+    if isinstance(spec, Mapping):
+        pairs = [(str(k), v) for k, v in spec.items()]
+        raw, unlisted = _pair_weights(pairs, "the given weights", tokens, level, levels)
+        return _normalised(raw, {"source": "mapping", "rule": None}, unlisted, tokens, level)
     text = str(spec).strip()
     rule = text.lower()
-    unlisted: list[str] = []
     path = Path(text).expanduser()
     is_rule = rule.partition(":")[0] in ("proportional", "uniform", "temperature", "unimax")
     if not is_rule and (path.suffix.lower() in (".json", ".csv") or path.is_file()):
@@ -274,6 +288,12 @@ def resolve_stage1_weights(
         info = {"source": rule, "rule": rule.split(":", 1)[0]}
         if rule == "unimax":
             info["max_epochs"] = float(max_epochs)
+    return _normalised(raw, info, unlisted, tokens, level)
+
+
+def _normalised(
+    raw: np.ndarray, info: dict[str, Any], unlisted: list[str], tokens: pd.Series, level: int
+) -> tuple[pd.Series, dict[str, Any]]:
     total = float(raw.sum())
     if not (math.isfinite(total) and total > 0):
         raise BudgetError(f"weights from {info['source']!r} sum to {total}; nothing to sample")

@@ -14,13 +14,13 @@ from typing import Any
 import pyarrow.fs as pafs
 import pytest
 from deltalake import DeltaTable
-from hermes_spark.annotate import LEVELS_META, VERSION_META, recorded_levels
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.delta.files import live_files
 from hermes_spark.errors import InvalidConfigError
+from hermes_spark.schema import LEVELS_META, VERSION_META, recorded_levels
 
 pytestmark = pytest.mark.spark
 

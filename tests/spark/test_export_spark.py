@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import functions as F
 
-from hermes_spark.config import SampleConfig
-from hermes_spark.sampling.plan import compute_plan
+from hermes_spark import export as export_mod
+from hermes_spark.config import CorpusConfig, SampleConfig
+from hermes_spark.delta import get_store
+from hermes_spark.export import export_training_data
+from hermes_spark.sampling.materialize import source_key
+from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.select import run_sample
 from tests.spark.test_sampling_spark import assert_clean_error, build_codes, run
 
@@ -181,3 +189,62 @@ def test_export_refuses_missing_documents_and_reused_dirs(spark, sampled, tmp_pa
         str(tmp_path / "o4"),
     )
     assert_clean_error(code, err, "does not exist")
+
+
+def test_export_reads_only_the_files_holding_sampled_documents(spark, sampled, tmp_path):
+    """A manifest restricted to one corpus file reads that file alone; an unreadable file
+    without sampled documents in the corpus folder is never opened."""
+    store = get_store(spark)
+    man = DeltaTable(sampled["manifest"]).to_pandas()
+    assert man["source_file"].notna().all()
+    one = sorted(man["source_file"].unique())[1]
+    only = str(tmp_path / "manifest_one")
+    store.overwrite(store.read(sampled["manifest"]).where(F.col("source_file") == one), only)
+    junk = Path(sampled["corpus"]) / "part-999.parquet"
+    junk.write_bytes(b"not a parquet file")
+    try:
+        cfg = CorpusConfig(input=sampled["corpus"], embedding_col="emb")
+        result = export_training_data(spark, only, cfg, str(tmp_path / "out"), shards=2)
+    finally:
+        junk.unlink()
+    assert [source_key(f) for f in result.files_read] == [source_key(one)]
+    rows = pd.concat(read_shards(tmp_path / "out"), ignore_index=True)
+    want = man[man["source_file"] == one]
+    assert len(rows) == want["repeats"].sum() == result.rows
+    assert set(rows["doc_id"]) == set(want["doc_id"])
+    mixture = json.loads((tmp_path / "out" / "mixture.json").read_text())
+    assert mixture["input_files_read"] == 1
+
+
+def test_default_shard_count_follows_the_data_size(spark, sampled, tmp_path, monkeypatch):
+    assert export_mod.default_shards(10) == 1
+    gb_tokens = export_mod.BYTES_PER_SHARD / export_mod.BYTES_PER_TOKEN
+    assert export_mod.default_shards(3.5 * gb_tokens) == 4
+    man = DeltaTable(sampled["manifest"]).to_pandas()
+    tokens = int((man["repeats"] * man["tokens"]).sum())
+    # shards of ~tokens/3 tokens of text each: the export picks 3 shards by itself
+    monkeypatch.setattr(export_mod, "BYTES_PER_SHARD", tokens * export_mod.BYTES_PER_TOKEN / 3)
+    cfg = CorpusConfig(input=sampled["corpus"], embedding_col="emb")
+    result = export_training_data(spark, sampled["manifest"], cfg, str(tmp_path / "out"))
+    assert len(result.files) == 3
+    assert len(read_shards(tmp_path / "out")) == 3
+
+
+def test_per_bucket_shards_are_renamed_on_several_threads(spark, sampled, tmp_path, monkeypatch):
+    threads: set[int] = set()
+    place = export_mod._place_one
+
+    def slow_place(*args):
+        threads.add(threading.get_ident())
+        time.sleep(0.05)  # long enough that the pool hands the next file to another thread
+        return place(*args)
+
+    monkeypatch.setattr(export_mod, "_place_one", slow_place)
+    cfg = CorpusConfig(input=sampled["corpus"], embedding_col="emb")
+    result = export_training_data(
+        spark, sampled["manifest"], cfg, str(tmp_path / "out"), shards=2, per_bucket=True
+    )
+    buckets = DeltaTable(sampled["manifest"]).to_pandas()["stage1_bucket"].nunique()
+    assert len(result.files) == 2 * buckets
+    assert all(Path(f).exists() for f in result.files)
+    assert len(threads) > 1

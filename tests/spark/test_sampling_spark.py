@@ -20,15 +20,12 @@ from pyspark.sql import functions as F
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, SampleConfig
 from hermes_spark.delta import get_store
 from hermes_spark.hashing import uniform
-from hermes_spark.sampling import plan as plan_mod
+from hermes_spark.sampling import quantiles as quantiles_mod
 from hermes_spark.sampling import select as select_mod
 from hermes_spark.sampling.allocate import take_prefix
-from hermes_spark.sampling.plan import (
-    SamplePlan,
-    compute_plan,
-    exact_kth_smallest,
-    quality_rank,
-)
+from hermes_spark.sampling.plan import SamplePlan
+from hermes_spark.sampling.planner import compute_plan
+from hermes_spark.sampling.quantiles import exact_kth_smallest, quality_rank
 from hermes_spark.sampling.select import run_sample, select_manifest
 from hermes_spark.stats import compute_stats
 from hermes_spark.tasks.annotate import annotate
@@ -149,7 +146,7 @@ def reference_manifest(spark, plan: SamplePlan, codes: pd.DataFrame) -> pd.DataF
 
 
 def assert_same_manifest(got: pd.DataFrame, want: pd.DataFrame) -> None:
-    got = got.astype(
+    got = got[list(select_mod.MANIFEST_COLUMNS)].astype(
         {
             "stage1_bucket": np.int64,
             "stage2_bucket": np.int64,
@@ -421,8 +418,8 @@ def test_mixtures_command_writes_usable_weight_files(spark, data, tmp_path, caps
 
 
 def test_exact_kth_smallest_matches_numpy(spark, monkeypatch):
-    monkeypatch.setattr(plan_mod, "KTH_BINS", 4)
-    monkeypatch.setattr(plan_mod, "KTH_SORT_LIMIT", 5)
+    monkeypatch.setattr(quantiles_mod, "KTH_BINS", 4)
+    monkeypatch.setattr(quantiles_mod, "KTH_SORT_LIMIT", 5)
     rng = np.random.default_rng(0)
     frames = []
     for g in range(5):

@@ -1,0 +1,192 @@
+"""The quality/diversity frontier of the Stage-2 rules on FineWeb with its ``edu_score``.
+
+Run: ``python bench/bench_selection.py [--cache /tmp/hermes_bench]`` (docs/sampling.md).
+The 1,000 FineWeb pages of the shared data get vectors once (``--vectors hashed``:
+feature-hashed bags of words, seconds; ``--vectors model``: all-MiniLM-L6-v2; cached as
+Parquet under ``--cache``), a codebook 8·4·4 is fitted and
+every page annotated (``edu_score`` as quality, ``token_count`` as tokens). Then, at one
+budget (``--budget-share`` of the tokens, E = ``--max-epochs``, proportional Stage-1
+weights), it samples with ``random``, ``coverage``, ``quality-top:p`` and ``quadmix`` over
+a sweep of the steepness, and prints per rule the token-weighted mean ``edu_score`` of the
+sample, the entropy (bits) of its tokens over the level-2 cells, the distinct documents
+and the realized share of the budget. Timings are not the point and are not printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig
+from hermes_spark.delta import get_store
+from hermes_spark.sampling.planner import plan_mixture
+from hermes_spark.sampling.select import sample
+from hermes_spark.session import get_spark
+from hermes_spark.tasks.annotate import annotate
+from hermes_spark.tasks.fit import fit
+
+LEVELS = (8, 4, 4)
+FINEWEB = Path(__file__).resolve().parents[2] / "shared" / "data" / "fineweb_1k_eduscored.parquet"
+
+
+def embedded_corpus(cache: Path, vectors: str) -> Path:
+    """``id, text, token_count, edu_score, emb`` (computed once per kind of vectors):
+    ``model`` vectors of all-MiniLM-L6-v2, or ``hashed`` bags of words (no model)."""
+    out = cache / f"fineweb_{vectors}" / "part-0.parquet"
+    if out.exists():
+        return out.parent
+    table = pq.read_table(FINEWEB, columns=["id", "text", "token_count", "edu_score"])
+    texts = table.column("text").to_pylist()
+    if vectors == "model":
+        from hermes_spark.embedding import embed_texts, load_model
+
+        vecs = embed_texts(load_model("all-MiniLM-L6-v2", 256, "cpu"), texts, 32)
+    else:
+        from tests.spark.test_quality_pools_budget import hashed_bow
+
+        vecs = hashed_bow(texts)
+    table = table.append_column(
+        "emb", pa.array([list(map(float, v)) for v in vecs], pa.list_(pa.float32()))
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
+    return out.parent
+
+
+def entropy_bits(weights: np.ndarray) -> float:
+    p = weights[weights > 0] / weights.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def measure(codes_df, rule: str, budget: float, epochs: float, q_by_id, b2_by_id) -> dict:
+    plan = plan_mixture(
+        None,
+        codes_df=codes_df,
+        budget_tokens=budget,
+        weights="proportional",
+        stage2=rule,
+        max_epochs=epochs,
+        levels=LEVELS,
+        seed=0,
+    )
+    man = sample(codes_df, plan).toPandas()
+    tok = (man["repeats"] * man["tokens"]).to_numpy(dtype=np.float64)
+    q = q_by_id.loc[man["doc_id"]].to_numpy()
+    cells = b2_by_id.loc[man["doc_id"]].to_numpy()
+    per_cell = np.bincount(cells, weights=tok)
+    return {
+        "rule": rule,
+        "mean_edu": float((q * tok).sum() / tok.sum()),
+        "l2_entropy_bits": entropy_bits(per_cell),
+        "docs": len(man),
+        "realized_share": float(tok.sum() / budget),
+    }
+
+
+def pools_regression(spark, cache: Path) -> None:
+    """Issue 9: budget met under quality-top:0.3 with E = 2 on ≈19.6k real documents
+    (16·8·8 codes, weights ∝ bucket id), vs the old Stage-1 cap (E × whole bucket)."""
+    from hermes_spark.config import SampleConfig
+    from hermes_spark.sampling.allocate import stage1_targets, stage2_allocation
+    from hermes_spark.sampling.planner import compute_plan
+    from tests.spark.test_quality_pools_budget import LEVELS as MIXED_LEVELS
+    from tests.spark.test_quality_pools_budget import write_mixed_corpus
+
+    root = cache / "mixed"
+    codes = root / "codes"
+    if not codes.exists():
+        corpus, _ = write_mixed_corpus(root / "corpus")
+        cfg = HermesConfig(
+            corpus=CorpusConfig(
+                input=corpus, embedding_col="emb", tokens_col="tokens", quality_col="quality"
+            ),
+            fit=FitConfig(levels=MIXED_LEVELS, sample_size=6000, seed=2, n_iter=10),
+        )
+        fit(spark, cfg, str(root / "cb"))
+        annotate(spark, cfg, str(root / "cb"), str(codes))
+    weights = {str(c): float(c) for c in range(MIXED_LEVELS[0])}
+    (root / "w.json").write_text(json.dumps(weights))
+    total = float(get_store(spark).read(str(codes)).agg({"n_tokens": "sum"}).first()[0])
+    print(f"mixed AG News + DBpedia + arXiv, {total:,.0f} tokens, quality-top:0.3, E = 2")
+    for share in (0.3, 0.45, 0.55):
+        budget = share * total
+        settings = SampleConfig(
+            budget_tokens=budget, weights=str(root / "w.json"), stage2="quality-top:0.3",
+            max_epochs=2.0,
+        )  # fmt: skip
+        plan = compute_plan(spark, settings, table=str(codes), levels=MIXED_LEVELS)
+        kids = plan.children
+        whole = kids.groupby("parent")["tokens"].sum().astype(float)
+        w = plan.stage1.set_index("bucket")["weight"]
+        old1, _ = stage1_targets(w, whole, budget, 2.0)  # the old cap: E × whole bucket
+        old = stage2_allocation(old1, kids, "quality-top:0.3", 2.0)
+        old_unmet = float(old.groupby("parent")["parent_unmet"].first().sum())
+        new_unmet = plan.info["stage1_shortfall_tokens"] + plan.info["stage2_unmet_tokens"]
+        room = 2 * kids["pool_tokens"].sum() / budget
+        print(
+            f"  budget {share:.0%} of tokens: unmet before {old_unmet / budget:6.2%}, "
+            f"now {new_unmet / budget:6.2%} (pools hold {room:.2f}× the budget at E = 2)"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default="/tmp/hermes_bench")
+    ap.add_argument("--pools", action="store_true", help="only the quality-top budget check")
+    ap.add_argument("--vectors", choices=["hashed", "model"], default="hashed")
+    ap.add_argument("--budget-share", type=float, default=0.3)
+    ap.add_argument("--max-epochs", type=float, default=2.0)
+    ap.add_argument("--json", help="also write the rows as JSON here")
+    args = ap.parse_args()
+    cache = Path(args.cache)
+    spark = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"})
+    if args.pools:
+        pools_regression(spark, cache)
+        return
+    corpus = embedded_corpus(cache, args.vectors)
+    cfg = HermesConfig(
+        corpus=CorpusConfig(
+            input=str(corpus), embedding_col="emb", tokens_col="token_count",
+            quality_col="edu_score",
+        ),
+        fit=FitConfig(levels=LEVELS, sample_size=1000, seed=0),
+    )  # fmt: skip
+    codes_path = cache / f"fineweb_codes_{args.vectors}"
+    if not codes_path.exists():
+        fit(spark, cfg, str(cache / f"fineweb_cb_{args.vectors}"))
+        annotate(spark, cfg, str(cache / f"fineweb_cb_{args.vectors}"), str(codes_path))
+    codes_df = get_store(spark).read(str(codes_path)).cache()
+    pdf = codes_df.select("doc_id", "quality", "n_tokens", "bucket2").toPandas()
+    pdf = pdf.set_index("doc_id")
+    budget = args.budget_share * float(pdf["n_tokens"].sum())
+    rules = ["random", "coverage", "quality-top:0.5", "quality-top:0.3", "quality-top:0.1"]
+    params = []
+    for k in (0.0, 5.0, 10.0, 20.0, 40.0, 80.0):
+        path = cache / f"quadmix_k{k:g}.json"
+        path.write_text(json.dumps({"default": {"threshold": 0.7, "steepness": k}}))
+        params.append(f"quadmix:{path}")
+    rows = [
+        measure(codes_df, r, budget, args.max_epochs, pdf["quality"], pdf["bucket2"])
+        for r in rules + params
+    ]
+    print(f"FineWeb 1k, {budget:,.0f} budget tokens (E = {args.max_epochs:g}), levels {LEVELS}")
+    print(f"{'rule':<34} {'mean edu':>9} {'L2 H bits':>10} {'docs':>6} {'budget':>7}")
+    for r in rows:
+        name = r["rule"].replace(str(cache) + "/", "")
+        print(
+            f"{name:<34} {r['mean_edu']:>9.3f} {r['l2_entropy_bits']:>10.3f} {r['docs']:>6} "
+            f"{r['realized_share']:>7.1%}"
+        )
+    print(f"(max L2 entropy: {math.log2(math.prod(LEVELS[:2])):.2f} bits)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,495 @@
+"""Plan computation (driver): Stage-1 weights and targets, the Stage-2 split, plan info.
+
+:func:`plan_mixture` is the API (DataFrames in, a :class:`SamplePlan` out, nothing
+written); :func:`compute_plan` is the path-based layer the CLI uses. A plan needs only
+per-bucket statistics: STATS rows (no scan of documents) or one aggregation over the
+codes' small columns; ``quality-top:p`` adds the exact per-child quality pools (a few
+histogram passes on executors). The driver holds one row per bucket, never a document.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hermes_spark.config import SampleConfig
+from hermes_spark.delta import get_store
+from hermes_spark.errors import (
+    BudgetError,
+    InvalidConfigError,
+    InvalidInputError,
+    VersionMismatchError,
+)
+from hermes_spark.sampling.allocate import (
+    parse_stage2_rule,
+    stage1_targets,
+    stage2_allocation,
+    stage2_argument,
+)
+from hermes_spark.sampling.levels import check_levels, infer_sizes
+from hermes_spark.sampling.plan import SamplePlan
+from hermes_spark.sampling.pools import quality_pools
+from hermes_spark.sampling.quadmix import attach_quadmix_pools, quadmix_stage2
+from hermes_spark.sampling.quadmix_math import load_params
+from hermes_spark.sampling.signals import QualitySignals, parse_quality_cols, with_merged_quality
+from hermes_spark.sampling.sources import (
+    StatsFrame,
+    children_from_codes,
+    children_from_stats,
+    levels_of_children,
+    read_stats,
+    stats_code_levels,
+    stats_rows,
+)
+from hermes_spark.sampling.target import is_target_spec, target_weights_from_path
+from hermes_spark.sampling.weights import resolve_stage1_weights
+from hermes_spark.schema import select_version
+from hermes_spark.stats import clean_codes, code_levels, codes_version, metadata_levels
+
+log = logging.getLogger(__name__)
+
+#: Stage-2 rules whose pools need the documents (not only bucket statistics).
+NEEDS_CODES = ("quality-top", "quadmix")
+
+
+def _entropy_bits(values: np.ndarray) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    total = v.sum()
+    if total <= 0:
+        return 0.0
+    p = v[v > 0] / total
+    return float(-(p * np.log2(p)).sum())
+
+
+def pool_contraction(children: pd.DataFrame, s: int) -> dict[str, Any]:
+    """Mean candidate pool at level ``s`` vs level ``s-1`` (docs per non-empty bucket, and
+    the doc-weighted mean ``Σ n²/N``: the pool a random document sits in)."""
+    fine = children["docs"].to_numpy(dtype=np.float64)
+    coarse = children.groupby("mid")["docs"].sum().to_numpy(dtype=np.float64)
+    n = fine.sum()
+    out: dict[str, Any] = {
+        "level": s,
+        "coarser_level": s - 1,
+        "mean_pool_docs": float(fine.mean()),
+        "coarser_mean_pool_docs": float(coarse.mean()),
+        "doc_weighted_pool_docs": float((fine**2).sum() / n) if n else 0.0,
+        "coarser_doc_weighted_pool_docs": float((coarse**2).sum() / n) if n else 0.0,
+    }
+    out["contraction"] = out["coarser_mean_pool_docs"] / max(out["mean_pool_docs"], 1e-300)
+    out["doc_weighted_contraction"] = out["coarser_doc_weighted_pool_docs"] / max(
+        out["doc_weighted_pool_docs"], 1e-300
+    )
+    if "pool_docs" in children and (children["pool_docs"] != children["docs"]).any():
+        pools = children["pool_docs"].to_numpy(dtype=np.float64)
+        out["mean_candidate_pool_docs"] = (
+            float(pools[pools > 0].mean()) if (pools > 0).any() else 0.0
+        )
+    return out
+
+
+def _bucket_children(
+    *,
+    stats_df: StatsFrame | None,
+    codes_df: DataFrame | None,
+    version: str | None,
+    weights_level: int,
+    stage2_level: int | None,
+    levels: tuple[int, ...] | None,
+    name: str,
+) -> tuple[pd.DataFrame, tuple[int, ...], str | None, int, int]:
+    """Per level-``s`` child: ``parent, mid, child, c1..c_s, docs, tokens, max_tokens``;
+    plus the level sizes, the version, ``w`` and ``s``."""
+    if stats_df is not None:
+        w, s = check_levels(weights_level, stage2_level, stats_code_levels(stats_df))
+        by_level, chosen = stats_rows(stats_df, version, s, name=name)
+        if not by_level[s].shape[0]:
+            raise InvalidInputError(f"{name} has no level-{s} rows for version {chosen}")
+        sizes = infer_sizes(by_level, levels)
+        children = children_from_stats(by_level, s, sizes)
+    else:
+        assert codes_df is not None
+        w, s = check_levels(weights_level, stage2_level, code_levels(codes_df))
+        children = children_from_codes(codes_df, s)
+        sizes = infer_sizes(levels_of_children(children, s), levels)
+        chosen = version
+    children["mid"] = children[f"bucket{s - 1}"]
+    children = children.rename(columns={f"bucket{w}": "parent", f"bucket{s}": "child"})
+    children = children.sort_values("child", kind="stable").reset_index(drop=True)
+    return children, tuple(int(k) for k in sizes), chosen, w, s
+
+
+def _attach_pools(
+    children: pd.DataFrame,
+    rule: str,
+    p: float | None,
+    codes_df: DataFrame | None,
+    s: int,
+    signals: QualitySignals | None = None,
+) -> pd.DataFrame:
+    """Add each child's candidate pool (``pool_docs, pool_tokens, ...``) for the rule."""
+    if rule == "quality-top":
+        assert codes_df is not None and p is not None
+        if signals is not None:
+            codes_df = with_merged_quality(codes_df, signals, s)
+        out = children.merge(quality_pools(codes_df, s, p), on="child", how="left")
+        if out["pool_docs"].isna().any():
+            raise InvalidInputError(
+                "STATS and the codes table disagree on the buckets; re-run hermes stats"
+            )
+        return out
+    out = children.copy()
+    out["quality_docs"] = np.nan
+    out["no_quality_docs"] = 0
+    out["threshold"] = np.nan
+    out["pool_docs"] = out["docs"]
+    out["pool_tokens"] = out["tokens"]
+    out["pool_max_tokens"] = out["max_tokens"]
+    return out
+
+
+def _stage1(
+    children: pd.DataFrame,
+    *,
+    weights: str | Mapping[str, float],
+    w: int,
+    sizes: tuple[int, ...],
+    budget: float,
+    max_epochs: float,
+    allow_shortfall: bool,
+) -> tuple[pd.DataFrame, float, dict[str, Any]]:
+    """Stage-1 targets: weights over the level-``w`` buckets (``proportional`` and
+    ``temperature`` follow the buckets' tokens), capped at ``E ×`` what the bucket can
+    supply: its children's pools (SPEC: under ``quality-top:p`` the quality pools)."""
+    tokens = children.groupby("parent")["tokens"].sum()
+    supply = children.groupby("parent")["pool_tokens"].sum().astype(np.float64)
+    parents = pd.DataFrame({"bucket": tokens.index.astype(np.int64), "tokens": tokens.to_numpy()})
+    resolved, winfo = resolve_stage1_weights(weights, parents, w, sizes, max_epochs)
+    capacity = float(max_epochs) * float(supply.sum())
+    if budget > capacity and not allow_shortfall:
+        pooled = " in its candidate pools" if (supply < tokens).any() else ""
+        raise BudgetError(
+            f"a budget of {budget:,.0f} tokens is impossible: the corpus holds "
+            f"{float(supply.sum()):,.0f} tokens{pooled} and --max-epochs {max_epochs:g} allows "
+            f"at most {capacity:,.0f}. Lower --budget-tokens, raise --max-epochs, or pass "
+            "--allow-shortfall to sample what there is and report the rest as unmet"
+        )
+    stage1, shortfall = stage1_targets(resolved, supply, budget, max_epochs)
+    return stage1, shortfall, winfo
+
+
+def _plan_info(
+    stage1: pd.DataFrame,
+    kids: pd.DataFrame,
+    *,
+    winfo: dict[str, Any],
+    shortfall: float,
+    rule: str,
+    s: int,
+) -> dict[str, Any]:
+    pooled = kids["pool_tokens"] > 0
+    alloc = kids["alloc"]
+    return {
+        "weights": winfo,
+        "stage1_shortfall_tokens": float(shortfall),
+        "stage2_unmet_tokens": float(stage1["stage2_unmet"].clip(lower=0).sum()),
+        "allocated_tokens": float(alloc.sum()),
+        "expected_repeats_token_weighted": float(
+            (alloc * kids["expected_repeats"]).sum() / max(alloc.sum(), 1e-300)
+        ),
+        "max_expected_repeats": float(
+            kids.loc[pooled, "expected_repeats"].max() if pooled.any() else 0.0
+        ),
+        "docs_without_quality": int(kids["no_quality_docs"].sum()) if rule in NEEDS_CODES else 0,
+        "pool_contraction": pool_contraction(kids, s),
+        "corpus_entropy_bits": {
+            "stage1": _entropy_bits(stage1["supply"].to_numpy()),
+            "stage2": _entropy_bits(kids["tokens"].to_numpy()),
+        },
+        "target_entropy_bits": {
+            "stage1": _entropy_bits(stage1["target"].to_numpy()),
+            "stage2": _entropy_bits(alloc.to_numpy()),
+        },
+    }
+
+
+def _with_children(
+    stage1: pd.DataFrame, children: pd.DataFrame, kids: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Join the children's statistics onto the allocation and roll them up per parent."""
+    extra = [c for c in children.columns if c not in kids.columns]
+    kids = kids.merge(children[["child", *extra]], on="child", how="left")
+    kids["pool_docs"] = kids["pool_docs"].astype(np.int64)
+    kids["docs"] = kids["docs"].astype(np.int64)
+    stage1 = stage1.rename_axis("bucket").reset_index()
+    by_parent = children.groupby("parent")
+    stage1["docs"] = stage1["bucket"].map(by_parent["docs"].sum()).astype(np.int64)
+    stage1["children"] = stage1["bucket"].map(by_parent.size()).astype(np.int64)
+    stage1["allocated"] = stage1["bucket"].map(kids.groupby("parent")["alloc"].sum()).fillna(0.0)
+    stage1["stage2_unmet"] = stage1["target"] - stage1["allocated"]
+    return stage1, kids
+
+
+def _checked_codes(
+    codes_df: DataFrame | None, version: str | None
+) -> tuple[DataFrame | None, str | None]:
+    if codes_df is None:
+        return None, version
+    codes_df = clean_codes(codes_df)
+    found = codes_version(codes_df)
+    if version is not None and found != version:
+        raise VersionMismatchError(
+            f"the codes are of codebook version {found}, the statistics of {version}; "
+            "plan from statistics of the same version (re-run hermes stats)"
+        )
+    return codes_df, found
+
+
+def plan_mixture(
+    stats_df: StatsFrame | None,
+    *,
+    budget_tokens: float,
+    weights: str | Mapping[str, float] = "unimax",
+    stage2: str = "coverage",
+    weights_level: int = 1,
+    stage2_level: int | None = 2,
+    max_epochs: float = 1.0,
+    codes_df: DataFrame | None = None,
+    seed: int = 0,
+    levels: Sequence[int] | None = None,
+    codebook_version: str | None = None,
+    allow_shortfall: bool = False,
+    quality_cols: str | Mapping[str, float] | None = None,
+    stats_name: str = "the statistics",
+) -> SamplePlan:
+    """Plan a two-stage sample (SPEC "Two-stage sampling"): driver, nothing written.
+
+    ``stats_df`` is a STATS frame (Spark or pandas, e.g. the first result of
+    :func:`hermes_spark.stats.bucket_stats`) or None to aggregate ``codes_df``;
+    ``codes_df`` (rows of one codebook version; rows with a ``reason`` are ignored) is
+    needed by ``quality-top:p`` for its exact per-child quantiles. ``quality_cols``
+    (``"edu:0.6,dclm:0.4,edu>=0.3"``, columns of ``codes_df``) merges several quality
+    signals by their percentile ranks within each child (:mod:`.signals`). ``levels`` defaults
+    to the ``hermes.levels`` metadata of ``codes_df.c1``, else is inferred.
+
+    Example::
+
+        stats_df, _ = bucket_stats(codes_df)
+        plan = plan_mixture(stats_df, budget_tokens=1e9, weights="unimax",
+                            stage2="quality-top:0.3", codes_df=codes_df, max_epochs=2)
+
+    Raises:
+        InvalidConfigError: bad budget, levels or rule; a rule that needs ``codes_df``.
+        BudgetError: bad weights, or a budget above ``E ×`` the supply without
+            ``allow_shortfall``.
+        VersionMismatchError: codes mixing versions, or codes and STATS of different ones.
+    """
+    settings = SampleConfig(
+        budget_tokens=budget_tokens,
+        weights=weights if isinstance(weights, str) else "mapping",
+        stage2=str(stage2),
+        weights_level=int(weights_level),
+        stage2_level=None if stage2_level is None else int(stage2_level),
+        max_epochs=float(max_epochs),
+        seed=int(seed),
+    )
+    if settings.budget_tokens is None:
+        raise InvalidConfigError("missing --budget-tokens (give the flag or sample.budget_tokens)")
+    rule, p = parse_stage2_rule(settings.stage2)
+    if stats_df is None and codes_df is None:
+        raise InvalidConfigError("planning needs --stats STATS or --table CODES")
+    if rule in NEEDS_CODES and codes_df is None:
+        raise InvalidConfigError(f"{rule} needs the codes table (--table) for its quantiles")
+    signals = None if quality_cols is None else parse_quality_cols(quality_cols)
+    if signals is not None and rule not in NEEDS_CODES:
+        raise InvalidConfigError(
+            f"--quality-cols sets the quality of {', '.join(NEEDS_CODES)}; --stage2 is {rule}"
+        )
+    if stats_df is None or rule in NEEDS_CODES:
+        codes_df, codes_ver = _checked_codes(codes_df, codebook_version)
+    else:
+        codes_df, codes_ver = None, codebook_version
+    if levels is None and codes_df is not None:
+        levels = metadata_levels(codes_df)
+    children, sizes, chosen, w, s = _bucket_children(
+        stats_df=stats_df,
+        codes_df=codes_df,
+        version=codes_ver,
+        weights_level=settings.weights_level,
+        stage2_level=settings.stage2_level,
+        levels=None if levels is None else tuple(int(k) for k in levels),
+        name=stats_name,
+    )
+    rated = None
+    if rule == "quadmix":
+        assert codes_df is not None
+        children, rated = attach_quadmix_pools(children, codes_df, signals, w, s)
+    else:
+        children = _attach_pools(children, rule, p, codes_df, s, signals)
+    budget = float(settings.budget_tokens)
+    stage1, shortfall, winfo = _stage1(
+        children,
+        weights=weights if isinstance(weights, Mapping) else settings.weights,
+        w=w,
+        sizes=sizes,
+        budget=budget,
+        max_epochs=settings.max_epochs,
+        allow_shortfall=allow_shortfall,
+    )
+    if rated is not None:
+        params = load_params(stage2_argument(settings.stage2) or None)
+        stage1, kids = quadmix_stage2(
+            stage1, children, rated, params=params, w=w, sizes=sizes, max_epochs=settings.max_epochs
+        )
+    else:
+        kids = stage2_allocation(stage1, children, settings.stage2, settings.max_epochs)
+    stage1, kids = _with_children(stage1, children, kids)
+    resolved = {
+        "budget_tokens": budget,
+        "weights": dict(weights) if isinstance(weights, Mapping) else settings.weights,
+        "stage2": settings.stage2,
+        "weights_level": w,
+        "stage2_level": s,
+        "max_epochs": settings.max_epochs,
+        "seed": settings.seed,
+        "allow_shortfall": bool(allow_shortfall),
+        "quality_cols": None if signals is None else signals.spec(),
+    }
+    info = _plan_info(stage1, kids, winfo=winfo, shortfall=shortfall, rule=rule, s=s)
+    log.info(
+        "plan: %d level-%d buckets, %d level-%d children, %.6g of %.6g tokens allocated",
+        len(stage1),
+        w,
+        len(kids),
+        s,
+        info["allocated_tokens"],
+        budget,
+    )
+    assert chosen is not None
+    return SamplePlan(chosen, sizes, resolved, stage1, kids, info)
+
+
+def compute_plan(
+    spark: SparkSession,
+    settings: SampleConfig,
+    *,
+    table: str | None = None,
+    stats: str | None = None,
+    version: str | None = None,
+    levels: tuple[int, ...] | None = None,
+    allow_shortfall: bool = False,
+    codebook: str | None = None,
+) -> SamplePlan:
+    """:func:`plan_mixture` over tables given by path or name (driver; the CLI's layer).
+
+    ``--weights target:PATH`` codes the target corpus with the artifact ``codebook``
+    first (:mod:`.target`).
+
+    With ``stats`` the bucket sizes come from the STATS table (no scan of the codes for
+    ``random``/``coverage``); otherwise from one aggregation over ``table``.
+    ``quality-top:p`` always needs ``table`` for its exact per-child quantiles.
+
+    Raises:
+        InvalidConfigError, BudgetError, VersionMismatchError: see :func:`plan_mixture`.
+    """
+    if settings.budget_tokens is None:
+        raise InvalidConfigError("missing --budget-tokens (give the flag or sample.budget_tokens)")
+    rule, _ = parse_stage2_rule(settings.stage2)
+    if stats is None and table is None:
+        raise InvalidConfigError("planning needs --stats STATS or --table CODES")
+    if rule in NEEDS_CODES and table is None:
+        raise InvalidConfigError(f"{rule} needs the codes table (--table) for its quantiles")
+    store = get_store(spark)
+    stats_df = codes_df = None
+    chosen = version
+    if stats is not None:
+        if not store.exists(stats):
+            raise InvalidInputError(f"statistics table {stats} does not exist (run hermes stats)")
+        stats_df = store.read(stats)
+        if rule in NEEDS_CODES:
+            _, chosen = read_stats(store, stats, version, 1)
+    if table is not None and (stats is None or rule in NEEDS_CODES):
+        codes_df, chosen = select_version(store, table, chosen)
+    weights: str | dict[str, float] = settings.weights
+    if is_target_spec(settings.weights):
+        weights, levels = _target_mapping(
+            spark, settings, stats=stats, table=table, version=chosen, codebook=codebook,
+            levels=levels,
+        )  # fmt: skip
+    plan = plan_mixture(
+        stats_df,
+        codes_df=codes_df,
+        budget_tokens=settings.budget_tokens,
+        weights=weights,
+        stage2=settings.stage2,
+        weights_level=settings.weights_level,
+        stage2_level=settings.stage2_level,
+        max_epochs=settings.max_epochs,
+        seed=settings.seed,
+        levels=levels,
+        codebook_version=chosen,
+        allow_shortfall=allow_shortfall,
+        quality_cols=settings.quality_cols,
+        stats_name=stats or "the statistics",
+    )
+    info = {"source": {"table": table, "stats": stats}, **plan.info}
+    resolved = dict(plan.settings)
+    if isinstance(weights, dict):
+        resolved["weights"] = settings.weights
+        info["weights"] = {**info["weights"], "source": settings.weights, "rule": "target"}
+        info["weights"]["target_weights"] = weights
+        info["weights"]["target_smoothing"] = settings.target_smoothing
+        info["weights"]["target_prior_mix"] = settings.target_prior_mix
+    return dataclasses.replace(plan, info=info, settings=resolved)
+
+
+def _target_mapping(
+    spark: SparkSession,
+    settings: SampleConfig,
+    *,
+    stats: str | None,
+    table: str | None,
+    version: str | None,
+    codebook: str | None,
+    levels: tuple[int, ...] | None,
+) -> tuple[dict[str, float], tuple[int, ...]]:
+    """The ``target:PATH`` weights over the corpus's level-``w`` buckets, and the sizes."""
+    if not codebook:
+        raise InvalidConfigError(
+            "--weights target:PATH codes the target texts with the artifact: pass --codebook"
+        )
+    from hermes_spark.quantize.codebook import Codebook
+
+    sizes = levels or tuple(int(k) for k in Codebook.load(codebook).levels)
+    store = get_store(spark)
+    w = settings.weights_level
+    if stats is not None:
+        by_level, chosen = read_stats(store, stats, version, w)
+        parents = by_level[w][["bucket", "tokens"]]
+    else:
+        assert table is not None
+        codes, chosen = select_version(store, table, version)
+        parents = (
+            codes.groupBy(F.col(f"bucket{w}").alias("bucket"))
+            .agg(F.sum("n_tokens").alias("tokens"))
+            .toPandas()
+        )
+    mapping = target_weights_from_path(
+        spark,
+        settings.weights,
+        parents,
+        codebook=codebook,
+        level=w,
+        levels=sizes,
+        smoothing=settings.target_smoothing,
+        prior_mix=settings.target_prior_mix,
+        embedding_col=settings.target_embedding_col,
+        version=chosen,
+    )
+    return mapping, sizes
