@@ -153,3 +153,32 @@ def test_api_errors_are_named_and_raised_before_any_job(spark, fitted):
     sc.setJobGroup("other", "other")
     with pytest.raises(InvalidConfigError, match="levels"):
         HermesEstimator(levels=(1, 2))
+
+
+def test_the_whole_api_on_dataframes_without_files(spark, fitted, tmp_path, monkeypatch):
+    """fit → transform → bucket_stats → plan_mixture → sample → materialize, no writes."""
+    from hermes_spark import bucket_stats, materialize, plan_mixture, sample
+
+    monkeypatch.chdir(tmp_path)  # anything written to a relative path would land here
+    _, model = fitted
+    corpus = spark.createDataFrame(corpus_frame(), SCHEMA)
+    codes = model.transform(corpus).where("reason is null")
+    stats, levels = bucket_stats(codes)
+    s = stats.toPandas()
+    assert s.loc[s["level"] == 1, "docs"].sum() == corpus.count()
+    assert levels.toPandas()["cells_total"].tolist() == [6, 24, 48]
+    budget = 0.5 * float(s.loc[s["level"] == 1, "tokens"].sum())
+    plan = plan_mixture(
+        stats, budget_tokens=budget, weights="uniform", stage2="coverage", max_epochs=2
+    )
+    manifest = sample(codes, plan, seed=5).toPandas()
+    realized = float((manifest["repeats"] * manifest["tokens"]).sum())
+    assert abs(realized - budget) <= 0.02 * budget + manifest["tokens"].max()
+    assert set(manifest["doc_id"]) <= set(corpus_frame()["id"])
+    train = materialize(
+        sample(codes, plan, seed=5), corpus, id_col="id", text_col="body"
+    ).toPandas()
+    assert len(train) == int(manifest["repeats"].sum())
+    again = materialize(sample(codes, plan, seed=5), corpus, id_col="id", text_col="body")
+    assert again.toPandas()["body"].tolist() == train["body"].tolist()  # deterministic
+    assert list(tmp_path.iterdir()) == []  # nothing was written
