@@ -118,9 +118,10 @@ def _delta_input_files(table: object) -> InputFiles:
 
 
 def _native_delta(spark: SparkSession) -> bool:
-    from hermes_spark.session import native_delta_available
+    """True when this run's Delta engine is native (delta-spark reads the corpus)."""
+    from hermes_spark.delta import get_store
 
-    return native_delta_available(spark)
+    return get_store(spark).name == "native"
 
 
 #: Delta reader features whose files cannot be read as plain Parquet.

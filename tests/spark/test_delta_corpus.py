@@ -8,7 +8,7 @@ from deltalake import DeltaTable
 
 from hermes_spark.corpus import _check_embedded_readable
 from hermes_spark.errors import InvalidInputError
-from hermes_spark.session import native_delta_available
+from hermes_spark.delta import native_delta_available
 from tests.helpers import assert_clean_error, run_cli, write_embedded_corpus
 
 pytestmark = pytest.mark.spark
@@ -19,7 +19,7 @@ DELETED = ("doc-00003", "doc-00010", "doc-00150")
 
 @pytest.fixture()
 def delta_corpus(spark, tmp_path):
-    if not native_delta_available(spark):
+    if not native_delta_available(spark)[0]:
         pytest.skip("native Delta is not configured (make setup fetches the jars)")
     parquet = write_embedded_corpus(tmp_path / "parquet", n=200, dim=16, files=2)
     path = str(tmp_path / "delta")
