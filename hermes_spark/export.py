@@ -39,6 +39,7 @@ from hermes_spark.config import CorpusConfig
 from hermes_spark.corpus import list_input_files
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
+from hermes_spark.io import jsonable, report_path_for, write_text
 from hermes_spark.sampling.exports import doremi_json, megatron_blend, regmix_csv
 from hermes_spark.sampling.levels import infer_sizes
 from hermes_spark.sampling.materialize import (
@@ -50,7 +51,6 @@ from hermes_spark.sampling.materialize import (
     selected_rows,
 )
 from hermes_spark.sampling.quadmix_math import candidate_params
-from hermes_spark.sampling.report import jsonable, report_path_for, write_text
 from hermes_spark.sampling.sources import read_stats
 from hermes_spark.sampling.texts import corpus_texts
 from hermes_spark.sampling.weights import dirichlet_mixtures, format_bucket_key

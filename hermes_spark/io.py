@@ -368,6 +368,8 @@ def jsonable(obj: Any) -> Any:
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
+    if type(obj).__name__ == "NAType":  # pandas.NA, without importing pandas here
+        return None
     return obj
 
 

@@ -4,6 +4,7 @@ Import from here: :func:`get_store`, :class:`DeltaStore`, :func:`rejects_table`,
 :func:`parse_table`. Which backend runs is decided in :mod:`hermes_spark.delta.store`.
 """
 
+from hermes_spark.delta.engine import get_store
 from hermes_spark.delta.files import DATA_DIR, delta_schema, file_stats, spark_schema
 from hermes_spark.delta.store import (
     DEFAULT_RETENTION_HOURS,
@@ -12,7 +13,6 @@ from hermes_spark.delta.store import (
     DeltaStore,
     TableRef,
     configure,
-    get_store,
     is_catalog_name,
     native_delta_available,
     parse_table,

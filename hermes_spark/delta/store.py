@@ -205,35 +205,6 @@ def native_delta_available(spark: SparkSession) -> tuple[bool, str]:
     return found
 
 
-def get_store(spark: SparkSession, engine: str | None = None) -> DeltaStore:
-    """The Delta backend for ``spark``: ``engine`` or the ``delta.engine`` setting (driver).
-
-    ``HERMES_DELTA_ENGINE`` overrides the setting. ``native`` without Delta on the session
-    is an :class:`InvalidConfigError` that says how to get it.
-    """
-    from hermes_spark.delta.embedded import EmbeddedDeltaStore
-    from hermes_spark.delta.native import NativeDeltaStore
-
-    chosen = engine or os.environ.get("HERMES_DELTA_ENGINE") or _settings.engine
-    if chosen not in ENGINES:
-        raise InvalidConfigError(f"delta engine {chosen!r} is not one of {', '.join(ENGINES)}")
-    if chosen == "embedded":
-        log.info("Delta engine: embedded (delta-rs), as configured")
-        return EmbeddedDeltaStore(spark, _settings)
-    available, why = native_delta_available(spark)
-    if available:
-        log.info("Delta engine: native (delta-spark): %s", why)
-        return NativeDeltaStore(spark, _settings)
-    if chosen == "native":
-        raise InvalidConfigError(
-            f"delta.engine is native but {why}. Run `make jars` (a session hermes starts "
-            "loads build/jars), or start Spark with the Delta Lake package and "
-            "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension"
-        )
-    log.info("Delta engine: embedded (delta-rs): %s", why)
-    return EmbeddedDeltaStore(spark, _settings)
-
-
 class DeltaStore(ABC):
     """Reads, appends, overwrites, deletes and vacuums Delta tables.
 

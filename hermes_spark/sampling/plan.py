@@ -8,15 +8,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hermes_spark import io
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.io import jsonable
 from hermes_spark.sampling.allocate import parse_stage2_rule
-from hermes_spark.sampling.report import jsonable
 from hermes_spark.sampling.weights import format_bucket_key
 
 PLAN_FORMAT = 1
@@ -127,17 +127,16 @@ class SamplePlan:
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"{source} is not a valid hermes sample plan: {exc}") from exc
 
-    def save(self, path: str | Path) -> None:
-        """Write the plan JSON (driver, local path)."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(self.to_json(), encoding="utf-8")
+    def save(self, path: str) -> None:
+        """Write the plan JSON to any URI (driver)."""
+        io.write_text(str(path), self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> SamplePlan:
-        """Read a plan written by :meth:`save`."""
+    def load(cls, path: str) -> SamplePlan:
+        """Read a plan written by :meth:`save` (any URI)."""
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
+            text = io.read_text(str(path))
+        except (OSError, InvalidInputError) as exc:
             raise InvalidInputError(f"cannot read plan {str(path)!r}: {exc}") from exc
         return cls.from_json(text, source=f"plan {str(path)!r}")
 

@@ -7,44 +7,20 @@ the repetition histogram (small aggregations of the manifest done by the caller)
 from __future__ import annotations
 
 import math
-import posixpath
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from hermes_spark.sampling.plan import SamplePlan
+    from hermes_spark.io import jsonable
+from hermes_spark.sampling.plan import SamplePlan
 
 REPORT_KIND = "hermes-mixture-report"
 #: Realized tokens of a Stage-1 bucket must be within max(BOUND_SHARE · target, largest doc).
 BOUND_SHARE = 0.02
 _SHOWN = 40
-
-
-def report_path_for(manifest: str) -> str:
-    """``MANIFEST_report.json`` beside a path table; ``./NAME_report.json`` for a catalog
-    name."""
-    if "/" not in manifest and "://" not in manifest:
-        return f"{manifest}_report.json"
-    return f"{manifest.rstrip('/')}_report.json"
-
-
-def write_text(path: str, text: str) -> None:
-    """Write a small text file to a local path or a URI (pyarrow filesystems)."""
-    if "://" in path and not path.startswith("file://"):
-        import pyarrow.fs as pafs
-
-        fs, inner = pafs.FileSystem.from_uri(path)
-        fs.create_dir(posixpath.dirname(inner), recursive=True)
-        with fs.open_output_stream(inner) as stream:
-            stream.write(text.encode("utf-8"))
-        return
-    local = Path(path.removeprefix("file://"))
-    local.parent.mkdir(parents=True, exist_ok=True)
-    local.write_text(text, encoding="utf-8")
 
 
 def entropy_bits(values: Any) -> float:
@@ -55,24 +31,6 @@ def entropy_bits(values: Any) -> float:
         return 0.0
     p = v[v > 0] / total
     return float(-(p * np.log2(p)).sum())
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON types: numpy scalars unwrapped, NaN/inf floats to None (recursive)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.bool_ | bool):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if obj is pd.NA:
-        return None
-    return obj
 
 
 def _num(value: Any) -> Any:

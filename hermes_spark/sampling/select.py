@@ -47,10 +47,11 @@ from pyspark.sql import functions as F
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
+from hermes_spark.io import report_path_for, write_text
 from hermes_spark.sampling.allocate import take_prefix
 from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.quadmix import plan_rated, quadmix_manifest, quality_histograms
-from hermes_spark.sampling.report import build_report, report_path_for, write_text
+from hermes_spark.sampling.report import build_report
 from hermes_spark.sampling.signals import parse_quality_cols, with_merged_quality
 from hermes_spark.schema import SOURCE_COL, select_version
 from hermes_spark.stats import clean_codes, codes_version
