@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -35,6 +34,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from hermes_spark import io
 from hermes_spark.config import CorpusConfig
 from hermes_spark.corpus import list_input_files
 from hermes_spark.delta import get_store
@@ -95,16 +95,11 @@ class ExportResult:
 
 
 def _fs(path: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in path and not path.startswith("file://"):
-        fs, root = pafs.FileSystem.from_uri(path)
-        return fs, root.rstrip("/")
-    return pafs.LocalFileSystem(), str(Path(path.removeprefix("file://")).resolve())
+    return io.filesystem(path)
 
 
 def _spark_uri(path: str) -> str:
-    if "://" in path:
-        return path
-    return f"file://{Path(path).resolve()}"
+    return io.spark_path(path)
 
 
 def _prepare_out_dir(fs: pafs.FileSystem, root: str, overwrite: bool) -> None:

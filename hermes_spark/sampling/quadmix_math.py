@@ -14,11 +14,11 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hermes_spark import io
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
 
 DEFAULT_THRESHOLD = 0.5
@@ -80,8 +80,8 @@ def load_params(path: str | None) -> QuadmixParams:
     if not path:
         return QuadmixParams()
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
+        doc = json.loads(io.read_text(path))
+    except (OSError, InvalidInputError) as exc:
         raise InvalidInputError(f"cannot read quadmix parameters {path!r}: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"quadmix parameters {path!r} are not JSON: {exc}") from exc
@@ -180,6 +180,6 @@ def candidate_params(
 def check_rule_arg(arg: str) -> str | None:
     """The parameter path of ``quadmix[:PATH]`` (None for the defaults)."""
     path = arg.strip()
-    if path and not Path(path).is_file():
+    if path and not io.is_file(path):
         raise InvalidConfigError(f"quadmix parameters {path!r} do not exist")
     return path or None

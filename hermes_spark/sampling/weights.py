@@ -10,17 +10,18 @@ A bucket at level ``l`` is identified by its packed id (``bucket1 = c1``,
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from io import StringIO
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hermes_spark import io
 from hermes_spark.errors import BudgetError, InvalidConfigError, InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -147,13 +148,14 @@ class _Pairs(list[tuple[str, Any]]):
     """A JSON object kept as its ordered ``(key, value)`` pairs, duplicates included."""
 
 
-def _read_weights_file(path: Path) -> list[tuple[str, Any]]:
-    """Read ``(key, weight)`` pairs from a JSON object or a CSV with key/bucket,weight."""
+def _read_weights_file(path: str) -> list[tuple[str, Any]]:
+    """Read ``(key, weight)`` pairs from a JSON object or a CSV with key/bucket,weight
+    (any URI of :mod:`hermes_spark.io`)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = io.read_text(path)
+    except (OSError, UnicodeDecodeError, InvalidInputError) as exc:
         raise InvalidInputError(f"cannot read weights file {str(path)!r}: {exc}") from exc
-    if path.suffix.lower() == ".json":
+    if path.lower().endswith(".json"):
         try:
             obj = json.loads(text, object_pairs_hook=_Pairs)
         except json.JSONDecodeError as exc:
@@ -168,7 +170,7 @@ def _read_weights_file(path: Path) -> list[tuple[str, Any]]:
                 f'weights file {str(path)!r} must be a JSON object {{"<bucket key>": weight}}'
             )
         return [(str(k), v) for k, v in obj]
-    rows = list(csv.DictReader(io.StringIO(text)))
+    rows = list(csv.DictReader(StringIO(text)))
     fields = {f.strip().lower(): f for f in (rows[0].keys() if rows else [])}
     key_col = fields.get("key", fields.get("bucket"))
     if key_col is None or "weight" not in fields:
@@ -188,7 +190,7 @@ def _as_weight(value: Any) -> float:
 
 
 def _file_weights(
-    path: Path, tokens: pd.Series, level: int, levels: Sequence[int]
+    path: str, tokens: pd.Series, level: int, levels: Sequence[int]
 ) -> tuple[np.ndarray, list[str]]:
     """Weights from a file aligned on ``tokens.index``, plus the keys of unlisted buckets."""
     return _pair_weights(_read_weights_file(path), path, tokens, level, levels)
@@ -196,7 +198,7 @@ def _file_weights(
 
 def _pair_weights(
     pairs: list[tuple[str, Any]],
-    path: Path | str,
+    path: str,
     tokens: pd.Series,
     level: int,
     levels: Sequence[int],
@@ -278,9 +280,9 @@ def resolve_stage1_weights(
         return _normalised(raw, {"source": "mapping", "rule": None}, unlisted, tokens, level)
     text = str(spec).strip()
     rule = text.lower()
-    path = Path(text).expanduser()
+    path = os.path.expanduser(text) if io.scheme(text) == "" else text
     is_rule = rule.partition(":")[0] in ("proportional", "uniform", "temperature", "unimax")
-    if not is_rule and (path.suffix.lower() in (".json", ".csv") or path.is_file()):
+    if not is_rule and (path.lower().endswith((".json", ".csv")) or io.is_file(path)):
         raw, unlisted = _file_weights(path, tokens, level, levels)
         info: dict[str, Any] = {"source": str(path), "rule": None}
     else:

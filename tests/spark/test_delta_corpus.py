@@ -7,8 +7,8 @@ import pytest
 from deltalake import DeltaTable
 
 from hermes_spark.corpus import _check_embedded_readable
-from hermes_spark.errors import InvalidInputError
 from hermes_spark.delta import native_delta_available
+from hermes_spark.errors import InvalidInputError
 from tests.helpers import assert_clean_error, run_cli, write_embedded_corpus
 
 pytestmark = pytest.mark.spark
