@@ -25,12 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow.parquet as pq
+# one BLAS/OpenMP thread: fit times are per core and do not collapse on a busy machine
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from hermes_spark.quantize.codebook import fit_codebook
-from hermes_spark.quantize.options import QuantizerOptions
-from hermes_spark.quantize.scoring import score_codebook
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from hermes_spark.quantize.codebook import fit_codebook  # noqa: E402
+from hermes_spark.quantize.options import QuantizerOptions  # noqa: E402
+from hermes_spark.quantize.scoring import score_codebook  # noqa: E402
 
 VARIANTS: dict[str, tuple[QuantizerOptions, int | None]] = {
     "default": (QuantizerOptions(), 64),
@@ -59,7 +63,7 @@ def embed_cached(path: str, n: int, cache: Path, max_seq_length: int) -> tuple[n
     parts = []
     model = None
     for i in range(0, len(texts), CHUNK):
-        f = cache / f"{name}.{i:05d}.npy"
+        f = cache / f"{name}.n{n}.s{max_seq_length}.{i:05d}.npy"
         if not f.exists():
             model = model or load_model("all-MiniLM-L6-v2", max_seq_length, "cpu")
             np.save(f, embed_texts(model, texts[i : i + CHUNK], 64).astype(np.float32))
