@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hermes_spark.config import CORPUS_FORMATS, HermesConfig
+from hermes_spark.quantize.options import KMEANS_KINDS, LST_KINDS, ROTATIONS
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,27 @@ COMMANDS: tuple[Command, ...] = (
             flag("--sample-size", key="fit.sample_size", type=int, help="documents to fit on"),
             flag("--seed", key="fit.seed", type=int, help="sampling and k-means seed"),
             flag("--lst-dim", key="fit.lst_dim", type=int, help="LST output dimension"),
+            flag("--lst", key="fit.lst", choices=LST_KINDS, help="LST variant"),
+            flag("--whiten-power", key="fit.whiten_power", type=float, help="PCA whitening power"),
+            flag("--rotation", key="fit.rotation", choices=ROTATIONS, help="learned rotation"),
+            flag(
+                "--refine-iters",
+                key="fit.refine_iters",
+                type=int,
+                help="joint codebook refinement rounds after the greedy pass",
+            ),
+            flag(
+                "--balance",
+                key="fit.balance",
+                type=float,
+                help="stage-1 balance strength in [0, 1] (against giant coarse buckets)",
+            ),
+            flag(
+                "--kmeans",
+                key="fit.kmeans",
+                choices=KMEANS_KINDS,
+                help="k-means flavour of every stage",
+            ),
         ),
         "cmd_fit",
         needs=("paths.codebook",),
