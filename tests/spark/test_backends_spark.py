@@ -8,8 +8,6 @@ import dataclasses
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from hermes_spark.annotate import annotate
-from hermes_spark.fit import fit
 from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, ModelConfig
@@ -18,6 +16,8 @@ from hermes_spark.embedding.encoder import Encoder
 from hermes_spark.embedding.settings import settings_for_annotate
 from hermes_spark.errors import InvalidConfigError
 from hermes_spark.quantize.codebook import Codebook
+from hermes_spark.tasks.annotate import annotate
+from hermes_spark.tasks.fit import fit
 from tests.conftest import shared_corpus
 
 pytestmark = [pytest.mark.spark, pytest.mark.model]
