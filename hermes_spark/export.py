@@ -257,10 +257,12 @@ def _bucket_keys(buckets: list[int], report: dict[str, Any] | None) -> dict[int,
     return {b: f"id{b}" for b in buckets}
 
 
-def default_shards(tokens: float, *, shard_bytes: float = BYTES_PER_SHARD) -> int:
-    """Shards for ``tokens`` exported tokens: about ``shard_bytes`` of text each, counting
-    :data:`BYTES_PER_TOKEN` bytes of text per token (written Parquet is smaller)."""
-    need = float(tokens) * BYTES_PER_TOKEN / float(shard_bytes)
+def default_shards(tokens: float, *, shard_bytes: float | None = None) -> int:
+    """Shards for ``tokens`` exported tokens: about ``shard_bytes`` (default
+    :data:`BYTES_PER_SHARD`) of text each, counting :data:`BYTES_PER_TOKEN` bytes of text
+    per token (written Parquet is smaller)."""
+    size = BYTES_PER_SHARD if shard_bytes is None else shard_bytes
+    need = float(tokens) * BYTES_PER_TOKEN / float(size)
     return int(min(MAX_SHARDS, max(1, math.ceil(need))))
 
 
