@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-unit test-spark test-fast bench lint clean
+.PHONY: setup run test test-unit test-spark test-fast bench bench-scale lint clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ bench: $(STAMP)
 	$(PY) bench/bench_annotate.py
 	$(PY) bench/bench_rvq.py
 	$(PY) bench/bench_sample.py
+
+# Does each job's cost follow its work? SCALE=0.1 shrinks every table (docs/scale.md).
+SCALE ?= 1.0
+bench-scale: $(STAMP)
+	$(PY) bench/bench_scale.py --scale $(SCALE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
