@@ -55,6 +55,11 @@ bench: setup
 dist: $(STAMP)
 	$(PY) scripts/build_dist.py dist
 
+# Does each job's cost follow its work? SCALE=0.1 shrinks every table (docs/scale.md).
+SCALE ?= 1.0
+bench-scale: setup
+	$(PY) bench/bench_scale.py --scale $(SCALE)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -148,6 +148,7 @@ class AnnotateConfig:
     mode: str = "incremental"
     on_duplicate: str = "keep-first"
     files_per_chunk: int = 64
+    rows_per_file: int = 1_000_000  # codes rows per Parquet file of a chunk's commit
 
     def __post_init__(self) -> None:
         if self.mode not in ("incremental", "full"):
@@ -155,6 +156,7 @@ class AnnotateConfig:
         if self.on_duplicate not in ("keep-first", "error"):
             _fail("annotate", "on_duplicate", f"{self.on_duplicate!r} is not keep-first or error")
         _positive("annotate", "files_per_chunk", self.files_per_chunk)
+        _positive("annotate", "rows_per_file", self.rows_per_file)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ rejects, and ledger) in one commit each.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -233,25 +234,28 @@ def annotate_table(
     """
     t0 = time.perf_counter()
     files = list_input_files(corpus, spark)  # listed once per run
-    probe = read_corpus(spark, corpus, files.paths)
-    check_columns(probe.schema, corpus, embedding_dim=model.codebook.dim)
-    require_rows(probe, corpus)
     store = get_store(spark)
-    rejects = rejects_table_name(table)
-    store.check_writable(table)
-    store.check_writable(rejects)
-    store.check_writable(ledger.ledger_table_name(table))
-    _check_dim(probe, corpus, model, codebook_path)
-    _check_keep_cols(corpus.keep_cols, len(model.levels))
-    device = embedding_device(spark, model, corpus)
-    run = _Run(spark, model, corpus, options, store, table, rejects, store_embeddings, device)
-    report = AnnotateReport(model.version, table, run.rejects, mode=options.mode, device=device)
+    run = _Run(spark, model, corpus, options, store, table, rejects_table_name(table))
+    for name in (table, run.rejects, ledger.ledger_table_name(table)):
+        store.check_writable(name)
+    report = AnnotateReport(model.version, table, run.rejects, mode=options.mode)
     report.files_total = len(files.paths)
     rows_before = _version_rows(store, table, model.version)
+    todo = [] if options.mode == "full" else _pending_chunks(run, files, report)
+    probe_paths = files.paths if options.mode == "full" else [p for c in todo for p in c.paths]
+    if probe_paths:  # only the files this run reads: finished files are never opened
+        probe = read_corpus(spark, corpus, probe_paths)
+        check_columns(probe.schema, corpus, embedding_dim=model.codebook.dim)
+        if options.mode == "full" or report.files_finished_before == 0:
+            require_rows(probe, corpus)  # (an empty new file of a known corpus is fine)
+        _check_dim(probe, corpus, model, codebook_path)
+        _check_keep_cols(corpus.keep_cols, len(model.levels))
+        report.device = embedding_device(spark, model, corpus)
+        run = dataclasses.replace(run, store_embeddings=store_embeddings, device=report.device)
     if options.mode == "full":
         reasons = _annotate_full(run, files, report)
     else:
-        reasons = _annotate_chunks(run, files, report)
+        reasons = _annotate_chunks(run, todo, files, report)
     report.reject_reasons = dict(reasons)
     report.rejects_written = sum(reasons.values())
     report.table_rows = _version_rows(store, table, model.version)
@@ -343,9 +347,10 @@ def _look_up(run: _Run, chunks: Sequence[_Chunk]) -> seen.Seen:
     return seen.Seen(hits, rejects, n_hits, version_now)
 
 
-def _annotate_chunks(run: _Run, files: InputFiles, report: AnnotateReport) -> Counter[str]:
-    """Incremental mode: one idempotent commit per pending chunk."""
-    todo = _pending_chunks(run, files, report)
+def _annotate_chunks(
+    run: _Run, todo: list[_Chunk], files: InputFiles, report: AnnotateReport
+) -> Counter[str]:
+    """Incremental mode: one idempotent commit per pending chunk (``todo``)."""
     reasons: Counter[str] = Counter()
     if not todo:
         return reasons
@@ -436,7 +441,8 @@ def _write_chunk(
         bad_counts = counts
         good = coded.where(F.col(REASON_COL).isNull())
         codes = _codes_output(good, run)
-        n_files = max(1, math.ceil(tasks / 16))
+        # files sized by rows (the count is known): not by the cluster's task count
+        n_files = max(1, math.ceil(n_good / run.options.rows_per_file))
         codes = codes.repartition(n_files, "doc_id")
         meta = {
             "hermes.chunk": str(index),

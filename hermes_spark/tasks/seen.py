@@ -176,6 +176,6 @@ def _later_copies_predicate(version: str, rows: Sequence[object]) -> str:
         first = (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%f")
         clauses.append(
             f"(doc_id = {quote(r['doc_id'])} AND "  # type: ignore[index]
-            f"{ANNOTATED_AT_COL} > TIMESTAMP '{first}+00:00')"
+            f"{ANNOTATED_AT_COL} > '{first}Z')"  # a string literal: both engines cast it
         )
     return f"{VERSION_COL} = {quote(version)} AND ({' OR '.join(clauses)})"
