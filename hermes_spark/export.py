@@ -342,7 +342,7 @@ def _layout(spark: SparkSession, buckets: list[int], shards: int, per_bucket: bo
 def _write_data(data: DataFrame, out_dir: str, fmt: str) -> str:
     tmp_name = f"_tmp_{uuid.uuid4().hex[:12]}"
     tmp_uri = f"{_spark_uri(out_dir).rstrip('/')}/{tmp_name}"
-    writer = data.write.mode("errorifexists")
+    writer = data.write.mode("error")  # "errorifexists": not on Spark Connect
     if fmt == "parquet":
         writer.parquet(tmp_uri)
     else:

@@ -313,6 +313,7 @@ def download_dir(uri: str, local_dir: str) -> str:
     fs, path, info = _info(uri)
     if info.type != pafs.FileType.Directory:
         raise InvalidInputError(f"{uri} does not exist or is not a directory")
+    os.makedirs(local_dir, exist_ok=True)  # object stores may hold no directory marker
     pafs.copy_files(
         path, local_dir, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()
     )

@@ -26,19 +26,22 @@ def _spark(cfg: HermesConfig):
     """The session for a command; a person at a terminal also gets Spark's progress bar
     (when hermes builds the session: an attached one keeps its own settings)."""
     from hermes_spark.delta import configure
+    from hermes_spark.object_stores import configure_from_session
     from hermes_spark.session import get_spark
 
     configure(**dataclasses.asdict(cfg.delta))
     conf = dict(cfg.spark.conf)
     if sys.stderr.isatty() and not cfg.spark.remote:
         conf.setdefault("spark.ui.showConsoleProgress", "true")
-    return get_spark(
+    spark = get_spark(
         None,
         conf,
         default_master=cfg.spark.master or "local[*]",
         delta_engine=cfg.delta.engine,
         remote=cfg.spark.remote,
     )
+    configure_from_session(spark)  # the session's fs.s3a.* settings serve io.py too
+    return spark
 
 
 def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> None:
