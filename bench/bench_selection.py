@@ -74,6 +74,7 @@ def measure(codes_df, rule: str, budget: float, epochs: float, q_by_id, b2_by_id
         max_epochs=epochs,
         levels=LEVELS,
         seed=0,
+        allow_shortfall=True,  # small quality pools may not hold the budget: report it
     )
     man = sample(codes_df, plan).toPandas()
     tok = (man["repeats"] * man["tokens"]).to_numpy(dtype=np.float64)
