@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
-from hermes_spark.delta_store import get_store
+from hermes_spark.delta import get_store
 from pyspark.sql import functions as F
 
 import hermes_spark.tasks.annotate as annotate_task
