@@ -41,8 +41,10 @@ LOCAL_CONF: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
-    # Delta VACUUM lists files with this many tasks (default 10,000: minutes on a laptop).
+    # Delta VACUUM lists files with this many tasks (default 10,000: minutes on a laptop),
+    # and rebuilds a table's state with this many (default 50), as Delta's own tests do.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
+    "spark.databricks.delta.snapshotPartitions": "2",
     "spark.driver.extraJavaOptions": "-Dderby.system.home=/tmp/derby",
 }
 

@@ -302,13 +302,25 @@ class EmbeddedDeltaStore(DeltaStore):
         """
         loc, delta_table = self._open_existing(table)
         hours = self.options.vacuum_retention_hours if retention_hours is None else retention_hours
-        removed = delta_table.vacuum(
+        candidates = delta_table.vacuum(
             retention_hours=int(hours),
-            dry_run=dry_run,
+            dry_run=True,
             enforce_retention_duration=False,
             full=True,
         )
+        # delta-rs applies the retention to removed files; files no commit ever named
+        # (staging of a running writer) are kept here by their age.
+        cutoff = datetime.now(UTC).timestamp() - hours * 3600
+        removed = []
+        for relative in candidates:
+            info = loc.fs.get_file_info(file_location(loc, relative))
+            if info.type == pafs.FileType.NotFound:
+                continue  # delta-rs lists tombstones whose files an earlier vacuum removed
+            if info.mtime is None or info.mtime.timestamp() <= cutoff:
+                removed.append(relative)
         if not dry_run:
+            for relative in removed:
+                loc.fs.delete_file(file_location(loc, relative))
             remove_empty_dirs(loc.fs, f"{loc.root}/{DATA_DIR}")
         log.info(
             "vacuum %s (retention %dh): %d files %s",

@@ -143,6 +143,8 @@ def file_location(loc: Location, log_path: str) -> str:
     """A Delta log path (percent-encoded, relative or absolute URI) as a file location."""
     if "://" in log_path:
         return unquote(log_path)
+    if log_path.startswith("/") and log_path.startswith(loc.root + "/"):
+        return log_path  # an absolute path inside the table (delta-rs vacuum lists some so)
     return f"{loc.root}/{unquote(log_path)}"
 
 

@@ -181,6 +181,11 @@ class NativeDeltaStore(DeltaStore):
             # Delta itself skips the commit if a racing writer recorded this txn first.
             writer = writer.option("txnAppId", app_id).option("txnVersion", app_version)
         writer = writer.option("userMetadata", json.dumps(keys, sort_keys=True))
+        if not existed and self.ref(table).is_name and app_id is not None:
+            # CREATE TABLE AS SELECT ignores txn and userMetadata options: create the
+            # (empty) catalog table first, then append in a commit of its own.
+            self._save(self._writer(df.limit(0), "append", partition_by), table, creating=True)
+            before, existed = self.version(table), True
         self._save(writer, table, creating=not existed)
         if app_id is None:
             return True

@@ -37,8 +37,8 @@ def _spark_home(tmp: Path) -> Path:
 
 
 def _events(log_dir: Path) -> list[dict]:
-    files = [p for p in log_dir.iterdir() if p.is_file()]
-    assert len(files) == 1, files  # one application, one event log
+    files = [p for p in log_dir.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert len(files) == 1, files  # one application, one plain event log
     return [json.loads(line) for line in files[0].read_text().splitlines() if line.strip()]
 
 
@@ -63,6 +63,10 @@ def test_spark_submit_master_is_used(tmp_path: Path) -> None:
         "spark.eventLog.enabled=true",
         "--conf",
         f"spark.eventLog.dir=file://{events}",
+        "--conf",
+        "spark.eventLog.compress=false",  # plain JSON lines, one file
+        "--conf",
+        "spark.eventLog.rolling.enabled=false",
         # Start tasks only once both executors registered, as a cluster user would ask.
         "--conf",
         "spark.scheduler.minRegisteredResourcesRatio=1.0",

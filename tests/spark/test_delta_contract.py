@@ -205,7 +205,7 @@ def test_zorder_optimize_rewrites_files_and_keeps_rows(store, spark, tmp_path) -
     frame = codes(spark, 3000).repartition(3, F.rand(seed=2))
     unsorted.append(frame, table)
     before = live_files(table)
-    assert all(f["min"]["bucket1"] == 0 and f["max"]["bucket1"] == 7 for f in before)
+    assert len(before) >= 3000 // 200
     unsorted.optimize(table, ["bucket1", "bucket2"])
     assert unsorted.history(table)[0]["operation"] == "OPTIMIZE"
     assert {f["path"] for f in live_files(table)}.isdisjoint(f["path"] for f in before)

@@ -416,9 +416,13 @@ def test_overwrite_never_drops_a_row_appended_while_it_ran(store, codes, tmp_pat
     store.append(codes(4), str(table))
     stage = EmbeddedDeltaStore._stage
 
+    rivals: list[int] = []
+
     def rival_appends_after_staging(self, *args: Any, **kwargs: Any):
         staged = stage(self, *args, **kwargs)
-        EmbeddedDeltaStore(self.spark).append(codes(1, start=777), str(table))
+        if not rivals:  # once: the rival's own append stages through here too
+            rivals.append(1)
+            EmbeddedDeltaStore(self.spark).append(codes(1, start=777), str(table))
         return staged
 
     monkeypatch.setattr(EmbeddedDeltaStore, "_stage", rival_appends_after_staging)
