@@ -33,14 +33,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hermes_spark.delta import get_store
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark import io
 from hermes_spark.config import AnnotateConfig, CorpusConfig, FitConfig, HermesConfig, SampleConfig
+from hermes_spark.delta import get_store
 from hermes_spark.export import export_training_data
-from hermes_spark.sampling.plan import compute_plan
+from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.select import run_sample
 from hermes_spark.session import get_spark
 from hermes_spark.stats import compute_stats

@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
-from hermes_spark.delta import get_store
 from pyspark.sql import functions as F
 
 import hermes_spark.tasks.annotate as annotate_task
 from hermes_spark.config import AnnotateConfig, CorpusConfig, FitConfig, HermesConfig
 from hermes_spark.corpus import duplicate_losers, prepare, read_corpus
+from hermes_spark.delta import get_store
 from hermes_spark.schema import DEVICE_META, latest_version
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.tasks.fit import fit
