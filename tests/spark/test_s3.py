@@ -31,8 +31,9 @@ from tests.servers import s3_server
 pytestmark = [
     pytest.mark.spark,
     pytest.mark.model,
-    # Seen passing through fit and into annotate on s3a:// before the deadline; not yet seen
-    # green end to end. Remove once a full run passes (see docs/deploy.md).
+    # Seen passing fit, annotate and stats (the DAG's arguments) on s3a://; sample and export
+    # not yet seen green (the last run asked more tokens than the corpus holds, now fixed).
+    # Remove this mark once a full run passes (see docs/deploy.md).
     pytest.mark.xfail(reason="not yet seen passing end to end on this machine", strict=False),
 ]
 
@@ -120,7 +121,7 @@ def test_pipeline_with_every_path_on_s3a(tmp_path):
             ["annotate", *scheduled["annotate"]],
             ["stats", *scheduled["stats"]],
             ["sample", "--config", "default", "--table", "s3a://hermes/codes",
-             "--out", "s3a://hermes/manifest", "--budget-tokens", "3000", "--weights",
+             "--out", "s3a://hermes/manifest", "--budget-tokens", "200", "--weights",
              "uniform", "--stage2", "random", "--seed", "5", "--codebook", CODEBOOK],
             ["export", "--config", "default", "--manifest", "s3a://hermes/manifest",
              "--input", CORPUS, "--out", "s3a://hermes/train", "--shards", "2"],
@@ -156,7 +157,8 @@ def test_pipeline_with_every_path_on_s3a(tmp_path):
     assert set(stats["level"]) == {1, 2, 3}
     assert stats.loc[stats["level"] == 1, "docs"].sum() == N_DOCS
     realized = (manifest["repeats"] * manifest["tokens"]).sum()
-    assert abs(realized - 3000) <= 4 * 400  # per Stage-1 bucket: within its largest document
+    # texts are tokenized by the model (the DAG gives no --tokens-col): ~6 tokens a document
+    assert abs(realized - 200) <= 4 * manifest["tokens"].max()  # per Stage-1 bucket
     assert len(shards) == 2 and exported == manifest["repeats"].sum()
     assert any(k.startswith("manifest") and k.endswith("report.json") for k in keys), sorted(keys)
     assert any(k.startswith("codes/_delta_log/") for k in keys)
@@ -165,7 +167,6 @@ def test_pipeline_with_every_path_on_s3a(tmp_path):
 def test_unusable_object_store_paths_are_clean_errors(tmp_path):
     jars = _jars()
     cases = [  # (argv, what the one-line message must name)
-        (["versions", "--table", "s3a://no-such-bucket/codes"], "s3a://no-such-bucket/codes"),
         (["stats", "--table", "s3a://hermes/codes", "--out", "s3a://hermes/stats"],
          "s3a://hermes/codes"),
     ]  # fmt: skip
