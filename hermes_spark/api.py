@@ -73,6 +73,16 @@ class ColumnRoles:
             keep_cols=tuple(keep_cols),
         )
 
+    def superseded(self) -> set[str]:
+        """Corpus columns that hermes' own output replaces: ``doc_id``, and a quality or
+        tokens role column already named ``quality`` / ``n_tokens`` (same values)."""
+        names = {"doc_id"}
+        if self.quality_col == "quality":
+            names.add("quality")
+        if self.tokens_col == "n_tokens":
+            names.add("n_tokens")
+        return names
+
     def inputs(self) -> Inputs:
         """Which optional inputs a prepared frame of these roles carries."""
         return Inputs(
@@ -337,7 +347,7 @@ class HermesModel:
             missing = [c for c in (cfg.text_col, cfg.embedding_col) if c and c not in columns]
             if missing:
                 raise InvalidInputError(f"corpus frame has no column(s) {', '.join(missing)}")
-        clash = sorted((own_columns(len(self.levels)) - {"doc_id"}) & set(columns))
+        clash = sorted((own_columns(len(self.levels)) - self.roles.superseded()) & set(columns))
         if clash:
             raise InvalidInputError(
                 f"corpus frame already has column(s) {', '.join(clash)}, which transform adds; "
@@ -361,7 +371,7 @@ class HermesModel:
         roles = self.roles
         cfg = roles.corpus_config()
         # the text travels once (as ``text``) and is restored under its own name
-        carried = [c for c in columns if c not in (roles.text_col, "doc_id")]
+        carried = [c for c in columns if c != roles.text_col and c not in roles.superseded()]
         prepared = prepare(corpus, cfg, self.codebook.dim, passthrough=carried)
         coded = code_rows(
             prepared,
@@ -380,7 +390,7 @@ class HermesModel:
         columns = self.check_frame(corpus)
         roles = self.roles
         pdf = prepare_pandas(corpus, roles)
-        carried = [c for c in columns if c not in (roles.text_col, "doc_id")]
+        carried = [c for c in columns if c != roles.text_col and c not in roles.superseded()]
         for c in carried:
             pdf[keep_name(c)] = corpus[c].to_numpy()
         pdf["source_file"] = None
@@ -393,7 +403,8 @@ class HermesModel:
             passthrough=(*map(keep_name, carried), "source_file"),
         )
         out = pd.concat(list(fn(iter([pdf]))), ignore_index=True)
-        result = pd.DataFrame({c: corpus[c].to_numpy() for c in columns if c != "doc_id"})
+        kept = [c for c in columns if c not in roles.superseded()]
+        result = pd.DataFrame({c: corpus[c].to_numpy() for c in kept})
         result["doc_id"] = out["doc_id"].to_numpy()
         levels = self.levels
         packed: pd.Series | None = None
@@ -435,7 +446,7 @@ def _public_columns(
     corpus_cols = [
         F.col("text" if c == roles.text_col else keep_name(c)).alias(c)
         for c in columns
-        if c != "doc_id"
+        if c not in roles.superseded()
     ]
     own = [
         "doc_id",

@@ -182,3 +182,23 @@ def test_the_whole_api_on_dataframes_without_files(spark, fitted, tmp_path, monk
     again = materialize(sample(codes, plan, seed=5), corpus, id_col="id", text_col="body")
     assert again.toPandas()["body"].tolist() == train["body"].tolist()  # deterministic
     assert list(tmp_path.iterdir()) == []  # nothing was written
+
+
+def test_a_quality_column_named_quality_is_used_not_refused(spark, fitted):
+    _, model = fitted
+    pdf = corpus_frame(20).rename(columns={"tokens": "n_tokens"})
+    pdf["quality"] = np.linspace(0.0, 1.0, len(pdf))
+    fields = [f for f in SCHEMA.fields if f.name != "tokens"]
+    fields += [T.StructField("n_tokens", T.LongType()), T.StructField("quality", T.DoubleType())]
+    schema = T.StructType(fields)
+    df = spark.createDataFrame(pdf[[f.name for f in schema.fields]], schema)
+    out = (
+        model.with_options(quality_col="quality", tokens_col="n_tokens")
+        .transform(df)
+        .toPandas()
+        .set_index("doc_id")
+        .loc[pdf["id"]]
+    )
+    assert list(out.columns).count("quality") == 1
+    np.testing.assert_allclose(out["quality"].to_numpy(), pdf["quality"].to_numpy())
+    assert out["n_tokens"].tolist() == pdf["n_tokens"].tolist()
