@@ -16,7 +16,7 @@ from hermes_spark import __version__
 from hermes_spark.cli import commands
 from hermes_spark.cli.flags import COMMANDS, COMMON, Command, Flag, help_text, needed, overrides
 from hermes_spark.config import load_config
-from hermes_spark.errors import HermesError, InvalidConfigError
+from hermes_spark.errors import HermesError, InvalidConfigError, storage_error
 
 log = logging.getLogger("hermes")
 
@@ -114,6 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("hermes: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # an unexpected failure: say so, keep the trace for debugging
+        user = storage_error(exc)
+        if user is not None:  # Spark's way of saying the storage is not set up
+            log.debug("storage failure", exc_info=True)
+            print(f"hermes: error: {user}", file=sys.stderr)
+            return user.exit_code
         log.debug("unexpected failure", exc_info=True)
         print(f"hermes: unexpected failure: {type(exc).__name__}: {exc}", file=sys.stderr)
         if logging.getLogger().isEnabledFor(logging.DEBUG):

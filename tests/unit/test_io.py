@@ -90,3 +90,19 @@ def test_spark_s3a_settings_reach_the_s3_filesystem(monkeypatch):
         assert seen["force_virtual_addressing"] is False
     finally:
         io.configure_from_spark({})
+
+
+def test_spark_storage_failures_become_user_errors():
+    from hermes_spark.errors import InvalidInputError, storage_error
+
+    err = storage_error(
+        RuntimeError(
+            "org.apache.hadoop.fs.UnsupportedFileSystemException: No FileSystem for "
+            'scheme "wasb" at wasb://c@acct/x'
+        )
+    )
+    assert isinstance(err, InvalidInputError)
+    assert "wasb://c@acct/x" in str(err) and "jars" in str(err)
+    err = storage_error(RuntimeError("NoSuchBucket: s3a://no-such-bucket/codes/_delta_log"))
+    assert err is not None and "bucket does not exist" in str(err)
+    assert storage_error(RuntimeError("division by zero")) is None
