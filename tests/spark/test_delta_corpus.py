@@ -18,7 +18,8 @@ DELETED = ("doc-00003", "doc-00010", "doc-00150")
 
 
 @pytest.fixture()
-def delta_corpus(spark, tmp_path):
+def delta_corpus(spark, tmp_path, monkeypatch):
+    monkeypatch.setenv("HERMES_DELTA_ENGINE", "native")  # the users' default with the jars
     if not native_delta_available(spark)[0]:
         pytest.skip("native Delta is not configured (make setup fetches the jars)")
     parquet = write_embedded_corpus(tmp_path / "parquet", n=200, dim=16, files=2)

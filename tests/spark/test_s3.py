@@ -88,6 +88,7 @@ def _session_conf(s3, jars: list[str]) -> dict[str, str]:
 def _run_driver(tmp: Path, conf: dict[str, str], commands: list[list[str]], **kw) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SPARK_REMOTE"))}
     env.update(PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env["HERMES_DELTA_ENGINE"] = "native"  # what a user's session gets with the jars
     args = {"conf": conf, "commands": commands, **kw}
     done = subprocess.run(
         [sys.executable, "-c", _DRIVER, json.dumps(args)],
