@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from hermes_spark.io import jsonable
+
 if TYPE_CHECKING:
-    from hermes_spark.io import jsonable
-from hermes_spark.sampling.plan import SamplePlan
+    from hermes_spark.sampling.plan import SamplePlan
 
 REPORT_KIND = "hermes-mixture-report"
 #: Realized tokens of a Stage-1 bucket must be within max(BOUND_SHARE · target, largest doc).
