@@ -117,6 +117,11 @@ CORPUS = (
     flag("--keep-cols", key="corpus.keep_cols", metavar="A,B", help="columns copied to the codes"),
 )
 
+#: the corpus format without the ``--format`` alias (export's ``--format`` is its output)
+INPUT_FORMAT_ONLY = flag(
+    "--input-format", key="corpus.format", choices=CORPUS_FORMATS, help="format of the corpus"
+)
+
 MODEL_RUN = (
     flag(
         "--batch-size",
@@ -370,9 +375,10 @@ COMMANDS: tuple[Command, ...] = (
             flag("--out", key="paths.export", metavar="DIR", help="output directory"),
             flag(
                 "--output-format",
+                "--format",
                 choices=("parquet", "jsonl"),
                 dest="output_format",
-                help="output format",
+                help="output format (the corpus format is --input-format)",
                 default="parquet",
             ),
             flag(
@@ -384,7 +390,8 @@ COMMANDS: tuple[Command, ...] = (
             flag("--seed", key="sample.seed", type=int, dest="export_seed", help="shuffle seed"),
             switch("--per-bucket", help="N shards per Stage-1 bucket + megatron_blend.txt"),
             switch("--overwrite", help="replace an earlier export in --out"),
-            *[f for f in CORPUS if f.key in ("corpus.input", "corpus.format", "corpus.id_col")],
+            *[f for f in CORPUS if f.key in ("corpus.input", "corpus.id_col")],
+            INPUT_FORMAT_ONLY,
             flag("--text-col", key="corpus.text_col", help="text column"),
             flag(
                 "--keep-cols",
