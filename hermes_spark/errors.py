@@ -7,6 +7,7 @@ code 2 with a one-paragraph message; anything else is an unexpected failure (exi
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 
 class HermesError(Exception):
@@ -51,9 +52,13 @@ class ConflictError(HermesError):
 #: not usable: ``(pattern in the message, what to tell the user)``.
 _STORAGE_FAILURES = (
     (
-        re.compile(r"No FileSystem for scheme \"?(\w+)\"?|UnsupportedFileSystemException"),
+        re.compile(
+            r"No FileSystem for scheme \"?(\w+)\"?|UnsupportedFileSystemException|"
+            r"ClassNotFoundException: Class org\.apache\.hadoop\.fs\.\S+ not found"
+        ),
         "Spark has no filesystem for this path's scheme: add the connector's jars "
-        "(e.g. hadoop-aws for s3a://, hadoop-azure for abfss://) and its fs.* settings",
+        "(e.g. hadoop-aws for s3a://, hadoop-azure for abfss://, gcs-connector for gs://) "
+        "and its fs.* settings",
     ),
     (
         re.compile(r"NoSuchBucket|bucket does not exist|The specified bucket", re.IGNORECASE),
@@ -64,25 +69,52 @@ _STORAGE_FAILURES = (
             r"AccessDenied|403 Forbidden|NoAuthWithAWSException|No AWS Credentials|"
             r"InvalidAccessKeyId|SignatureDoesNotMatch|AuthorizationPermissionMismatch",
         ),
-        "the storage refused the credentials: set them for Spark (spark.hadoop.fs.* "
-        "settings or the provider's environment variables) and for this driver",
+        "the storage refused the credentials or found none: set them for Spark "
+        "(spark.hadoop.fs.* settings or the provider's environment variables) and for "
+        "this driver",
     ),
 )
 
+#: Hadoop connector classes (as named in a ClassNotFoundException) → the scheme they serve.
+_CONNECTOR_SCHEMES = (
+    ("fs.azurebfs.", "abfss"),
+    ("fs.azure.", "wasbs"),
+    ("fs.gs.", "gs"),
+    ("fs.s3a.", "s3a"),
+)
+_URI = re.compile(r"(?:[a-z][a-z0-9+.-]*)://[^\s'\"`,;)]+")
 
-def storage_error(exc: BaseException) -> UserError | None:
+
+def _named_paths(text: str, candidates: Sequence[str]) -> list[str]:
+    """The paths a storage failure is about: from its message, else the command's own
+    remote paths (of the failing scheme when the message names a connector class)."""
+    found = _URI.search(text)
+    if found:
+        return [found.group(0)]
+    scheme = re.search(r"No FileSystem for scheme \"?(\w+)", text)
+    wanted = scheme.group(1) if scheme else None
+    for marker, name in _CONNECTOR_SCHEMES:
+        if wanted is None and f"org.apache.hadoop.{marker}" in text:
+            wanted = name
+    remote = [c for c in candidates if _URI.fullmatch(c) and not c.startswith("file:")]
+    if wanted:
+        remote = [c for c in remote if c.split("://", 1)[0].rstrip("s") == wanted.rstrip("s")]
+    return remote
+
+
+def storage_error(exc: BaseException, candidates: Sequence[str] = ()) -> UserError | None:
     """A :class:`InvalidInputError` for a Spark failure that means "your storage is not
-    set up" (unknown scheme, missing bucket, refused credentials), else ``None``.
+    set up" (unknown scheme, missing connector, missing bucket, refused or missing
+    credentials), else ``None``.
 
+    ``candidates`` are the command's arguments: a JVM message that names no path (a
+    missing connector class) is reported with the command's paths of that scheme.
     Driver side: the CLI turns it into exit 2 with one paragraph instead of a JVM trace.
     """
     text = str(exc)
     for pattern, advice in _STORAGE_FAILURES:
-        match = pattern.search(text)
-        if match:
-            where = re.search(
-                r"(?:s3a?|abfss?|gs|hdfs|wasbs?|[a-z][a-z0-9+.-]*)://[^\s'\"`,;)]+", text
-            )
-            path = f" ({where.group(0)})" if where else ""
-            return InvalidInputError(f"cannot use the storage{path}: {advice}")
+        if pattern.search(text):
+            paths = _named_paths(text, candidates)
+            where = f" ({', '.join(paths)})" if paths else ""
+            return InvalidInputError(f"cannot use the storage{where}: {advice}")
     return None

@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("hermes: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # an unexpected failure: say so, keep the trace for debugging
-        user = storage_error(exc)
+        user = storage_error(exc, list(argv) if argv is not None else sys.argv[1:])
         if user is not None:  # Spark's way of saying the storage is not set up
             log.debug("storage failure", exc_info=True)
             print(f"hermes: error: {user}", file=sys.stderr)

@@ -106,3 +106,19 @@ def test_spark_storage_failures_become_user_errors():
     err = storage_error(RuntimeError("NoSuchBucket: s3a://no-such-bucket/codes/_delta_log"))
     assert err is not None and "bucket does not exist" in str(err)
     assert storage_error(RuntimeError("division by zero")) is None
+
+
+def test_a_missing_connector_class_names_the_commands_path_of_that_scheme():
+    from hermes_spark.errors import storage_error
+
+    jvm = (
+        "java.lang.RuntimeException: java.lang.ClassNotFoundException: Class "
+        "org.apache.hadoop.fs.azurebfs.SecureAzureBlobFileSystem not found\n\tat org.apache"
+    )
+    argv = ["stats", "--table", "abfss://c@acct.dfs.core.windows.net/codes", "--out",
+            "s3a://hermes/stats"]  # fmt: skip
+    err = str(storage_error(RuntimeError(jvm), argv))
+    assert "abfss://c@acct.dfs.core.windows.net/codes" in err and "hadoop-azure" in err
+    assert "s3a://hermes/stats" not in err  # that path's connector is there
+    gcs = "ClassNotFoundException: Class org.apache.hadoop.fs.gs.GoogleHadoopFileSystem not found"
+    assert "gs://b/t" in str(storage_error(RuntimeError(gcs), ["--table", "gs://b/t", "/tmp/o"]))
