@@ -59,11 +59,6 @@ def _codes(table: Path) -> pd.DataFrame:
     return df.sort_values("doc_id").reset_index(drop=True)
 
 
-@pytest.mark.xfail(
-    reason="needs get_spark to keep spark-submit's --master (delta branch): on main the job "
-    "logs master=local[*]. Remove this mark when that fix is merged.",
-    strict=False,
-)
 def test_spark_submit_on_standalone_cluster_gives_the_local_codes(spark, tmp_path, capsys):
     corpus = write_embedded_corpus(tmp_path / "corpus", n=600, dim=16, files=4)
     dist = tmp_path / "dist"
