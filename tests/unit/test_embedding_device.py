@@ -165,3 +165,18 @@ def test_device_label_comes_from_the_tasks_resources(fake_cuda):
     assert device_label("openvino", "fp32") == "cpu:openvino-fp32"
     fake_cuda(None)  # a CUDA machine, but this task was given no GPU
     assert device_label("torch", "fp16") == "cpu:fp16"
+
+
+def test_the_mismatch_flag_overrides_the_config_only_when_given():
+    from hermes_spark.cli import build_parser
+    from hermes_spark.cli.flags import COMMANDS, overrides
+
+    annotate = next(c for c in COMMANDS if c.name == "annotate")
+    base = ["annotate", "--input", "in", "--codebook", "cb", "--table", "t"]
+    args = build_parser().parse_args([*base, "--backend", "torch", "--allow-backend-mismatch"])
+    assert overrides(annotate, vars(args))["model"] == {
+        "backend": "torch",
+        "allow_backend_mismatch": True,
+    }
+    args = build_parser().parse_args(base)  # absent: a config file's value would stay
+    assert "allow_backend_mismatch" not in overrides(annotate, vars(args)).get("model", {})
