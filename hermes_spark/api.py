@@ -35,6 +35,7 @@ from hermes_spark.coding import Inputs, RunOptions, code_rows, model_settings
 from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, FitConfig, ModelConfig
 from hermes_spark.corpus import check_columns, embedding_col_dim, keep_name, prepare
 from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
+from hermes_spark.embedding.device import cluster_has_gpus
 from hermes_spark.embedding.settings import ModelSettings, settings_for_fit
 from hermes_spark.errors import ArtifactError, InvalidConfigError, InvalidInputError
 from hermes_spark.hashing import uniform
@@ -222,7 +223,7 @@ class HermesEstimator:
                 raise InvalidInputError("the corpus holds no rows: nothing to fit on")
             prepared = prepare(corpus, cfg, dim, passthrough=())
             sample = fit_sample(prepared, self.sample_size, self.seed, total)
-        settings = model_settings_for_fit(self)
+        settings = model_settings_for_fit(self, gpu=cluster_has_gpus(spark.conf, self.device))
         if roles.embedding_col:
             vectors_df = sample.select("doc_id", "embedding")
         else:
@@ -271,9 +272,10 @@ class HermesEstimator:
         )
 
 
-def model_settings_for_fit(est: HermesEstimator) -> ModelSettings:
-    """Executor model settings for embedding the fitting sample."""
-    return settings_for_fit(est.model_config())
+def model_settings_for_fit(est: HermesEstimator, *, gpu: bool = False) -> ModelSettings:
+    """Executor model settings for embedding the fitting sample (``gpu``: on GPU
+    executors, which picks the default backend when none is set)."""
+    return settings_for_fit(est.model_config(), gpu=gpu)
 
 
 def fit_report(codebook: Codebook, seconds: float) -> dict[str, Any]:

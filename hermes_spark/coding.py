@@ -40,6 +40,8 @@ class RunOptions:
     backend: str | None = None
     precision: str | None = None
     task_gpu_amount: float = 1.0
+    #: use ``backend``/``precision`` although the artifact recorded others
+    allow_backend_mismatch: bool = False
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,9 @@ class ModelConfig:
     backend: str | None = None
     #: fp32 | fp16 | bf16 | int8; None: as for backend
     precision: str | None = None
+    #: annotate: embed with backend/precision above although the codebook was fitted
+    #: with others (recorded in the commits' device label); refused otherwise
+    allow_backend_mismatch: bool = False
     #: padded tokens per model batch (0: batch_size * max_seq_length)
     batch_tokens: int = 0
     #: tokenizer.json or folder counting n_tokens (None: the embedding model's tokenizer)
@@ -97,6 +100,8 @@ class ModelConfig:
             _fail("model", "sort_window", f"{self.sort_window} is negative (0 = whole partition)")
         if self.device not in ("auto", "cpu", "cuda"):
             _fail("model", "device", f"{self.device!r} is not one of auto, cpu, cuda")
+        if not isinstance(self.allow_backend_mismatch, bool):
+            _fail("model", "allow_backend_mismatch", "must be true or false")
 
 
 @dataclass(frozen=True)

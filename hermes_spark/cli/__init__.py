@@ -46,6 +46,8 @@ def _add(target: argparse._ActionsContainer, f: Flag) -> None:
     kwargs: dict[str, object] = {"help": help_text(f), "dest": f.attr}
     if f.action:
         kwargs["action"] = f.action
+        if f.key is not None:  # unset on the command line: the config's value stays
+            kwargs["default"] = None
     else:
         kwargs["type"] = f.type
         kwargs["metavar"] = f.metavar

@@ -143,6 +143,14 @@ MODEL_RUN = (
         help="model precision (fit records it; annotate uses the codebook's)",
     ),
     flag(
+        "--allow-backend-mismatch",
+        key="model.allow_backend_mismatch",
+        type=None,
+        action="store_true",
+        help="annotate: embed with --backend/--precision although the codebook was fitted "
+        "with others (recorded; hermes versions shows mixed devices)",
+    ),
+    flag(
         "--batch-tokens",
         key="model.batch_tokens",
         type=int,

@@ -104,3 +104,38 @@ def task_cpus() -> int:
         except Exception:  # older Spark without TaskContext.cpus
             return 1
     return os.cpu_count() or 1
+
+
+def device_label(backend: str, precision: str, requested: str = "auto") -> str:
+    """What this task embeds with, as annotate commits record it (executor side: the GPU
+    comes from the task's resources): ``cpu:fp32``, ``cuda:fp16`` for PyTorch (the
+    labels older commits carry), ``cpu:onnx-int8``, ``cpu:openvino-fp32`` otherwise.
+
+    Several labels in one codebook version mean its rows were embedded differently
+    (``hermes versions`` shows them as mixed devices).
+    """
+    if backend != "torch":  # the ONNX Runtime and OpenVINO backends run on the CPU
+        return f"cpu:{backend}-{precision}"
+    kind = "cuda" if choose_device(requested).startswith("cuda") else "cpu"
+    return f"{kind}:{precision}"
+
+
+def cluster_has_gpus(conf: Any, requested: str = "auto") -> bool:
+    """Whether this job's executors embed on GPUs (driver side; picks the default
+    backend at fit): ``model.device`` says so, or the Spark conf gives executors or tasks
+    a GPU, or (``local`` masters, where the driver is the executor) torch sees CUDA.
+
+    ``conf`` is ``spark.conf`` (anything with ``get(key, default)``).
+    """
+    if requested in ("cpu", "cuda"):
+        return requested == "cuda"
+    for key in ("spark.executor.resource.gpu.amount", "spark.task.resource.gpu.amount"):
+        amount = conf.get(key, None)
+        if amount not in (None, "", "0", "0.0"):
+            return True
+    master = str(conf.get("spark.master", "") or "")
+    if master.startswith("local"):
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False

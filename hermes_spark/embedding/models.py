@@ -28,7 +28,7 @@ DEFAULT_MODEL_ALIASES = frozenset(
 #: need, so a 1 MB page costs no more tokenizer time than a long article.
 CHARS_PER_TOKEN_CAP = 16
 
-_MODELS: dict[tuple[str, int, str, str], Any] = {}
+_MODELS: dict[tuple[str, int, str, str, str], Any] = {}
 
 
 def resolve_model_path(name: str) -> str:
@@ -46,10 +46,17 @@ def resolve_model_path(name: str) -> str:
 
 
 def load_sentence_transformer(
-    name: str, max_seq_length: int, device: str, precision: str = "fp32", *, cache: bool = True
+    name: str,
+    max_seq_length: int,
+    device: str,
+    precision: str = "fp32",
+    *,
+    cache: bool = True,
+    attention: str = "sdpa",
 ) -> Any:
     """A ``SentenceTransformer`` on the resolved ``device`` (``cpu``/``cuda:N``) in
-    ``precision`` (fp32/fp16/bf16) with SDPA attention, cached per Python worker.
+    ``precision`` (fp32/fp16/bf16) with ``attention`` (SDPA; ``eager`` for ONNX export
+    that ONNX Runtime can fuse), cached per Python worker.
 
     On CPU torch gets the task's cores as threads (no oversubscription when several
     tasks share an executor).
@@ -58,7 +65,7 @@ def load_sentence_transformer(
 
     if device == "cpu":
         torch.set_num_threads(task_cpus())
-    key = (name, max_seq_length, device, precision)
+    key = (name, max_seq_length, device, precision, attention)
     model = _MODELS.get(key) if cache else None
     if model is None:
         from sentence_transformers import SentenceTransformer
@@ -68,7 +75,7 @@ def load_sentence_transformer(
             raise InvalidConfigError(f"model {name!r} is not a local path and the hub is offline")
         try:
             model = SentenceTransformer(
-                path, device=device, model_kwargs={"attn_implementation": "sdpa"}
+                path, device=device, model_kwargs={"attn_implementation": attention}
             )
         except (ValueError, TypeError):  # an architecture without SDPA support
             model = SentenceTransformer(path, device=device)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from hermes_spark.errors import InvalidConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,17 +40,23 @@ class ModelSettings:
 
 
 #: What ``hermes fit`` records when neither ``model.backend`` nor ``model.precision`` is
-#: set: chosen from the measurements in docs/embedding.md.
-DEFAULT_BACKEND = ("torch", "fp32")
+#: set, per hardware class of the executors (measured in docs/embedding.md): ONNX
+#: Runtime int8 on CPUs (level-1 codes equal to fp32 PyTorch's), PyTorch fp16 on GPUs.
+DEFAULT_CPU_BACKEND = ("onnx", "int8")
+DEFAULT_GPU_BACKEND = ("torch", "fp16")
+DEFAULT_BACKEND = DEFAULT_CPU_BACKEND
 
 
-def resolve_backend(backend: str | None, precision: str | None) -> tuple[str, str]:
-    """``(backend, precision)`` with unset parts filled in: both unset → the default;
-    only a backend → fp32; only a precision → the first backend that runs it."""
+def resolve_backend(
+    backend: str | None, precision: str | None, *, gpu: bool = False
+) -> tuple[str, str]:
+    """``(backend, precision)`` with unset parts filled in: both unset → the default of
+    the hardware class (``gpu``: the executors embed on GPUs); only a backend → fp32;
+    only a precision → the first backend that runs it."""
     from hermes_spark.embedding.backends import SUPPORTED, check_backend
 
     if backend is None and precision is None:
-        backend, precision = DEFAULT_BACKEND
+        backend, precision = DEFAULT_GPU_BACKEND if gpu else DEFAULT_CPU_BACKEND
     elif precision is None:
         precision = "fp32"
     elif backend is None:
@@ -56,9 +65,11 @@ def resolve_backend(backend: str | None, precision: str | None) -> tuple[str, st
     return backend, precision
 
 
-def settings_for_fit(cfg: Any) -> ModelSettings:
-    """Executor settings of ``hermes fit`` from a ``ModelConfig`` (driver side)."""
-    backend, precision = resolve_backend(cfg.backend, cfg.precision)
+def settings_for_fit(cfg: Any, *, gpu: bool = False) -> ModelSettings:
+    """Executor settings of ``hermes fit`` from a ``ModelConfig`` (driver side); ``gpu``:
+    the executors embed on GPUs (:func:`hermes_spark.embedding.device.cluster_has_gpus`),
+    which picks the default backend when ``cfg`` names none."""
+    backend, precision = resolve_backend(cfg.backend, cfg.precision, gpu=gpu)
     return ModelSettings(
         cfg.name,
         cfg.max_seq_length,
@@ -76,19 +87,44 @@ def settings_for_annotate(artifact_model: Mapping[str, Any], cfg: Any) -> ModelS
     """Executor settings of ``annotate``: what the artifact's ``model`` dict recorded
     (name, max_seq_length, backend, precision) plus this run's knobs from ``cfg``.
 
+    A backend or precision in ``cfg`` other than the artifact's is refused unless
+    ``cfg.allow_backend_mismatch`` is set; then it is used (and logged), and the commits
+    record it in their device label, so ``hermes versions`` shows the version as embedded
+    on mixed devices.
+
     Raises:
         InvalidConfigError: ``cfg`` asks for another backend or precision than the
             artifact was fitted with (codes would not be comparable).
     """
-    backend = str(artifact_model.get("backend", "torch"))
-    precision = str(artifact_model.get("precision", "fp32"))
-    for key, have in (("backend", backend), ("precision", precision)):
-        asked = getattr(cfg, key, None)
-        if asked is not None and asked != have:
+    fitted = (
+        str(artifact_model.get("backend", "torch")),
+        str(artifact_model.get("precision", "fp32")),
+    )
+    asked = (getattr(cfg, "backend", None), getattr(cfg, "precision", None))
+    allow = bool(getattr(cfg, "allow_backend_mismatch", False))
+    backend, precision = fitted
+    for key, have, want in zip(("backend", "precision"), fitted, asked, strict=True):
+        if want is not None and want != have and not allow:
             raise InvalidConfigError(
-                f"model.{key} is {asked} but the codebook was fitted with {key} {have}: "
+                f"model.{key} is {want} but the codebook was fitted with {key} {have}: "
                 f"codes of another {key} are not comparable. Leave model.{key} unset to "
-                "use the codebook's, or fit a codebook with this one"
+                "use the codebook's, fit a codebook with this one, or pass "
+                "--allow-backend-mismatch (model.allow_backend_mismatch) to embed with it "
+                "anyway (the commits record it)"
+            )
+    if allow and asked != (None, None):
+        # a part left unset keeps the artifact's when the part given matches it
+        same = asked[0] in (None, fitted[0]) and asked[1] in (None, fitted[1])
+        if same:
+            asked = fitted
+        backend, precision = resolve_backend(*asked)
+        if (backend, precision) != fitted:
+            log.warning(
+                "embedding with %s %s although the codebook was fitted with %s %s "
+                "(--allow-backend-mismatch): codes may differ slightly from the fitted ones",
+                backend,
+                precision,
+                *fitted,
             )
     return ModelSettings(
         str(artifact_model["name"]),

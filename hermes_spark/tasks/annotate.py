@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from hermes_spark import io
 from hermes_spark.api import HermesModel, load_codebook
-from hermes_spark.coding import code_rows
+from hermes_spark.coding import code_rows, gpu_profile, model_settings
 from hermes_spark.config import AnnotateConfig, CorpusConfig, HermesConfig
 from hermes_spark.corpus import (
     InputFiles,
@@ -194,6 +194,7 @@ def model_for(cfg: HermesConfig, codebook_path: str) -> HermesModel:
         backend=cfg.model.backend,
         precision=cfg.model.precision,
         task_gpu_amount=cfg.model.task_gpu_amount,
+        allow_backend_mismatch=cfg.model.allow_backend_mismatch,
     )
 
 
@@ -265,30 +266,37 @@ def annotate_table(
 
 
 def embedding_device(spark: SparkSession, model: HermesModel, corpus: CorpusConfig) -> str:
-    """Device and precision the executors embed with, e.g. ``cpu:fp32``, ``cuda:fp16``.
+    """Device, backend and precision the executors embed with (``cpu:fp32``,
+    ``cuda:fp16``, ``cpu:onnx-int8``; :func:`hermes_spark.embedding.device.device_label`).
 
-    ``given`` when the corpus brings its vectors (no model runs). Otherwise one tiny job
-    asks the executors' Python workers which device they resolve for ``model.device``
-    (GPU: fp16, CPU: fp32, as :func:`hermes_spark.embedding.models.load_model` loads it);
-    several answers are joined with ``+`` (a mixed cluster). Recorded in every commit.
+    ``given`` when the corpus brings its vectors (no model runs). Otherwise one tiny job,
+    under the embedding stage's resource profile, asks the executors' tasks which device
+    their resources give the artifact's backend; several answers are joined with ``+``
+    (a mixed cluster). Recorded in every commit.
     """
     if corpus.embedding_col:
         return "given"
-    requested = model.run.device
+    settings = model_settings(model.codebook, model.run)
     tasks = default_parallelism(spark)
 
     def probe(batches: Any) -> Any:
         import pandas as pd
 
-        from hermes_spark.embedding.device import choose_device
+        from hermes_spark.embedding.device import device_label
 
         for _ in batches:
             pass
-        kind = "cuda" if choose_device(requested).startswith("cuda") else "cpu"
-        yield pd.DataFrame({"device": [f"{kind}:{'fp16' if kind == 'cuda' else 'fp32'}"]})
+        label = device_label(settings.backend, settings.precision, settings.device)
+        yield pd.DataFrame({"device": [label]})
 
-    frame = spark.range(0, tasks, 1, tasks).mapInPandas(probe, "device string").distinct()
-    return "+".join(sorted(r["device"] for r in frame.collect()))
+    frame = spark.range(0, tasks, 1, tasks)
+    profile = gpu_profile(frame, model.run, model.roles.inputs())
+    probed = (
+        frame.mapInPandas(probe, "device string", profile=profile)
+        if profile is not None
+        else frame.mapInPandas(probe, "device string")
+    )
+    return "+".join(sorted(r["device"] for r in probed.distinct().collect()))
 
 
 def _check_dim(probe: DataFrame, corpus: CorpusConfig, model: HermesModel, path: str) -> None:

@@ -14,7 +14,8 @@ from hermes_spark.embedding import device
 from hermes_spark.embedding.assign_torch import TorchAssigner
 from hermes_spark.embedding.device import choose_device, embedding_resource_profile, torch_index
 from hermes_spark.embedding.settings import (
-    DEFAULT_BACKEND,
+    DEFAULT_CPU_BACKEND,
+    DEFAULT_GPU_BACKEND,
     resolve_backend,
     settings_for_annotate,
     settings_for_fit,
@@ -77,7 +78,9 @@ def test_resource_profile_asks_for_a_gpu_share():
 
 
 def test_backend_resolution_and_refusal_of_a_mismatch():
-    assert resolve_backend(None, None) == DEFAULT_BACKEND
+    assert resolve_backend(None, None) == DEFAULT_CPU_BACKEND == ("onnx", "int8")
+    assert resolve_backend(None, None, gpu=True) == DEFAULT_GPU_BACKEND == ("torch", "fp16")
+    assert resolve_backend("torch", None, gpu=True) == ("torch", "fp32")  # as asked
     assert resolve_backend("onnx", None) == ("onnx", "fp32")
     assert resolve_backend(None, "int8") == ("onnx", "int8")
     with pytest.raises(InvalidConfigError, match="runs precision"):
@@ -105,6 +108,42 @@ def test_backend_resolution_and_refusal_of_a_mismatch():
     assert (old.backend, old.precision) == ("torch", "fp32")  # artifacts before backends
 
 
+def test_a_backend_mismatch_is_used_only_when_allowed():
+    artifact = {"name": "m", "max_seq_length": 128, "backend": "onnx", "precision": "int8"}
+
+    def run(**kw):
+        s = settings_for_annotate(artifact, ModelConfig(allow_backend_mismatch=True, **kw))
+        return s.backend, s.precision
+
+    assert run() == ("onnx", "int8")  # nothing asked: the artifact's
+    assert run(backend="onnx") == ("onnx", "int8")  # the part left unset stays the artifact's
+    assert run(precision="int8") == ("onnx", "int8")
+    assert run(backend="torch", precision="fp16") == ("torch", "fp16")
+    assert run(backend="torch") == ("torch", "fp32")
+    assert run(backend="onnx", precision="fp32") == ("onnx", "fp32")
+    with pytest.raises(InvalidConfigError, match="allow-backend-mismatch"):
+        settings_for_annotate(artifact, ModelConfig(backend="openvino"))
+    with pytest.raises(InvalidConfigError, match="true or false"):
+        ModelConfig(allow_backend_mismatch="yes")
+
+
+def test_fit_picks_the_default_of_the_executors_hardware(monkeypatch):
+    from hermes_spark.embedding.device import cluster_has_gpus
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not cluster_has_gpus({"spark.master": "local[2]"})
+    assert cluster_has_gpus({"spark.master": "local[2]"}, "cuda")
+    gpu_cluster = {"spark.master": "spark://m:7077", "spark.executor.resource.gpu.amount": "1"}
+    assert cluster_has_gpus(gpu_cluster) and not cluster_has_gpus(gpu_cluster, "cpu")
+    assert not cluster_has_gpus({"spark.master": "yarn", "spark.task.resource.gpu.amount": "0"})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cluster_has_gpus({"spark.master": "local[*]"})  # the driver is the executor
+    fit = settings_for_fit(ModelConfig(), gpu=cluster_has_gpus(gpu_cluster))
+    assert (fit.backend, fit.precision) == DEFAULT_GPU_BACKEND
+    fit = settings_for_fit(ModelConfig(precision="fp32"), gpu=True)
+    assert (fit.backend, fit.precision) == ("torch", "fp32")  # what was asked, not the default
+
+
 def test_torch_assignment_matches_numpy():
     x = clustered_vectors(3000, dim=32, clusters=12, seed=7)
     book = fit_codebook(x[:1000], (16, 8, 4), seed=0, lst_dim=24, n_iter=8, model={"name": "m"})
@@ -113,3 +152,31 @@ def test_torch_assignment_matches_numpy():
     assert got_codes.dtype == np.int32 and got_qerr.dtype == np.float32
     np.testing.assert_array_equal(got_codes, want_codes)
     np.testing.assert_allclose(got_qerr, want_qerr, rtol=1e-4, atol=1e-5)
+
+
+def test_device_label_comes_from_the_tasks_resources(fake_cuda):
+    from hermes_spark.embedding.device import device_label
+
+    fake_cuda(["1"])  # the task holds a GPU: PyTorch runs there at the artifact's precision
+    assert device_label("torch", "fp16") == "cuda:fp16"
+    assert device_label("torch", "fp32") == "cuda:fp32"
+    assert device_label("torch", "fp32", "cpu") == "cpu:fp32"
+    assert device_label("onnx", "int8") == "cpu:onnx-int8"  # CPU backends stay on the CPU
+    assert device_label("openvino", "fp32") == "cpu:openvino-fp32"
+    fake_cuda(None)  # a CUDA machine, but this task was given no GPU
+    assert device_label("torch", "fp16") == "cpu:fp16"
+
+
+def test_the_mismatch_flag_overrides_the_config_only_when_given():
+    from hermes_spark.cli import build_parser
+    from hermes_spark.cli.flags import COMMANDS, overrides
+
+    annotate = next(c for c in COMMANDS if c.name == "annotate")
+    base = ["annotate", "--input", "in", "--codebook", "cb", "--table", "t"]
+    args = build_parser().parse_args([*base, "--backend", "torch", "--allow-backend-mismatch"])
+    assert overrides(annotate, vars(args))["model"] == {
+        "backend": "torch",
+        "allow_backend_mismatch": True,
+    }
+    args = build_parser().parse_args(base)  # absent: a config file's value would stay
+    assert "allow_backend_mismatch" not in overrides(annotate, vars(args)).get("model", {})
