@@ -59,6 +59,69 @@ def embedded_corpus(cache: Path, vectors: str) -> Path:
     return out.parent
 
 
+#: The target-oriented bench: documents per shared corpus, and held-out arXiv targets.
+MIX_PER_CORPUS = 1000
+MIX_TARGETS = 300
+MIX_SOURCES = {
+    "c4": "c4_en_1k.parquet",
+    "fineweb": "fineweb_1k_eduscored.parquet",
+    "arxiv": "arxiv_0704_2k.parquet",
+    "agnews": "ag_news_test.parquet",
+    "dbpedia": "dbpedia_hier_10k.parquet",
+}
+
+
+def mixed_corpus(cache: Path) -> tuple[Path, Path]:
+    """The target-oriented bench's inputs, embedded once with all-MiniLM-L6-v2 (cached):
+    ``MIX_PER_CORPUS`` documents of each shared corpus (``id, text, source, tokens, emb``;
+    tokens counted with the model's tokenizer) and ``MIX_TARGETS`` arXiv abstracts held out
+    from it (``id, text, emb``). Also writes the FineWeb model vectors that
+    :func:`embedded_corpus` caches, so FineWeb is embedded once for both benches."""
+    root = cache / "target_mix"
+    corpus, target = root / "corpus", root / "target"
+    if (corpus / "part-0.parquet").exists() and (target / "part-0.parquet").exists():
+        return corpus, target
+    from hermes_spark.embedding import embed_texts, load_model
+    from hermes_spark.embedding.models import count_tokens
+
+    data = FINEWEB.parent
+    rng = np.random.default_rng(0)
+    rows: dict[str, list] = {"id": [], "text": [], "source": []}
+    held: dict[str, list] = {"id": [], "text": []}
+    for name, file in MIX_SOURCES.items():
+        table = pq.read_table(data / file, columns=["id", "text"])
+        order = rng.permutation(table.num_rows)
+        ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
+        for i in order[:MIX_PER_CORPUS]:
+            rows["id"].append(f"{name}-{ids[i]}")
+            rows["text"].append(texts[i])
+            rows["source"].append(name)
+        if name == "arxiv":
+            for i in order[MIX_PER_CORPUS : MIX_PER_CORPUS + MIX_TARGETS]:
+                held["id"].append(f"target-{ids[i]}")
+                held["text"].append(texts[i])
+    model = load_model("all-MiniLM-L6-v2", 256, "cpu")
+    texts = rows["text"] + held["text"]
+    vecs = embed_texts(model, texts, 32)
+    emb = pa.array([list(map(float, v)) for v in vecs], pa.list_(pa.float32()))
+    n = len(rows["id"])
+    corpus.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
+    tokens = pa.array(count_tokens(model, rows["text"]), pa.int64())
+    pq.write_table(
+        pa.table({**rows, "tokens": tokens, "emb": emb.slice(0, n)}), corpus / "part-0.parquet"
+    )
+    pq.write_table(pa.table({**held, "emb": emb.slice(n)}), target / "part-0.parquet")
+    fineweb = cache / "fineweb_model" / "part-0.parquet"
+    if not fineweb.exists():
+        table = pq.read_table(FINEWEB, columns=["id", "text", "token_count", "edu_score"])
+        by_id = dict(zip(rows["id"], range(n), strict=True))
+        pick = [by_id[f"fineweb-{i}"] for i in table.column("id").to_pylist()]
+        fineweb.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.append_column("emb", emb.take(pa.array(pick))), fineweb)
+    return corpus, target
+
+
 def entropy_bits(weights: np.ndarray) -> float:
     p = weights[weights > 0] / weights.sum()
     return float(-(p * np.log2(p)).sum())
