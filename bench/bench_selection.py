@@ -153,6 +153,80 @@ def measure(codes_df, rule: str, budget: float, epochs: float, q_by_id, b2_by_id
     }
 
 
+#: Codes of the target-oriented bench (levels 16·8·4, as issue 12 suggests for ~5k docs).
+MIX_LEVELS = (16, 8, 4)
+
+
+def target_oriented(spark, cache: Path, budget_share: float, epochs: float) -> list[dict]:
+    """Issue 12's target-oriented measurement: the share of sampled tokens that are arXiv
+    for ``target:`` Stage-1 weights vs proportional, and for ``target-top:0.3`` vs
+    ``random``, on the five shared corpora mixed (:func:`mixed_corpus`), the target being
+    300 arXiv abstracts held out from the corpus. Vectors: all-MiniLM-L6-v2 (computed
+    once); the codes table is annotated with ``--store-embeddings`` and target-top reads
+    its ``_embeddings`` table."""
+    from hermes_spark.config import SampleConfig
+    from hermes_spark.sampling.planner import compute_plan_and_codes
+    from hermes_spark.schema import embeddings_table_name
+
+    corpus, target = mixed_corpus(cache)
+    root = cache / "target_mix"
+    codes, cb = root / "codes", root / "cb"
+    cfg = HermesConfig(
+        corpus=CorpusConfig(
+            input=str(corpus), embedding_col="emb", tokens_col="tokens", keep_cols=("source",)
+        ),
+        fit=FitConfig(levels=MIX_LEVELS, sample_size=10_000, seed=0),
+    )
+    if not Path(embeddings_table_name(str(codes))).exists():
+        fit(spark, cfg, str(cb))
+        annotate(spark, cfg, str(cb), str(codes), store_embeddings=True)
+    store = get_store(spark)
+    meta = store.read(str(codes)).select("doc_id", "source", "n_tokens").toPandas()
+    source = meta.set_index("doc_id")["source"]
+    total = float(meta["n_tokens"].sum())
+    corpus_share = float(meta.loc[meta["source"] == "arxiv", "n_tokens"].sum() / total)
+    budget = budget_share * total
+    rows = [{"rule": "corpus", "weights": "", "arxiv_share": corpus_share, "docs": len(meta)}]
+    for weights, stage2 in (
+        ("proportional", "random"),
+        (f"target:{target}", "random"),
+        ("proportional", "target-top:0.3"),
+        (f"target:{target}", "target-top:0.3"),
+    ):
+        settings = SampleConfig(
+            budget_tokens=budget, weights=weights, stage2=stage2, max_epochs=epochs, seed=0,
+            target=str(target), target_embedding_col="emb",
+        )  # fmt: skip
+        plan, scored = compute_plan_and_codes(
+            spark, settings, table=str(codes), codebook=str(cb), levels=MIX_LEVELS
+        )
+        frame = scored if scored is not None else store.read(str(codes))
+        man = sample(frame, plan).toPandas()
+        tok = (man["repeats"] * man["tokens"]).to_numpy(dtype=np.float64)
+        arxiv = source.loc[man["doc_id"]].to_numpy() == "arxiv"
+        rows.append(
+            {
+                "rule": stage2,
+                "weights": "target:HELD_OUT_ARXIV_300"
+                if weights.startswith("target:")
+                else weights,
+                "arxiv_share": float(tok[arxiv].sum() / tok.sum()),
+                "docs": len(man),
+                "realized_share": float(tok.sum() / budget),
+            }
+        )
+    print(
+        f"5 shared corpora x {MIX_PER_CORPUS} docs, {total:,.0f} tokens; budget "
+        f"{budget_share:.0%} = {budget:,.0f} tokens, E = {epochs:g}, levels {MIX_LEVELS}; "
+        f"target = {MIX_TARGETS} held-out arXiv abstracts"
+    )
+    print(f"{'weights':<28} {'stage2':<16} {'arXiv share':>11} {'docs':>6} {'budget':>7}")
+    for r in rows:
+        real = f"{r['realized_share']:>7.1%}" if "realized_share" in r else ""
+        print(f"{r['weights']:<28} {r['rule']:<16} {r['arxiv_share']:>11.1%} {r['docs']:>6} {real}")
+    return rows
+
+
 def pools_regression(spark, cache: Path) -> None:
     """Issue 9: budget met under quality-top:0.3 with E = 2 on ≈19.6k real documents
     (16·8·8 codes, weights ∝ bucket id), vs the old Stage-1 cap (E × whole bucket)."""
@@ -203,6 +277,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default="/tmp/hermes_bench")
     ap.add_argument("--pools", action="store_true", help="only the quality-top budget check")
+    ap.add_argument(
+        "--target", action="store_true", help="only the target-oriented measurement (model)"
+    )
     ap.add_argument("--vectors", choices=["hashed", "model"], default="hashed")
     ap.add_argument("--budget-share", type=float, default=0.3)
     ap.add_argument("--max-epochs", type=float, default=2.0)
@@ -212,6 +289,11 @@ def main() -> None:
     spark = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"})
     if args.pools:
         pools_regression(spark, cache)
+        return
+    if args.target:
+        rows = target_oriented(spark, cache, args.budget_share, args.max_epochs)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
         return
     corpus = embedded_corpus(cache, args.vectors)
     cfg = HermesConfig(
