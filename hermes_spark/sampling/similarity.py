@@ -375,7 +375,9 @@ def with_target_similarity(
             "pass --input CORPUS so the candidate documents are re-embedded with the "
             "artifact's model (at most --target-max-embed-docs of them)"
         )
-    scored = codes.join(scores, "doc_id", "left")
+    # one score per document even if a vector source repeats an id (same key as the join)
+    once = scores.groupBy("doc_id").agg(F.max(SIM_COL).alias(SIM_COL))
+    scored = codes.join(once, "doc_id", "left")
     return scored.persist(StorageLevel.MEMORY_AND_DISK)
 
 
