@@ -10,6 +10,10 @@ weights), it samples with ``random``, ``coverage``, ``quality-top:p`` and ``quad
 a sweep of the steepness, and prints per rule the token-weighted mean ``edu_score`` of the
 sample, the entropy (bits) of its tokens over the level-2 cells, the distinct documents
 and the realized share of the budget. Timings are not the point and are not printed.
+
+``--target``: issue 12's target-oriented measurement instead (:func:`target_oriented`):
+the arXiv share of the sampled tokens for ``target:`` weights and ``target-top:0.3`` on
+the five shared corpora mixed, the target being 300 held-out arXiv abstracts.
 """
 
 from __future__ import annotations
@@ -59,6 +63,69 @@ def embedded_corpus(cache: Path, vectors: str) -> Path:
     return out.parent
 
 
+#: The target-oriented bench: documents per shared corpus, and held-out arXiv targets.
+MIX_PER_CORPUS = 1000
+MIX_TARGETS = 300
+MIX_SOURCES = {
+    "c4": "c4_en_1k.parquet",
+    "fineweb": "fineweb_1k_eduscored.parquet",
+    "arxiv": "arxiv_0704_2k.parquet",
+    "agnews": "ag_news_test.parquet",
+    "dbpedia": "dbpedia_hier_10k.parquet",
+}
+
+
+def mixed_corpus(cache: Path) -> tuple[Path, Path]:
+    """The target-oriented bench's inputs, embedded once with all-MiniLM-L6-v2 (cached):
+    ``MIX_PER_CORPUS`` documents of each shared corpus (``id, text, source, tokens, emb``;
+    tokens counted with the model's tokenizer) and ``MIX_TARGETS`` arXiv abstracts held out
+    from it (``id, text, emb``). Also writes the FineWeb model vectors that
+    :func:`embedded_corpus` caches, so FineWeb is embedded once for both benches."""
+    root = cache / "target_mix"
+    corpus, target = root / "corpus", root / "target"
+    if (corpus / "part-0.parquet").exists() and (target / "part-0.parquet").exists():
+        return corpus, target
+    from hermes_spark.embedding import embed_texts, load_model
+    from hermes_spark.embedding.models import count_tokens
+
+    data = FINEWEB.parent
+    rng = np.random.default_rng(0)
+    rows: dict[str, list] = {"id": [], "text": [], "source": []}
+    held: dict[str, list] = {"id": [], "text": []}
+    for name, file in MIX_SOURCES.items():
+        table = pq.read_table(data / file, columns=["id", "text"])
+        order = rng.permutation(table.num_rows)
+        ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
+        for i in order[:MIX_PER_CORPUS]:
+            rows["id"].append(f"{name}-{ids[i]}")
+            rows["text"].append(texts[i])
+            rows["source"].append(name)
+        if name == "arxiv":
+            for i in order[MIX_PER_CORPUS : MIX_PER_CORPUS + MIX_TARGETS]:
+                held["id"].append(f"target-{ids[i]}")
+                held["text"].append(texts[i])
+    model = load_model("all-MiniLM-L6-v2", 256, "cpu")
+    texts = rows["text"] + held["text"]
+    vecs = embed_texts(model, texts, 32)
+    emb = pa.array([list(map(float, v)) for v in vecs], pa.list_(pa.float32()))
+    n = len(rows["id"])
+    corpus.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
+    tokens = pa.array(count_tokens(model, rows["text"]), pa.int64())
+    pq.write_table(
+        pa.table({**rows, "tokens": tokens, "emb": emb.slice(0, n)}), corpus / "part-0.parquet"
+    )
+    pq.write_table(pa.table({**held, "emb": emb.slice(n)}), target / "part-0.parquet")
+    fineweb = cache / "fineweb_model" / "part-0.parquet"
+    if not fineweb.exists():
+        table = pq.read_table(FINEWEB, columns=["id", "text", "token_count", "edu_score"])
+        by_id = dict(zip(rows["id"], range(n), strict=True))
+        pick = [by_id[f"fineweb-{i}"] for i in table.column("id").to_pylist()]
+        fineweb.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.append_column("emb", emb.take(pa.array(pick))), fineweb)
+    return corpus, target
+
+
 def entropy_bits(weights: np.ndarray) -> float:
     p = weights[weights > 0] / weights.sum()
     return float(-(p * np.log2(p)).sum())
@@ -88,6 +155,88 @@ def measure(codes_df, rule: str, budget: float, epochs: float, q_by_id, b2_by_id
         "docs": len(man),
         "realized_share": float(tok.sum() / budget),
     }
+
+
+#: Codes of the target-oriented bench (levels 16·8·4, as issue 12 suggests for ~5k docs).
+MIX_LEVELS = (16, 8, 4)
+
+
+def target_oriented(spark, cache: Path, budget_share: float, epochs: float) -> list[dict]:
+    """Issue 12's target-oriented measurement: the share of sampled tokens that are arXiv
+    for ``target:`` Stage-1 weights vs proportional, and for ``target-top:0.3`` vs
+    ``random``, on the five shared corpora mixed (:func:`mixed_corpus`), the target being
+    300 arXiv abstracts held out from the corpus. Vectors: all-MiniLM-L6-v2 (computed
+    once); the codes table is annotated with ``--store-embeddings`` and target-top reads
+    its ``_embeddings`` table."""
+    from hermes_spark.config import SampleConfig
+    from hermes_spark.sampling.planner import compute_plan_and_codes
+    from hermes_spark.schema import embeddings_table_name
+
+    corpus, target = mixed_corpus(cache)
+    root = cache / "target_mix"
+    codes, cb = root / "codes", root / "cb"
+    cfg = HermesConfig(
+        corpus=CorpusConfig(
+            input=str(corpus), embedding_col="emb", tokens_col="tokens", keep_cols=("source",)
+        ),
+        fit=FitConfig(levels=MIX_LEVELS, sample_size=10_000, seed=0),
+    )
+    if not Path(embeddings_table_name(str(codes))).exists():
+        fit(spark, cfg, str(cb))
+        annotate(spark, cfg, str(cb), str(codes), store_embeddings=True)
+    store = get_store(spark)
+    meta = store.read(str(codes)).select("doc_id", "source", "n_tokens", "bucket2").toPandas()
+    source = meta.set_index("doc_id")["source"]
+    by_cell = meta.groupby(["bucket2", "source"])["n_tokens"].sum().unstack(fill_value=0)
+    majority = by_cell.idxmax(axis=1)
+    purity = by_cell.max(axis=1).sum() / meta["n_tokens"].sum()
+    in_arxiv = by_cell.loc[majority == "arxiv", "arxiv"].sum() / by_cell["arxiv"].sum()
+    print(
+        f"level-2 cells: token purity by source {purity:.3f}; arXiv tokens in "
+        f"arXiv-majority cells {in_arxiv:.3f}"
+    )
+    total = float(meta["n_tokens"].sum())
+    corpus_share = float(meta.loc[meta["source"] == "arxiv", "n_tokens"].sum() / total)
+    budget = budget_share * total
+    rows = [{"rule": "corpus", "weights": "", "arxiv_share": corpus_share, "docs": len(meta)}]
+    for weights, stage2 in (
+        ("proportional", "random"),
+        (f"target:{target}", "random"),
+        ("proportional", "target-top:0.3"),
+        (f"target:{target}", "target-top:0.3"),
+    ):
+        settings = SampleConfig(
+            budget_tokens=budget, weights=weights, stage2=stage2, max_epochs=epochs, seed=0,
+            target=str(target), target_embedding_col="emb",
+        )  # fmt: skip
+        plan, scored = compute_plan_and_codes(
+            spark, settings, table=str(codes), codebook=str(cb), levels=MIX_LEVELS
+        )
+        frame = scored if scored is not None else store.read(str(codes))
+        man = sample(frame, plan).toPandas()
+        tok = (man["repeats"] * man["tokens"]).to_numpy(dtype=np.float64)
+        arxiv = source.loc[man["doc_id"]].to_numpy() == "arxiv"
+        rows.append(
+            {
+                "rule": stage2,
+                "weights": "target:HELD_OUT_ARXIV_300"
+                if weights.startswith("target:")
+                else weights,
+                "arxiv_share": float(tok[arxiv].sum() / tok.sum()),
+                "docs": len(man),
+                "realized_share": float(tok.sum() / budget),
+            }
+        )
+    print(
+        f"5 shared corpora x {MIX_PER_CORPUS} docs, {total:,.0f} tokens; budget "
+        f"{budget_share:.0%} = {budget:,.0f} tokens, E = {epochs:g}, levels {MIX_LEVELS}; "
+        f"target = {MIX_TARGETS} held-out arXiv abstracts"
+    )
+    print(f"{'weights':<28} {'stage2':<16} {'arXiv share':>11} {'docs':>6} {'budget':>7}")
+    for r in rows:
+        real = f"{r['realized_share']:>7.1%}" if "realized_share" in r else ""
+        print(f"{r['weights']:<28} {r['rule']:<16} {r['arxiv_share']:>11.1%} {r['docs']:>6} {real}")
+    return rows
 
 
 def pools_regression(spark, cache: Path) -> None:
@@ -140,6 +289,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default="/tmp/hermes_bench")
     ap.add_argument("--pools", action="store_true", help="only the quality-top budget check")
+    ap.add_argument(
+        "--target", action="store_true", help="only the target-oriented measurement (model)"
+    )
     ap.add_argument("--vectors", choices=["hashed", "model"], default="hashed")
     ap.add_argument("--budget-share", type=float, default=0.3)
     ap.add_argument("--max-epochs", type=float, default=2.0)
@@ -149,6 +301,11 @@ def main() -> None:
     spark = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"})
     if args.pools:
         pools_regression(spark, cache)
+        return
+    if args.target:
+        rows = target_oriented(spark, cache, args.budget_share, args.max_epochs)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
         return
     corpus = embedded_corpus(cache, args.vectors)
     cfg = HermesConfig(

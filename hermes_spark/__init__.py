@@ -24,6 +24,10 @@ _EXPORTS = {
     "plan_mixture": "hermes_spark.sampling.planner",
     "sample": "hermes_spark.sampling.select",
     "materialize": "hermes_spark.sampling.materialize",
+    "target_weights": "hermes_spark.sampling.target",
+    "target_centroids": "hermes_spark.sampling.similarity",
+    "with_target_similarity": "hermes_spark.sampling.similarity",
+    "VectorSource": "hermes_spark.sampling.similarity",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -181,8 +181,23 @@ class SampleConfig:
     target_smoothing: float = 1.0
     target_prior_mix: float = 0.1
     target_embedding_col: str | None = None
+    #: ``--stage2 target-top:p``: the target corpus (default: the ``target:PATH`` of
+    #: ``--weights``), its k-means centroids in LST space, the document vectors' table
+    #: (default ``<CODES>_embeddings`` when it exists) and the re-embedding cap.
+    target: str | None = None
+    target_centroids: int = 8
+    embeddings_table: str | None = None
+    target_max_embed_docs: int = 1_000_000
 
     def __post_init__(self) -> None:
+        if self.target_centroids < 1:
+            _fail("sample", "target_centroids", f"must be >= 1, got {self.target_centroids}")
+        if self.target_max_embed_docs < 0:
+            _fail(
+                "sample",
+                "target_max_embed_docs",
+                f"must be >= 0, got {self.target_max_embed_docs}",
+            )
         if self.budget_tokens is not None and not (
             math.isfinite(self.budget_tokens) and self.budget_tokens > 0
         ):

@@ -149,8 +149,17 @@ def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         "target_smoothing": args.target_smoothing,
         "target_prior_mix": args.target_prior_mix,
         "target_embedding_col": args.target_embedding_col,
+        "target": args.target,
+        "target_centroids": args.target_centroids,
+        "embeddings_table": args.embeddings_table,
+        "target_max_embed_docs": args.target_max_embed_docs,
     }
     return cfg.with_overrides({"sample": values}).sample
+
+
+def _sample_corpus(cfg: HermesConfig) -> Any:
+    """The corpus of ``--input`` for target-top's re-embedding (None when none is set)."""
+    return cfg.corpus if (cfg.corpus.input or cfg.corpus.table) else None
 
 
 def _code_levels(args: argparse.Namespace) -> tuple[int, ...] | None:
@@ -176,6 +185,7 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
         levels=_code_levels(args),
         allow_shortfall=args.allow_shortfall,
         codebook=args.codebook,
+        corpus=_sample_corpus(cfg),
     )
     print(format_plan(plan))
     if args.out:
@@ -191,7 +201,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
     from hermes_spark.errors import VersionMismatchError
     from hermes_spark.export import write_weight_files
     from hermes_spark.sampling.plan import SamplePlan
-    from hermes_spark.sampling.planner import compute_plan
+    from hermes_spark.sampling.planner import compute_plan_and_codes
     from hermes_spark.sampling.report import format_report
     from hermes_spark.sampling.select import run_sample
 
@@ -209,6 +219,9 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
             "--quality-cols": args.quality_cols,
             "--stats": args.stats,
             "--codebook": args.codebook,
+            "--target": args.target,
+            "--target-centroids": args.target_centroids,
+            "--embeddings-table": args.embeddings_table,
         }
         given = [flag for flag, value in fixed.items() if value is not None]
         if given:
@@ -223,8 +236,9 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
                 f"the plan is for codebook version {plan.codebook_version}, not "
                 f"{args.codebook_version}"
             )
-    else:
-        plan = compute_plan(
+    codes = None
+    if not args.plan:
+        plan, codes = compute_plan_and_codes(
             spark,
             _sample_settings(args, cfg),
             table=table,
@@ -233,8 +247,9 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
             levels=_code_levels(args),
             allow_shortfall=args.allow_shortfall,
             codebook=args.codebook,
+            corpus=_sample_corpus(cfg),
         )
-    result = run_sample(spark, table, out, plan, report_path=args.report)
+    result = run_sample(spark, table, out, plan, report_path=args.report, codes=codes)
     print(format_report(result.report))
     print(f"manifest written to {out}; report {result.report_path} ({result.seconds:.1f}s)")
     if args.weights_out:

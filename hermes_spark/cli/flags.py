@@ -191,7 +191,8 @@ SAMPLE_PLAN = (
         "--stage2",
         key="sample.stage2",
         metavar="RULE",
-        help="random | coverage | quality-top:P | quadmix[:PARAMS.json] (expected repeats "
+        help="random | coverage | quality-top:P | target-top:P (the share P of each Stage-2 "
+        "bucket most similar to --target) | quadmix[:PARAMS.json] (expected repeats "
         "min(E, scale·sigmoid(steepness·(q - threshold))) of the quality percentile q)",
     ),
     flag(
@@ -219,8 +220,44 @@ SAMPLE_PLAN = (
         "--target-embedding-col",
         key="sample.target_embedding_col",
         metavar="COL",
-        help="--weights target:PATH: vectors of the target texts (default: the artifact's "
+        help="target corpus column of the target texts' vectors (default: the artifact's "
         "model embeds them)",
+    ),
+    flag(
+        "--target",
+        key="sample.target",
+        metavar="PATH",
+        help="--stage2 target-top:P: corpus of target texts (default: the target:PATH of "
+        "--weights); needs --codebook",
+    ),
+    flag(
+        "--target-centroids",
+        key="sample.target_centroids",
+        type=int,
+        metavar="K",
+        help="target-top: k-means centroids of the target texts in LST space",
+    ),
+    flag(
+        "--embeddings-table",
+        key="sample.embeddings_table",
+        metavar="TABLE",
+        help="target-top: document vectors (default: <CODES>_embeddings when it exists, "
+        "written by annotate --store-embeddings; else --input is re-embedded)",
+    ),
+    flag(
+        "--target-max-embed-docs",
+        key="sample.target_max_embed_docs",
+        type=int,
+        metavar="N",
+        help="target-top without an embeddings table: most documents re-embedded from --input",
+    ),
+    *[f for f in CORPUS if f.key in ("corpus.input", "corpus.id_col")],
+    INPUT_FORMAT_ONLY,
+    flag("--text-col", key="corpus.text_col", help="text column of --input (target-top)"),
+    flag(
+        "--embedding-col",
+        key="corpus.embedding_col",
+        help="vectors column of --input, used instead of re-embedding (target-top)",
     ),
     flag(
         "--weights-level", key="sample.weights_level", type=int, metavar="W", help="Stage-1 level"

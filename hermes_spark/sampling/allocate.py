@@ -18,7 +18,16 @@ from hermes_spark.errors import BudgetError, InvalidConfigError, InvalidInputErr
 
 logger = logging.getLogger(__name__)
 
-STAGE2_RULES: tuple[str, ...] = ("random", "coverage", "quality-top:<p>", "quadmix[:<params.json>]")
+STAGE2_RULES: tuple[str, ...] = (
+    "random",
+    "coverage",
+    "quality-top:<p>",
+    "target-top:<p>",
+    "quadmix[:<params.json>]",
+)
+#: Rules that keep the top share ``p`` of each child by a per-document score (quality, or
+#: the similarity to target examples); their pools and walk are the same.
+TOP_RULES: tuple[str, ...] = ("quality-top", "target-top")
 CHILD_COLUMNS: tuple[str, ...] = ("parent", "child", "tokens", "pool_tokens", "pool_docs", "docs")
 _PASS_TOL = 1e-9
 
@@ -145,20 +154,20 @@ def stage1_targets(
 
 
 def parse_stage2_rule(rule: str) -> tuple[str, float | None]:
-    """Parse ``random``, ``coverage``, ``quality-top:p`` (``0 < p <= 1``) or
-    ``quadmix[:PATH]`` into (name, p) (``p`` None but for quality-top)."""
+    """Parse ``random``, ``coverage``, ``quality-top:p``, ``target-top:p`` (``0 < p <= 1``)
+    or ``quadmix[:PATH]`` into (name, p) (``p`` None but for the ``-top`` rules)."""
     name, sep, arg = str(rule).strip().lower().partition(":")
     if name in ("random", "coverage") and not sep:
         return name, None
     if name == "quadmix":
         return name, None
-    if name == "quality-top":
+    if name in TOP_RULES:
         try:
             p = float(arg)
         except ValueError:
             p = float("nan")
         if not 0 < p <= 1:
-            raise InvalidConfigError(f"quality-top:p needs 0 < p <= 1, got {arg!r}")
+            raise InvalidConfigError(f"{name}:p needs 0 < p <= 1, got {arg!r}")
         return name, p
     raise InvalidConfigError(
         f"unknown Stage-2 rule {rule!r}; valid rules: {', '.join(STAGE2_RULES)}"
@@ -194,11 +203,12 @@ def stage2_allocation(
 ) -> pd.DataFrame:
     """Split each Stage-1 ``target`` over the bucket's non-empty children.
 
-    Every child is capped at ``E · pool_tokens``; ``random`` and ``quality-top:p`` weight
-    children by their tokens, ``coverage`` equally (the maximum-entropy allocation under
-    the caps). For ``random``/``coverage`` the pool is the whole child
-    (``pool_tokens == tokens``); for ``quality-top:p`` the caller gives the tokens of the
-    documents at or above the child's ``(1-p)`` quality quantile.
+    Every child is capped at ``E · pool_tokens``; ``random``, ``quality-top:p`` and
+    ``target-top:p`` weight children by their tokens, ``coverage`` equally (the
+    maximum-entropy allocation under the caps). For ``random``/``coverage`` the pool is the
+    whole child (``pool_tokens == tokens``); for the ``-top`` rules the caller gives the
+    tokens of the documents at or above the child's ``(1-p)`` quantile of the score
+    (quality, or the similarity to the target examples).
 
     Args:
         stage1: the frame of :func:`stage1_targets` (index bucket, column ``target``).

@@ -19,7 +19,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hermes_spark.config import SampleConfig
+from hermes_spark.config import CorpusConfig, SampleConfig
 from hermes_spark.delta import get_store
 from hermes_spark.errors import (
     BudgetError,
@@ -28,6 +28,7 @@ from hermes_spark.errors import (
     VersionMismatchError,
 )
 from hermes_spark.sampling.allocate import (
+    TOP_RULES,
     parse_stage2_rule,
     stage1_targets,
     stage2_allocation,
@@ -39,6 +40,7 @@ from hermes_spark.sampling.pools import quality_pools
 from hermes_spark.sampling.quadmix import attach_quadmix_pools, quadmix_stage2
 from hermes_spark.sampling.quadmix_math import load_params
 from hermes_spark.sampling.signals import QualitySignals, parse_quality_cols, with_merged_quality
+from hermes_spark.sampling.similarity import SIM_COL, TargetCentroids
 from hermes_spark.sampling.sources import (
     StatsFrame,
     children_from_codes,
@@ -50,13 +52,15 @@ from hermes_spark.sampling.sources import (
 )
 from hermes_spark.sampling.target import is_target_spec, target_weights_from_path
 from hermes_spark.sampling.weights import resolve_stage1_weights
-from hermes_spark.schema import select_version
+from hermes_spark.schema import embeddings_table_name, select_version
 from hermes_spark.stats import clean_codes, code_levels, codes_version, metadata_levels
 
 log = logging.getLogger(__name__)
 
 #: Stage-2 rules whose pools need the documents (not only bucket statistics).
-NEEDS_CODES = ("quality-top", "quadmix")
+NEEDS_CODES = ("quality-top", "target-top", "quadmix")
+#: Rules that rank by the document quality (the ones ``--quality-cols`` feeds).
+QUALITY_RULES = ("quality-top", "quadmix")
 
 
 def _entropy_bits(values: np.ndarray) -> float:
@@ -133,9 +137,12 @@ def _attach_pools(
     s: int,
     signals: QualitySignals | None = None,
 ) -> pd.DataFrame:
-    """Add each child's candidate pool (``pool_docs, pool_tokens, ...``) for the rule."""
-    if rule == "quality-top":
+    """Add each child's candidate pool (``pool_docs, pool_tokens, ...``) for the rule
+    (``target-top`` ranks by ``target_similarity`` exactly as ``quality-top`` by quality)."""
+    if rule in TOP_RULES:
         assert codes_df is not None and p is not None
+        if rule == "target-top":
+            codes_df = codes_df.withColumn("quality", F.col(SIM_COL))
         if signals is not None:
             codes_df = with_merged_quality(codes_df, signals, s)
         out = children.merge(quality_pools(codes_df, s, p), on="child", how="left")
@@ -219,6 +226,14 @@ def _plan_info(
     }
 
 
+def _threshold_summary(kids: pd.DataFrame) -> dict[str, float | None]:
+    """Min / median / max of the children's pool thresholds (the report's one line)."""
+    thr = kids.loc[kids["pool_docs"] > 0, "threshold"].dropna().to_numpy(dtype=np.float64)
+    if not len(thr):
+        return {"min": None, "median": None, "max": None}
+    return {"min": float(thr.min()), "median": float(np.median(thr)), "max": float(thr.max())}
+
+
 def _with_children(
     stage1: pd.DataFrame, children: pd.DataFrame, kids: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -266,6 +281,7 @@ def plan_mixture(
     codebook_version: str | None = None,
     allow_shortfall: bool = False,
     quality_cols: str | Mapping[str, float] | None = None,
+    target: TargetCentroids | None = None,
     stats_name: str = "the statistics",
 ) -> SamplePlan:
     """Plan a two-stage sample (SPEC "Two-stage sampling"): driver, nothing written.
@@ -277,6 +293,9 @@ def plan_mixture(
     (``"edu:0.6,dclm:0.4,edu>=0.3"``, columns of ``codes_df``) merges several quality
     signals by their percentile ranks within each child (:mod:`.signals`). ``levels`` defaults
     to the ``hermes.levels`` metadata of ``codes_df.c1``, else is inferred.
+    ``target-top:p`` ranks by the ``target_similarity`` column of ``codes_df`` (add it with
+    :func:`hermes_spark.sampling.similarity.with_target_similarity`); ``target``, the
+    centroids it was scored against, is recorded in the plan.
 
     Example::
 
@@ -307,10 +326,18 @@ def plan_mixture(
     if rule in NEEDS_CODES and codes_df is None:
         raise InvalidConfigError(f"{rule} needs the codes table (--table) for its quantiles")
     signals = None if quality_cols is None else parse_quality_cols(quality_cols)
-    if signals is not None and rule not in NEEDS_CODES:
+    if signals is not None and rule not in QUALITY_RULES:
         raise InvalidConfigError(
-            f"--quality-cols sets the quality of {', '.join(NEEDS_CODES)}; --stage2 is {rule}"
+            f"--quality-cols sets the quality of {', '.join(QUALITY_RULES)}; --stage2 is {rule}"
         )
+    if rule == "target-top":
+        assert codes_df is not None
+        if SIM_COL not in codes_df.columns:
+            raise InvalidInputError(
+                f"target-top:p ranks documents by their {SIM_COL} column, which codes_df lacks: "
+                "add it with hermes_spark.sampling.similarity.with_target_similarity "
+                "(the CLI does this for --target PATH)"
+            )
     if stats_df is None or rule in NEEDS_CODES:
         codes_df, codes_ver = _checked_codes(codes_df, codebook_version)
     else:
@@ -361,7 +388,16 @@ def plan_mixture(
         "allow_shortfall": bool(allow_shortfall),
         "quality_cols": None if signals is None else signals.spec(),
     }
+    if rule == "target-top" and target is not None:
+        resolved["target_top"] = target.to_dict()
     info = _plan_info(stage1, kids, winfo=winfo, shortfall=shortfall, rule=rule, s=s)
+    if rule == "target-top":
+        info["target_top"] = {
+            "docs_without_similarity": int(kids["no_quality_docs"].sum()),
+            "centroids": None if target is None else target.k,
+            "target_docs": None if target is None else target.target_docs,
+            "similarity_thresholds": _threshold_summary(kids),
+        }
     log.info(
         "plan: %d level-%d buckets, %d level-%d children, %.6g of %.6g tokens allocated",
         len(stage1),
@@ -385,11 +421,39 @@ def compute_plan(
     levels: tuple[int, ...] | None = None,
     allow_shortfall: bool = False,
     codebook: str | None = None,
+    corpus: CorpusConfig | None = None,
 ) -> SamplePlan:
     """:func:`plan_mixture` over tables given by path or name (driver; the CLI's layer).
 
+    See :func:`compute_plan_and_codes`, which also returns the codes frame it planned on.
+    """
+    return compute_plan_and_codes(
+        spark, settings, table=table, stats=stats, version=version, levels=levels,
+        allow_shortfall=allow_shortfall, codebook=codebook, corpus=corpus,
+    )[0]  # fmt: skip
+
+
+def compute_plan_and_codes(
+    spark: SparkSession,
+    settings: SampleConfig,
+    *,
+    table: str | None = None,
+    stats: str | None = None,
+    version: str | None = None,
+    levels: tuple[int, ...] | None = None,
+    allow_shortfall: bool = False,
+    codebook: str | None = None,
+    corpus: CorpusConfig | None = None,
+) -> tuple[SamplePlan, DataFrame | None]:
+    """:func:`compute_plan`, and the codes frame planned on (None when the plan came from
+    STATS alone), so ``hermes sample`` selects from the same frame: under
+    ``target-top:p`` it carries the persisted ``target_similarity`` scores.
+
     ``--weights target:PATH`` codes the target corpus with the artifact ``codebook``
-    first (:mod:`.target`).
+    first (:mod:`.target`). ``--stage2 target-top:p`` embeds the target examples
+    (``settings.target``, else the ``target:PATH`` of the weights), fits their centroids
+    and scores the codes (:func:`target_scored_codes`): document vectors from the
+    embeddings table, else from ``corpus`` (its vectors, or its text re-embedded).
 
     With ``stats`` the bucket sizes come from the STATS table (no scan of the codes for
     ``random``/``coverage``); otherwise from one aggregation over ``table``.
@@ -416,6 +480,13 @@ def compute_plan(
             _, chosen = read_stats(store, stats, version, 1)
     if table is not None and (stats is None or rule in NEEDS_CODES):
         codes_df, chosen = select_version(store, table, chosen)
+    target_top: dict[str, Any] | None = None
+    if rule == "target-top":
+        assert codes_df is not None and table is not None and chosen is not None
+        codes_df, target_top = target_scored_codes(
+            spark, settings, codes_df, table=table, version=chosen, codebook=codebook,
+            corpus=corpus,
+        )  # fmt: skip
     weights: str | dict[str, float] = settings.weights
     if is_target_spec(settings.weights):
         weights, levels = _target_mapping(
@@ -436,17 +507,120 @@ def compute_plan(
         codebook_version=chosen,
         allow_shortfall=allow_shortfall,
         quality_cols=settings.quality_cols,
+        target=None if target_top is None else TargetCentroids.from_dict(target_top),
         stats_name=stats or "the statistics",
     )
     info = {"source": {"table": table, "stats": stats}, **plan.info}
     resolved = dict(plan.settings)
+    if target_top is not None:
+        resolved["target_top"] = target_top
+        info["target_top"] = {
+            **info.get("target_top", {}),
+            "target": target_top["path"],
+            "vectors": target_top["vectors"],
+        }
     if isinstance(weights, dict):
         resolved["weights"] = settings.weights
         info["weights"] = {**info["weights"], "source": settings.weights, "rule": "target"}
         info["weights"]["target_weights"] = weights
         info["weights"]["target_smoothing"] = settings.target_smoothing
         info["weights"]["target_prior_mix"] = settings.target_prior_mix
-    return dataclasses.replace(plan, info=info, settings=resolved)
+    return dataclasses.replace(plan, info=info, settings=resolved), codes_df
+
+
+def _vector_spec(
+    spark: SparkSession, settings: SampleConfig, table: str, corpus: CorpusConfig | None
+) -> dict[str, Any]:
+    """Where ``target-top`` reads document vectors (JSON-able, recorded in the plan)."""
+    store = get_store(spark)
+    emb = settings.embeddings_table
+    if emb:
+        if not store.exists(emb):
+            raise InvalidInputError(
+                f"embeddings table {emb} does not exist (hermes annotate --store-embeddings "
+                "writes <CODES>_embeddings)"
+            )
+        return {"kind": "embeddings_table", "table": emb}
+    default = embeddings_table_name(table)
+    if store.exists(default):
+        return {"kind": "embeddings_table", "table": default}
+    if corpus is not None and (corpus.input or corpus.table):
+        return {
+            "kind": "corpus",
+            "corpus": {
+                "input": corpus.input, "table": corpus.table, "format": corpus.format,
+                "id_col": corpus.id_col, "text_col": corpus.text_col,
+                "embedding_col": corpus.embedding_col,
+            },
+            "max_embed_docs": int(settings.target_max_embed_docs),
+        }  # fmt: skip
+    raise InvalidInputError(
+        f"target-top:p needs document vectors, and there is no embeddings table {default} "
+        "and no corpus to re-embed: run hermes annotate --store-embeddings (or name the "
+        "vectors with --embeddings-table), or pass --input CORPUS (with its --text-col, or "
+        "--embedding-col) so the candidate documents are re-embedded with the artifact's "
+        f"model (at most --target-max-embed-docs, {settings.target_max_embed_docs:,})"
+    )
+
+
+def target_scored_codes(
+    spark: SparkSession,
+    settings: SampleConfig,
+    codes_df: DataFrame,
+    *,
+    table: str,
+    version: str,
+    codebook: str | None,
+    corpus: CorpusConfig | None,
+) -> tuple[DataFrame, dict[str, Any]]:
+    """The codes with ``target_similarity`` and the plan's ``target_top`` settings
+    (centroids, artifact, target path, vector source), for ``--stage2 target-top:p``.
+
+    Driver: the target examples' vectors (a few hundred) and their k-means; the scores
+    are computed on executors and persisted (see :mod:`.similarity`).
+
+    Raises:
+        InvalidConfigError: no ``--codebook`` or no target corpus.
+        InvalidInputError: no document vectors (see :func:`_vector_spec`).
+        VersionMismatchError: the artifact is not the codes' version.
+    """
+    from hermes_spark.quantize.codebook import Codebook
+    from hermes_spark.sampling.similarity import (
+        read_target_frame,
+        scored_codes_from_settings,
+        target_centroids,
+    )
+
+    if not codebook:
+        raise InvalidConfigError(
+            "target-top:p scores documents in the artifact's LST space: pass --codebook"
+        )
+    path = settings.target
+    if not path and is_target_spec(settings.weights):
+        path = settings.weights.strip()[len("target:") :]
+    if not path:
+        raise InvalidConfigError(
+            "target-top:p keeps the documents most similar to target examples: pass "
+            "--target PATH (a corpus of a few hundred target texts)"
+        )
+    cb = Codebook.load(codebook)
+    if cb.version != version:
+        raise VersionMismatchError(
+            f"--codebook is version {cb.version}, the codes are {version}: score with the "
+            "artifact that produced the codes"
+        )
+    vectors = _vector_spec(spark, settings, table, corpus)
+    frame = read_target_frame(spark, path, settings.target_embedding_col)
+    target = target_centroids(
+        frame, cb, k=settings.target_centroids, embedding_col=settings.target_embedding_col,
+        source=path,
+    )  # fmt: skip
+    doc = {**target.to_dict(), "path": path, "codebook": codebook, "vectors": vectors}
+    log.info(
+        "target-top: %d target examples, %d centroids, vectors from %s",
+        target.target_docs, target.k, vectors.get("table") or "the corpus",
+    )  # fmt: skip
+    return scored_codes_from_settings(spark, codes_df, doc, codebook=cb), doc
 
 
 def _target_mapping(

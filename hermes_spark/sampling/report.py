@@ -213,6 +213,7 @@ def build_report(
             },
             "pool_contraction": info.get("pool_contraction", {}),
             "docs_without_quality": int(info.get("docs_without_quality", 0)),
+            **({"target_top": info["target_top"]} if info.get("target_top") else {}),
             "unlisted_buckets": list((info.get("weights") or {}).get("unlisted_buckets", [])),
             "repetition_histogram": reps,
             "stage1": stage1_rows,
@@ -251,6 +252,29 @@ def _contraction_line(pc: dict[str, Any]) -> str:
     )
     if "mean_candidate_pool_docs" in pc:
         line += f"; quality pool {pc['mean_candidate_pool_docs']:.1f} docs"
+    return line
+
+
+def _target_line(tt: dict[str, Any] | None) -> str:
+    """One line about ``target-top``'s centroids, vectors and pool thresholds."""
+    if not tt:
+        return ""
+    vec = tt.get("vectors") or {}
+    where = vec.get("table") or (
+        f"corpus {(vec.get('corpus') or {}).get('input')}" if vec else "the given scores"
+    )
+    thr = tt.get("similarity_thresholds") or {}
+    line = (
+        f"  target-top: {tt.get('target_docs')} target examples, {tt.get('centroids')} "
+        f"centroids, vectors from {where}"
+    )
+    if thr.get("median") is not None:
+        line += (
+            f"; similarity thresholds min {thr['min']:.3f} / median {thr['median']:.3f} / "
+            f"max {thr['max']:.3f}"
+        )
+    if tt.get("docs_without_similarity"):
+        line += f"; {tt['docs_without_similarity']} documents without a vector (never selected)"
     return line
 
 
@@ -300,7 +324,8 @@ def format_plan(plan: SamplePlan) -> str:
             + ", ".join(unlisted[:20])
             + (" ..." if len(unlisted) > 20 else "")
         )
-    if info.get("docs_without_quality"):
+    lines.append(_target_line(info.get("target_top")))
+    if info.get("docs_without_quality") and not info.get("target_top"):
         lines.append(
             f"  {info['docs_without_quality']} documents have no quality and are "
             "outside every quality pool"
@@ -365,7 +390,8 @@ def format_report(report: dict[str, Any]) -> str:
             + ", ".join(u[:20])
             + (" ..." if len(u) > 20 else "")
         )
-    if report.get("docs_without_quality"):
+    lines.append(_target_line(report.get("target_top")))
+    if report.get("docs_without_quality") and not report.get("target_top"):
         lines.append(
             f"  {report['docs_without_quality']} documents without quality were "
             "outside every quality pool"

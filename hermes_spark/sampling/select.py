@@ -48,11 +48,12 @@ from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
 from hermes_spark.io import report_path_for, write_text
-from hermes_spark.sampling.allocate import take_prefix
+from hermes_spark.sampling.allocate import TOP_RULES, take_prefix
 from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.quadmix import plan_rated, quadmix_manifest, quality_histograms
 from hermes_spark.sampling.report import build_report
 from hermes_spark.sampling.signals import parse_quality_cols, with_merged_quality
+from hermes_spark.sampling.similarity import SIM_COL, scored_codes_from_settings
 from hermes_spark.schema import SOURCE_COL, select_version
 from hermes_spark.stats import clean_codes, codes_version
 
@@ -122,7 +123,7 @@ def _pool(codes: DataFrame, params: DataFrame, plan: SamplePlan) -> DataFrame:
         *([F.col(SOURCE_COL)] if SOURCE_COL in codes.columns else []),
     )
     df = base.join(F.broadcast(params), "child")
-    if plan.rule[0] == "quality-top":
+    if plan.rule[0] in TOP_RULES:
         q = F.col("q")
         df = df.where(
             q.isNotNull() & ~F.isnan(q) & (F.abs(q) != float("inf")) & (q >= F.col("thr"))
@@ -223,6 +224,13 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
         return manifest, pd.DataFrame()
     spark = codes.sparkSession
     params = child_params(plan)
+    if plan.rule[0] == "target-top":
+        if SIM_COL not in codes.columns:
+            raise InvalidInputError(
+                f"target-top:p selects by the {SIM_COL} column, which the codes lack "
+                "(hermes_spark.sampling.similarity.with_target_similarity adds it)"
+            )
+        codes = codes.withColumn("quality", F.col(SIM_COL))
     if plan.settings.get("quality_cols"):
         signals = parse_quality_cols(plan.settings["quality_cols"])
         codes = with_merged_quality(codes, signals, plan.stage2_level)
@@ -294,12 +302,24 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
     return outside.unionByName(resolved), merged
 
 
+def target_scored(codes: DataFrame, plan: SamplePlan) -> DataFrame:
+    """``codes`` with ``target_similarity`` for a ``target-top`` plan: as given when the
+    column is there, else scored from the plan's ``target_top`` settings (CLI plans)."""
+    if plan.rule[0] != "target-top" or SIM_COL in codes.columns:
+        return codes
+    return scored_codes_from_settings(
+        codes.sparkSession, codes, plan.settings.get("target_top") or {}
+    )
+
+
 def sample(codes_df: DataFrame, plan: SamplePlan, seed: int | None = None) -> DataFrame:
     """The MANIFEST of ``plan`` over ``codes_df`` as a lazy DataFrame; nothing written.
 
     Columns ``doc_id, stage1_bucket, stage2_bucket, repeats, tokens`` (``tokens`` = the
     document's ``n_tokens``, per copy) plus ``source_file`` when the codes carry it.
-    ``seed`` (default: the plan's) seeds ``u = hash(doc_id, seed)``. Runs small jobs now
+    ``seed`` (default: the plan's) seeds ``u = hash(doc_id, seed)``. A ``target-top`` plan
+    needs ``codes_df`` with its ``target_similarity`` column (or a plan from ``hermes
+    plan``, which names its vectors). Runs small jobs now
     (the version check and the ``u`` histogram: one row per child comes back to the
     driver); the documents stay on executors. Rows of a ``transform`` output with a
     ``reason`` are left out.
@@ -321,7 +341,7 @@ def sample(codes_df: DataFrame, plan: SamplePlan, seed: int | None = None) -> Da
             f"{plan.codebook_version}"
         )
     chosen = plan if seed is None else plan.with_seed(seed)
-    manifest, _ = select_manifest(codes, chosen)
+    manifest, _ = select_manifest(target_scored(codes, chosen), chosen)
     return manifest
 
 
@@ -383,6 +403,7 @@ def run_sample(
             raise VersionMismatchError(
                 f"{exc}; the plan was made for codebook version {plan.codebook_version}"
             ) from exc
+    codes = target_scored(codes, plan)
     manifest, windows = select_manifest(codes, plan)
     store.overwrite(manifest.repartition(_manifest_files(plan), "doc_id"), out)
     per_child, reps = realized_by_child(store.read(out))

@@ -118,12 +118,10 @@ def code_target_corpus(
             "--weights target:PATH codes the target texts with the artifact: pass --codebook"
         )
     from hermes_spark.api import HermesModel
-    from hermes_spark.config import CorpusConfig
-    from hermes_spark.corpus import list_input_files, read_corpus
+    from hermes_spark.sampling.similarity import read_target_frame
     from hermes_spark.schema import code_columns
 
-    corpus = CorpusConfig(input=path, embedding_col=embedding_col, text_col=text_col, id_col=id_col)
-    raw = read_corpus(spark, corpus, list_input_files(corpus, spark).paths)
+    raw = read_target_frame(spark, path, embedding_col)
     model = HermesModel.load(
         codebook, text_col=text_col, id_col=id_col, embedding_col=embedding_col
     )
