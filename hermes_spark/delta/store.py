@@ -42,7 +42,8 @@ class DeltaSettings:
     #: write a checkpoint every this many commits (embedded; native uses the table's
     #: ``delta.checkpointInterval``, whose default is the same 10)
     checkpoint_interval: int = 10
-    #: at most this many rows per data file (Spark's ``maxRecordsPerFile``); 0 = no limit
+    #: at most this many rows per data file (Spark's ``maxRecordsPerFile``) of every table;
+    #: annotate also sizes a chunk's codes files by it; 0 = no limit
     rows_per_file: int = 1_000_000
     #: files younger than this are never vacuumed (protects writers still running)
     vacuum_retention_hours: int = DEFAULT_RETENTION_HOURS

@@ -441,9 +441,11 @@ def _write_chunk(
         bad_counts = counts
         good = coded.where(F.col(REASON_COL).isNull())
         codes = _codes_output(good, run)
-        # files sized by rows (the count is known): not by the cluster's task count
-        n_files = max(1, math.ceil(n_good / run.options.rows_per_file))
-        codes = codes.repartition(n_files, "doc_id")
+        # files sized by rows (the count is known), not by the cluster's task count:
+        # delta.rows_per_file, the same key that caps every table's files
+        per_file = run.store.options.rows_per_file
+        if per_file:
+            codes = codes.repartition(max(1, math.ceil(n_good / per_file)), "doc_id")
         meta = {
             "hermes.chunk": str(index),
             VERSION_META: version,
