@@ -210,3 +210,58 @@ def test_zorder_optimize_rewrites_files_and_keeps_rows(store, spark, tmp_path) -
     assert unsorted.history(table)[0]["operation"] == "OPTIMIZE"
     assert {f["path"] for f in live_files(table)}.isdisjoint(f["path"] for f in before)
     assert rows_of(unsorted.read(table)) == expected(spark, codes(spark, 3000))
+
+
+def _spy_log_reads(store: DeltaStore, monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """Record each read of the table's log: the commits asked for (None = the whole log).
+
+    Native: every ``DeltaTable.history(limit)`` call (what ``DESCRIBE HISTORY`` reads).
+    Embedded: every fresh open or full history read of a delta-rs table (``None``).
+    """
+    reads: list[int | None] = []
+    if store.name == "native":
+        import delta.tables
+
+        history = delta.tables.DeltaTable.history
+
+        def spied(self: Any, limit: int | None = None) -> Any:
+            reads.append(limit)
+            return history(self, limit)
+
+        monkeypatch.setattr(delta.tables.DeltaTable, "history", spied)
+        return reads
+    init, full_history = DeltaTable.__init__, DeltaTable.history
+
+    def opened(self: Any, *args: Any, **kwargs: Any) -> None:
+        reads.append(None)
+        init(self, *args, **kwargs)
+
+    def listed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(None)
+        return full_history(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "__init__", opened)
+    monkeypatch.setattr(DeltaTable, "history", listed)
+    return reads
+
+
+def test_txn_lookups_read_the_log_once_per_run_not_per_chunk(
+    store, spark, tmp_path, monkeypatch
+) -> None:
+    table = str(tmp_path / "codes")
+    for i in range(6):
+        store.append(codes(spark, 2, 10 * i), table, app_id=f"c{i}", app_version=1)
+    mine = get_store(spark, store.name)  # a fresh run: nothing cached yet
+    reads = _spy_log_reads(store, monkeypatch)
+    answers = [mine.txn_version(table, f"c{i % 8}") for i in range(24)]  # 24 chunks
+    assert answers == [1 if i % 8 < 6 else None for i in range(24)]
+    # one read of the whole log for the run; per chunk at most the newest commit
+    assert reads.count(None) <= 1, reads
+    assert all(n is None or n <= 1 for n in reads), reads
+    # Another writer commits twice: the next lookups read those commits, not the log.
+    other_writer = get_store(spark, store.name)
+    other_writer.append(codes(spark, 2, 500), table, app_id="c6", app_version=1)
+    other_writer.append(codes(spark, 2, 600), table, app_id="c7", app_version=1)
+    reads.clear()
+    assert [mine.txn_version(table, f"c{i}") for i in (6, 7, 8, 6)] == [1, 1, None, 1]
+    assert None not in reads and all(n <= 2 for n in reads), reads
