@@ -208,6 +208,9 @@ class DeltaConfig:
     catalog_names: bool = False
     #: each write task sorts its rows by these columns (when present): data skipping
     sort_by: tuple[str, ...] = ("bucket1", "bucket2")
+    #: native Delta: the codes table is created CLUSTER BY (codebook_version, bucket1,
+    #: bucket2) (liquid clustering) instead of partitioned; false: partitioned + Z-order
+    liquid_clustering: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sort_by", _as_tuple(self.sort_by))

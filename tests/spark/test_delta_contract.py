@@ -265,3 +265,38 @@ def test_txn_lookups_read_the_log_once_per_run_not_per_chunk(
     reads.clear()
     assert [mine.txn_version(table, f"c{i}") for i in (6, 7, 8, 6)] == [1, 1, None, 1]
     assert None not in reads and all(n <= 2 for n in reads), reads
+
+
+def test_native_codes_table_is_liquid_clustered_and_a_prefix_query_skips_files(
+    spark, tmp_path
+) -> None:
+    native = get_store(spark, "native")
+    native.options = type(native.options)(rows_per_file=250)  # sort_by: bucket1, bucket2
+    table = str(tmp_path / "codes")
+    layout: dict[str, Any] = {"partition_by": ("codebook_version",), "cluster_by": COLUMNS[1:3]}
+    first = codes(spark, 4000).repartition(2, F.rand(seed=1))
+    assert native.append(first, table, app_id="c0", app_version=1, **layout)
+    later = codes(spark, 800, 5000).repartition(2, F.rand(seed=3))
+    assert native.append(later, table, app_id="c1", app_version=1, **layout)  # no partitions
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{table}`").first()
+    assert list(detail["clusteringColumns"]) == ["codebook_version", "bucket1", "bucket2"]
+    assert list(detail["partitionColumns"]) == []
+    assert native.txn_version(table, "c1") == 1
+    k = 3
+    want = sum(1 for i in [*range(4000), *range(5000, 5800)] if i % 8 == k)
+
+    def files_for_k() -> tuple[int, int, int]:
+        files = live_files(table)
+        candidates = [f for f in files if f["min"]["bucket1"] <= k <= f["max"]["bucket1"]]
+        hit = native.read(table).where(F.col("bucket1") == k)
+        assert hit.count() == want
+        read = hit.select(F.input_file_name().alias("f")).distinct().count()
+        return len(files), len(candidates), read
+
+    total, candidates, read = files_for_k()
+    assert total >= 4800 // 250
+    assert read <= candidates <= total // 3  # the stats rule out two thirds of the files
+    native.optimize(table, ["bucket1", "bucket2"])  # clusters by the table's own keys
+    assert str(native.history(table)[0]["operation"]).startswith("OPTIMIZE")
+    total, candidates, read = files_for_k()
+    assert read <= candidates < total or total == 1
