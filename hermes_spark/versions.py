@@ -15,8 +15,8 @@ from pyspark.sql import functions as F
 
 from hermes_spark.delta import get_store, rejects_table
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
-from hermes_spark.schema import DEVICE_META, VERSION_COL, VERSION_META
-from hermes_spark.tasks.ledger import forget_version
+from hermes_spark.schema import DEVICE_META, VERSION_COL, VERSION_META, embeddings_table_name
+from hermes_spark.tasks.ledger import forget_version, ledger_table_name
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,16 @@ def drop_version(spark: SparkSession, table: str, version: str) -> int:
 
 
 def vacuum(spark: SparkSession, table: str, *, dry_run: bool = False) -> list[str]:
-    """Remove files no snapshot references (orphans of killed runs, dropped versions)."""
+    """Remove files no snapshot references (orphans of killed runs, dropped versions).
+
+    Driver orchestration. Vacuums the codes table and each sibling that exists: rejects,
+    the ledger ``<CODES>_files`` and ``<CODES>_embeddings``, all with the same retention
+    (``delta.vacuum_retention_hours``), so a writer still running keeps its staged files
+    in every one of them.
+    """
     store = get_store(spark)
     removed = list(store.vacuum(table, dry_run=dry_run))
-    rt = rejects_table(table)
-    if store.exists(rt):
-        removed += store.vacuum(rt, dry_run=dry_run)
+    for sibling in (rejects_table(table), ledger_table_name(table), embeddings_table_name(table)):
+        if store.exists(sibling):
+            removed += store.vacuum(sibling, dry_run=dry_run)
     return removed

@@ -188,31 +188,54 @@ def commits(table: str) -> int:
     return int(latest.split(".")[0]) + 1 if latest else 0
 
 
+def chunk_commits(table: str) -> int:
+    """:func:`commits` less an empty first commit: native Delta creates a liquid-clustered
+    codes table with ``CREATE TABLE`` (no data, no txn) before the first chunk's append."""
+    first = Path(table) / "_delta_log" / f"{0:020d}.json"
+    try:
+        actions = [json.loads(line) for line in first.read_text().splitlines() if line]
+    except FileNotFoundError:
+        return commits(table)
+    empty = not any("add" in a or "txn" in a for a in actions)
+    return commits(table) - (1 if empty else 0)
+
+
 def disk_files(table: str) -> set[str]:
-    """Every file under ``<table>/data/`` (staged runs, Spark's ``_temporary`` included)."""
+    """Every data file of ``table`` on disk, committed or not, whichever writer wrote it.
+
+    Embedded: under ``<table>/data/<run>/`` (staged runs, Spark's ``_temporary``
+    included); native Delta writes into the table directory itself (and partition
+    directories). The log and hidden checksum files (``.*.crc``) are not data files.
+    """
     found = set()
-    for root, _dirs, names in os.walk(Path(table) / "data"):
-        found.update(os.path.abspath(os.path.join(root, n)) for n in names)
+    top = Path(table)
+    for root, dirs, names in os.walk(top):
+        if Path(root) == top:
+            dirs[:] = [d for d in dirs if d != "_delta_log"]
+        found.update(os.path.abspath(os.path.join(root, n)) for n in names if not n.startswith("."))
     return found
 
 
 def uncommitted_files(table: str, *, written_only: bool = False) -> set[str]:
-    """Files under ``<table>/data/`` the log does not reference.
+    """Data files of ``table`` (:func:`disk_files`) the log does not reference.
 
     ``written_only`` keeps only complete output (not under a hidden or ``_temporary``
-    directory, not a ``_SUCCESS``/``.crc`` marker): Spark has finished the write.
+    directory, not a ``_SUCCESS`` marker): Spark has finished the write.
     """
     disk = disk_files(table)
     if not disk:
         return set()
     extra = disk - log_files(table)
     if written_only:
-        base = Path(table).resolve() / "data"
-        extra = {
-            f
-            for f in extra
-            if not any(part[:1] in "._" for part in Path(f).relative_to(base).parts[1:])
-        }
+        base = Path(table).resolve()
+
+        def complete(f: str) -> bool:
+            parts = Path(f).relative_to(base).parts
+            if parts[:1] == ("data",):  # embedded staging: data/<run-id>/...
+                parts = parts[2:]
+            return not any(part[:1] in "._" for part in parts)
+
+        extra = {f for f in extra if complete(f)}
     return extra
 
 

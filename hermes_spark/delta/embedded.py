@@ -200,8 +200,14 @@ class EmbeddedDeltaStore(DeltaStore):
         app_version: int | None = None,
         partition_by: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
+        cluster_by: Sequence[str] = (),
     ) -> bool:
-        """Stage ``df`` as Parquet (executors), then commit it with delta-rs (driver)."""
+        """Stage ``df`` as Parquet (executors), then commit it with delta-rs (driver).
+
+        ``cluster_by`` is not a delta-rs layout: files are partitioned by ``partition_by``
+        and sorted by ``sort_by`` within each task, and every file carries min/max
+        statistics of each top-level column (``bucket1``, ``bucket2``, ...) for skipping.
+        """
         check_txn_args(app_id, app_version)
         loc = self._locate(table)
         delta_table = self._open(loc, table)

@@ -42,6 +42,8 @@ class NativeDeltaStore(DeltaStore):
         super().__init__(spark, options)
         #: table -> (version seen, {app_id: highest txn version}) built from history
         self._txns: dict[str, tuple[int, dict[str, int]]] = {}
+        #: table -> its liquid-clustering keys (only tables known to be clustered)
+        self._clustered: dict[str, list[str]] = {}
 
     # ----------------------------------------------------------------- plumbing
 
@@ -165,9 +167,14 @@ class NativeDeltaStore(DeltaStore):
         app_version: int | None = None,
         partition_by: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
+        cluster_by: Sequence[str] = (),
     ) -> bool:
         check_txn_args(app_id, app_version)
         existed = self.exists(table)
+        if not existed and cluster_by and self.options.liquid_clustering:
+            existed = self._create_clustered(df, table, [*partition_by, *cluster_by])
+        if existed and self.clustering_columns(table):
+            partition_by = ()  # a clustered table has no partitions
         writer = self._writer(df, "append", partition_by)
         keys = {"hermes.engine": self.name, **dict(metadata or {})}
         before = -1
@@ -190,6 +197,48 @@ class NativeDeltaStore(DeltaStore):
         if app_id is None:
             return True
         return self._committed_since(table, before, keys["hermes.txn"])
+
+    def clustering_columns(self, table: str) -> list[str]:
+        """The liquid-clustering keys of ``table`` (``DESCRIBE DETAIL``), [] if none."""
+        if table in self._clustered:
+            return self._clustered[table]
+        row = self.spark.sql(f"DESCRIBE DETAIL {self.ref(table).sql}").first()
+        fields = row.asDict() if row is not None else {}
+        columns = [str(c) for c in (fields.get("clusteringColumns") or [])]
+        if columns:  # a table never loses its clustering by our hand: cache it
+            self._clustered[table] = columns
+        return columns
+
+    def _create_clustered(self, df: DataFrame, table: str, columns: Sequence[str]) -> bool:
+        """Create ``table`` empty with ``df``'s schema, ``CLUSTER BY (columns)``.
+
+        Returns True when the table exists afterwards. Where this Delta has no liquid
+        clustering (older than 3.1), logs why and returns False: the caller then creates
+        a partitioned table, and ``optimize`` Z-orders it.
+        """
+        ddl = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in df.schema.fields)
+        keys = ", ".join(f"`{c}`" for c in columns)
+        props = ""
+        if self.options.checkpoint_interval:
+            props = " TBLPROPERTIES ('delta.checkpointInterval' = "
+            props += f"'{int(self.options.checkpoint_interval)}')"
+        ident = self.ref(table).sql
+        try:
+            self.spark.sql(
+                f"CREATE TABLE IF NOT EXISTS {ident} ({ddl}) USING DELTA CLUSTER BY ({keys}){props}"
+            ).collect()
+        except Exception as exc:  # parse error / unsupported feature on an older Delta
+            if self.exists(table):  # a racing writer created it
+                return True
+            log.warning(
+                "%s: liquid clustering is not available (%s); creating it partitioned, "
+                "Z-order it with optimize",
+                table,
+                str(exc).splitlines()[0][:200],
+            )
+            return False
+        log.info("%s: created with liquid clustering by %s", table, list(columns))
+        return True
 
     def _committed_since(self, table: str, before: int, marker: str) -> bool:
         """True when a commit after version ``before`` carries our ``hermes.txn`` marker."""
@@ -262,8 +311,15 @@ class NativeDeltaStore(DeltaStore):
         return paths
 
     def optimize(self, table: str, zorder_by: Sequence[str]) -> None:
-        """``OPTIMIZE ... ZORDER BY`` so a prefix query (``bucket1 = k``) skips most files."""
+        """``OPTIMIZE`` so a prefix query (``bucket1 = k``) skips most files.
+
+        A liquid-clustered table is clustered by its own keys (``OPTIMIZE``, incremental:
+        only files not yet clustered are rewritten); any other is ``ZORDER BY zorder_by``.
+        """
         self._require(table)
+        if self.clustering_columns(table):
+            self.spark.sql(f"OPTIMIZE {self.ref(table).sql}").collect()
+            return
         self._delta_table(table).optimize().executeZOrderBy(*zorder_by)
 
 

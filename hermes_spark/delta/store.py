@@ -42,7 +42,8 @@ class DeltaSettings:
     #: write a checkpoint every this many commits (embedded; native uses the table's
     #: ``delta.checkpointInterval``, whose default is the same 10)
     checkpoint_interval: int = 10
-    #: at most this many rows per data file (Spark's ``maxRecordsPerFile``); 0 = no limit
+    #: at most this many rows per data file (Spark's ``maxRecordsPerFile``) of every table;
+    #: annotate also sizes a chunk's codes files by it; 0 = no limit
     rows_per_file: int = 1_000_000
     #: files younger than this are never vacuumed (protects writers still running)
     vacuum_retention_hours: int = DEFAULT_RETENTION_HOURS
@@ -51,6 +52,9 @@ class DeltaSettings:
     #: columns each write task sorts its rows by (those present in the data), so with
     #: ``rows_per_file`` every file spans a narrow range and data skipping works
     sort_by: tuple[str, ...] = ("bucket1", "bucket2")
+    #: native Delta creates tables given ``cluster_by`` with liquid clustering (``CLUSTER
+    #: BY``) instead of partitions; false: partitioned, Z-ordered by ``optimize``
+    liquid_clustering: bool = True
 
 
 _settings = DeltaSettings()
@@ -255,12 +259,19 @@ class DeltaStore(ABC):
         app_version: int | None = None,
         partition_by: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
+        cluster_by: Sequence[str] = (),
     ) -> bool:
         """Append ``df`` in one commit, creating the table if needed.
 
         With ``app_id``/``app_version`` the append is idempotent (Delta's application
         transaction): it is skipped (returns False) when the table already holds a commit
         of ``app_id`` at a version ``>= app_version``. Returns True when it committed.
+
+        ``cluster_by`` is a layout hint for a table this call creates: native Delta with
+        liquid clustering (``delta.liquid_clustering``) creates it ``CLUSTER BY
+        (partition_by + cluster_by)`` and unpartitioned (Delta allows one or the other);
+        otherwise the table is partitioned by ``partition_by`` and each write task sorts
+        by ``sort_by``. Appends to a clustered table ignore ``partition_by``.
         """
 
     @abstractmethod
@@ -315,7 +326,8 @@ class DeltaStore(ABC):
 
     @abstractmethod
     def optimize(self, table: str, zorder_by: Sequence[str]) -> None:
-        """Rewrite the files Z-ordered by ``zorder_by`` (e.g. ``bucket1, bucket2``).
+        """Rewrite the files Z-ordered by ``zorder_by`` (e.g. ``bucket1, bucket2``); a
+        liquid-clustered table is clustered by its own keys instead.
 
         Afterwards each file covers a narrow range of those columns, so a query on a code
         prefix (``bucket1 = k``) skips most files by their min/max statistics.

@@ -19,6 +19,7 @@ from hermes_spark.corpus import (
     list_input_files,
     read_corpus,
     reject_reason,
+    stable_order,
 )
 
 #: Column of :func:`corpus_rows` frames: the row's data file (``_metadata.file_path``).
@@ -49,21 +50,16 @@ def corpus_rows(
         if columns is not None
         else [c for c in raw.columns if c not in (CORRUPT_COL, corpus.embedding_col, "doc_id")]
     )
+    # The position annotate's keep-first uses (corpus.prepare): the same keeper here.
+    order = stable_order(raw)
     with_id = raw.withColumn("doc_id", doc_id_column(raw.schema, corpus))
-    if _has_file_metadata(raw):
-        file, block = F.col("_metadata.file_path"), F.col("_metadata.file_block_start")
-    else:
-        file, block = F.lit(None).cast("string"), F.lit(None).cast("long")
+    file = F.col("_metadata.file_path") if _has_file_metadata(raw) else F.lit(None).cast("string")
     ordered = with_id.select(
         "doc_id",
         *[F.col(c) for c in keep],
         file.alias(FILE_COL),
         reject_reason(with_id.schema, corpus, None).isNotNull().alias("_invalid"),
-        F.struct(
-            file.alias("file"),
-            block.alias("block"),
-            F.monotonically_increasing_id().alias("row"),
-        ).alias(ORDER_COL),
+        order.alias(ORDER_COL),
     ).where(F.col("doc_id").isNotNull())
     return ordered, keep
 
@@ -82,8 +78,9 @@ def corpus_texts(
 
 def first_per_id(df: DataFrame) -> DataFrame:
     """Keep one row per ``doc_id`` of a :func:`corpus_texts` frame, the one annotate kept
-    (``--on-duplicate keep-first``): the first valid row in input order (file, position).
-    A window per id: executors, no global sort."""
+    (``--on-duplicate keep-first``): the first valid row by :func:`corpus.stable_order`
+    (file, row index in the file; JSON lines: file, record hash), never by split-dependent
+    ids. A window per id: executors, no global sort."""
     order = Window.partitionBy("doc_id").orderBy("_invalid", ORDER_COL)
     return (
         df.withColumn("_rn", F.row_number().over(order))

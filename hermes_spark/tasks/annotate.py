@@ -73,6 +73,11 @@ from hermes_spark.tasks import ledger, seen
 
 log = logging.getLogger(__name__)
 
+#: Layout of a new codes table: native Delta clusters it by (codebook_version, bucket1,
+#: bucket2) (liquid clustering), so a code-prefix query skips most files; the embedded
+#: writer partitions by version and sorts each task's rows by these buckets.
+CODES_CLUSTER_BY = ("bucket1", "bucket2")
+
 
 @dataclass
 class AnnotateReport:
@@ -449,9 +454,11 @@ def _write_chunk(
         bad_counts = counts
         good = coded.where(F.col(REASON_COL).isNull())
         codes = _codes_output(good, run)
-        # files sized by rows (the count is known): not by the cluster's task count
-        n_files = max(1, math.ceil(n_good / run.options.rows_per_file))
-        codes = codes.repartition(n_files, "doc_id")
+        # files sized by rows (the count is known), not by the cluster's task count:
+        # delta.rows_per_file, the same key that caps every table's files
+        per_file = run.store.options.rows_per_file
+        if per_file:
+            codes = codes.repartition(max(1, math.ceil(n_good / per_file)), "doc_id")
         meta = {
             "hermes.chunk": str(index),
             VERSION_META: version,
@@ -537,12 +544,19 @@ def _commit(
             if store.exists(name):
                 store.replace_partition(df, name, VERSION_COL, run.version)
             else:
-                store.append(df, name, partition_by=parts, metadata=metadata)
+                clusters = CODES_CLUSTER_BY if name == run.table else ()
+                store.append(df, name, partition_by=parts, metadata=metadata, cluster_by=clusters)
         return True
     if rejects is not None:
         store.append(rejects, run.rejects, app_id=app_id, app_version=1, partition_by=parts)
     return store.append(
-        codes, run.table, app_id=app_id, app_version=1, partition_by=parts, metadata=metadata
+        codes,
+        run.table,
+        app_id=app_id,
+        app_version=1,
+        partition_by=parts,
+        metadata=metadata,
+        cluster_by=CODES_CLUSTER_BY,
     )
 
 

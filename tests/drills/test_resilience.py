@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -35,7 +36,8 @@ pytestmark = pytest.mark.spark
 REPO = Path(__file__).resolve().parents[2]
 LEVELS = (4, 3, 2)
 DOCS, FILES = 400, 4  # + the drill's bad-rows file = 5 input files
-RUN_TIMEOUT = 300.0
+#: per hermes run; a saturated machine (or native Delta's slower commits) may need more
+RUN_TIMEOUT = float(os.environ.get("HERMES_DRILL_TIMEOUT", "300"))
 
 
 def _load_drill():
@@ -266,7 +268,7 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(spark, setup, tmp_path):
     assert killed.survivors == []  # driver, JVM and Python workers are all gone
     assert killed.uncommitted_at_kill
     assert drill.commits(str(rejects)) == 1
-    assert drill.commits(str(table)) == setup.chunks - 1
+    assert drill.chunk_commits(str(table)) == setup.chunks - 1
     orphans = set(killed.uncommitted_at_kill)
     assert not (drill.log_files(str(table)) | drill.log_files(str(rejects))) & orphans
     assert DeltaTable(str(table)).to_pyarrow_table().num_rows == DOCS  # readers: no orphan
@@ -277,7 +279,7 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(spark, setup, tmp_path):
     assert rc == 0, out[-3000:]
     _assert_exactly_once(setup, table)
     # one commit per chunk in each table: no chunk transaction twice
-    assert drill.commits(str(table)) == setup.chunks
+    assert drill.chunk_commits(str(table)) == setup.chunks
     assert len(set(drill.txn_app_ids(str(table)))) == setup.chunks
     assert drill.commits(str(rejects)) == 1
 
@@ -336,5 +338,5 @@ def test_two_concurrent_annotate_jobs_never_duplicate(setup, tmp_path):
     assert 0 in codes
     _assert_exactly_once(setup, table)
     chunks = -(-setup.chunks // 2)
-    assert drill.commits(str(table)) == chunks  # each chunk committed by one job only
+    assert drill.chunk_commits(str(table)) == chunks  # each chunk committed by one job only
     assert len(set(drill.txn_app_ids(str(table)))) == chunks

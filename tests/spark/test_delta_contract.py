@@ -210,3 +210,93 @@ def test_zorder_optimize_rewrites_files_and_keeps_rows(store, spark, tmp_path) -
     assert unsorted.history(table)[0]["operation"] == "OPTIMIZE"
     assert {f["path"] for f in live_files(table)}.isdisjoint(f["path"] for f in before)
     assert rows_of(unsorted.read(table)) == expected(spark, codes(spark, 3000))
+
+
+def _spy_log_reads(store: DeltaStore, monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """Record each read of the table's log: the commits asked for (None = the whole log).
+
+    Native: every ``DeltaTable.history(limit)`` call (what ``DESCRIBE HISTORY`` reads).
+    Embedded: every fresh open or full history read of a delta-rs table (``None``).
+    """
+    reads: list[int | None] = []
+    if store.name == "native":
+        import delta.tables
+
+        history = delta.tables.DeltaTable.history
+
+        def spied(self: Any, limit: int | None = None) -> Any:
+            reads.append(limit)
+            return history(self, limit)
+
+        monkeypatch.setattr(delta.tables.DeltaTable, "history", spied)
+        return reads
+    init, full_history = DeltaTable.__init__, DeltaTable.history
+
+    def opened(self: Any, *args: Any, **kwargs: Any) -> None:
+        reads.append(None)
+        init(self, *args, **kwargs)
+
+    def listed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(None)
+        return full_history(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "__init__", opened)
+    monkeypatch.setattr(DeltaTable, "history", listed)
+    return reads
+
+
+def test_txn_lookups_read_the_log_once_per_run_not_per_chunk(
+    store, spark, tmp_path, monkeypatch
+) -> None:
+    table = str(tmp_path / "codes")
+    for i in range(6):
+        store.append(codes(spark, 2, 10 * i), table, app_id=f"c{i}", app_version=1)
+    mine = get_store(spark, store.name)  # a fresh run: nothing cached yet
+    reads = _spy_log_reads(store, monkeypatch)
+    answers = [mine.txn_version(table, f"c{i % 8}") for i in range(24)]  # 24 chunks
+    assert answers == [1 if i % 8 < 6 else None for i in range(24)]
+    # one read of the whole log for the run; per chunk at most the newest commit
+    assert reads.count(None) <= 1, reads
+    assert all(n is None or n <= 1 for n in reads), reads
+    # Another writer commits twice: the next lookups read those commits, not the log.
+    other_writer = get_store(spark, store.name)
+    other_writer.append(codes(spark, 2, 500), table, app_id="c6", app_version=1)
+    other_writer.append(codes(spark, 2, 600), table, app_id="c7", app_version=1)
+    reads.clear()
+    assert [mine.txn_version(table, f"c{i}") for i in (6, 7, 8, 6)] == [1, 1, None, 1]
+    assert None not in reads and all(n <= 2 for n in reads), reads
+
+
+def test_native_codes_table_is_liquid_clustered_and_a_prefix_query_skips_files(
+    spark, tmp_path
+) -> None:
+    native = get_store(spark, "native")
+    native.options = type(native.options)(rows_per_file=250)  # sort_by: bucket1, bucket2
+    table = str(tmp_path / "codes")
+    layout: dict[str, Any] = {"partition_by": ("codebook_version",), "cluster_by": COLUMNS[1:3]}
+    first = codes(spark, 4000).repartition(2, F.rand(seed=1))
+    assert native.append(first, table, app_id="c0", app_version=1, **layout)
+    later = codes(spark, 800, 5000).repartition(2, F.rand(seed=3))
+    assert native.append(later, table, app_id="c1", app_version=1, **layout)  # no partitions
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{table}`").first()
+    assert list(detail["clusteringColumns"]) == ["codebook_version", "bucket1", "bucket2"]
+    assert list(detail["partitionColumns"]) == []
+    assert native.txn_version(table, "c1") == 1
+    k = 3
+    want = sum(1 for i in [*range(4000), *range(5000, 5800)] if i % 8 == k)
+
+    def files_for_k() -> tuple[int, int, int]:
+        files = live_files(table)
+        candidates = [f for f in files if f["min"]["bucket1"] <= k <= f["max"]["bucket1"]]
+        hit = native.read(table).where(F.col("bucket1") == k)
+        assert hit.count() == want
+        read = hit.select(F.input_file_name().alias("f")).distinct().count()
+        return len(files), len(candidates), read
+
+    total, candidates, read = files_for_k()
+    assert total >= 4800 // 250
+    assert read <= candidates <= total // 3  # the stats rule out two thirds of the files
+    native.optimize(table, ["bucket1", "bucket2"])  # clusters by the table's own keys
+    assert str(native.history(table)[0]["operation"]).startswith("OPTIMIZE")
+    total, candidates, read = files_for_k()
+    assert read <= candidates < total or total == 1

@@ -227,6 +227,39 @@ def test_keep_first_keeps_the_first_row_whatever_the_split_size(spark, tmp_path)
     assert one_split == many_splits == [("x", first_text)]
 
 
+def test_export_keeps_the_copy_annotate_kept_in_json_lines(spark, tmp_path):
+    # JSON lines have no row index: annotate keeps the copy with the smaller record hash
+    # (corpus.stable_order). Texts chosen so that this is the *later* line: an ordering
+    # by line position (or by split-dependent ids) would pick the other copy.
+    from hermes_spark.sampling.texts import corpus_rows, first_per_id
+
+    records = [(f"t{i}", F.xxhash64(F.lit("x"), F.lit(f"t{i}"))) for i in range(12)]
+    probe = spark.range(1).select(*[h.alias(t) for t, h in records]).first()
+    by_hash = sorted((probe[t], t) for t, _ in records)
+    later_first, earlier = by_hash[0][1], by_hash[-1][1]
+    lines = [{"id": "x", "text": earlier}]
+    lines += [{"id": f"r{i}", "text": f"filler {i}"} for i in range(30)]
+    lines += [{"id": "x", "text": later_first}]
+    path = tmp_path / "dups.jsonl"
+    path.write_text("".join(f'{{"id": "{r["id"]}", "text": "{r["text"]}"}}\n' for r in lines))
+    cfg = CorpusConfig(input=str(path), format="json")
+    previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    kept = []
+    try:
+        for max_bytes in ("128MB", "200"):
+            spark.conf.set("spark.sql.files.maxPartitionBytes", max_bytes)
+            raw = read_corpus(spark, cfg, [str(path)])
+            prepared = prepare(raw, cfg, None)
+            losers = duplicate_losers(prepared).select("doc_id", "_order")
+            annotated = prepared.join(losers, ["doc_id", "_order"], "left_anti")
+            texts, _ = corpus_rows(read_corpus(spark, cfg, [str(path)]), cfg)
+            exported = first_per_id(texts).where("doc_id = 'x'").select("text").first()[0]
+            kept.append((annotated.where("doc_id = 'x'").select("text").first()[0], exported))
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
+    assert kept == [(later_first, later_first)] * 2
+
+
 def test_identical_copies_in_one_file_keep_exactly_one(spark, tmp_path):
     path = tmp_path / "same.parquet"
     row = {"id": ["y", "y"], "text": ["same", "same"], "tokens": [5, 5]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from deltalake import DeltaTable
 
@@ -68,13 +70,28 @@ def test_two_versions_listed_dropped_and_vacuumed(spark, tmp_path, capsys):
     assert main(["versions", "--table", table, "--drop", old]) == 0
     assert f"dropped 80 rows of codebook version {old}" in capsys.readouterr().out
     assert DeltaTable(table).to_pandas()["codebook_version"].unique().tolist() == [listed[0]]
-    on_disk = lambda: len(list((tmp_path / "codes").rglob("*.parquet")))  # noqa: E731
-    before = on_disk()
+    # the codes table and its siblings: rejects and the ledger of finished files
+    tables = [tmp_path / name for name in ("codes", "codes_rejects", "codes_files")]
+    assert all((t / "_delta_log").is_dir() for t in tables)
+
+    def on_disk(t: Path) -> int:
+        return len(list(t.rglob("*.parquet")))
+
+    before = {t: on_disk(t) for t in tables}
+    assert main(["vacuum", "--table", table]) == 0  # default retention: all are too young
+    assert "removed 0 unreferenced files" in capsys.readouterr().out
+    assert {t: on_disk(t) for t in tables} == before
     assert main(["vacuum", "--table", table, "--retention-hours", "0"]) == 0
-    assert f"removed {before - on_disk()} unreferenced files" in capsys.readouterr().out
-    assert on_disk() < before  # the dropped version's files are gone from disk
-    assert on_disk() == len(DeltaTable(table).file_uris())
+    after = {t: on_disk(t) for t in tables}
+    removed = sum(before.values()) - sum(after.values())
+    assert f"removed {removed} unreferenced files" in capsys.readouterr().out
+    # the dropped version's codes and ledger files are gone from disk
+    for t in (tables[0], tables[2]):
+        assert after[t] < before[t]
+    for t in tables:
+        assert after[t] == len(DeltaTable(str(t)).file_uris())
     assert len(DeltaTable(table).to_pandas()) == 80
+    assert DeltaTable(str(tables[2])).to_pandas()["codebook_version"].tolist() == [listed[0]]
 
     code = main(["versions", "--table", table, "--drop", old])
     assert code == 2
