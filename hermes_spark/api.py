@@ -232,9 +232,10 @@ class HermesEstimator:
                 .repartition(default_parallelism(spark), "doc_id")
                 .mapInPandas(make_embed_fn(settings), embed_schema())
             )
+        progress = Progress("fit sample", 1)  # its clock runs from here: the embedding jobs
         with job_description(spark, f"hermes fit: embed a sample of {self.sample_size} docs"):
             x = collect_vectors(vectors_df)
-        Progress("fit sample", 1).step(len(x), "embedded" if not roles.embedding_col else "")
+        progress.step(len(x), "embedded" if not roles.embedding_col else "given vectors")
         if roles.embedding_col:
             x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         log.info("fitting LST + RVQ on %d sampled documents of dim %d", x.shape[0], x.shape[1])
