@@ -14,12 +14,14 @@ per-channel int8 weights (per-tensor weights lose too much: mean cosine 0.949 vs
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +197,10 @@ def onnx_model(name: str, precision: str, runtime: str = "onnx") -> Path:
     optimizer (Attention, SkipLayerNormalization, BiasGelu: 1.2-1.3× faster than the
     traced SDPA graph, measured in docs/embedding.md); OpenVINO, which cannot read those
     fused operators, the plain SDPA trace. ``int8`` quantizes the runtime's fp32 graph.
-    Export and quantization read only local files; each result is written to a temporary
-    file and renamed, so concurrent workers never see a half-written model.
+    Export and quantization read only local files. Every Python worker of a node may ask
+    at once: one builds under an exclusive lock on the cache folder while the others wait
+    for it, and each result is written in a private folder and renamed, so no worker
+    sees a half-written model or another's scratch files.
     """
     from hermes_spark.embedding.models import resolve_model_path
 
@@ -206,17 +210,14 @@ def onnx_model(name: str, precision: str, runtime: str = "onnx") -> Path:
             f"model.backend {runtime} needs a local model folder; {name!r} is not one"
         )
     folder = cache_dir() / "onnx" / _weights_fingerprint(model_path)
-    folder.mkdir(parents=True, exist_ok=True)
     prefix = "ort" if runtime == "onnx" else "model"
     fp32 = folder / f"{prefix}-fp32.onnx"
-    if not fp32.exists():
-        write = _export_fused if runtime == "onnx" else export_onnx
-        _atomic(fp32, lambda tmp: write(name, tmp))
+    write = _export_fused if runtime == "onnx" else export_onnx
+    build_once(fp32, lambda tmp: write(name, tmp))
     if precision == "fp32":
         return fp32
     int8 = folder / f"{prefix}-int8.onnx"
-    if not int8.exists():
-        _atomic(int8, lambda tmp: _quantize_int8(fp32, tmp))
+    build_once(int8, lambda tmp: _quantize_int8(fp32, tmp))
     return int8
 
 
@@ -237,15 +238,24 @@ def _export_fused(name: str, out: Path) -> None:
             os.unlink(traced)
 
 
-def _atomic(target: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def build_once(target: Path, write: Callable[[Path], None]) -> None:
+    """Make ``target`` exist by calling ``write(tmp)`` at most once across the processes
+    of this machine: an exclusive ``flock`` on ``<folder>.lock`` is held while checking
+    and writing, ``write`` gets a path in a private scratch folder (tools that drop side
+    files next to their output, like ONNX Runtime's quantizer, cannot collide), and the
+    result is renamed into place."""
+    if target.exists():
+        return
+    folder = target.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if target.exists():  # another worker built it while this one waited
+            return
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as scratch:
+            tmp = Path(scratch) / target.name
+            write(tmp)
+            os.replace(tmp, target)
 
 
 def export_onnx(name: str, out: Path, attention: str = "sdpa") -> None:

@@ -239,8 +239,11 @@ def test_onnx_and_openvino_backends_agree_with_torch(c4_texts, onnx_cache):
     vino = Encoder(ModelSettings("default", 256, 16, "cpu", backend="openvino"))
     got_ov, _ = vino.encode(texts, counts=False)
     assert (got_ov * want).sum(axis=1).min() > 0.999  # OpenVINO compiles the SDPA trace
-    exported = sorted(p.name for p in cache_dir().rglob("*") if p.is_file())
-    assert exported == ["model-fp32.onnx", "ort-fp32.onnx", "ort-int8.onnx"]  # no temp files
+    files = [p for p in cache_dir().rglob("*") if p.is_file()]
+    graphs = sorted(p.name for p in files if p.suffix == ".onnx")
+    assert graphs == ["model-fp32.onnx", "ort-fp32.onnx", "ort-int8.onnx"]  # no scratch
+    folder = fp32.backend.path.parent
+    assert [p.name for p in files if p.suffix != ".onnx"] == [folder.name + ".lock"]
     ops = {n.op_type for n in onnx.load(str(fp32.backend.path)).graph.node}
     assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= ops  # ONNX Runtime's fusions
     ops8 = {n.op_type for n in onnx.load(str(int8.backend.path)).graph.node}
@@ -325,3 +328,45 @@ def test_assignment_next_to_the_torch_model_matches_numpy(c4_texts):
         outs.append(step(pdf))
         assert (step._assigner is not False) == on_device
     pd.testing.assert_frame_equal(outs[0], outs[1], check_exact=False, rtol=1e-4)
+
+
+@pytest.mark.model
+def test_workers_of_a_fresh_node_export_the_onnx_graph_once(tmp_path):
+    """Three Python workers ask for the int8 ONNX model at once on an empty cache (what
+    every Spark worker of a fresh node does, and what failed in CI): all load the same
+    graph and embed identically; one export, no scratch files left."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import logging, numpy as np\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from hermes_spark.embedding.encoder import Encoder\n"
+        "from hermes_spark.embedding.settings import ModelSettings\n"
+        "enc = Encoder(ModelSettings('default', 128, 8, 'cpu', backend='onnx', precision='int8'))\n"
+        "vec, _ = enc.encode(['a fresh node starts its workers'], counts=False)\n"
+        "print(str(enc.backend.path)); print(np.round(vec[0][:8], 5).tolist())\n"
+    )
+    env = {**os.environ, "HERMES_CACHE_DIR": str(tmp_path / "cache")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
+    results = {tuple(out.split("\n")[-3:-1]) for out, _ in outs}
+    assert len(results) == 1  # the same graph, the same vector
+    graph = Path(next(iter(results))[0])
+    assert graph.name == "ort-int8.onnx" and graph.is_file()
+    left = sorted(p.name for p in graph.parent.iterdir())
+    assert left == ["ort-fp32.onnx", "ort-int8.onnx"]
+    exports = sum(err.count("exporting default to ONNX") for _, err in outs)
+    assert exports == 1
