@@ -63,9 +63,22 @@ def check_backend(backend: str, precision: str) -> None:
 
 
 def cache_dir() -> Path:
-    """Where exported models live (``$HERMES_CACHE_DIR`` or ``~/.cache/hermes-spark``)."""
-    root = os.environ.get("HERMES_CACHE_DIR") or Path.home() / ".cache" / "hermes-spark"
-    return Path(root)
+    """Where exported models live: ``$HERMES_CACHE_DIR``, else ``~/.cache/hermes-spark``;
+    when the home folder cannot hold it (a YARN or container user without a writable
+    home), ``<tmp>/hermes-spark-<uid>``, with a warning."""
+    explicit = os.environ.get("HERMES_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    home = Path.home() / ".cache" / "hermes-spark"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if os.access(home, os.W_OK):
+            return home
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"hermes-spark-{os.getuid()}"
+    log.warning("%s is not writable; exported models go to %s", home, fallback)
+    return fallback
 
 
 class TorchBackend:

@@ -63,3 +63,21 @@ def test_a_failed_write_leaves_nothing_and_the_next_call_builds(tmp_path):
     assert not target.exists() and list(target.parent.iterdir()) == []
     build_once(target, lambda tmp: tmp.write_text("whole"))
     assert target.read_text() == "whole"
+
+
+def test_the_cache_falls_back_to_tmp_without_a_writable_home(tmp_path, monkeypatch):
+    from hermes_spark.embedding.backends import cache_dir
+
+    monkeypatch.delenv("HERMES_CACHE_DIR", raising=False)
+    (tmp_path / "home-is-a-file").write_text("")
+    monkeypatch.setenv("HOME", str(tmp_path / "home-is-a-file"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    assert cache_dir() == tmp_path / "tmp" / f"hermes-spark-{os.getuid()}"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "hermes-spark"
+    monkeypatch.setenv("HERMES_CACHE_DIR", str(tmp_path / "explicit"))
+    assert cache_dir() == tmp_path / "explicit"
