@@ -29,15 +29,15 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from c4_sample import SHARED, load_texts
 
 from hermes_spark.embedding import count_tokens, load_model, resolve_model_path
 from hermes_spark.embedding.encoder import Encoder, EncodeStats
@@ -45,7 +45,6 @@ from hermes_spark.embedding.settings import DEFAULT_BACKEND, ModelSettings
 from hermes_spark.quantize.codebook import fit_codebook
 from udfs.annotate_udf import annotate_schema, make_annotate_fn
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "c4_en_1k.parquet"
 COMBOS = (
     ("torch", "fp32"),
     ("onnx", "fp32"),
@@ -53,14 +52,6 @@ COMBOS = (
     ("openvino", "fp32"),
     ("openvino", "int8"),
 )
-
-
-def load_texts(n: int) -> list[str]:
-    """``n`` texts of C4 (repeated if needed)."""
-    texts = pq.read_table(SHARED, columns=["text"])["text"].to_pylist()
-    while len(texts) < n:
-        texts = texts + texts
-    return texts[:n]
 
 
 def rates(fns: dict[str, Any], n: int, repeats: int) -> dict[str, float]:

@@ -34,21 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "c4_en_1k.parquet"
+from c4_sample import SHARED, load_texts
+
 MSL, BATCH = 256, 32
-
-
-def load_texts(n: int) -> list[str]:
-    """``n`` C4 texts (repeated if needed)."""
-    texts = pq.read_table(SHARED, columns=["text"])["text"].to_pylist()
-    while len(texts) < n:
-        texts = texts + texts
-    return texts[:n]
 
 
 # ---------------------------------------------------------------- variant graphs

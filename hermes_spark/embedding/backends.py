@@ -14,6 +14,7 @@ per-channel int8 weights (per-tensor weights lose too much: mean cosine 0.949 vs
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -70,12 +71,10 @@ def cache_dir() -> Path:
     if explicit:
         return Path(explicit)
     home = Path.home() / ".cache" / "hermes-spark"
-    try:
+    with contextlib.suppress(OSError):  # e.g. HOME unset, read-only or not a folder
         home.mkdir(parents=True, exist_ok=True)
-        if os.access(home, os.W_OK):
-            return home
-    except OSError:
-        pass
+    if home.is_dir() and os.access(home, os.W_OK):
+        return home
     fallback = Path(tempfile.gettempdir()) / f"hermes-spark-{os.getuid()}"
     log.warning("%s is not writable; exported models go to %s", home, fallback)
     return fallback

@@ -9,6 +9,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from hermes_spark.embedding.backends import build_once
 
 
@@ -54,12 +56,8 @@ def test_a_failed_write_leaves_nothing_and_the_next_call_builds(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("export failed")
 
-    try:
+    with pytest.raises(RuntimeError, match="export failed"):
         build_once(target, broken)
-    except RuntimeError:
-        pass
-    else:  # pragma: no cover
-        raise AssertionError("the writer's error must propagate")
     assert not target.exists() and list(target.parent.iterdir()) == []
     build_once(target, lambda tmp: tmp.write_text("whole"))
     assert target.read_text() == "whole"
