@@ -14,6 +14,7 @@ from hermes_spark.errors import InvalidInputError
 from hermes_spark.quantize.metrics import entropy
 
 __all__ = [
+    "agreement_from_sums",
     "ari_from_table",
     "best_match_share",
     "carry_weights",
@@ -142,3 +143,34 @@ def match_codes(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     order = np.empty(o.shape[0], dtype=np.int64)
     order[rows] = cols
     return order
+
+
+def agreement_from_sums(
+    n: float, cells: tuple[float, float], rows: tuple[float, float], cols: tuple[float, float]
+) -> dict[str, float]:
+    """NMI and ARI from the sums a distributed contingency table reduces to.
+
+    Each pair is ``(Σ x·log x, Σ x(x-1)/2)`` over the cells, the row totals and the column
+    totals of a table of ``n`` documents; the Spark crosswalk aggregates these per level so
+    no table reaches the driver. Same definitions as :func:`nmi_from_table` and
+    :func:`ari_from_table`.
+    """
+    if n <= 0:
+        return {"nmi": 0.0, "ari": 0.0}
+    log_n = float(np.log(n))
+    h_r, h_c = log_n - rows[0] / n, log_n - cols[0] / n
+    mi = max((cells[0] + n * log_n - rows[0] - cols[0]) / n, 0.0)
+    denom = (h_r + h_c) / 2.0
+    if h_r <= 1e-15 and h_c <= 1e-15:
+        nmi = 1.0
+    else:
+        nmi = float(min(mi / denom, 1.0)) if denom > 0 else 0.0
+    total = n * (n - 1) / 2.0
+    expected = rows[1] * cols[1] / total if total else 0.0
+    max_index = (rows[1] + cols[1]) / 2.0
+    ari = (
+        1.0
+        if total == 0 or max_index == expected
+        else (cells[1] - expected) / (max_index - expected)
+    )
+    return {"nmi": nmi, "ari": float(ari)}

@@ -11,6 +11,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.quantize.crosswalk_math import (
+    agreement_from_sums,
     ari_from_table,
     best_match_share,
     carry_weights,
@@ -94,3 +95,17 @@ def test_match_codes_recovers_a_permutation():
     np.testing.assert_allclose(new[order], old, atol=1e-2)
     with pytest.raises(InvalidInputError, match="one shape"):
         match_codes(old, new[:4])
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels)
+def test_agreement_from_sums_matches_the_table_form(pairs):
+    t = _table(pairs)
+
+    def sums(v):
+        v = v[v > 0]
+        return float((v * np.log(v)).sum()), float((v * (v - 1) / 2).sum())
+
+    got = agreement_from_sums(t.sum(), sums(t), sums(t.sum(axis=1)), sums(t.sum(axis=0)))
+    assert got["nmi"] == pytest.approx(nmi_from_table(t), abs=1e-9)
+    assert got["ari"] == pytest.approx(ari_from_table(t), abs=1e-9)
