@@ -28,6 +28,8 @@ _EXPORTS = {
     "target_centroids": "hermes_spark.sampling.similarity",
     "with_target_similarity": "hermes_spark.sampling.similarity",
     "VectorSource": "hermes_spark.sampling.similarity",
+    "crosswalk": "hermes_spark.sampling.crosswalk",
+    "crosswalk_summary": "hermes_spark.sampling.crosswalk",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

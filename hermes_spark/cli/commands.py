@@ -92,6 +92,34 @@ def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> None:
         )
 
 
+def cmd_crosswalk(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes crosswalk``."""
+    from hermes_spark.tasks.crosswalk import write_crosswalk
+
+    table = _need(cfg.paths.table, "--table")
+    result = write_crosswalk(
+        _spark(cfg),
+        table,
+        _need(args.from_version, "--from"),
+        _need(args.to_version, "--to"),
+        _need(args.out, "--out"),
+        args.level,
+    )
+    s = result.summary
+    print(
+        f"crosswalk {s['from_version']} -> {s['to_version']}: {s['docs_both']} documents "
+        f"under both, {s['docs_only_from']} only {s['from_version']}, "
+        f"{s['docs_only_to']} only {s['to_version']}"
+    )
+    for lv in s["levels"]:
+        print(
+            f"  level {lv['level']}: NMI {lv['nmi']:.3f}  ARI {lv['ari']:.3f}  "
+            f"best-match token share {lv['best_match_share']:.3f} "
+            f"(min {lv['best_match_share_min']:.3f})"
+        )
+    print(f"table {result.table}, summary {result.summary_path}")
+
+
 def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes vacuum``."""
     from hermes_spark.versions import vacuum

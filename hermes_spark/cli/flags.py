@@ -500,6 +500,20 @@ COMMANDS: tuple[Command, ...] = (
         needs=("paths.table",),
     ),
     Command(
+        "crosswalk",
+        "how the buckets of two codebook versions map onto each other (Delta + summary)",
+        "hermes crosswalk --table out/codes --from V1 --to V2 --out out/crosswalk",
+        (
+            TABLE,
+            flag("--from", dest="from_version", metavar="V1", help="codebook version mapped from"),
+            flag("--to", dest="to_version", metavar="V2", help="codebook version mapped to"),
+            flag("--level", type=int, metavar="L", help="only this level (default: every level)"),
+            flag("--out", metavar="T", help="crosswalk Delta table (summary: T_summary.json)"),
+        ),
+        "cmd_crosswalk",
+        needs=("paths.table",),
+    ),
+    Command(
         "vacuum",
         "remove files no snapshot references (left by killed runs)",
         "hermes vacuum --table out/codes --dry-run",
