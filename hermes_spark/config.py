@@ -173,6 +173,8 @@ class SampleConfig:
     """The two-stage sample (SPEC "Two-stage sampling")."""
 
     budget_tokens: float | None = None
+    #: the budget as a share of the chosen version's tokens (excludes ``budget_tokens``)
+    budget_share: float | None = None
     weights: str = "proportional"
     stage2: str = "random"
     weights_level: int = 1
@@ -206,6 +208,17 @@ class SampleConfig:
             math.isfinite(self.budget_tokens) and self.budget_tokens > 0
         ):
             _fail("sample", "budget_tokens", f"must be a positive number, got {self.budget_tokens}")
+        if self.budget_share is not None:
+            if not (math.isfinite(self.budget_share) and self.budget_share > 0):
+                why = f"must be a positive number, got {self.budget_share}"
+                _fail("sample", "budget_share", why)
+            if self.budget_tokens is not None:
+                _fail(
+                    "sample",
+                    "budget_share",
+                    "give --budget-tokens or --budget-share, not both "
+                    f"(got {self.budget_tokens:g} tokens and a share of {self.budget_share:g})",
+                )
         if not (math.isfinite(self.max_epochs) and self.max_epochs > 0):
             _fail("sample", "max_epochs", f"must be positive, got {self.max_epochs}")
 

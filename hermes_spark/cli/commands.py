@@ -167,6 +167,7 @@ def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
 def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     values = {
         "budget_tokens": args.budget_tokens,
+        "budget_share": args.budget_share,
         "weights": args.weights,
         "stage2": args.stage2,
         "weights_level": args.weights_level,
@@ -204,9 +205,10 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
     from hermes_spark.sampling.planner import compute_plan
     from hermes_spark.sampling.report import format_plan
 
+    settings = _sample_settings(args, cfg)  # validated before Spark starts
     plan = compute_plan(
         _spark(cfg),
-        _sample_settings(args, cfg),
+        settings,
         table=cfg.paths.table,
         stats=cfg.paths.stats,
         version=args.codebook_version,
@@ -235,10 +237,12 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
     table = _need(cfg.paths.table, "--table")
     out = _need(cfg.paths.manifest, "--out")
+    settings = None if args.plan else _sample_settings(args, cfg)  # validated before Spark
     spark = _spark(cfg)
     if args.plan:
         fixed = {
             "--budget-tokens": args.budget_tokens,
+            "--budget-share": args.budget_share,
             "--weights": args.weights,
             "--stage2": args.stage2,
             "--weights-level": args.weights_level,
@@ -268,7 +272,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
     if not args.plan:
         plan, codes = compute_plan_and_codes(
             spark,
-            _sample_settings(args, cfg),
+            settings,
             table=table,
             stats=cfg.paths.stats if args.stats else None,
             version=args.codebook_version,

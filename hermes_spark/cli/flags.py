@@ -179,6 +179,14 @@ LEVELS_FROM = flag("--codebook", help="the artifact, for exact level sizes (else
 SAMPLE_PLAN = (
     flag("--budget-tokens", key="sample.budget_tokens", type=float, metavar="N", help="budget B"),
     flag(
+        "--budget-share",
+        key="sample.budget_share",
+        type=float,
+        metavar="S",
+        help="budget B as a share of the chosen version's tokens (0.3 = three tenths; "
+        "not with --budget-tokens)",
+    ),
+    flag(
         "--weights",
         key="sample.weights",
         metavar="W",

@@ -266,10 +266,30 @@ def _checked_codes(
     return codes_df, found
 
 
+def _check_budget_given(settings: SampleConfig) -> None:
+    """The budget is given one way (exclusivity is :class:`SampleConfig`'s check)."""
+    if settings.budget_tokens is None and settings.budget_share is None:
+        raise InvalidConfigError(
+            "missing budget: give --budget-tokens N or --budget-share S "
+            "(or sample.budget_tokens / sample.budget_share)"
+        )
+
+
+def resolve_budget(settings: SampleConfig, version_tokens: float) -> float:
+    """The budget in tokens: ``budget_tokens``, else ``budget_share`` × ``version_tokens``
+    (all tokens of the chosen codebook version; driver, from the bucket sizes)."""
+    if settings.budget_tokens is not None:
+        return float(settings.budget_tokens)
+    assert settings.budget_share is not None
+    if not version_tokens > 0:
+        raise InvalidInputError("--budget-share needs tokens: the chosen version has none")
+    return float(settings.budget_share) * version_tokens
+
+
 def plan_mixture(
     stats_df: StatsFrame | None,
     *,
-    budget_tokens: float,
+    budget_tokens: float | None = None,
     weights: str | Mapping[str, float] = "unimax",
     stage2: str = "coverage",
     weights_level: int = 1,
@@ -283,6 +303,7 @@ def plan_mixture(
     quality_cols: str | Mapping[str, float] | None = None,
     target: TargetCentroids | None = None,
     stats_name: str = "the statistics",
+    budget_share: float | None = None,
 ) -> SamplePlan:
     """Plan a two-stage sample (SPEC "Two-stage sampling"): driver, nothing written.
 
@@ -295,7 +316,9 @@ def plan_mixture(
     to the ``hermes.levels`` metadata of ``codes_df.c1``, else is inferred.
     ``target-top:p`` ranks by the ``target_similarity`` column of ``codes_df`` (add it with
     :func:`hermes_spark.sampling.similarity.with_target_similarity`); ``target``, the
-    centroids it was scored against, is recorded in the plan.
+    centroids it was scored against, is recorded in the plan. Give the budget as
+    ``budget_tokens`` or as ``budget_share`` (a share of the chosen version's tokens:
+    ``0.3`` plans 30% of them), not both.
 
     Example::
 
@@ -311,6 +334,7 @@ def plan_mixture(
     """
     settings = SampleConfig(
         budget_tokens=budget_tokens,
+        budget_share=budget_share,
         weights=weights if isinstance(weights, str) else "mapping",
         stage2=str(stage2),
         weights_level=int(weights_level),
@@ -318,8 +342,7 @@ def plan_mixture(
         max_epochs=float(max_epochs),
         seed=int(seed),
     )
-    if settings.budget_tokens is None:
-        raise InvalidConfigError("missing --budget-tokens (give the flag or sample.budget_tokens)")
+    _check_budget_given(settings)
     rule, p = parse_stage2_rule(settings.stage2)
     if stats_df is None and codes_df is None:
         raise InvalidConfigError("planning needs --stats STATS or --table CODES")
@@ -359,7 +382,7 @@ def plan_mixture(
         children, rated = attach_quadmix_pools(children, codes_df, signals, w, s)
     else:
         children = _attach_pools(children, rule, p, codes_df, s, signals)
-    budget = float(settings.budget_tokens)
+    budget = resolve_budget(settings, float(children["tokens"].sum()))
     stage1, shortfall, winfo = _stage1(
         children,
         weights=weights if isinstance(weights, Mapping) else settings.weights,
@@ -379,6 +402,7 @@ def plan_mixture(
     stage1, kids = _with_children(stage1, children, kids)
     resolved = {
         "budget_tokens": budget,
+        "budget_share": settings.budget_share,
         "weights": dict(weights) if isinstance(weights, Mapping) else settings.weights,
         "stage2": settings.stage2,
         "weights_level": w,
@@ -462,8 +486,7 @@ def compute_plan_and_codes(
     Raises:
         InvalidConfigError, BudgetError, VersionMismatchError: see :func:`plan_mixture`.
     """
-    if settings.budget_tokens is None:
-        raise InvalidConfigError("missing --budget-tokens (give the flag or sample.budget_tokens)")
+    _check_budget_given(settings)
     rule, _ = parse_stage2_rule(settings.stage2)
     if stats is None and table is None:
         raise InvalidConfigError("planning needs --stats STATS or --table CODES")
@@ -497,6 +520,7 @@ def compute_plan_and_codes(
         stats_df,
         codes_df=codes_df,
         budget_tokens=settings.budget_tokens,
+        budget_share=settings.budget_share,
         weights=weights,
         stage2=settings.stage2,
         weights_level=settings.weights_level,

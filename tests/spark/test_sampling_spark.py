@@ -694,3 +694,19 @@ def test_quality_top_on_fineweb_prefers_educational_pages(spark, tmp_path, capsy
     assert edu.loc[man["doc_id"]].mean() > edu.mean() + 0.4
     report = json.loads(Path(str(tmp_path / "m") + "_report.json").read_text())
     assert report["within_bound"] and "quality pool" in out
+
+
+def test_budget_share_plans_that_share_of_the_version_tokens(spark, data, tmp_path, capsys):
+    total = float(DeltaTable(data["codes"]).to_pandas()["n_tokens"].sum())
+    by_share = make_plan(spark, data, settings={"budget_tokens": None, "budget_share": 0.3})
+    by_tokens = make_plan(spark, data, settings={"budget_tokens": 0.3 * total})
+    assert by_share.settings["budget_tokens"] == pytest.approx(0.3 * total)
+    assert by_share.settings["budget_share"] == 0.3
+    cols = ["parent", "child", "alloc", "full_passes", "remainder"]
+    pd.testing.assert_frame_equal(by_share.children[cols], by_tokens.children[cols])
+    path = tmp_path / "plan.json"
+    code, _, err = run(
+        capsys, "plan", "--stats", data["stats"], "--budget-share", "0.3", "--out", str(path)
+    )
+    assert code == 0, err
+    assert SamplePlan.load(path).settings["budget_tokens"] == pytest.approx(0.3 * total)
