@@ -48,6 +48,8 @@ from udfs.annotate_udf import embed_schema, make_annotate_fn, make_embed_fn
 log = logging.getLogger(__name__)
 
 FIT_REPORT = "fit_report.json"
+#: The column roles a saved :class:`HermesModel` restores on load.
+MODEL_PARAMS = "model.json"
 #: Salt of the fitting sample's hash; evaluation draws with another salt (out of sample).
 FIT_SALT = 0
 
@@ -431,15 +433,31 @@ class HermesModel:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str) -> None:
         """Write the codebook artifact (and fit report) to ``path``: any URI of
-        :mod:`hermes_spark.io` (local, ``/Volumes``, ``dbfs:/``, ``s3a://``, ...)."""
+        :mod:`hermes_spark.io` (local, ``/Volumes``, ``dbfs:/``, ``s3a://``, ...), with
+        the column roles in ``model.json`` (run options are per run: not saved)."""
         save_codebook(self.codebook, path, self.fit_report)
+        io.write_json(io.join(path, MODEL_PARAMS), {"roles": dataclasses.asdict(self.roles)})
 
     @classmethod
-    def load(cls, path: str, **options: Any) -> HermesModel:
-        """Load an artifact written by :meth:`save` (or ``hermes fit``); ``options`` as
-        in :meth:`with_options`. A corrupt or incompatible artifact is an
+    def load(cls, path: str, **overrides: Any) -> HermesModel:
+        """Load an artifact written by :meth:`save` (or ``hermes fit``) with the column
+        roles it was saved with; ``overrides`` change them or set run options, as in
+        :meth:`with_options`. A corrupt or incompatible artifact is an
         :class:`ArtifactError`."""
-        return cls(load_codebook(path)).with_options(**options)
+        return cls(load_codebook(path), roles=_saved_roles(path)).with_options(**overrides)
+
+
+def _saved_roles(path: str) -> ColumnRoles:
+    """The roles in ``<path>/model.json``; the defaults for artifacts without one
+    (``hermes fit`` output, models saved before the file existed)."""
+    uri = io.join(path, MODEL_PARAMS)
+    if not io.exists(uri):
+        return ColumnRoles()
+    try:
+        saved = io.read_json(uri)["roles"]
+        return ColumnRoles(**saved)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"codebook {path}: {MODEL_PARAMS} is unreadable ({exc})") from exc
 
 
 def _public_columns(

@@ -135,6 +135,24 @@ def test_save_and_load_round_trip_through_a_uri(fitted, tmp_path):
         loaded.with_options(txt_col="body")
 
 
+def test_a_saved_model_restores_its_column_roles(spark, fitted, tmp_path):
+    """Like a pyspark.ml model, ``load`` restores the roles the model was saved with (a
+    ``quality`` role column would otherwise collide with hermes' own output) and
+    ``load(path, **overrides)`` changes them."""
+    _, model = fitted
+    roled = model.with_options(quality_col="quality", tokens_col="n_tokens")
+    roled.save(str(tmp_path / "cb"))
+    loaded = HermesModel.load(str(tmp_path / "cb"))
+    assert loaded.roles == roled.roles
+    pdf = corpus_frame(20).rename(columns={"tokens": "n_tokens"})
+    pdf["quality"] = np.linspace(0.0, 1.0, len(pdf))
+    out = loaded.transform_pandas(pdf)
+    assert out["quality"].tolist() == pytest.approx(pdf["quality"].tolist())
+    other = HermesModel.load(str(tmp_path / "cb"), quality_col=None, batch_size=7)
+    assert other.roles.quality_col is None and other.roles.tokens_col == "n_tokens"
+    assert other.run.batch_size == 7
+
+
 def test_api_errors_are_named_and_raised_before_any_job(spark, fitted):
     _, model = fitted
     pdf = corpus_frame(10)
