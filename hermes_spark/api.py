@@ -29,11 +29,12 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from hermes_spark import io
 from hermes_spark.coding import Inputs, RunOptions, code_rows, model_settings
 from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, FitConfig, ModelConfig
-from hermes_spark.corpus import check_columns, embedding_col_dim, keep_name, prepare
+from hermes_spark.corpus import ORDER_COL, check_columns, embedding_col_dim, keep_name, prepare
 from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
 from hermes_spark.embedding.device import cluster_has_gpus
 from hermes_spark.embedding.settings import ModelSettings, settings_for_fit
@@ -115,11 +116,17 @@ def fit_sample(prepared: DataFrame, size: int, seed: int, total_rows: int) -> Da
     fraction kept before the small top-``size`` sort, so the corpus is never sorted.
     """
     fraction = min(1.0, 1.2 * size / max(total_rows, 1) + 1e-9)
+    # a repeated id keeps annotate's copy (keep-first: the smallest _order), not whichever
+    # copy the shuffle delivers first; all copies of an id share u, so the window only
+    # sees the fraction that survived the filter
+    first = Window.partitionBy("doc_id").orderBy(ORDER_COL)
     return (
         prepared.where(F.col(REASON_COL).isNull())
         .withColumn("_u", uniform("doc_id", seed))
         .where(F.col("_u") <= fraction)
-        .dropDuplicates(["doc_id"])
+        .withColumn("_copy", F.row_number().over(first))
+        .where(F.col("_copy") == 1)
+        .drop("_copy")
         .orderBy("_u", "doc_id")
         .limit(size)
         .drop("_u")

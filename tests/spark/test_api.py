@@ -220,3 +220,27 @@ def test_a_quality_column_named_quality_is_used_not_refused(spark, fitted):
     assert list(out.columns).count("quality") == 1
     np.testing.assert_allclose(out["quality"].to_numpy(), pdf["quality"].to_numpy())
     assert out["n_tokens"].tolist() == pdf["n_tokens"].tolist()
+
+
+def test_fit_sample_keeps_the_copy_of_a_repeated_id_annotate_keeps(spark, tmp_path):
+    """A repeated id: ``fit_sample`` keeps the copy annotate's keep-first keeps (the
+    smallest ``_order``: first file, first row), never whichever copy a shuffle delivers
+    first. The keeper sits in the smaller file, which Spark reads after the larger one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hermes_spark.api import fit_sample
+    from hermes_spark.corpus import apply_duplicates, duplicate_losers, prepare
+
+    def write(name: str, ids: list[str], tokens: list[int]) -> None:
+        pq.write_table(pa.table({"id": ids, "text": ids, "tokens": tokens}), tmp_path / name)
+
+    write("a.parquet", ["x"], [5])
+    write("b.parquet", ["x"] + [f"b{i}" for i in range(400)], [99] * 401)
+    cfg = estimator(text_col="text", embedding_col=None).roles.corpus_config()
+    prepared = prepare(spark.read.parquet(str(tmp_path)), cfg, None, passthrough=())
+    kept = apply_duplicates(prepared, duplicate_losers(prepared)).where("reason is null")
+    assert kept.where("doc_id = 'x'").select("n_tokens").first()[0] == 5  # annotate's copy
+    sample = fit_sample(prepared, 1000, seed=0, total_rows=402).toPandas()
+    assert sample.loc[sample["doc_id"] == "x", "n_tokens"].tolist() == [5]
+    assert sample["doc_id"].is_unique and len(sample) == 401
