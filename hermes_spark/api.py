@@ -136,12 +136,17 @@ def fit_sample(prepared: DataFrame, size: int, seed: int, total_rows: int) -> Da
 def collect_vectors(vectors: DataFrame) -> np.ndarray:
     """Stream the sample's ``embedding`` column to the driver partition by partition
     (``toLocalIterator``), so a 1M × 1024 sample never exceeds ``maxResultSize``."""
+    # no orderBy: its range partitioning runs the embedding UDF twice (bounds, then
+    # sort); the sample is on the driver anyway, so it is put in doc_id order here
+    ids: list[str] = []
     rows: list[np.ndarray] = []
-    for row in vectors.orderBy("doc_id").select("embedding").toLocalIterator():
-        rows.append(np.asarray(row[0], dtype=np.float32))
+    for row in vectors.select("doc_id", "embedding").toLocalIterator():
+        ids.append(row[0])
+        rows.append(np.asarray(row[1], dtype=np.float32))
     if not rows:
         raise InvalidInputError("the fitting sample is empty: the corpus has no valid document")
-    return np.stack(rows)
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    return np.stack([rows[i] for i in order])
 
 
 @dataclass(frozen=True)

@@ -244,3 +244,24 @@ def test_fit_sample_keeps_the_copy_of_a_repeated_id_annotate_keeps(spark, tmp_pa
     sample = fit_sample(prepared, 1000, seed=0, total_rows=402).toPandas()
     assert sample.loc[sample["doc_id"] == "x", "n_tokens"].tolist() == [5]
     assert sample["doc_id"].is_unique and len(sample) == 401
+
+
+def test_the_fitting_sample_is_embedded_once(spark):
+    """``collect_vectors`` streams the sample without a sort: a range-partitioned
+    ``orderBy`` before ``toLocalIterator`` ran the embedding UDF once to sample the sort
+    bounds and again to sort. Rows still come back in ``doc_id`` order."""
+    from hermes_spark.api import collect_vectors
+
+    calls = spark.sparkContext.accumulator(0)
+
+    def embed(batches):
+        for pdf in batches:
+            calls.add(len(pdf))
+            pdf["embedding"] = [[float(int(d[1:])), 1.0] for d in pdf["doc_id"]]
+            yield pdf[["doc_id", "embedding"]]
+
+    ids = spark.createDataFrame([(f"d{i:03d}",) for i in range(60)], "doc_id string")
+    vectors = ids.repartition(4).mapInPandas(embed, "doc_id string, embedding array<float>")
+    x = collect_vectors(vectors)
+    assert x[:, 0].tolist() == [float(i) for i in range(60)]
+    assert calls.value == 60
