@@ -29,11 +29,12 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from hermes_spark import io
 from hermes_spark.coding import Inputs, RunOptions, code_rows, model_settings
 from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, FitConfig, ModelConfig
-from hermes_spark.corpus import check_columns, embedding_col_dim, keep_name, prepare
+from hermes_spark.corpus import ORDER_COL, check_columns, embedding_col_dim, keep_name, prepare
 from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
 from hermes_spark.embedding.device import cluster_has_gpus
 from hermes_spark.embedding.settings import ModelSettings, settings_for_fit
@@ -48,6 +49,8 @@ from udfs.annotate_udf import embed_schema, make_annotate_fn, make_embed_fn
 log = logging.getLogger(__name__)
 
 FIT_REPORT = "fit_report.json"
+#: The column roles a saved :class:`HermesModel` restores on load.
+MODEL_PARAMS = "model.json"
 #: Salt of the fitting sample's hash; evaluation draws with another salt (out of sample).
 FIT_SALT = 0
 
@@ -113,11 +116,17 @@ def fit_sample(prepared: DataFrame, size: int, seed: int, total_rows: int) -> Da
     fraction kept before the small top-``size`` sort, so the corpus is never sorted.
     """
     fraction = min(1.0, 1.2 * size / max(total_rows, 1) + 1e-9)
+    # a repeated id keeps annotate's copy (keep-first: the smallest _order), not whichever
+    # copy the shuffle delivers first; all copies of an id share u, so the window only
+    # sees the fraction that survived the filter
+    first = Window.partitionBy("doc_id").orderBy(ORDER_COL)
     return (
         prepared.where(F.col(REASON_COL).isNull())
         .withColumn("_u", uniform("doc_id", seed))
         .where(F.col("_u") <= fraction)
-        .dropDuplicates(["doc_id"])
+        .withColumn("_copy", F.row_number().over(first))
+        .where(F.col("_copy") == 1)
+        .drop("_copy")
         .orderBy("_u", "doc_id")
         .limit(size)
         .drop("_u")
@@ -127,12 +136,17 @@ def fit_sample(prepared: DataFrame, size: int, seed: int, total_rows: int) -> Da
 def collect_vectors(vectors: DataFrame) -> np.ndarray:
     """Stream the sample's ``embedding`` column to the driver partition by partition
     (``toLocalIterator``), so a 1M × 1024 sample never exceeds ``maxResultSize``."""
+    # no orderBy: its range partitioning runs the embedding UDF twice (bounds, then
+    # sort); the sample is on the driver anyway, so it is put in doc_id order here
+    ids: list[str] = []
     rows: list[np.ndarray] = []
-    for row in vectors.orderBy("doc_id").select("embedding").toLocalIterator():
-        rows.append(np.asarray(row[0], dtype=np.float32))
+    for row in vectors.select("doc_id", "embedding").toLocalIterator():
+        ids.append(row[0])
+        rows.append(np.asarray(row[1], dtype=np.float32))
     if not rows:
         raise InvalidInputError("the fitting sample is empty: the corpus has no valid document")
-    return np.stack(rows)
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    return np.stack([rows[i] for i in order])
 
 
 @dataclass(frozen=True)
@@ -431,15 +445,31 @@ class HermesModel:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str) -> None:
         """Write the codebook artifact (and fit report) to ``path``: any URI of
-        :mod:`hermes_spark.io` (local, ``/Volumes``, ``dbfs:/``, ``s3a://``, ...)."""
+        :mod:`hermes_spark.io` (local, ``/Volumes``, ``dbfs:/``, ``s3a://``, ...), with
+        the column roles in ``model.json`` (run options are per run: not saved)."""
         save_codebook(self.codebook, path, self.fit_report)
+        io.write_json(io.join(path, MODEL_PARAMS), {"roles": dataclasses.asdict(self.roles)})
 
     @classmethod
-    def load(cls, path: str, **options: Any) -> HermesModel:
-        """Load an artifact written by :meth:`save` (or ``hermes fit``); ``options`` as
-        in :meth:`with_options`. A corrupt or incompatible artifact is an
+    def load(cls, path: str, **overrides: Any) -> HermesModel:
+        """Load an artifact written by :meth:`save` (or ``hermes fit``) with the column
+        roles it was saved with; ``overrides`` change them or set run options, as in
+        :meth:`with_options`. A corrupt or incompatible artifact is an
         :class:`ArtifactError`."""
-        return cls(load_codebook(path)).with_options(**options)
+        return cls(load_codebook(path), roles=_saved_roles(path)).with_options(**overrides)
+
+
+def _saved_roles(path: str) -> ColumnRoles:
+    """The roles in ``<path>/model.json``; the defaults for artifacts without one
+    (``hermes fit`` output, models saved before the file existed)."""
+    uri = io.join(path, MODEL_PARAMS)
+    if not io.exists(uri):
+        return ColumnRoles()
+    try:
+        saved = io.read_json(uri)["roles"]
+        return ColumnRoles(**saved)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"codebook {path}: {MODEL_PARAMS} is unreadable ({exc})") from exc
 
 
 def _public_columns(

@@ -467,11 +467,11 @@ def _write_chunk(
         }
         prior = None if view is None else view.rejects
         rejects = _rejects_output(coded, run, prior) if bad_counts or app_id is None else None
+        if run.store_embeddings:  # side table first: the codes commit marks the chunk done
+            _write_embeddings(run, good, app_id)
         committed = _commit(run, codes, rejects, app_id=app_id, metadata=meta)
         if committed and view is not None:
             _settle(run, view, good, report)
-        if run.store_embeddings:
-            _write_embeddings(run, good, app_id)
         written = n_good if committed else 0
     finally:
         coded.unpersist()
@@ -561,7 +561,10 @@ def _commit(
 
 
 def _write_embeddings(run: _Run, good: DataFrame, app_id: str | None) -> None:
-    """The optional float16 vectors table ``<CODES>_embeddings`` (never by default)."""
+    """The optional float16 vectors table ``<CODES>_embeddings`` (never by default).
+
+    Written before the chunk's codes commit, under the chunk's transaction id: a run
+    killed between the two redoes the chunk, and this append is then a no-op."""
     name = embeddings_table_name(run.table)
     vectors = good.select("doc_id", VERSION_COL, "embedding_f16")
     if app_id is None and run.store.exists(name):

@@ -135,6 +135,24 @@ def test_save_and_load_round_trip_through_a_uri(fitted, tmp_path):
         loaded.with_options(txt_col="body")
 
 
+def test_a_saved_model_restores_its_column_roles(spark, fitted, tmp_path):
+    """Like a pyspark.ml model, ``load`` restores the roles the model was saved with (a
+    ``quality`` role column would otherwise collide with hermes' own output) and
+    ``load(path, **overrides)`` changes them."""
+    _, model = fitted
+    roled = model.with_options(quality_col="quality", tokens_col="n_tokens")
+    roled.save(str(tmp_path / "cb"))
+    loaded = HermesModel.load(str(tmp_path / "cb"))
+    assert loaded.roles == roled.roles
+    pdf = corpus_frame(20).rename(columns={"tokens": "n_tokens"})
+    pdf["quality"] = np.linspace(0.0, 1.0, len(pdf))
+    out = loaded.transform_pandas(pdf)
+    assert out["quality"].tolist() == pytest.approx(pdf["quality"].tolist())
+    other = HermesModel.load(str(tmp_path / "cb"), quality_col=None, batch_size=7)
+    assert other.roles.quality_col is None and other.roles.tokens_col == "n_tokens"
+    assert other.run.batch_size == 7
+
+
 def test_api_errors_are_named_and_raised_before_any_job(spark, fitted):
     _, model = fitted
     pdf = corpus_frame(10)
@@ -202,3 +220,48 @@ def test_a_quality_column_named_quality_is_used_not_refused(spark, fitted):
     assert list(out.columns).count("quality") == 1
     np.testing.assert_allclose(out["quality"].to_numpy(), pdf["quality"].to_numpy())
     assert out["n_tokens"].tolist() == pdf["n_tokens"].tolist()
+
+
+def test_fit_sample_keeps_the_copy_of_a_repeated_id_annotate_keeps(spark, tmp_path):
+    """A repeated id: ``fit_sample`` keeps the copy annotate's keep-first keeps (the
+    smallest ``_order``: first file, first row), never whichever copy a shuffle delivers
+    first. The keeper sits in the smaller file, which Spark reads after the larger one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hermes_spark.api import fit_sample
+    from hermes_spark.corpus import apply_duplicates, duplicate_losers, prepare
+
+    def write(name: str, ids: list[str], tokens: list[int]) -> None:
+        pq.write_table(pa.table({"id": ids, "text": ids, "tokens": tokens}), tmp_path / name)
+
+    write("a.parquet", ["x"], [5])
+    write("b.parquet", ["x"] + [f"b{i}" for i in range(400)], [99] * 401)
+    cfg = estimator(text_col="text", embedding_col=None).roles.corpus_config()
+    prepared = prepare(spark.read.parquet(str(tmp_path)), cfg, None, passthrough=())
+    kept = apply_duplicates(prepared, duplicate_losers(prepared)).where("reason is null")
+    assert kept.where("doc_id = 'x'").select("n_tokens").first()[0] == 5  # annotate's copy
+    sample = fit_sample(prepared, 1000, seed=0, total_rows=402).toPandas()
+    assert sample.loc[sample["doc_id"] == "x", "n_tokens"].tolist() == [5]
+    assert sample["doc_id"].is_unique and len(sample) == 401
+
+
+def test_the_fitting_sample_is_embedded_once(spark):
+    """``collect_vectors`` streams the sample without a sort: a range-partitioned
+    ``orderBy`` before ``toLocalIterator`` ran the embedding UDF once to sample the sort
+    bounds and again to sort. Rows still come back in ``doc_id`` order."""
+    from hermes_spark.api import collect_vectors
+
+    calls = spark.sparkContext.accumulator(0)
+
+    def embed(batches):
+        for pdf in batches:
+            calls.add(len(pdf))
+            pdf["embedding"] = [[float(int(d[1:])), 1.0] for d in pdf["doc_id"]]
+            yield pdf[["doc_id", "embedding"]]
+
+    ids = spark.createDataFrame([(f"d{i:03d}",) for i in range(60)], "doc_id string")
+    vectors = ids.repartition(4).mapInPandas(embed, "doc_id string, embedding array<float>")
+    x = collect_vectors(vectors)
+    assert x[:, 0].tolist() == [float(i) for i in range(60)]
+    assert calls.value == 60

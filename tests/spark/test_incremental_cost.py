@@ -336,3 +336,48 @@ def test_commits_record_the_device_and_versions_show_a_mix(spark, book, tmp_path
     capsys.readouterr()
     assert main(["versions", "--table", table]) == 0
     assert "MIXED devices cuda:fp16+given" in capsys.readouterr().out
+
+
+class _Killed(RuntimeError):
+    """Stands in for a kill between a chunk's two writes."""
+
+
+def test_a_kill_between_the_codes_and_vectors_writes_loses_no_vector(
+    spark, book, tmp_path, monkeypatch
+):
+    """``--store-embeddings`` writes two tables per chunk. A run killed after the first
+    of the two (whichever order the chunk writes them in) and then re-run leaves every
+    coded document with exactly one vector: the chunk's completion marker comes last."""
+    from hermes_spark.schema import embeddings_table_name
+
+    corpus = _split_corpus(tmp_path / "corpus", 2)
+    table = str(tmp_path / "codes")
+    calls: list[str] = []
+
+    def second_write_fails(name, real):
+        def wrapped(*args, **kw):
+            calls.append(name)
+            if len(calls) == 2:
+                raise _Killed(f"killed before {name}")
+            return real(*args, **kw)
+
+        return wrapped
+
+    monkeypatch.setattr(
+        annotate_task, "_commit", second_write_fails("codes", annotate_task._commit)
+    )
+    monkeypatch.setattr(
+        annotate_task,
+        "_write_embeddings",
+        second_write_fails("vectors", annotate_task._write_embeddings),
+    )
+    with pytest.raises(_Killed):
+        annotate(spark, _cfg(corpus, files_per_chunk=2), book, table, store_embeddings=True)
+    monkeypatch.undo()
+
+    annotate(spark, _cfg(corpus, files_per_chunk=2), book, table, store_embeddings=True)
+    codes = _codes(table)
+    vectors = DeltaTable(embeddings_table_name(table)).to_pandas()
+    assert len(codes) == 60 and set(codes.values()) == {1}
+    assert sorted(vectors["doc_id"]) == sorted(codes), "a coded document lost its vector"
+    assert vectors["doc_id"].is_unique
