@@ -28,6 +28,7 @@ _EXPORTS = {
     "target_centroids": "hermes_spark.sampling.similarity",
     "with_target_similarity": "hermes_spark.sampling.similarity",
     "VectorSource": "hermes_spark.sampling.similarity",
+    "build_report": "hermes_spark.tasks.report",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
