@@ -3,6 +3,7 @@ numbers equal to the JSON reports, omitted figures. No Spark."""
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
@@ -150,8 +151,6 @@ def test_missing_inputs_are_omitted_with_a_note():
 
 
 def test_build_report_reads_json_paths_and_saves(tmp_path):
-    import json
-
     art = tmp_path / "cb"
     art.mkdir()
     (art / "fit_report.json").write_text(json.dumps(_fit()))
@@ -169,3 +168,28 @@ def test_build_report_refuses_mixed_versions():
     with pytest.raises(InvalidInputError, match="versions"):
         build_report(pd.concat([a, b]))
     assert "v2" in build_report(pd.concat([a, b]), codebook_version="v2").title
+
+
+def test_notebook_views_of_the_plan_and_the_reports():
+    from hermes_spark.report.tables import MAX_ROWS, EvaluationReport, MixtureReport
+    from hermes_spark.sampling.plan import SamplePlan
+
+    mix = MixtureReport(_mixture())
+    html = mix._repr_html_()
+    assert "<svg" in html and html.count("<tr") == 1 + len(_mixture()["stage1"])
+    assert json.loads(json.dumps(mix)) == _mixture()  # still the JSON report
+    ev = EvaluationReport(_evaluation())._repr_html_()
+    assert _values_of(ev, "relative_mse") == [m["relative_mse"] for m in _evaluation()["methods"]]
+    n = MAX_ROWS + 7
+    stage1 = pd.DataFrame({"bucket": range(n), "weight": 1.0 / n, "target": 10.0})
+    settings = {"weights_level": 1, "stage2_level": 2, "budget_tokens": 1e6, "seed": 3}
+    plan = SamplePlan("v1", (n, 2), settings, stage1, pd.DataFrame())
+    view = plan._repr_html_()
+    assert "budget 1e+06 tokens" in view and "7 more Stage-1 buckets" in view
+    assert view.count("<tr") == 1 + MAX_ROWS
+
+
+def _values_of(html: str, key: str) -> list[float]:
+    return [
+        float(a["data-value"]) for t, a in _tags(html) if t == "td" and a.get("data-key") == key
+    ]
