@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup jars run test test-unit test-spark test-fast bench bench-scale lint clean dist
+.PHONY: setup jars run test test-unit test-spark test-browser test-fast bench bench-scale lint clean dist
 
 setup: $(STAMP) jars
 
@@ -41,6 +41,9 @@ test-unit: setup
 
 test-spark: setup
 	$(PY) -m pytest -q tests/spark
+
+test-browser: setup
+	$(PY) -m pytest -q tests/browser
 
 test-fast: setup
 	$(PY) -m pytest -q tests -m "not model and not cluster"

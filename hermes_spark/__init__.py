@@ -30,6 +30,7 @@ _EXPORTS = {
     "VectorSource": "hermes_spark.sampling.similarity",
     "crosswalk": "hermes_spark.sampling.crosswalk",
     "crosswalk_summary": "hermes_spark.sampling.crosswalk",
+    "build_report": "hermes_spark.tasks.report",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

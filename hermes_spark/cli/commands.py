@@ -352,6 +352,27 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
     print(f"{args.dirichlet} mixtures written to {out} (+ {io.basename(written[-1])})")
 
 
+def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes report``."""
+    from hermes_spark.tasks.report import report_from_tables
+
+    stats = _need(cfg.paths.stats, "--stats")
+    out = _need(args.out, "--out")
+    mixture = args.manifest
+    if mixture and not mixture.endswith(".json"):
+        mixture = io.report_path_for(mixture)
+    path = report_from_tables(
+        _spark(cfg),
+        stats,
+        out,
+        mixture=mixture,
+        evaluation=args.evaluation,
+        codebook=cfg.paths.codebook,
+        codebook_version=args.codebook_version,
+    )
+    print(f"report written to {path}")
+
+
 def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes rescore``: recompute quality from the corpus text, no re-embedding."""
     from hermes_spark.rescore import rescore_quality

@@ -593,6 +593,33 @@ COMMANDS: tuple[Command, ...] = (
         needs=("paths.table", "paths.codebook"),
     ),
     Command(
+        "report",
+        "one self-contained HTML page of plots from the statistics and JSON reports",
+        "hermes report --stats out/stats --manifest out/manifest --out report.html",
+        (
+            flag("--stats", key="paths.stats", metavar="STATS", help="STATS table"),
+            flag(
+                "--manifest",
+                metavar="M",
+                help="manifest table of hermes sample (its MANIFEST_report.json is read) "
+                "or the mixture report JSON itself",
+            ),
+            flag("--evaluation", metavar="DIR", help="the --out directory of hermes evaluate"),
+            flag(
+                "--codebook",
+                key="paths.codebook",
+                metavar="ART",
+                help="codebook artifact (its fit_report.json)",
+            ),
+            CODEBOOK_VERSION,
+            flag("--out", metavar="report.html", help="the HTML page to write (any URI)"),
+        ),
+        "cmd_report",
+        description="Reads only the STATS/STATS_levels tables and JSON reports (never the "
+        "corpus); figures whose input is not given are left out with a note.",
+        needs=("paths.stats",),
+    ),
+    Command(
         "run",
         "fit → annotate → stats on the bundled BBC News corpus (the demo)",
         "hermes run",

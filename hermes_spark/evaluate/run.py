@@ -31,6 +31,7 @@ from hermes_spark.evaluate.sample import SampleSplit, dedupe_joined, split_sampl
 from hermes_spark.quantize.codebook import Codebook, fit_codebook
 from hermes_spark.quantize.options import QuantizerOptions
 from hermes_spark.quantize.scoring import BASELINES, score_codebook
+from hermes_spark.report.tables import EvaluationReport
 from hermes_spark.schema import select_version
 
 __all__ = ["REPORT_JSON", "REPORT_MD", "evaluate", "write_report"]
@@ -223,7 +224,7 @@ def evaluate(
         # kept for readers of the first report format: sample_size = held-out rows
         "sample_size": scored["eval_rows"],
     }
-    return report
+    return EvaluationReport(report)
 
 
 def write_report(report: dict[str, Any], out_dir: str) -> tuple[str, str]:

@@ -73,6 +73,12 @@ class SamplePlan:
             for b, t in target.items()
         }
 
+    def _repr_html_(self) -> str:
+        """Notebook view: the settings and the Stage-1 table."""
+        from hermes_spark.report.tables import plan_html
+
+        return plan_html(self)
+
     def with_seed(self, seed: int) -> SamplePlan:
         """The same allocation with another selection seed."""
         return dataclasses.replace(self, settings={**self.settings, "seed": int(seed)})

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hermes_spark.io import jsonable
+from hermes_spark.report.tables import MixtureReport
 
 if TYPE_CHECKING:
     from hermes_spark.sampling.plan import SamplePlan
@@ -186,39 +187,41 @@ def build_report(
         "docs": int(docs_child.sum()),
         "copies": int(got["copies"].sum()) if len(got) else 0,
     }
-    return jsonable(
-        {
-            "kind": REPORT_KIND,
-            "format": 1,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "manifest": manifest,
-            "codes_table": table,
-            "codebook_version": plan.codebook_version,
-            "levels": list(plan.levels),
-            "settings": dict(plan.settings),
-            "weights": dict(info.get("weights") or {}),
-            "totals": totals,
-            "within_bound": bool(all_ok),
-            "entropy_bits": {
-                f"level{w}": {
-                    "corpus": entropy_bits(st1["supply"]),
-                    "target": entropy_bits(st1["target"]),
-                    "realized": entropy_bits(real_parent),
+    return MixtureReport(
+        jsonable(
+            {
+                "kind": REPORT_KIND,
+                "format": 1,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "manifest": manifest,
+                "codes_table": table,
+                "codebook_version": plan.codebook_version,
+                "levels": list(plan.levels),
+                "settings": dict(plan.settings),
+                "weights": dict(info.get("weights") or {}),
+                "totals": totals,
+                "within_bound": bool(all_ok),
+                "entropy_bits": {
+                    f"level{w}": {
+                        "corpus": entropy_bits(st1["supply"]),
+                        "target": entropy_bits(st1["target"]),
+                        "realized": entropy_bits(real_parent),
+                    },
+                    f"level{s}": {
+                        "corpus": entropy_bits(kids["tokens"]),
+                        "target": entropy_bits(kids["alloc"]),
+                        "realized": entropy_bits(real_child),
+                    },
                 },
-                f"level{s}": {
-                    "corpus": entropy_bits(kids["tokens"]),
-                    "target": entropy_bits(kids["alloc"]),
-                    "realized": entropy_bits(real_child),
-                },
-            },
-            "pool_contraction": info.get("pool_contraction", {}),
-            "docs_without_quality": int(info.get("docs_without_quality", 0)),
-            **({"target_top": info["target_top"]} if info.get("target_top") else {}),
-            "unlisted_buckets": list((info.get("weights") or {}).get("unlisted_buckets", [])),
-            "repetition_histogram": reps,
-            "stage1": stage1_rows,
-            "stage2": stage2_rows,
-        }
+                "pool_contraction": info.get("pool_contraction", {}),
+                "docs_without_quality": int(info.get("docs_without_quality", 0)),
+                **({"target_top": info["target_top"]} if info.get("target_top") else {}),
+                "unlisted_buckets": list((info.get("weights") or {}).get("unlisted_buckets", [])),
+                "repetition_histogram": reps,
+                "stage1": stage1_rows,
+                "stage2": stage2_rows,
+            }
+        )
     )
 
 

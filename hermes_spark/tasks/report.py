@@ -1,0 +1,101 @@
+"""``hermes report``: read the statistics tables and the JSON reports, build the page.
+
+Reads only small things: the STATS rows of one codebook version (one small job, at most
+K1 + K1·K2 + K1·K2·K3 rows to the driver), ``STATS_levels``, and JSON files through
+:mod:`hermes_spark.io` (any URI). Never a scan of the corpus or the codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+
+from hermes_spark import io
+from hermes_spark.delta import get_store
+from hermes_spark.errors import InvalidInputError
+from hermes_spark.report import Report, build_page
+
+log = logging.getLogger(__name__)
+
+FIT_REPORT = "fit_report.json"
+EVALUATION_JSON = "evaluation.json"
+
+
+def _json(path: str, what: str) -> dict[str, Any]:
+    if not io.exists(path):
+        raise InvalidInputError(f"the {what} {path!r} does not exist")
+    return io.read_json(path)
+
+
+def _pandas(frame: DataFrame | pd.DataFrame) -> pd.DataFrame:
+    return frame if isinstance(frame, pd.DataFrame) else frame.toPandas()
+
+
+def build_report(
+    stats: DataFrame | pd.DataFrame,
+    levels: DataFrame | pd.DataFrame | None = None,
+    *,
+    mixture: dict[str, Any] | str | None = None,
+    evaluation: dict[str, Any] | str | None = None,
+    fit: dict[str, Any] | str | None = None,
+    codebook_version: str | None = None,
+) -> Report:
+    """The report page of a STATS frame (Spark or pandas) and optional JSON reports (dicts
+    or paths: a mixture report JSON, an evaluation directory or ``evaluation.json``, a
+    codebook artifact directory or its ``fit_report.json``). Driver; small reads only."""
+    rows = _pandas(stats)
+    if "level" not in rows.columns or "share_docs" not in rows.columns:
+        raise InvalidInputError("the statistics given are not a STATS table (no level/share_docs)")
+    lv = _pandas(levels) if levels is not None else None
+    if "codebook_version" in rows.columns:
+        versions = sorted(rows["codebook_version"].dropna().unique())
+        if codebook_version is None and len(versions) > 1:
+            raise InvalidInputError(
+                f"the statistics hold codebook versions {versions}; pick one (codebook_version)"
+            )
+        codebook_version = codebook_version or (versions[0] if versions else None)
+        rows = rows[rows["codebook_version"] == codebook_version]
+        if lv is not None and "codebook_version" in lv.columns:
+            lv = lv[lv["codebook_version"] == codebook_version]
+    if isinstance(mixture, str):
+        mixture = _json(mixture, "mixture report")
+    if isinstance(evaluation, str):
+        path = evaluation if evaluation.endswith(".json") else io.join(evaluation, EVALUATION_JSON)
+        evaluation = _json(path, "evaluation report")
+    if isinstance(fit, str):
+        path = fit if fit.endswith(".json") else io.join(fit, FIT_REPORT)
+        fit = _json(path, "fit report")
+    title = f"hermes report — codebook {codebook_version}" if codebook_version else "hermes report"
+    return build_page(rows, lv, mixture=mixture, evaluation=evaluation, fit=fit, title=title)
+
+
+def report_from_tables(
+    spark: SparkSession,
+    stats_table: str,
+    out: str,
+    *,
+    mixture: str | None = None,
+    evaluation: str | None = None,
+    codebook: str | None = None,
+    codebook_version: str | None = None,
+) -> str:
+    """Read ``STATS`` (and ``STATS_levels`` when present), build the page, write it to
+    ``out`` (any URI); return ``out``."""
+    store = get_store(spark)
+    stats = store.read(stats_table)
+    levels_name = f"{stats_table}_levels"
+    levels = store.read(levels_name) if store.exists(levels_name) else None
+    if levels is None:
+        log.warning("no %s table: the page shows no per-level summary", levels_name)
+    report = build_report(
+        stats,
+        levels,
+        mixture=mixture,
+        evaluation=evaluation,
+        fit=codebook,
+        codebook_version=codebook_version,
+    )
+    return report.save(out)
