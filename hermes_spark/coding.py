@@ -60,21 +60,41 @@ def model_settings(codebook: Codebook, run: RunOptions) -> ModelSettings:
     return settings_for_annotate(codebook.model, dataclasses.replace(run, batch_size=batch))
 
 
+def wants_stage_gpu(
+    executor_gpus: str | None, task_gpus: str | None, master: str, stage_amount: float
+) -> bool:
+    """Whether the embedding stage needs its own GPU ``ResourceProfile`` (driver side).
+
+    Yes when executors have GPUs and the app-wide ``spark.task.resource.gpu.amount`` is
+    unset or smaller than the embedding stage's share (``model.task_gpu_amount``): a
+    small app-wide fraction (Databricks sets one on GPU clusters) only lets the other
+    stages run on every core, it does not give the embedding task its GPU. No on local
+    masters, without executor GPUs, or when the app-wide amount already covers the share
+    (then every stage holds that much GPU).
+    """
+    if not executor_gpus or master.startswith("local"):
+        return False
+    if not task_gpus:
+        return True
+    return float(task_gpus) < float(stage_amount)
+
+
 def gpu_profile(prepared: DataFrame, run: RunOptions, inputs: Inputs) -> Any:
     """The stage-level ``ResourceProfile`` of the embedding stage, or ``None``.
 
-    Used when executors have GPUs (``spark.executor.resource.gpu.amount``) but tasks do
-    not ask for one globally: then only the embedding stage takes a GPU share
-    (``model.task_gpu_amount``) and reading, duplicate scans, stats and export keep every
-    core. Not on local masters or when no model runs (vectors and tokens given).
+    Used when :func:`wants_stage_gpu` says so: then only the embedding stage takes a GPU
+    share (``model.task_gpu_amount``) and reading, duplicate scans, stats and export keep
+    every core. Not when no model runs (vectors and tokens given).
     """
     if inputs.embedding and inputs.tokens:
         return None
     conf = prepared.sparkSession.conf
-    executor_gpus = conf.get("spark.executor.resource.gpu.amount", None)
-    task_gpus = conf.get("spark.task.resource.gpu.amount", None)
-    master = conf.get("spark.master", "") or ""
-    if not executor_gpus or task_gpus or master.startswith("local"):
+    if not wants_stage_gpu(
+        conf.get("spark.executor.resource.gpu.amount", None),
+        conf.get("spark.task.resource.gpu.amount", None),
+        conf.get("spark.master", "") or "",
+        run.task_gpu_amount,
+    ):
         return None
     from hermes_spark.embedding.device import embedding_resource_profile
 

@@ -54,7 +54,7 @@ def write_embedded_corpus(
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     """``hermes ARGV`` in-process: exit code, stdout, stderr."""
-    from hermes_spark.cli import main
+    from hermes_spark.cli import execute as main
 
     code = main(list(argv))
     out, err = capsys.readouterr()

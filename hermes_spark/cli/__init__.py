@@ -1,7 +1,8 @@
 """The ``hermes`` console script, generated from the flag table in :mod:`.flags`.
 
 Exit codes: 0 success, 2 bad input or config (one paragraph, no traceback), 1 an
-unexpected failure. Only this package (and ``jobs/``) prints for humans.
+unexpected failure; ``main`` raises ``SystemExit`` with them, ``execute`` returns them.
+Only this package (and ``jobs/``) prints for humans.
 """
 
 from __future__ import annotations
@@ -90,7 +91,20 @@ def _command(name: str) -> Command:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Entry point of the console script and of a Databricks ``python_wheel_task``.
+
+    Returns 0 on success; on failure raises ``SystemExit(code)`` (2 bad input, 1
+    unexpected, 130 interrupted), because a wheel task calls this function and ignores
+    its return value: only an exception turns the task red.
+    """
+    code = execute(argv)
+    if code:
+        raise SystemExit(code)
+    return 0
+
+
+def execute(argv: Sequence[str] | None = None) -> int:
+    """Run ``hermes ARGV`` in-process and return its exit code (never raises)."""
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(
@@ -128,4 +142,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "execute", "main"]

@@ -40,7 +40,7 @@ CODEBOOK = "s3a://hermes/codebook"
 
 _DRIVER = textwrap.dedent("""
     import contextlib, io, json, sys
-    from hermes_spark.cli import main
+    from hermes_spark.cli import execute as main
     from hermes_spark.session import get_spark
 
     a = json.loads(sys.argv[1])

@@ -79,7 +79,7 @@ def test_bundle_has_targets_sync_and_a_spark4_gpu_runtime():
     for job in jobs.values():
         for cluster in job["job_clusters"]:
             version = cluster["new_cluster"]["spark_version"]
-            m = re.fullmatch(r"(\d+)\.(\d+)\.x-gpu-ml-scala2\.13", version)
+            m = re.fullmatch(r"(\d+)\.(\d+)\.x-(?:gpu-ml-)?scala2\.13", version)
             assert m, version
             assert (int(m[1]), int(m[2])) >= (17, 3), version  # Spark 4: 17.3 LTS or newer
 
