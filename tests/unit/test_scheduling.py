@@ -185,3 +185,21 @@ def test_cron_submit_refuses_an_unknown_job_and_missing_spark(tmp_path):
         text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "spark-submit" in done.stderr
+
+
+def test_airflow_tasks_ship_delta_s3a_jars_and_a_packed_python():
+    lock = [line.split() for line in (REPO / "conf" / "jars.lock").read_text().splitlines()]
+    pinned = {f"{c.split(':')[1]}-{c.split(':')[2]}.jar" for c, _, _ in
+              (row for row in lock if row and not row[0].startswith("#"))}  # fmt: skip
+    for task in airflow_tasks(hermes_home=REPO):
+        jars = [Path(j) for j in task["jars"].split(",")]
+        names = {j.name for j in jars}
+        assert names <= pinned, names - pinned
+        assert {n.split("-")[0] for n in names} >= {"delta", "hadoop", "bundle"}
+        assert any(n.startswith("delta-spark_") for n in names)
+        assert all(j.parent == REPO / "build" / "jars" and j.is_file() for j in jars)
+        conf = task["conf"]
+        assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+        archive, alias = conf["spark.archives"].split("#")
+        assert Path(archive).parent == REPO / "dist" and archive.endswith(".tar.gz")
+        assert conf["spark.pyspark.python"] == f"./{alias}/bin/python"
