@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup jars run test test-unit test-spark test-browser test-fast bench bench-scale lint clean dist
+.PHONY: setup jars run test test-unit test-spark test-browser test-fast bench bench-scale lint clean dist env-pack
 
 setup: $(STAMP) jars
 
@@ -57,6 +57,15 @@ bench: setup
 # The wheel (pip install on nodes / Databricks library) and the --py-files zip, into dist/.
 dist: $(STAMP)
 	$(PY) scripts/build_dist.py dist
+
+# The executors' Python for spark.archives (conf/scheduling/airflow_dag.py, docs/deploy.md):
+# a fresh venv with the wheel and its pinned runtime dependencies, packed by venv-pack into
+# dist/hermes_env.tar.gz. Nodes need the same base Python (python3.11) at the same path.
+EXEC_VENV := build/exec-venv
+env-pack: dist
+	rm -rf $(EXEC_VENV) && $(PYTHON) -m venv $(EXEC_VENV)
+	$(EXEC_VENV)/bin/pip install --quiet -c requirements.lock dist/hermes_spark-*.whl
+	$(VENV)/bin/venv-pack -p $(EXEC_VENV) -o dist/hermes_env.tar.gz --force
 
 # Does each job's cost follow its work? SCALE=1 gives the issue's table sizes (docs/scale.md).
 SCALE ?= 0.1

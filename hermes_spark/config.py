@@ -1,8 +1,9 @@
 """Frozen, validated configuration: YAML files in ``conf/`` plus command-line overrides.
 
 Driver only. A config file has one mapping per section (``spark``, ``corpus``, ``model``,
-``fit``, ``annotate``, ``sample``, ``paths``, ``delta``); every key is checked against the
-dataclass of its section so a typo is an :class:`InvalidConfigError`, not a silent default.
+``fit``, ``annotate``, ``sample``, ``paths``, ``delta``, ``catalog``); every key is checked
+against the dataclass of its section so a typo is an :class:`InvalidConfigError`, not a
+silent default.
 """
 
 from __future__ import annotations
@@ -268,6 +269,14 @@ class PathsConfig:
 
 
 @dataclass(frozen=True)
+class CatalogConfig:
+    """A local catalog shared by separate commands (:mod:`hermes_spark.catalog`)."""
+
+    #: a local folder: Hive catalog, Derby metastore and managed tables under it
+    warehouse: str | None = None
+
+
+@dataclass(frozen=True)
 class HermesConfig:
     """Every section of a config file."""
 
@@ -279,6 +288,7 @@ class HermesConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     delta: DeltaConfig = field(default_factory=DeltaConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> HermesConfig:
         """A copy with ``{section: {key: value}}`` applied; ``None`` values are ignored."""

@@ -85,24 +85,48 @@ def airflow_tasks(hermes_home: Path = REPO) -> list[dict[str, Any]]:
     return operators
 
 
-def crontab_submits() -> list[list[str]]:
-    """The argv of every ``spark-submit`` in crontab.example (continuations joined)."""
-    lines = [
-        line
-        for line in (SCHEDULING / "crontab.example").read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    text = re.sub(r"\\\n", " ", "\n".join(lines))
+CRON_HOME = "/opt/hermes-spark"  # where crontab.example expects the repository
+
+
+def crontab_entries() -> list[str]:
+    """The command of every crontab.example entry, read line by line as cron reads it."""
+    commands = []
+    for line in (SCHEDULING / "crontab.example").read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split(None, 1 if line.startswith("@") else 5)
+        commands.append(fields[-1])
+    return commands
+
+
+def crontab_submits(hermes_home: Path = REPO) -> list[list[str]]:
+    """The ``spark-submit`` argv each crontab entry's script would run (``--dry-run``).
+
+    Each script call is run as cron runs it (``/bin/sh``, an empty environment but HOME
+    and ``PATH=/usr/bin:/bin``), with CRON_HOME mapped to ``hermes_home``.
+    """
+    import os
+    import subprocess
+
     submits = []
-    for entry in text.splitlines():
+    for entry in crontab_entries():
         tokens = shlex.split(entry)
-        starts = [i for i, t in enumerate(tokens) if t == "spark-submit"]
-        for i in starts:
+        for i, token in enumerate(tokens):
+            if not token.endswith("scripts/cron_submit.sh"):
+                continue
             end = next(
                 (j for j in range(i + 1, len(tokens)) if tokens[j] in ("&&", "||", ">>", ";")),
                 len(tokens),
             )
-            submits.append(tokens[i:end])
+            script = hermes_home / Path(token).relative_to(CRON_HOME)
+            env = {"HOME": os.environ.get("HOME", "/"), "PATH": "/usr/bin:/bin"}
+            env["HERMES_HOME"] = str(hermes_home)
+            done = subprocess.run(
+                ["/bin/sh", str(script), "--dry-run", *tokens[i + 1 : end]],
+                env=env, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, (tokens[i:end], done.stderr)
+            submits.append(shlex.split(done.stdout))
     return submits
 
 

@@ -31,6 +31,10 @@ def _spark(cfg: HermesConfig):
 
     configure(**dataclasses.asdict(cfg.delta))
     conf = dict(cfg.spark.conf)
+    if cfg.catalog.warehouse:
+        from hermes_spark.catalog import local_catalog_conf
+
+        conf = {**local_catalog_conf(cfg.catalog.warehouse), **conf}  # spark.conf wins
     if sys.stderr.isatty() and not cfg.spark.remote:
         conf.setdefault("spark.ui.showConsoleProgress", "true")
     spark = get_spark(

@@ -24,10 +24,12 @@ from hermes_spark.cli import build_parser
 from hermes_spark.cli.flags import COMMANDS, needed, overrides
 from hermes_spark.config import load_config
 from tests.scheduling_defs import (
+    CRON_HOME,
     REPO,
     SCHEDULING,
     airflow_tasks,
     bundle,
+    crontab_entries,
     crontab_submits,
     job_of,
     substitute,
@@ -139,12 +141,65 @@ def test_airflow_dag_runs_real_jobs_with_real_flags(built_bundle):
         assert args.command == task["task_id"]
 
 
+def test_crontab_entries_are_single_lines_cron_can_run():
+    """cron has no continuations and turns an unescaped % into a newline."""
+    text = (SCHEDULING / "crontab.example").read_text()
+    assert "\\\n" not in text
+    entries = crontab_entries()
+    assert entries, "no entries"
+    for entry in entries:
+        assert "%" not in entry, entry
+        tokens = shlex.split(entry)
+        scripts = [t for t in tokens if t.endswith("scripts/cron_submit.sh")]
+        assert scripts and all(t.startswith(CRON_HOME + "/") for t in scripts), entry
+        assert all(Path(t).is_absolute() for t in tokens if t.startswith("/")), entry
+    script = REPO / "scripts" / "cron_submit.sh"
+    assert script.stat().st_mode & 0o111, "cron_submit.sh must be executable"
+
+
 def test_crontab_runs_real_jobs_with_real_flags():
     submits = crontab_submits()
     assert len(submits) == 2
     for argv in submits:
         command, args, options = job_of(argv)
+        assert Path(argv[0]).name == "spark-submit" and Path(argv[0]).is_file()
         assert (REPO / "jobs" / f"{command}.py").is_file()
-        assert options[options.index("--py-files") + 1] == "dist/hermes_spark.zip"
+        assert options[options.index("--py-files") + 1] == str(REPO / "dist" / "hermes_spark.zip")
         _check_cli([command, *args])
     assert [job_of(a)[0] for a in submits] == ["annotate", "stats"]
+
+
+def test_cron_submit_refuses_an_unknown_job_and_missing_spark(tmp_path):
+    script = REPO / "scripts" / "cron_submit.sh"
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HERMES_HOME": str(REPO)}
+    done = subprocess.run(
+        ["/bin/sh", str(script), "--dry-run", "nosuchjob"], env=env, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "no job" in done.stderr
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "stats.py").write_text("")
+    env["HERMES_HOME"] = str(tmp_path)  # no .venv/bin/spark-submit there
+    done = subprocess.run(
+        ["/bin/sh", str(script), "--dry-run", "stats"], env=env, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "spark-submit" in done.stderr
+
+
+def test_airflow_tasks_ship_delta_s3a_jars_and_a_packed_python():
+    lock = [line.split() for line in (REPO / "conf" / "jars.lock").read_text().splitlines()]
+    pinned = {f"{c.split(':')[1]}-{c.split(':')[2]}.jar" for c, _, _ in
+              (row for row in lock if row and not row[0].startswith("#"))}  # fmt: skip
+    for task in airflow_tasks(hermes_home=REPO):
+        jars = [Path(j) for j in task["jars"].split(",")]
+        names = {j.name for j in jars}
+        assert names <= pinned, names - pinned
+        assert {n.split("-")[0] for n in names} >= {"delta", "hadoop", "bundle"}
+        assert any(n.startswith("delta-spark_") for n in names)
+        assert all(j.parent == REPO / "build" / "jars" and j.is_file() for j in jars)
+        conf = task["conf"]
+        assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+        archive, alias = conf["spark.archives"].split("#")
+        assert Path(archive).parent == REPO / "dist" and archive.endswith(".tar.gz")
+        assert conf["spark.pyspark.python"] == f"./{alias}/bin/python"
