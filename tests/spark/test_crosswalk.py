@@ -42,7 +42,7 @@ def two_versions(spark, tmp_path_factory):
 
 
 def run_ok(*argv: str) -> bool:
-    from hermes_spark.cli import main
+    from hermes_spark.cli import execute as main
 
     return main(list(argv)) == 0
 

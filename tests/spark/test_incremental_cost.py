@@ -307,7 +307,7 @@ def test_an_old_version_re_run_over_new_documents_stays_not_latest(spark, book, 
 
 
 def test_commits_record_the_device_and_versions_show_a_mix(spark, book, tmp_path, capsys):
-    from hermes_spark.cli import main
+    from hermes_spark.cli import execute as main
 
     corpus = _split_corpus(tmp_path / "corpus", 1)
     table = str(tmp_path / "codes")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from hermes_spark.cli import main
+from hermes_spark.cli import execute as main
 from tests.helpers import write_embedded_corpus
 
 pytestmark = pytest.mark.spark
