@@ -122,8 +122,15 @@ def code_target_corpus(
     from hermes_spark.schema import code_columns
 
     raw = read_target_frame(spark, path, embedding_col)
+    # the target is a bare text (or vector) frame: the artifact's saved quality and
+    # tokens roles name corpus columns the target does not have
     model = HermesModel.load(
-        codebook, text_col=text_col, id_col=id_col, embedding_col=embedding_col
+        codebook,
+        text_col=text_col,
+        id_col=id_col,
+        embedding_col=embedding_col,
+        quality_col=None,
+        tokens_col=None,
     )
     own = ["doc_id", *code_columns(len(model.levels)), "n_tokens", "quality", "codebook_version"]
     # transform writes nothing: the target's codes come straight back (a few hundred rows)
