@@ -1,9 +1,9 @@
 """Frozen, validated configuration: YAML files in ``conf/`` plus command-line overrides.
 
 Driver only. A config file has one mapping per section (``spark``, ``corpus``, ``model``,
-``fit``, ``annotate``, ``sample``, ``paths``, ``delta``, ``catalog``); every key is checked
-against the dataclass of its section so a typo is an :class:`InvalidConfigError`, not a
-silent default.
+``fit``, ``annotate``, ``sample``, ``paths``, ``delta``, ``catalog``, ``mlflow``); every
+key is checked against the dataclass of its section so a typo is an
+:class:`InvalidConfigError`, not a silent default.
 """
 
 from __future__ import annotations
@@ -277,6 +277,20 @@ class CatalogConfig:
 
 
 @dataclass(frozen=True)
+class MlflowConfig:
+    """MLflow run logging (:mod:`hermes_spark.tracking`): on when ``experiment`` or
+    ``tracking_uri`` is set, or the ``MLFLOW_TRACKING_URI`` variable is."""
+
+    #: experiment name (created when missing); None: the tracking server's default
+    experiment: str | None = None
+    #: tracking server URI (a folder, ``sqlite:///...``, ``http://...``, ``databricks``);
+    #: None: ``MLFLOW_TRACKING_URI``, or the workspace's server on Databricks
+    tracking_uri: str | None = None
+    #: run name; None: the command and the time
+    run_name: str | None = None
+
+
+@dataclass(frozen=True)
 class HermesConfig:
     """Every section of a config file."""
 
@@ -289,6 +303,7 @@ class HermesConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     delta: DeltaConfig = field(default_factory=DeltaConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> HermesConfig:
         """A copy with ``{section: {key: value}}`` applied; ``None`` values are ignored."""

@@ -13,10 +13,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from hermes_spark import __version__
+from hermes_spark import __version__, tracking
 from hermes_spark.cli import commands
 from hermes_spark.cli.flags import COMMANDS, COMMON, Command, Flag, help_text, needed, overrides
-from hermes_spark.config import load_config
+from hermes_spark.config import HermesConfig, load_config
 from hermes_spark.errors import HermesError, InvalidConfigError, storage_error
 
 log = logging.getLogger("hermes")
@@ -103,6 +103,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _run(command: Command, args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """Call the command's handler, inside an MLflow run when tracking is on for it."""
+    handler = getattr(commands, command.handler)
+    if command.name not in tracking.TRACKED or not tracking.enabled(cfg.mlflow):
+        handler(args, cfg)
+        return
+    tracking.check(cfg.mlflow)  # before Spark starts
+    with tracking.tracked_run(cfg, command.name) as run:
+        result = handler(args, cfg)
+        results = result if isinstance(result, tuple) else (result,)
+        tracking.LOGGERS[command.name](run, cfg, *results)
+
+
 def execute(argv: Sequence[str] | None = None) -> int:
     """Run ``hermes ARGV`` in-process and return its exit code (never raises)."""
     try:
@@ -121,7 +134,7 @@ def execute(argv: Sequence[str] | None = None) -> int:
                 f"hermes {command.name}: missing {', '.join(missing)} (give the flag or set "
                 "it in --config)"
             )
-        getattr(commands, command.handler)(args, cfg)
+        _run(command, args, cfg)
         return 0
     except HermesError as exc:
         print(f"hermes: error: {exc}", file=sys.stderr)

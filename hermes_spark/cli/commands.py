@@ -48,13 +48,14 @@ def _spark(cfg: HermesConfig):
     return spark
 
 
-def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes fit``."""
     from hermes_spark.tasks.fit import fit
 
     out = _need(cfg.paths.codebook, "--out")
     result = fit(_spark(cfg), cfg, out)
     _print_fit(result.report, out)
+    return result
 
 
 def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> None:
@@ -134,7 +135,7 @@ def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
     print(f"{verb} {len(removed)} unreferenced files under {table}")
 
 
-def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes evaluate``: held-out metrics per level vs KMeans-family baselines."""
     from hermes_spark.evaluate import evaluate, summary_lines, write_report
 
@@ -158,6 +159,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
     if args.out:
         js, md = write_report(report, args.out)
         print(f"report: {js} and {md}")
+    return report
 
 
 def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
@@ -203,7 +205,7 @@ def _code_levels(args: argparse.Namespace) -> tuple[int, ...] | None:
     return tuple(load_codebook(args.codebook).levels)
 
 
-def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes plan``: the allocation from statistics, printed and optionally saved."""
     from hermes_spark.export import write_weight_files
     from hermes_spark.sampling.planner import compute_plan
@@ -228,9 +230,10 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
     if args.weights_out:
         for path in write_weight_files(args.weights_out, plan.target_shares()):
             print(f"weights written to {path}")
+    return plan
 
 
-def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes sample``: execute a plan (computed first unless --plan) into MANIFEST."""
     from hermes_spark.errors import VersionMismatchError
     from hermes_spark.export import write_weight_files
@@ -291,9 +294,10 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
     if args.weights_out:
         for path in write_weight_files(args.weights_out, plan.target_shares()):
             print(f"weights written to {path}")
+    return result, plan
 
 
-def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes export``: the sampled training data as shuffled shards."""
     from hermes_spark.export import export_training_data
 
@@ -316,6 +320,7 @@ def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> None:
     )
     for path in result.extra_files:
         print(f"  {path}")
+    return result
 
 
 def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:

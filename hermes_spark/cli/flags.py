@@ -303,6 +303,13 @@ SAMPLE_PLAN = (
     ),
 )
 
+MLFLOW = flag(
+    "--mlflow-experiment",
+    key="mlflow.experiment",
+    metavar="NAME",
+    help="log an MLflow run into this experiment (also: MLFLOW_TRACKING_URI)",
+)
+
 TABLE = flag("--table", key="paths.table", metavar="CODES", help="codes Delta table (path/name)")
 
 COMMANDS: tuple[Command, ...] = (
@@ -339,6 +346,7 @@ COMMANDS: tuple[Command, ...] = (
                 choices=KMEANS_KINDS,
                 help="k-means flavour of every stage",
             ),
+            MLFLOW,
         ),
         "cmd_fit",
         needs=("paths.codebook",),
@@ -401,6 +409,7 @@ COMMANDS: tuple[Command, ...] = (
             flag("--table", key="paths.table", help="codes table (for quality-top, or no STATS)"),
             flag("--out", metavar="PLAN.json", help="plan file for hermes sample --plan"),
             *SAMPLE_PLAN,
+            MLFLOW,
         ),
         "cmd_plan",
     ),
@@ -415,6 +424,7 @@ COMMANDS: tuple[Command, ...] = (
             flag("--plan", metavar="PLAN.json", help="plan from hermes plan --out"),
             flag("--report", help="report JSON path (default: MANIFEST_report.json)"),
             *SAMPLE_PLAN,
+            MLFLOW,
         ),
         "cmd_sample",
         needs=("paths.table", "paths.manifest"),
@@ -452,6 +462,7 @@ COMMANDS: tuple[Command, ...] = (
                 help="export only the text and these columns (default: all but the embeddings)",
             ),
             flag("--embedding-col", key="corpus.embedding_col", help="column left out"),
+            MLFLOW,
         ),
         "cmd_export",
         needs=("paths.manifest", "paths.export", "corpus.input"),
@@ -584,6 +595,7 @@ COMMANDS: tuple[Command, ...] = (
             flag("--seed", type=int, default=0, help="seed of the evaluation hash (salted)"),
             CODEBOOK_VERSION,
             flag("--out", metavar="DIR", help="directory for evaluation.json and evaluation.md"),
+            MLFLOW,
         ),
         "cmd_evaluate",
         description="Score the codes of one version on a held-out sample (disjoint from the "
