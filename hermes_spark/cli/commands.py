@@ -64,6 +64,12 @@ def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
     codebook = _need(cfg.paths.codebook, "--codebook")
     table = _need(cfg.paths.table, "--table")
+    if args.dry_run:
+        from hermes_spark.tasks.dry_run import dry_run
+
+        for line in dry_run(_spark(cfg), cfg, codebook, table).lines():
+            print(line)
+        return
     report = annotate(_spark(cfg), cfg, codebook, table, store_embeddings=args.store_embeddings)
     _print_annotate(report)
 

@@ -384,6 +384,11 @@ COMMANDS: tuple[Command, ...] = (
                 help="also write the float16 vectors to CODES_embeddings (for evaluate and "
                 "target-oriented sampling; off by default: it is large)",
             ),
+            switch(
+                "--dry-run",
+                help="print what a run would do (files, pending chunks, rows, tokens, an "
+                "estimated time from a short timed probe) and write nothing",
+            ),
         ),
         "cmd_annotate",
         needs=("paths.codebook", "paths.table"),
