@@ -60,16 +60,20 @@ def _water_fill(
     live = np.flatnonzero(weights > 0)
     # Capping in increasing order of cap/weight is the fixed point of "cap whatever exceeds
     # its cap, hand the excess to the uncapped in proportion to their weights".
-    order = live[np.argsort(caps[live] / weights[live], kind="stable")]
-    left, wleft = float(total), float(weights[live].sum())
+    # (a subnormal weight makes cap/weight overflow to inf: it is capped last, as it should)
+    with np.errstate(over="ignore", divide="ignore"):
+        order = live[np.argsort(caps[live] / weights[live], kind="stable")]
+    left = float(total)
+    # weight still uncapped at each position, as suffix sums (no cancellation from
+    # subtracting each capped weight from a running total)
+    suffix = np.cumsum(weights[order][::-1])[::-1]
     for pos, i in enumerate(order):
+        rest, wleft = order[pos:], float(suffix[pos])
         if left * weights[i] < caps[i] * wleft:
-            rest = order[pos:]
-            alloc[rest] = np.minimum(left * weights[rest] / wleft, caps[rest])
+            alloc[rest] = np.minimum(left * (weights[rest] / wleft), caps[rest])
             return alloc, 0.0, capped
         alloc[i], capped[i] = caps[i], True
         left -= caps[i]
-        wleft -= weights[i]
     return alloc, max(float(total) - float(alloc.sum()), 0.0), capped
 
 

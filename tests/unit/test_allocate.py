@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -353,3 +354,17 @@ def test_take_prefix_matches_the_literal_walk(tokens: list[int], remaining: floa
 def test_take_prefix_rejects_negative_tokens() -> None:
     with pytest.raises(InvalidInputError):
         take_prefix(np.array([1, -1]), 3)
+
+
+def test_water_fill_with_a_subnormal_weight_stays_finite_and_warning_free() -> None:
+    # cap/weight overflows to inf for a subnormal weight: it must sort last, not warn or
+    # poison the level the other buckets share
+    caps = np.array([50.0, 80.0, 1e9])
+    weights = np.array([1.0, 1.0, 5e-324])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        alloc, shortfall = water_fill(caps, weights, 100.0)
+    assert np.isfinite(alloc).all()
+    assert alloc[:2].tolist() == [50.0, 50.0]
+    assert alloc[2] == pytest.approx(0.0, abs=1e-300)
+    assert shortfall == 0.0
