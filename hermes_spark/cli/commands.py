@@ -169,11 +169,19 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
 
 def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
-    """``hermes run``: the whole pipeline on the bundled BBC News corpus."""
-    from hermes_spark.pipeline import run_demo
+    """``hermes run``: the demo chain on the bundled BBC News corpus, then a summary."""
+    from hermes_spark.cli.demo import run_demo
+    from hermes_spark.demo import demo_summary
 
-    summary = run_demo(_spark(cfg), cfg)
-    print(summary)
+    common = ["--config", args.config or "demo"]
+    if args.master:
+        common += ["--master", args.master]
+    if args.remote:
+        common += ["--remote", args.remote]
+    if args.verbose:
+        common.append("--verbose")
+    paths = run_demo(cfg, common)
+    print(demo_summary(_spark(cfg), paths))
 
 
 def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:

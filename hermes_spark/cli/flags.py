@@ -638,7 +638,8 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "run",
-        "fit → annotate → stats on the bundled BBC News corpus (the demo)",
+        "the demo on the bundled BBC News corpus: fit → annotate → stats → plan → sample → "
+        "export → report, printing each command",
         "hermes run",
         (),
         "cmd_run",
