@@ -2,34 +2,50 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+HERMES := $(VENV)/bin/hermes-spark
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup jars run test test-unit test-spark test-browser test-fast bench bench-scale lint clean dist env-pack
+.PHONY: setup setup-run jars jars-delta jars-s3 run test test-unit test-spark test-browser \
+	test-fast bench bench-scale lint clean dist env-pack
 
-setup: $(STAMP) jars
+# Two parts, each with its own stamp: `make run` needs only the runtime (requirements.lock
+# and the Delta jars, a few MB); `make test` adds the development lock (moto, selenium,
+# hypothesis, ruff, ...) and the s3a jars (~700 MB).
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-# JVM jars (native Delta, s3a) pinned with sha256 in conf/jars.lock, fetched once with mvn.
+setup-run: $(RUN_STAMP) jars-delta
+
+setup: $(DEV_STAMP) jars
+
+# JVM jars pinned with sha256 in conf/jars.lock, fetched once by `hermes-spark setup-jars`
+# (the command pip users run: it fetches into ~/.cache/hermes-spark/jars instead).
 JARS_DIR := build/jars
-JARS_STAMP := $(JARS_DIR)/.fetched
 
-jars: $(JARS_STAMP)
+jars: jars-delta jars-s3
 
-$(JARS_STAMP): conf/jars.lock scripts/fetch_jars.sh
-	sh scripts/fetch_jars.sh conf/jars.lock $(JARS_DIR)
-	touch $(JARS_STAMP)
+jars-delta: $(JARS_DIR)/.fetched-delta
+jars-s3: $(JARS_DIR)/.fetched-s3
 
-$(STAMP): requirements.lock pyproject.toml
+$(JARS_DIR)/.fetched-%: conf/jars.lock $(RUN_STAMP)
+	$(HERMES) setup-jars --role $* --dir $(JARS_DIR)
+	touch $@
+
+$(RUN_STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	touch $(RUN_STAMP)
 
-run: setup
-	$(VENV)/bin/hermes run --config conf/demo.yaml
+$(DEV_STAMP): requirements-dev.lock $(RUN_STAMP)
+	$(PY) -m pip install --quiet -r requirements-dev.lock
+	touch $(DEV_STAMP)
+
+run: setup-run
+	$(HERMES) run --config conf/demo.yaml
 
 test: setup
 	$(VENV)/bin/ruff check .
@@ -55,7 +71,7 @@ bench: setup
 	$(PY) bench/bench_sample.py
 
 # The wheel (pip install on nodes / Databricks library) and the --py-files zip, into dist/.
-dist: $(STAMP)
+dist: $(DEV_STAMP)
 	$(PY) scripts/build_dist.py dist
 
 # The executors' Python for spark.archives (conf/scheduling/airflow_dag.py, docs/deploy.md):
@@ -72,7 +88,7 @@ SCALE ?= 0.1
 bench-scale: setup
 	$(PY) bench/bench_scale.py --scale $(SCALE)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
