@@ -168,6 +168,21 @@ def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
     print(summary)
 
 
+def cmd_setup_jars(args: argparse.Namespace, cfg: HermesConfig) -> dict[str, Any]:
+    """``hermes-spark setup-jars``: fetch the pinned jars into the user cache (no Spark)."""
+    from pathlib import Path
+
+    from hermes_spark.jars import ROLES, fetch, search_dirs, user_cache_dir
+
+    roles = ROLES if args.role == "all" else (args.role,)
+    dest = Path(args.jars_dir) if args.jars_dir else user_cache_dir()
+    paths = fetch(roles, dest, args.repo)
+    print(f"{len(paths)} pinned jars ({', '.join(roles)}) checked in {dest}")
+    if dest.resolve() not in [d.resolve() for d in search_dirs()]:
+        print(f"sessions load them from there when HERMES_JARS_DIR={dest} is set")
+    return {"dir": str(dest), "roles": list(roles), "jars": [str(p) for p in paths]}
+
+
 def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     values = {
         "budget_tokens": args.budget_tokens,

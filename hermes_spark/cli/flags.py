@@ -620,6 +620,37 @@ COMMANDS: tuple[Command, ...] = (
         needs=("paths.stats",),
     ),
     Command(
+        "setup-jars",
+        "fetch the pinned, checksummed Delta (and s3a) jars that local sessions load",
+        "hermes-spark setup-jars",
+        (
+            flag(
+                "--role",
+                choices=("delta", "s3", "all"),
+                default="delta",
+                help="which jars: delta (native Delta Lake, a few MB), s3 (s3a://, ~700 MB) or all",
+            ),
+            flag(
+                "--dir",
+                dest="jars_dir",
+                metavar="DIR",
+                help="folder to fetch into (default: $HERMES_JARS_DIR, else "
+                "~/.cache/hermes-spark/jars)",
+            ),
+            flag(
+                "--repo",
+                metavar="URL",
+                help="Maven-layout repository to fetch from (default: $HERMES_MAVEN_REPO, "
+                "else Maven Central; file:// works)",
+            ),
+        ),
+        "cmd_setup_jars",
+        description="Fetch the JVM jars pinned in jars.lock (shipped with the package) and "
+        "check each sha256; a mismatch keeps nothing and exits 2. Sessions hermes builds "
+        "load the Delta jars from this folder, so Delta tables are written natively instead "
+        "of through the embedded delta-rs engine. Needs network access once; no Spark.",
+    ),
+    Command(
         "run",
         "fit → annotate → stats on the bundled BBC News corpus (the demo)",
         "hermes run",
