@@ -15,6 +15,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from hermes_spark.config import load_config
 from hermes_spark.errors import InvalidConfigError
@@ -23,6 +25,8 @@ from tests.helpers import assert_clean_error, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p.name for p in (REPO / "conf").glob("*.yaml"))
+#: conf/ files shipped besides the configs: the jars lock and the quiet log4j2 config.
+PACKAGED = sorted([*CONFIGS, "jars.lock", "log4j2-quiet.properties"])
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +54,66 @@ def _requires(wheel: Path) -> list[str]:
     ]
 
 
+def _by_name(requires: list[str], extra: str | None) -> dict[str, Requirement]:
+    """Requirements of the wheel for ``extra`` (None: the hard ones), by package name."""
+    out = {}
+    for line in requires:
+        req = Requirement(line)
+        in_extra = req.marker is not None and f'extra == "{extra}"' in str(req.marker)
+        if (extra is None and req.marker is None) or (extra is not None and in_extra):
+            out[canonicalize_name(req.name)] = req
+    return out
+
+
+def test_the_wheel_declares_what_the_default_paths_import(dist):
+    requires = _requires(dist["wheel"])
+    hard = _by_name(requires, None)
+    # the CPU default backend (onnx int8) and evaluate's default faiss_rq/kmeans baselines
+    assert {"onnx", "onnxruntime", "faiss-cpu", "torch", "sentence-transformers"} <= set(hard)
+    assert "deltalake" not in hard  # delta-rs only serves a laptop without the Delta jars
+    assert "deltalake" in _by_name(requires, "local")
+    assert "mlflow" in _by_name(requires, "mlflow")
+
+
+@pytest.mark.parametrize(
+    ("package", "shipped"),
+    [("pyspark", "4.0.0"), ("pyspark", "4.1.0"), ("pyspark", "4.2.0"), ("delta-spark", "4.0.0")],
+)
+def test_spark_ranges_cover_what_runtimes_ship_up_to_the_newest(dist, package, shipped):
+    """DBR 17.3 LTS ships Spark 4.0.0, DBR 18 LTS 4.1; the runtime lock pins the newest."""
+    local = _by_name(_requires(dist["wheel"]), "local")
+    assert local[package].specifier.contains(shipped), (package, str(local[package]))
+    pinned = next(
+        line.split("==")[1]
+        for line in (REPO / "requirements.lock").read_text().splitlines()
+        if canonicalize_name(line.split("==")[0]) == package
+    )
+    assert local[package].specifier.contains(pinned), (package, pinned)
+
+
+def test_both_console_scripts_run_the_cli(dist):
+    with zipfile.ZipFile(dist["wheel"]) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        entry = zf.read(name).decode()
+    assert "hermes-spark = hermes_spark.cli:main" in entry
+    assert "hermes = hermes_spark.cli:main" in entry
+
+
+_NO_DELTALAKE = """
+import sys
+sys.modules["deltalake"] = None  # as on a cluster without the [local] extra
+import hermes_spark.api, hermes_spark.cli, hermes_spark.delta, hermes_spark.delta.engine
+print("ok")
+"""
+
+
+def test_the_package_imports_without_delta_rs():
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_DELTALAKE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 def test_pyspark_is_only_pulled_by_the_local_extra(dist):
     requires = _requires(dist["wheel"])
     hard = [r for r in requires if "extra ==" not in r]
@@ -67,8 +131,8 @@ def test_configs_ship_as_package_data_identical_to_conf(dist):
             shipped = sorted(
                 n.rsplit("/", 1)[1] for n in names if n.startswith("hermes_spark/conf/")
             )
-            assert shipped == CONFIGS, (key, shipped)
-            for name in CONFIGS:
+            assert shipped == PACKAGED, (key, shipped)
+            for name in PACKAGED:
                 assert zf.read(f"hermes_spark/conf/{name}") == (REPO / "conf" / name).read_bytes()
             assert any(n == "udfs/annotate_udf.py" for n in names), key
     with zipfile.ZipFile(dist["zip"]) as zf:
