@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from hermes_spark import __version__
@@ -103,15 +105,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+#: Set for every run unless the caller set them: the model ships with the package (no hub),
+#: and tokenizers must not fork threads inside Spark's Python workers.
+RUN_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+#: Libraries whose warnings (torch's tracer, onnxruntime's quantizer) only ``-v`` shows.
+NOISY_LOGGERS = ("py4j", "torch", "onnxruntime", "transformers", "sentence_transformers")
+
+
+def _setup_logging(verbose: bool) -> None:
+    """hermes' INFO lines on stderr; library and Python warnings only with ``-v``."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if verbose:
+        return
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")  # TracerWarning, quantizer and deprecation warnings
+
+
 def execute(argv: Sequence[str] | None = None) -> int:
     """Run ``hermes ARGV`` in-process and return its exit code (never raises)."""
+    for key, value in RUN_ENV.items():
+        os.environ.setdefault(key, value)  # before any model or Spark worker starts
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        _setup_logging(args.verbose)
         command = _command(args.command)
         path = args.config or ("demo" if command.name == "run" else None)
         cfg = load_config(path).with_overrides(overrides(command, vars(args)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from typing import Any
 
@@ -43,6 +44,7 @@ def _spark(cfg: HermesConfig):
         default_master=cfg.spark.master or "local[*]",
         delta_engine=cfg.delta.engine,
         remote=cfg.spark.remote,
+        quiet=not logging.getLogger().isEnabledFor(logging.DEBUG),  # -v: Spark's own logs
     )
     configure_from_session(spark)  # the session's fs.s3a.* settings serve io.py too
     return spark
