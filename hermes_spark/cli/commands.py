@@ -50,16 +50,17 @@ def _spark(cfg: HermesConfig):
     return spark
 
 
-def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes fit``."""
     from hermes_spark.tasks.fit import fit
 
     out = _need(cfg.paths.codebook, "--out")
     result = fit(_spark(cfg), cfg, out)
     _print_fit(result.report, out)
+    return result.report
 
 
-def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes annotate``."""
     from hermes_spark.tasks.annotate import annotate
 
@@ -67,9 +68,10 @@ def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> None:
     table = _need(cfg.paths.table, "--table")
     report = annotate(_spark(cfg), cfg, codebook, table, store_embeddings=args.store_embeddings)
     _print_annotate(report)
+    return report
 
 
-def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes stats``."""
     from hermes_spark.stats import compute_stats
 
@@ -79,26 +81,30 @@ def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> None:
     sizes = list(levels) if levels else None
     result = compute_stats(_spark(cfg), table, out, args.codebook_version, sizes)
     _print_levels(result)
+    return result
 
 
-def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes versions [--drop V]``."""
     from hermes_spark.versions import drop_version, list_versions
 
     table = _need(cfg.paths.table, "--table")
     spark = _spark(cfg)
+    deleted = None
     if args.drop:
         deleted = drop_version(spark, table, args.drop)
         print(f"dropped {deleted} rows of codebook version {args.drop} from {table}")
-    for v in list_versions(spark, table):
+    versions = list_versions(spark, table)
+    for v in versions:
         print(
             f"{v.codebook_version}  rows {v.rows:>12}  rejects {v.rejects:>8}  "
             f"annotated {v.first_annotated} .. {v.last_annotated}  "
             f"{'MIXED devices' if v.mixed_devices else 'device'} {'+'.join(v.devices) or '?'}"
         )
+    return {"table": table, "dropped_rows": deleted, "versions": versions}
 
 
-def cmd_crosswalk(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_crosswalk(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes crosswalk``."""
     from hermes_spark.tasks.crosswalk import write_crosswalk
 
@@ -124,9 +130,10 @@ def cmd_crosswalk(args: argparse.Namespace, cfg: HermesConfig) -> None:
             f"(min {lv['best_match_share_min']:.3f})"
         )
     print(f"table {result.table}, summary {result.summary_path}")
+    return {"table": result.table, "summary_path": result.summary_path, "summary": s}
 
 
-def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes vacuum``."""
     from hermes_spark.versions import vacuum
 
@@ -134,9 +141,10 @@ def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
     removed = vacuum(_spark(cfg), table, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(removed)} unreferenced files under {table}")
+    return {"table": table, "dry_run": args.dry_run, "files": removed}
 
 
-def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes evaluate``: held-out metrics per level vs KMeans-family baselines."""
     from hermes_spark.evaluate import evaluate, summary_lines, write_report
 
@@ -160,14 +168,16 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
     if args.out:
         js, md = write_report(report, args.out)
         print(f"report: {js} and {md}")
+    return report
 
 
-def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes run``: the whole pipeline on the bundled BBC News corpus."""
     from hermes_spark.pipeline import run_demo
 
     summary = run_demo(_spark(cfg), cfg)
     print(summary)
+    return summary
 
 
 def cmd_setup_jars(args: argparse.Namespace, cfg: HermesConfig) -> dict[str, Any]:
@@ -220,7 +230,7 @@ def _code_levels(args: argparse.Namespace) -> tuple[int, ...] | None:
     return tuple(load_codebook(args.codebook).levels)
 
 
-def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes plan``: the allocation from statistics, printed and optionally saved."""
     from hermes_spark.export import write_weight_files
     from hermes_spark.sampling.planner import compute_plan
@@ -245,9 +255,10 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
     if args.weights_out:
         for path in write_weight_files(args.weights_out, plan.target_shares()):
             print(f"weights written to {path}")
+    return plan
 
 
-def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes sample``: execute a plan (computed first unless --plan) into MANIFEST."""
     from hermes_spark.errors import VersionMismatchError
     from hermes_spark.export import write_weight_files
@@ -308,9 +319,10 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
     if args.weights_out:
         for path in write_weight_files(args.weights_out, plan.target_shares()):
             print(f"weights written to {path}")
+    return {"manifest": out, "report_path": result.report_path, "report": result.report}
 
 
-def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes export``: the sampled training data as shuffled shards."""
     from hermes_spark.export import export_training_data
 
@@ -333,9 +345,10 @@ def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> None:
     )
     for path in result.extra_files:
         print(f"  {path}")
+    return result
 
 
-def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes mixtures``: candidate Stage-1 weight files around the token prior."""
     from hermes_spark.export import write_candidate_mixtures
 
@@ -357,7 +370,7 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
         )
         print(f"{len(made)} quadmix parameter files written to {out}")
         if not args.dirichlet:
-            return
+            return {"out": out, "quadmix": made, "dirichlet": []}
     written = write_candidate_mixtures(
         _spark(cfg),
         stats,
@@ -371,9 +384,10 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
         levels=_code_levels(args),
     )
     print(f"{args.dirichlet} mixtures written to {out} (+ {io.basename(written[-1])})")
+    return {"out": out, "quadmix": made if args.quadmix else [], "dirichlet": written}
 
 
-def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes report``."""
     from hermes_spark.tasks.report import report_from_tables
 
@@ -392,9 +406,10 @@ def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> None:
         codebook_version=args.codebook_version,
     )
     print(f"report written to {path}")
+    return {"report": path}
 
 
-def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes rescore``: recompute quality from the corpus text, no re-embedding."""
     from hermes_spark.rescore import rescore_quality
 
@@ -405,6 +420,7 @@ def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
         f"{result.codebook_version} in {result.table} "
         f"({result.not_in_corpus} not in the corpus kept their quality)"
     )
+    return result
 
 
 def _print_fit(report: dict[str, Any], out: str) -> None:
