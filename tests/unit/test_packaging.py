@@ -77,10 +77,17 @@ def test_the_wheel_declares_what_the_default_paths_import(dist):
 
 @pytest.mark.parametrize(
     ("package", "shipped"),
-    [("pyspark", "4.0.0"), ("pyspark", "4.1.0"), ("pyspark", "4.2.0"), ("delta-spark", "4.0.0")],
+    [
+        ("pyspark", "4.0.0"),
+        ("pyspark", "4.1.0"),
+        ("pyspark", "4.3.0"),
+        ("delta-spark", "4.0.0"),
+        ("delta-spark", "4.4.1"),
+    ],
 )
 def test_spark_ranges_cover_what_runtimes_ship_up_to_the_newest(dist, package, shipped):
-    """DBR 17.3 LTS ships Spark 4.0.0, DBR 18 LTS 4.1; the runtime lock pins the newest."""
+    """DBR 17.3 LTS ships Spark 4.0.0, DBR 18 LTS 4.1; 4.3.0 is the newest pyspark release
+    and 4.4.1 the newest delta-spark; the runtime lock's pins are inside the ranges too."""
     local = _by_name(_requires(dist["wheel"]), "local")
     assert local[package].specifier.contains(shipped), (package, str(local[package]))
     pinned = next(
