@@ -1,7 +1,7 @@
 """Build step: ship the ``conf/`` files a run needs as package data ``hermes_spark/conf/``.
 
 Everything else is declared in pyproject.toml. ``conf/`` stays the one copy in git (jobs,
-docs and ``--config conf/default.yaml`` use it); wheels and the ``--py-files`` zip carry the
+docs and ``--config conf/web-scale.yaml`` use it); wheels and the ``--py-files`` zip carry the
 configs, the jars lock (``hermes-spark setup-jars``) and the quiet log4j2 configuration
 inside the package, so they resolve on a cluster or a pip install without the checkout.
 """

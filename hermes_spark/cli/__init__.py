@@ -48,9 +48,10 @@ and turns the codes into training-data mixtures. A typical run:
                   --weights unimax --stage2 coverage
   hermes export   --manifest out/manifest --input data/corpus --out out/train
 
-Every command takes --config FILE (or a shipped name: default, demo, cluster-gpu);
+Every command takes --config FILE (or a shipped name: web-scale, demo, cluster-gpu);
 flags override it. Paths may be local, /Volumes, dbfs:/, s3a://, abfss://, gs:// or
-hdfs:// URIs; tables may also be catalog names. `hermes COMMAND --help` for details.
+hdfs:// URIs; tables may also be catalog names. `hermes-spark COMMAND --help` for details;
+`hermes` is the same command under its short name.
 """
 
 

@@ -120,7 +120,7 @@ COMMON = (
         "--config",
         metavar="FILE|NAME",
         group="general",
-        help="YAML config: a file or a shipped name (default, demo, cluster-gpu); the "
+        help="YAML config: a file or a shipped name (web-scale, demo, cluster-gpu); the "
         "defaults below are those of the --config given",
     ),
     flag("--master", key="spark.master", help="Spark master when none is configured already"),

@@ -2,7 +2,7 @@
 
 Builds the real wheel (``scripts/build_dist.py``, what ``make dist`` runs) once per module,
 then imports the package from the installed wheel and from the zip in fresh interpreters
-whose cwd is outside the checkout, so ``--config default`` can only come from package data.
+whose cwd is outside the checkout, so ``--config web-scale`` can only come from package data.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_pyspark_is_only_pulled_by_the_local_extra(dist):
 
 
 def test_configs_ship_as_package_data_identical_to_conf(dist):
-    assert {"default.yaml", "cluster-gpu.yaml"} <= set(CONFIGS)
+    assert {"web-scale.yaml", "cluster-gpu.yaml"} <= set(CONFIGS)
     for key in ("wheel", "zip"):
         with zipfile.ZipFile(dist[key]) as zf:
             names = zf.namelist()
@@ -154,7 +154,7 @@ import json, sys
 import hermes_spark
 from hermes_spark.config import load_config
 from hermes_spark.packaged_conf import available_configs
-gpu, default = load_config("cluster-gpu"), load_config("default")
+gpu, default = load_config("cluster-gpu"), load_config("web-scale")
 print(json.dumps({"file": hermes_spark.__file__, "names": available_configs(),
                   "gpu_batch": gpu.model.batch_size, "default_levels": list(default.fit.levels)}))
 """
@@ -194,17 +194,17 @@ def test_config_names_resolve_from_the_installed_package(dist, tmp_path, how):
     assert done.returncode == 0, done.stderr
     probe = json.loads(done.stdout)
     assert probe["file"].startswith(str(root) + "/"), probe  # not the checkout
-    assert {"default", "cluster-gpu"} <= set(probe["names"])
+    assert {"web-scale", "cluster-gpu"} <= set(probe["names"])
     expected = load_config(REPO / "conf" / "cluster-gpu.yaml").model.batch_size
     assert probe["gpu_batch"] == expected
-    assert probe["default_levels"] == list(load_config(REPO / "conf" / "default.yaml").fit.levels)
+    assert probe["default_levels"] == list(load_config(REPO / "conf" / "web-scale.yaml").fit.levels)
 
 
 def test_names_and_paths_resolve_in_the_checkout(tmp_path):
-    assert {"default", "cluster-gpu", "demo"} <= set(available_configs())
+    assert {"web-scale", "cluster-gpu", "demo"} <= set(available_configs())
     by_name = load_config("cluster-gpu")
     assert by_name == load_config(str(REPO / "conf" / "cluster-gpu.yaml"))
-    assert by_name != load_config("default")
+    assert by_name != load_config("web-scale")
     own = tmp_path / "mine.yaml"
     own.write_text("fit:\n  seed: 7\n")
     assert load_config(str(own)).fit.seed == 7
@@ -217,4 +217,12 @@ def test_unknown_config_name_is_a_clean_error(capsys):
     code, _, err = run_cli(
         capsys, "stats", "--config", "no-such-conf", "--table", "t", "--out", "o"
     )
-    assert_clean_error(code, err, "no-such-conf", "default")
+    assert_clean_error(code, err, "no-such-conf", "web-scale")
+
+
+def test_no_shipped_config_is_called_default_but_the_old_name_still_resolves():
+    """A run without --config uses the built-in defaults; the shipped web-scale config is
+    not them, so it is not called ``default`` (the old name maps to it)."""
+    assert "default" not in available_configs()
+    assert load_config("web-scale") != load_config(None)
+    assert load_config("default") == load_config("web-scale")
