@@ -7,8 +7,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup setup-run jars jars-delta jars-s3 run test test-unit test-spark test-browser \
-	test-fast bench bench-scale lint clean dist env-pack
+.PHONY: setup setup-run jars jars-delta jars-s3 run test test-compat test-unit test-spark \
+	test-browser test-fast bench bench-scale lint clean dist env-pack
 
 # Two parts, each with its own stamp: `make run` needs only the runtime (requirements.lock
 # and the Delta jars, a few MB); `make test` adds the development lock (moto, selenium,
@@ -50,6 +50,31 @@ run: setup-run
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
+
+# Compatibility tier: the API, annotate, stats, sample and export tests on the Spark that
+# Databricks Runtime 17.3 LTS ships (pyspark 4.0.1 of requirements-compat.lock, with the
+# Delta 4.0 jars of conf/jars-compat.lock). .venv-compat holds only those packages and
+# reads everything else from .venv (a .pth file), so it costs one pyspark download.
+COMPAT := .venv-compat
+COMPAT_STAMP := $(COMPAT)/.installed
+COMPAT_JARS := build/jars-compat
+COMPAT_TESTS := tests/spark/test_api.py tests/spark/test_annotate_modes.py \
+	tests/spark/test_sampling_api.py tests/spark/test_export_spark.py
+COMPAT_ENV := HERMES_JARS_LOCK=conf/jars-compat.lock HERMES_JARS_DIR=$(COMPAT_JARS)
+
+$(COMPAT_STAMP): requirements-compat.lock $(DEV_STAMP)
+	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
+	$(PY) -c "import site; print('import site; site.addsitedir(%r)' % site.getsitepackages()[0])" \
+		> $$($(COMPAT)/bin/python -c "import site; print(site.getsitepackages()[0])")/zz_hermes_base.pth
+	$(COMPAT)/bin/python -m pip install --quiet --no-deps -r requirements-compat.lock
+	touch $(COMPAT_STAMP)
+
+$(COMPAT_JARS)/.fetched: conf/jars-compat.lock $(RUN_STAMP)
+	$(COMPAT_ENV) $(HERMES) setup-jars --role delta --dir $(COMPAT_JARS)
+	touch $@
+
+test-compat: $(COMPAT_STAMP) $(COMPAT_JARS)/.fetched
+	$(COMPAT_ENV) $(COMPAT)/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
 
 # Tiers: unit (no Spark), spark, model (real embedding model), cluster, drills.
 test-unit: setup
@@ -93,4 +118,4 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) out spark-warehouse .pytest_cache
+	rm -rf $(VENV) $(COMPAT) out spark-warehouse .pytest_cache

@@ -61,7 +61,11 @@ class LockedJar:
 
 
 def lock_text() -> str:
-    """The text of the packaged ``jars.lock`` (the checkout's when not installed as a wheel)."""
+    """The text of ``$HERMES_JARS_LOCK`` when set (another Spark's jars, e.g. the
+    compatibility tier's ``conf/jars-compat.lock``), else of the packaged ``jars.lock`` (the
+    checkout's when not installed as a wheel)."""
+    if os.environ.get("HERMES_JARS_LOCK"):
+        return Path(os.environ["HERMES_JARS_LOCK"]).read_text()
     packaged = resources.files("hermes_spark").joinpath("conf", "jars.lock")
     if packaged.is_file():
         return packaged.read_text()

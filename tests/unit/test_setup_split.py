@@ -70,3 +70,23 @@ def test_the_runtime_lock_pins_every_dependency_a_local_run_declares():
         name = canonicalize_name(req.name)
         assert name in runtime, f"{req.name} is declared but not in requirements.lock"
         assert req.specifier.contains(runtime[name], prereleases=True), (spec, runtime[name])
+
+
+def test_the_compatibility_tier_runs_on_spark_4_0_with_its_own_delta_jars():
+    from hermes_spark.jars import parse_lock
+
+    plan = _plan("test-compat")
+    assert "-r requirements-compat.lock" in plan
+    assert "HERMES_JARS_LOCK=conf/jars-compat.lock" in plan
+    assert ".venv-compat/bin/python -m pytest" in plan
+    assert "make test-compat" in (REPO / ".ci" / "run").read_text()
+    compat = _pins(REPO / "requirements-compat.lock")
+    assert compat["pyspark"].startswith("4.0.")  # Databricks Runtime 17.3 LTS: Spark 4.0
+    local = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    ranges = {canonicalize_name(Requirement(r).name): Requirement(r) for r in
+              local["optional-dependencies"]["local"]}  # fmt: skip
+    for name, version in compat.items():
+        assert ranges[name].specifier.contains(version), (name, version)
+    jars = parse_lock((REPO / "conf" / "jars-compat.lock").read_text())
+    spark = next(j for j in jars if j.artifact.startswith("delta-spark"))
+    assert spark.artifact == "delta-spark_2.13" and spark.version.startswith("4.0.")
