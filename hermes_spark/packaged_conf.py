@@ -1,4 +1,4 @@
-"""Find a config by name (``default``, ``cluster-gpu``, ``demo``) or by path.
+"""Find a config by name (``web-scale``, ``cluster-gpu``, ``demo``) or by path.
 
 Driver only. A name resolves to ``hermes_spark/conf/NAME.yaml`` inside the installed
 package (wheel, ``--py-files`` zip; see setup.py), or, in a source checkout or editable
@@ -8,11 +8,18 @@ install, to the checkout's top-level ``conf/NAME.yaml``. Anything that looks lik
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from hermes_spark.errors import InvalidConfigError
+
+log = logging.getLogger(__name__)
+
+#: Old names still accepted: ``default`` was the web-scale config, never the built-in
+#: defaults a run without ``--config`` uses, so it has a name that says what it is.
+ALIASES = {"default": "web-scale"}
 
 #: The checkout's top-level conf/ (source tree and editable installs).
 _CHECKOUT_CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -62,6 +69,9 @@ def resolve_config(value: str | Path) -> Path | Traversable:
     """
     if isinstance(value, Path) or not is_config_name(value):
         return Path(value)
+    if value in ALIASES:
+        log.warning("--config %s is now called %s", value, ALIASES[value])
+        value = ALIASES[value]
     found = _packaged(value)
     if found is None:
         raise InvalidConfigError(

@@ -9,7 +9,8 @@ Runs on the driver only. Three cases:
   setting the launcher gave; hermes only fills in settings the launcher left unset;
 * nothing is configured: a local session (``local[*]`` unless told otherwise) with the
   production Python-side conf (Arrow on, Python worker reuse on so a loaded model is
-  reused by later tasks) and, when ``make setup`` fetched them, the Delta Lake jars.
+  reused by later tasks) and, when ``make jars`` or ``hermes-spark setup-jars`` fetched
+  them (:mod:`hermes_spark.jars`), the Delta Lake jars.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import os
 import shlex
 import sys
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+
+from hermes_spark.jars import find_jars, search_dirs
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +53,13 @@ LOCAL_CONF: dict[str, str] = {
 }
 
 #: Settings that make the Delta jars a native Delta session.
+#: log4j2 configuration of quiet sessions (``conf/``; ``hermes_spark/conf/`` in a wheel).
+QUIET_LOG4J = "log4j2-quiet.properties"
+
 DELTA_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
-
-_REPO = Path(__file__).resolve().parents[1]
-#: Where ``make jars`` puts the jars pinned in ``conf/jars.lock`` (``HERMES_JARS_DIR``).
-DEFAULT_JARS_DIR = _REPO / "build" / "jars"
-JARS_LOCK = _REPO / "conf" / "jars.lock"
 
 
 def get_spark(
@@ -68,6 +70,7 @@ def get_spark(
     default_master: str = "local[*]",
     delta_engine: str = "auto",
     remote: str | None = None,
+    quiet: bool = True,
 ) -> SparkSession:
     """The active SparkSession, else one built as the launcher (or ``master``) says.
 
@@ -76,7 +79,9 @@ def get_spark(
     used only when none is configured. ``conf`` and hermes' defaults never override a
     setting the launcher gave. ``delta_engine`` other than ``embedded`` puts the Delta jars
     of ``make setup`` on a session whose JVM hermes starts itself. ``remote`` (or the
-    ``SPARK_REMOTE`` variable) connects to a Spark Connect server instead.
+    ``SPARK_REMOTE`` variable) connects to a Spark Connect server instead. ``quiet`` gives
+    a JVM hermes starts the packaged ``log4j2-quiet.properties`` (errors only on the
+    terminal); ``quiet=False`` keeps Spark's defaults (WARN and its startup lines).
     """
     if remote:
         return _connect_session(app_name, conf, remote)
@@ -100,12 +105,14 @@ def get_spark(
     if not launched and delta_engine != "embedded":
         wanted.update(delta_jar_conf())
     wanted.update(conf or {})
+    if not launched and quiet:
+        wanted.update(quiet_log_conf(wanted.get("spark.driver.extraJavaOptions", "")))
     for key, value in wanted.items():
         if key not in launched:  # the launcher's --conf wins
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     if not launched:
-        spark.sparkContext.setLogLevel("WARN")
+        spark.sparkContext.setLogLevel("ERROR" if quiet else "WARN")
     log.info("started Spark %s master=%s", spark.version, spark.sparkContext.master)
     return spark
 
@@ -152,29 +159,21 @@ def _configured_master() -> str | None:
     return None
 
 
-def jars_dir() -> Path:
-    """Folder of the jars ``make jars`` fetched (``HERMES_JARS_DIR`` overrides)."""
-    return Path(os.environ.get("HERMES_JARS_DIR") or DEFAULT_JARS_DIR)
+def quiet_log_conf(java_options: str) -> dict[str, str]:
+    """Driver Java options with the quiet log4j2 configuration appended ({} if unavailable).
 
-
-def locked_jars(role: str) -> list[Path]:
-    """Jars of ``conf/jars.lock`` with ``role`` (``delta`` or ``s3``) present in :func:`jars_dir`.
-
-    Empty when the lock or any of the role's jars is missing: a partial set never loads.
+    A ``-Dlog4j.configurationFile`` already in ``java_options`` (the user's) is kept.
     """
-    if not JARS_LOCK.is_file():
-        return []
-    found = []
-    for line in JARS_LOCK.read_text().splitlines():
-        parts = line.split()
-        if len(parts) != 3 or line.lstrip().startswith("#") or parts[2] != role:
-            continue
-        _, artifact, version = parts[0].split(":")
-        jar = jars_dir() / f"{artifact}-{version}.jar"
-        if not jar.is_file():
-            return []
-        found.append(jar)
-    return found
+    if "-Dlog4j.configurationFile" in java_options:
+        return {}
+    packaged = resources.files("hermes_spark").joinpath("conf", QUIET_LOG4J)
+    path = packaged if isinstance(packaged, Path) and packaged.is_file() else None
+    checkout = Path(__file__).resolve().parent.parent / "conf" / QUIET_LOG4J
+    path = path or (checkout if checkout.is_file() else None)
+    if path is None:  # e.g. imported from a --py-files zip: Spark's defaults stay
+        return {}
+    option = f"-Dlog4j.configurationFile=file:{path}"
+    return {"spark.driver.extraJavaOptions": f"{java_options} {option}".strip()}
 
 
 def delta_jar_conf() -> dict[str, str]:
@@ -183,12 +182,15 @@ def delta_jar_conf() -> dict[str, str]:
     The (large) s3a jars go on the driver and executor class path instead of ``spark.jars``:
     local and ``local-cluster`` executors share this filesystem, so nothing is copied.
     """
-    delta = locked_jars("delta")
+    delta = find_jars("delta")
     if not delta:
-        log.info("no Delta jars in %s (run `make jars`): Delta stays embedded", jars_dir())
+        log.info(
+            "no Delta jars in %s (run `hermes-spark setup-jars`): Delta stays embedded",
+            " or ".join(str(d) for d in search_dirs()),
+        )
         return {}
     found = {"spark.jars": ",".join(str(p) for p in delta), **DELTA_CONF}
-    s3 = locked_jars("s3")
+    s3 = find_jars("s3")
     if s3:
         classpath = os.pathsep.join(str(p) for p in s3)
         found["spark.driver.extraClassPath"] = classpath

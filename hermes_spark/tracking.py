@@ -182,15 +182,14 @@ def _levels_metrics(stages: list[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def log_fit(run: RunLog, cfg: HermesConfig, result: Any) -> None:
+def log_fit(run: RunLog, cfg: HermesConfig, report: Mapping[str, Any]) -> None:
     """Params, per-level codebook health and the fit report of ``hermes fit``."""
-    report = result.report
     run.params(
         {
             **_model_params(cfg),
             **_fit_params(cfg),
             "input": cfg.corpus.input or cfg.corpus.table,
-            "codebook": result.path,
+            "codebook": cfg.paths.codebook,
             "codebook_version": report.get("codebook_version"),
         }
     )
@@ -256,10 +255,11 @@ def log_plan(run: RunLog, cfg: HermesConfig, plan: Any) -> None:
     run.text(plan.to_json(), "plan.json")
 
 
-def log_sample(run: RunLog, cfg: HermesConfig, result: Any, plan: Any) -> None:
-    """Settings, realized entropy, unmet budget, repetition and the mixture report."""
-    report = result.report
-    run.params({**_plan_params(cfg, plan), "manifest": result.manifest})
+def log_sample(run: RunLog, cfg: HermesConfig, result: Mapping[str, Any]) -> None:
+    """Settings, realized entropy, unmet budget, repetition and the mixture report
+    (``result``: what ``hermes sample`` returns: manifest, report, plan)."""
+    report, plan = result["report"], result["plan"]
+    run.params({**_plan_params(cfg, plan), "manifest": result["manifest"]})
     totals = report.get("totals", {})
     metrics = {
         k: totals.get(k)

@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/rescore.py --config conf/default.yaml ...`."""
+"""spark-submit entry point: `spark-submit jobs/rescore.py --config conf/web-scale.yaml ...`."""
 
 import sys
 

@@ -21,7 +21,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 
 HERMES_HOME = os.environ.get("HERMES_HOME", "/opt/hermes-spark")
 PY_FILES = f"{HERMES_HOME}/dist/hermes_spark.zip"
-COMMON = ["--config", "default"]
+COMMON = ["--config", "web-scale"]
 CORPUS = "s3a://corpora/web/"
 CODEBOOK = "s3a://hermes/codebook"
 CODES = "s3a://hermes/codes"

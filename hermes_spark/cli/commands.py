@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from typing import Any
 
@@ -43,6 +44,7 @@ def _spark(cfg: HermesConfig):
         default_master=cfg.spark.master or "local[*]",
         delta_engine=cfg.delta.engine,
         remote=cfg.spark.remote,
+        quiet=not logging.getLogger().isEnabledFor(logging.DEBUG),  # -v: Spark's own logs
     )
     configure_from_session(spark)  # the session's fs.s3a.* settings serve io.py too
     return spark
@@ -55,10 +57,10 @@ def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     out = _need(cfg.paths.codebook, "--out")
     result = fit(_spark(cfg), cfg, out)
     _print_fit(result.report, out)
-    return result
+    return result.report
 
 
-def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes annotate``."""
     from hermes_spark.tasks.annotate import annotate
 
@@ -67,14 +69,16 @@ def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> None:
     if args.dry_run:
         from hermes_spark.tasks.dry_run import dry_run
 
-        for line in dry_run(_spark(cfg), cfg, codebook, table).lines():
+        planned = dry_run(_spark(cfg), cfg, codebook, table)
+        for line in planned.lines():
             print(line)
-        return
+        return planned
     report = annotate(_spark(cfg), cfg, codebook, table, store_embeddings=args.store_embeddings)
     _print_annotate(report)
+    return report
 
 
-def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes stats``."""
     from hermes_spark.stats import compute_stats
 
@@ -84,26 +88,30 @@ def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> None:
     sizes = list(levels) if levels else None
     result = compute_stats(_spark(cfg), table, out, args.codebook_version, sizes)
     _print_levels(result)
+    return result
 
 
-def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes versions [--drop V]``."""
     from hermes_spark.versions import drop_version, list_versions
 
     table = _need(cfg.paths.table, "--table")
     spark = _spark(cfg)
+    deleted = None
     if args.drop:
         deleted = drop_version(spark, table, args.drop)
         print(f"dropped {deleted} rows of codebook version {args.drop} from {table}")
-    for v in list_versions(spark, table):
+    versions = list_versions(spark, table)
+    for v in versions:
         print(
             f"{v.codebook_version}  rows {v.rows:>12}  rejects {v.rejects:>8}  "
             f"annotated {v.first_annotated} .. {v.last_annotated}  "
             f"{'MIXED devices' if v.mixed_devices else 'device'} {'+'.join(v.devices) or '?'}"
         )
+    return {"table": table, "dropped_rows": deleted, "versions": versions}
 
 
-def cmd_crosswalk(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_crosswalk(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes crosswalk``."""
     from hermes_spark.tasks.crosswalk import write_crosswalk
 
@@ -129,9 +137,10 @@ def cmd_crosswalk(args: argparse.Namespace, cfg: HermesConfig) -> None:
             f"(min {lv['best_match_share_min']:.3f})"
         )
     print(f"table {result.table}, summary {result.summary_path}")
+    return {"table": result.table, "summary_path": result.summary_path, "summary": s}
 
 
-def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes vacuum``."""
     from hermes_spark.versions import vacuum
 
@@ -139,6 +148,7 @@ def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
     removed = vacuum(_spark(cfg), table, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(removed)} unreferenced files under {table}")
+    return {"table": table, "dry_run": args.dry_run, "files": removed}
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
@@ -168,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     return report
 
 
-def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes run``: the demo chain on the bundled BBC News corpus, then a summary."""
     from hermes_spark.cli.demo import run_demo
     from hermes_spark.demo import demo_summary
@@ -181,7 +191,24 @@ def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
     if args.verbose:
         common.append("--verbose")
     paths = run_demo(cfg, common)
-    print(demo_summary(_spark(cfg), paths))
+    summary = demo_summary(_spark(cfg), paths)
+    print(summary)
+    return {"paths": paths, "summary": summary}
+
+
+def cmd_setup_jars(args: argparse.Namespace, cfg: HermesConfig) -> dict[str, Any]:
+    """``hermes-spark setup-jars``: fetch the pinned jars into the user cache (no Spark)."""
+    from pathlib import Path
+
+    from hermes_spark.jars import ROLES, fetch, search_dirs, user_cache_dir
+
+    roles = ROLES if args.role == "all" else (args.role,)
+    dest = Path(args.jars_dir) if args.jars_dir else user_cache_dir()
+    paths = fetch(roles, dest, args.repo)
+    print(f"{len(paths)} pinned jars ({', '.join(roles)}) checked in {dest}")
+    if dest.resolve() not in [d.resolve() for d in search_dirs()]:
+        print(f"sessions load them from there when HERMES_JARS_DIR={dest} is set")
+    return {"dir": str(dest), "roles": list(roles), "jars": [str(p) for p in paths]}
 
 
 def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
@@ -308,7 +335,12 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     if args.weights_out:
         for path in write_weight_files(args.weights_out, plan.target_shares()):
             print(f"weights written to {path}")
-    return result, plan
+    return {
+        "manifest": out,
+        "report_path": result.report_path,
+        "report": result.report,
+        "plan": plan,
+    }
 
 
 def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> Any:
@@ -337,7 +369,7 @@ def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     return result
 
 
-def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes mixtures``: candidate Stage-1 weight files around the token prior."""
     from hermes_spark.export import write_candidate_mixtures
 
@@ -359,7 +391,7 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
         )
         print(f"{len(made)} quadmix parameter files written to {out}")
         if not args.dirichlet:
-            return
+            return {"out": out, "quadmix": made, "dirichlet": []}
     written = write_candidate_mixtures(
         _spark(cfg),
         stats,
@@ -373,9 +405,10 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
         levels=_code_levels(args),
     )
     print(f"{args.dirichlet} mixtures written to {out} (+ {io.basename(written[-1])})")
+    return {"out": out, "quadmix": made if args.quadmix else [], "dirichlet": written}
 
 
-def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes report``."""
     from hermes_spark.tasks.report import report_from_tables
 
@@ -394,9 +427,10 @@ def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> None:
         codebook_version=args.codebook_version,
     )
     print(f"report written to {path}")
+    return {"report": path}
 
 
-def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
+def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes rescore``: recompute quality from the corpus text, no re-embedding."""
     from hermes_spark.rescore import rescore_quality
 
@@ -407,6 +441,7 @@ def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
         f"{result.codebook_version} in {result.table} "
         f"({result.not_in_corpus} not in the corpus kept their quality)"
     )
+    return result
 
 
 def _print_fit(report: dict[str, Any], out: str) -> None:

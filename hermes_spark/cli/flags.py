@@ -28,6 +28,7 @@ class Flag:
     dest: str | None = None
     action: str | None = None
     default: Any = None  # for command-local flags only (config keys default from config)
+    group: str | None = None  # --help section; None: from the config section (group_of)
 
     @property
     def attr(self) -> str:
@@ -41,15 +42,62 @@ def flag(*names: str, key: str | None = None, help: str, **kw: Any) -> Flag:
     return Flag(tuple(names), key, help, **kw)
 
 
-def switch(*names: str, help: str, dest: str | None = None) -> Flag:
+def switch(*names: str, help: str, dest: str | None = None, group: str | None = None) -> Flag:
     """A boolean ``store_true`` flag read by the command."""
-    return Flag(tuple(names), None, help, type=None, action="store_true", dest=dest, default=False)
+    return Flag(
+        tuple(names),
+        None,
+        help,
+        type=None,
+        action="store_true",
+        dest=dest,
+        default=False,
+        group=group,
+    )
 
 
-def config_default(key: str) -> Any:
-    """The default value of a config key (``section.key``) in a fresh config."""
+#: ``--help`` sections in the order shown.
+GROUPS = (
+    "general",
+    "Spark",
+    "corpus",
+    "model",
+    "quantizer",
+    "sampling",
+    "target rules",
+    "tables and output",
+    "command options",
+)
+_SECTION_GROUPS = {
+    "spark": "Spark",
+    "corpus": "corpus",
+    "model": "model",
+    "fit": "quantizer",
+    "sample": "sampling",
+    "paths": "tables and output",
+    "mlflow": "tables and output",
+}
+_OUTPUT_FLAGS = {"--out", "--table", "--manifest", "--stats", "--report", "--weights-out"}
+
+
+def group_of(f: Flag) -> str:
+    """The ``--help`` section of a flag: its own, else its config section's."""
+    if f.group:
+        return f.group
+    if _OUTPUT_FLAGS & set(f.names) or "--codebook" in f.names:
+        return "tables and output"
+    if f.key is None:
+        return "command options"
+    section, name = f.key.split(".", 1)
+    if section == "sample" and ("target" in name or name == "embeddings_table"):
+        return "target rules"
+    return _SECTION_GROUPS.get(section, "command options")
+
+
+def config_default(key: str, cfg: HermesConfig | None = None) -> Any:
+    """The value of a config key (``section.key``) in ``cfg`` (default: a fresh config)."""
     section, name = key.split(".", 1)
-    value = getattr(getattr(HermesConfig(), section), name)
+    value = getattr(getattr(cfg or HermesConfig(), section), name)
     if isinstance(value, tuple):
         return ",".join(map(str, value)) if value else None
     return value
@@ -69,7 +117,13 @@ class Command:
 
 
 COMMON = (
-    flag("--config", help="YAML config: a file or a shipped name (default, demo, cluster-gpu)"),
+    flag(
+        "--config",
+        metavar="FILE|NAME",
+        group="general",
+        help="YAML config: a file or a shipped name (web-scale, demo, cluster-gpu); the "
+        "defaults below are those of the --config given",
+    ),
     flag("--master", key="spark.master", help="Spark master when none is configured already"),
     flag(
         "--remote",
@@ -77,7 +131,20 @@ COMMON = (
         metavar="sc://HOST:PORT",
         help="run on a Spark Connect server (same as the SPARK_REMOTE variable)",
     ),
-    switch("-v", "--verbose", help="debug logging", dest="verbose"),
+    switch(
+        "-v",
+        "--verbose",
+        help="debug logging, with Spark's and the libraries' own warnings",
+        dest="verbose",
+        group="general",
+    ),
+    switch(
+        "--json",
+        help="print the command's result as one JSON object on stdout (the human lines go "
+        'to stderr; an error is {"error": ..., "exit_code": ...})',
+        dest="json",
+        group="general",
+    ),
 )
 
 CORPUS = (
@@ -85,7 +152,8 @@ CORPUS = (
         "--input",
         key="corpus.input",
         metavar="CORPUS",
-        help="the corpus: a file, a directory, a Delta table path (any URI) or a catalog table",
+        help="the corpus: a file, a directory or a Delta table path (any URI); a catalog table "
+        "is --input-table",
     ),
     flag(
         "--input-table",
@@ -174,7 +242,9 @@ MODEL_FIT = (
 CODEBOOK_VERSION = flag(
     "--codebook-version", help="codebook version to use (default: the latest in the table)"
 )
-LEVELS_FROM = flag("--codebook", help="the artifact, for exact level sizes (else inferred)")
+LEVELS_FROM = flag(
+    "--codebook", metavar="ARTIFACT", help="the artifact, for exact level sizes (else inferred)"
+)
 
 SAMPLE_PLAN = (
     flag("--budget-tokens", key="sample.budget_tokens", type=float, metavar="N", help="budget B"),
@@ -411,7 +481,12 @@ COMMANDS: tuple[Command, ...] = (
         "compute a two-stage sample plan from statistics (seconds; no document scan)",
         "hermes plan --stats out/stats --budget-tokens 1e9 --weights unimax --stage2 coverage",
         (
-            flag("--table", key="paths.table", help="codes table (for quality-top, or no STATS)"),
+            flag(
+                "--table",
+                key="paths.table",
+                metavar="CODES",
+                help="codes table (for quality-top, or no STATS)",
+            ),
             flag("--out", metavar="PLAN.json", help="plan file for hermes sample --plan"),
             *SAMPLE_PLAN,
             MLFLOW,
@@ -439,7 +514,12 @@ COMMANDS: tuple[Command, ...] = (
         "materialize the sampled training data as N shuffled shards",
         "hermes export --manifest out/manifest --input data/corpus --out out/train",
         (
-            flag("--manifest", key="paths.manifest", help="MANIFEST table from hermes sample"),
+            flag(
+                "--manifest",
+                key="paths.manifest",
+                metavar="MANIFEST",
+                help="MANIFEST table from hermes sample",
+            ),
             flag("--out", key="paths.export", metavar="DIR", help="output directory"),
             flag(
                 "--output-format",
@@ -532,7 +612,9 @@ COMMANDS: tuple[Command, ...] = (
             flag("--from", dest="from_version", metavar="V1", help="codebook version mapped from"),
             flag("--to", dest="to_version", metavar="V2", help="codebook version mapped to"),
             flag("--level", type=int, metavar="L", help="only this level (default: every level)"),
-            flag("--out", metavar="T", help="crosswalk Delta table (summary: T_summary.json)"),
+            flag(
+                "--out", metavar="TABLE", help="crosswalk Delta table (summary: TABLE_summary.json)"
+            ),
         ),
         "cmd_crosswalk",
         needs=("paths.table",),
@@ -562,7 +644,12 @@ COMMANDS: tuple[Command, ...] = (
         (
             *CORPUS,
             TABLE,
-            flag("--codebook", key="paths.codebook", help="the artifact behind the table's rows"),
+            flag(
+                "--codebook",
+                key="paths.codebook",
+                metavar="ARTIFACT",
+                help="the artifact behind the table's rows",
+            ),
             flag(
                 "--label-cols",
                 "--label-col",
@@ -617,7 +704,7 @@ COMMANDS: tuple[Command, ...] = (
             flag("--stats", key="paths.stats", metavar="STATS", help="STATS table"),
             flag(
                 "--manifest",
-                metavar="M",
+                metavar="MANIFEST",
                 help="manifest table of hermes sample (its MANIFEST_report.json is read) "
                 "or the mixture report JSON itself",
             ),
@@ -625,7 +712,7 @@ COMMANDS: tuple[Command, ...] = (
             flag(
                 "--codebook",
                 key="paths.codebook",
-                metavar="ART",
+                metavar="ARTIFACT",
                 help="codebook artifact (its fit_report.json)",
             ),
             CODEBOOK_VERSION,
@@ -635,6 +722,37 @@ COMMANDS: tuple[Command, ...] = (
         description="Reads only the STATS/STATS_levels tables and JSON reports (never the "
         "corpus); figures whose input is not given are left out with a note.",
         needs=("paths.stats",),
+    ),
+    Command(
+        "setup-jars",
+        "fetch the pinned, checksummed Delta (and s3a) jars that local sessions load",
+        "hermes-spark setup-jars",
+        (
+            flag(
+                "--role",
+                choices=("delta", "s3", "all"),
+                default="delta",
+                help="which jars: delta (native Delta Lake, a few MB), s3 (s3a://, ~700 MB) or all",
+            ),
+            flag(
+                "--dir",
+                dest="jars_dir",
+                metavar="DIR",
+                help="folder to fetch into (default: $HERMES_JARS_DIR, else "
+                "~/.cache/hermes-spark/jars)",
+            ),
+            flag(
+                "--repo",
+                metavar="URL",
+                help="Maven-layout repository to fetch from (default: $HERMES_MAVEN_REPO, "
+                "else Maven Central; file:// works)",
+            ),
+        ),
+        "cmd_setup_jars",
+        description="Fetch the JVM jars pinned in jars.lock (shipped with the package) and "
+        "check each sha256; a mismatch keeps nothing and exits 2. Sessions hermes builds "
+        "load the Delta jars from this folder, so Delta tables are written natively instead "
+        "of through the embedded delta-rs engine. Needs network access once; no Spark.",
     ),
     Command(
         "run",
@@ -671,12 +789,12 @@ def needed(command: Command, cfg: HermesConfig) -> list[str]:
     return missing
 
 
-def help_text(f: Flag) -> str:
-    """The flag's help plus the default it falls back to."""
-    default = config_default(f.key) if f.key else f.default
+def help_text(f: Flag, cfg: HermesConfig | None = None) -> str:
+    """The flag's help plus the default it falls back to (from ``cfg``, the --config)."""
+    default = config_default(f.key, cfg) if f.key else f.default
     if f.action or default in (None, ""):
         return f.help
     return f"{f.help} (default: {default})"
 
 
-__all__ = ["COMMANDS", "COMMON", "Command", "Flag"]
+__all__ = ["COMMANDS", "COMMON", "GROUPS", "Command", "Flag", "group_of"]

@@ -11,7 +11,6 @@ import os
 
 from pyspark.sql import SparkSession
 
-from hermes_spark.delta.embedded import EmbeddedDeltaStore
 from hermes_spark.delta.native import NativeDeltaStore
 from hermes_spark.delta.store import ENGINES, DeltaStore, native_delta_available, settings
 from hermes_spark.errors import InvalidConfigError
@@ -26,6 +25,9 @@ def get_store(spark: SparkSession, engine: str | None = None) -> DeltaStore:
     is an :class:`InvalidConfigError` that says how to get it.
     """
     chosen = engine or os.environ.get("HERMES_DELTA_ENGINE") or settings().engine
+    # delta-rs (the [local] extra) is imported only when the embedded engine is chosen
+    from hermes_spark.delta.embedded import EmbeddedDeltaStore
+
     if chosen not in ENGINES:
         raise InvalidConfigError(f"delta engine {chosen!r} is not one of {', '.join(ENGINES)}")
     if chosen == "embedded":

@@ -12,17 +12,19 @@ import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, Schema
-from deltalake.transaction import AddAction
 from pyspark.sql import types as T
 
 from hermes_spark.errors import InvalidInputError
+
+if TYPE_CHECKING:  # delta-rs is the [local] extra: imported where the embedded engine runs
+    from deltalake import DeltaTable, Schema
+    from deltalake.transaction import AddAction
 
 #: Sub-directory of an embedded table where each run stages its Parquet files.
 DATA_DIR = "data"
@@ -84,6 +86,8 @@ def _type_key(data_type: T.DataType) -> str:
 
 def delta_schema(schema: T.StructType) -> Schema:
     """Delta (delta-rs) schema of a Spark schema; both share the same JSON format."""
+    from deltalake import Schema
+
     return Schema.from_json(json.dumps(_loosen(schema.jsonValue())))
 
 
@@ -159,6 +163,8 @@ def add_action(loc: Location, info: pafs.FileInfo, partition_by: Sequence[str]) 
             values[key] = None if value == HIVE_NULL else value
     footer = pq.read_metadata(info.path, filesystem=loc.fs)
     mtime_ns = info.mtime_ns or datetime.now(UTC).timestamp() * 1e9
+    from deltalake.transaction import AddAction
+
     # delta-rs percent-encodes the path itself when it writes the log.
     return AddAction(
         relative, int(info.size or 0), values, int(mtime_ns // 1_000_000), True, file_stats(footer)
@@ -261,6 +267,8 @@ def live_files(uri: str) -> list[dict[str, Any]]:
     Reads the add actions of a path table with delta-rs (any writer's table): for tests
     and diagnostics of data skipping, never on a native-mode code path.
     """
+    from deltalake import DeltaTable
+
     actions = pa.table(DeltaTable(uri).get_add_actions(flatten=True)).to_pylist()
     files = []
     for action in actions:

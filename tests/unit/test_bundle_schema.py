@@ -1,8 +1,9 @@
 """The Databricks bundle against the Databricks CLI's own bundle JSON schema, and the
 settings a Unity Catalog workspace needs (security mode, schema/volume, run_as, alerts).
 
-The schema fixture is ``bundle/schema/jsonschema.json`` of databricks/cli v1.13.0 (what
-``databricks bundle schema`` prints). ``databricks bundle validate`` runs too when the
+The schema fixture is ``bundle/schema/jsonschema.json`` of databricks/cli at commit
+7bbe285, four commits after the v1.13.0 tag (what ``databricks bundle schema`` of that
+tree prints). ``databricks bundle validate`` runs too when the
 CLI is on PATH (docs/deploy.md says how to get it); otherwise that test skips.
 """
 

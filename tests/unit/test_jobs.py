@@ -15,10 +15,14 @@ REPO = Path(__file__).resolve().parents[2]
 JOBS = REPO / "jobs"
 
 
+#: commands that start no Spark job: setting up a machine is not a spark-submit entry point
+SETUP_ONLY = {"setup-jars"}
+
+
 def _commands() -> list[str]:
     parser = build_parser()
     (sub,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
-    return sorted(sub.choices)
+    return sorted(set(sub.choices) - SETUP_ONLY)
 
 
 def test_every_command_has_a_job_and_every_job_a_command():
@@ -45,7 +49,7 @@ def test_a_job_runs_its_command_and_exits_with_its_code(command):
         [sys.executable, str(JOBS / f"{command}.py"), "--help"], capture_output=True,
         text=True, cwd=REPO, timeout=120, check=False,
     )  # fmt: skip
-    assert done.returncode == 0 and f"usage: hermes {command}" in done.stdout, done.stderr
+    assert done.returncode == 0 and f"usage: hermes-spark {command}" in done.stdout, done.stderr
     done = subprocess.run(
         [sys.executable, str(JOBS / f"{command}.py"), "--no-such-flag"], capture_output=True,
         text=True, cwd=REPO, timeout=120, check=False,

@@ -2,7 +2,7 @@
 
 Builds the real wheel (``scripts/build_dist.py``, what ``make dist`` runs) once per module,
 then imports the package from the installed wheel and from the zip in fresh interpreters
-whose cwd is outside the checkout, so ``--config default`` can only come from package data.
+whose cwd is outside the checkout, so ``--config web-scale`` can only come from package data.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from hermes_spark.config import load_config
 from hermes_spark.errors import InvalidConfigError
@@ -23,6 +25,8 @@ from tests.helpers import assert_clean_error, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p.name for p in (REPO / "conf").glob("*.yaml"))
+#: conf/ files shipped besides the configs: the jars lock and the quiet log4j2 config.
+PACKAGED = sorted([*CONFIGS, "jars.lock", "log4j2-quiet.properties"])
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +54,73 @@ def _requires(wheel: Path) -> list[str]:
     ]
 
 
+def _by_name(requires: list[str], extra: str | None) -> dict[str, Requirement]:
+    """Requirements of the wheel for ``extra`` (None: the hard ones), by package name."""
+    out = {}
+    for line in requires:
+        req = Requirement(line)
+        in_extra = req.marker is not None and f'extra == "{extra}"' in str(req.marker)
+        if (extra is None and req.marker is None) or (extra is not None and in_extra):
+            out[canonicalize_name(req.name)] = req
+    return out
+
+
+def test_the_wheel_declares_what_the_default_paths_import(dist):
+    requires = _requires(dist["wheel"])
+    hard = _by_name(requires, None)
+    # the CPU default backend (onnx int8) and evaluate's default faiss_rq/kmeans baselines
+    assert {"onnx", "onnxruntime", "faiss-cpu", "torch", "sentence-transformers"} <= set(hard)
+    assert "deltalake" not in hard  # delta-rs only serves a laptop without the Delta jars
+    assert "deltalake" in _by_name(requires, "local")
+    assert "mlflow" in _by_name(requires, "mlflow")
+
+
+@pytest.mark.parametrize(
+    ("package", "shipped"),
+    [
+        ("pyspark", "4.0.0"),
+        ("pyspark", "4.1.0"),
+        ("pyspark", "4.3.0"),
+        ("delta-spark", "4.0.0"),
+        ("delta-spark", "4.4.1"),
+    ],
+)
+def test_spark_ranges_cover_what_runtimes_ship_up_to_the_newest(dist, package, shipped):
+    """DBR 17.3 LTS ships Spark 4.0.0, DBR 18 LTS 4.1; 4.3.0 is the newest pyspark release
+    and 4.4.1 the newest delta-spark; the runtime lock's pins are inside the ranges too."""
+    local = _by_name(_requires(dist["wheel"]), "local")
+    assert local[package].specifier.contains(shipped), (package, str(local[package]))
+    pinned = next(
+        line.split("==")[1]
+        for line in (REPO / "requirements.lock").read_text().splitlines()
+        if canonicalize_name(line.split("==")[0]) == package
+    )
+    assert local[package].specifier.contains(pinned), (package, pinned)
+
+
+def test_both_console_scripts_run_the_cli(dist):
+    with zipfile.ZipFile(dist["wheel"]) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        entry = zf.read(name).decode()
+    assert "hermes-spark = hermes_spark.cli:main" in entry
+    assert "hermes = hermes_spark.cli:main" in entry
+
+
+_NO_DELTALAKE = """
+import sys
+sys.modules["deltalake"] = None  # as on a cluster without the [local] extra
+import hermes_spark.api, hermes_spark.cli, hermes_spark.delta, hermes_spark.delta.engine
+print("ok")
+"""
+
+
+def test_the_package_imports_without_delta_rs():
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_DELTALAKE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 def test_pyspark_is_only_pulled_by_the_local_extra(dist):
     requires = _requires(dist["wheel"])
     hard = [r for r in requires if "extra ==" not in r]
@@ -60,15 +131,15 @@ def test_pyspark_is_only_pulled_by_the_local_extra(dist):
 
 
 def test_configs_ship_as_package_data_identical_to_conf(dist):
-    assert {"default.yaml", "cluster-gpu.yaml"} <= set(CONFIGS)
+    assert {"web-scale.yaml", "cluster-gpu.yaml"} <= set(CONFIGS)
     for key in ("wheel", "zip"):
         with zipfile.ZipFile(dist[key]) as zf:
             names = zf.namelist()
             shipped = sorted(
                 n.rsplit("/", 1)[1] for n in names if n.startswith("hermes_spark/conf/")
             )
-            assert shipped == CONFIGS, (key, shipped)
-            for name in CONFIGS:
+            assert shipped == PACKAGED, (key, shipped)
+            for name in PACKAGED:
                 assert zf.read(f"hermes_spark/conf/{name}") == (REPO / "conf" / name).read_bytes()
             assert any(n == "udfs/annotate_udf.py" for n in names), key
     with zipfile.ZipFile(dist["zip"]) as zf:
@@ -83,7 +154,7 @@ import json, sys
 import hermes_spark
 from hermes_spark.config import load_config
 from hermes_spark.packaged_conf import available_configs
-gpu, default = load_config("cluster-gpu"), load_config("default")
+gpu, default = load_config("cluster-gpu"), load_config("web-scale")
 print(json.dumps({"file": hermes_spark.__file__, "names": available_configs(),
                   "gpu_batch": gpu.model.batch_size, "default_levels": list(default.fit.levels)}))
 """
@@ -123,17 +194,17 @@ def test_config_names_resolve_from_the_installed_package(dist, tmp_path, how):
     assert done.returncode == 0, done.stderr
     probe = json.loads(done.stdout)
     assert probe["file"].startswith(str(root) + "/"), probe  # not the checkout
-    assert {"default", "cluster-gpu"} <= set(probe["names"])
+    assert {"web-scale", "cluster-gpu"} <= set(probe["names"])
     expected = load_config(REPO / "conf" / "cluster-gpu.yaml").model.batch_size
     assert probe["gpu_batch"] == expected
-    assert probe["default_levels"] == list(load_config(REPO / "conf" / "default.yaml").fit.levels)
+    assert probe["default_levels"] == list(load_config(REPO / "conf" / "web-scale.yaml").fit.levels)
 
 
 def test_names_and_paths_resolve_in_the_checkout(tmp_path):
-    assert {"default", "cluster-gpu", "demo"} <= set(available_configs())
+    assert {"web-scale", "cluster-gpu", "demo"} <= set(available_configs())
     by_name = load_config("cluster-gpu")
     assert by_name == load_config(str(REPO / "conf" / "cluster-gpu.yaml"))
-    assert by_name != load_config("default")
+    assert by_name != load_config("web-scale")
     own = tmp_path / "mine.yaml"
     own.write_text("fit:\n  seed: 7\n")
     assert load_config(str(own)).fit.seed == 7
@@ -146,4 +217,12 @@ def test_unknown_config_name_is_a_clean_error(capsys):
     code, _, err = run_cli(
         capsys, "stats", "--config", "no-such-conf", "--table", "t", "--out", "o"
     )
-    assert_clean_error(code, err, "no-such-conf", "default")
+    assert_clean_error(code, err, "no-such-conf", "web-scale")
+
+
+def test_no_shipped_config_is_called_default_but_the_old_name_still_resolves():
+    """A run without --config uses the built-in defaults; the shipped web-scale config is
+    not them, so it is not called ``default`` (the old name maps to it)."""
+    assert "default" not in available_configs()
+    assert load_config("web-scale") != load_config(None)
+    assert load_config("default") == load_config("web-scale")
