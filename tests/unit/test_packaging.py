@@ -72,7 +72,7 @@ def test_the_wheel_declares_what_the_default_paths_import(dist):
     assert {"onnx", "onnxruntime", "faiss-cpu", "torch", "sentence-transformers"} <= set(hard)
     assert "deltalake" not in hard  # delta-rs only serves a laptop without the Delta jars
     assert "deltalake" in _by_name(requires, "local")
-    assert "mlflow" in _by_name(requires, "mlflow")
+    assert "mlflow-skinny" in _by_name(requires, "mlflow")  # the client, without the server
 
 
 @pytest.mark.parametrize(
