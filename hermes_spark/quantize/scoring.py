@@ -5,9 +5,11 @@ Driver side, no Spark: :func:`score_codebook` takes the fitting-side and held-ou
 baselines on the fitting-side rows in the codebook's LST space and scores every method
 per level with the functions of :mod:`hermes_spark.quantize.metrics`.
 
-Spaces: relative MSE is measured in the LST space (where the codes live; all methods see
-the same vectors); silhouette, Davies-Bouldin and Calinski-Harabasz on the model-space
-vectors, so that codebooks with different LSTs are compared on the same geometry.
+Spaces: every partition metric (within-cell MSE, silhouette, Davies-Bouldin,
+Calinski-Harabasz) is computed twice, on the embedding model's vectors (``spaces.model``,
+the space users, target rules and dedup work in; the goals are judged there) and in the
+codebook's LST space (``spaces.lst``). ``relative_mse`` is the quantiser's own
+reconstruction error and lives in the LST space only (that is where the codewords are).
 """
 
 from __future__ import annotations
@@ -25,12 +27,26 @@ from hermes_spark.quantize import metrics as m
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.quantize.lst import as_float32_matrix
 
-__all__ = ["BASELINES", "method_row", "score_codebook"]
+__all__ = ["BASELINES", "SPACES", "method_row", "partition_metrics", "score_codebook"]
 
 log = logging.getLogger(__name__)
 
 #: Baselines ``score_codebook`` can fit (all by default).
 BASELINES = ("kmeans", "bisecting_kmeans", "faiss_rq")
+_GEOMETRY = ("silhouette_cosine", "davies_bouldin", "calinski_harabasz")
+#: The spaces partition metrics are reported in; goals are judged in the first.
+SPACES = ("model", "lst")
+
+
+def partition_metrics(x: np.ndarray, cells: np.ndarray, geometry: bool = True) -> dict[str, Any]:
+    """Within-cell MSE and (with ``geometry``) the three cluster-validity scores of ``cells``
+    on the rows ``x``, all in the space of ``x``."""
+    out: dict[str, Any] = {"cell_mse": m.cell_mse(x, cells)}
+    if geometry:
+        out["silhouette_cosine"] = m.silhouette_cosine(x, cells)
+        out["davies_bouldin"] = m.davies_bouldin(x, cells)
+        out["calinski_harabasz"] = m.calinski_harabasz(x, cells)
+    return out
 
 
 def method_row(
@@ -47,7 +63,12 @@ def method_row(
     dead_codes: int | None = None,
     geometry: bool = True,
 ) -> dict[str, Any]:
-    """Every metric of one method at one level on the held-out rows."""
+    """Every metric of one method at one level on the held-out rows.
+
+    ``z`` are the rows in the LST space, ``x`` the same rows in the model's space;
+    ``spaces`` holds :func:`partition_metrics` for both, and the top-level geometric
+    scores repeat the model-space ones.
+    """
     usage = m.code_usage(cells, k)
     row: dict[str, Any] = {
         "method": name,
@@ -59,10 +80,14 @@ def method_row(
         "collision_rate": m.collision_rate(cells),
         "fit_seconds": fit_seconds,
     }
+    spaces = {
+        "model": partition_metrics(x, cells, geometry),
+        "lst": partition_metrics(z, cells, geometry),
+    }
+    row["spaces"] = spaces
+    row["cell_mse_model"] = spaces["model"]["cell_mse"]
     if geometry:
-        row["silhouette_cosine"] = m.silhouette_cosine(x, cells)
-        row["davies_bouldin"] = m.davies_bouldin(x, cells)
-        row["calinski_harabasz"] = m.calinski_harabasz(x, cells)
+        row.update({key: spaces["model"][key] for key in _GEOMETRY})
     row["labels"] = {col: m.label_scores(truth, cells) for col, truth in labels.items()}
     return row
 
