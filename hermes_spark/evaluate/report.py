@@ -190,7 +190,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         f"evaluation of codebook {report['codebook_version']}: {report['eval_rows']} held-out "
         f"documents ({'disjoint from' if s['disjoint_from_fit'] else 'OVERLAPPING'} the fit "
         f"sample), baselines fitted on {report['baseline_fit_rows']}",
-        f"  {'level':<5} {'method':<17} {'k':>7} {'rel MSE':>8} {'cellMSE':>8} {'perplex':>8} {'imbal':>6} "
+        f"  {'level':<5} {'method':<17} {'k':>7} {'rel MSE':>8} {'cellMSE':>8} {'perplex':>8} "
+        f"{'imbal':>6} "
         f"{'dead':>6} {'silh':>6}" + "".join(f" {'NMI ' + c:>10}" for c in report["label_cols"]),
     ]
     for r in report["methods"]:

@@ -233,5 +233,5 @@ def test_score_codebook_reports_partition_metrics_in_both_spaces(split) -> None:
         assert row["cell_mse_model"] == row["spaces"]["model"]["cell_mse"]
         assert row["silhouette_cosine"] == row["spaces"]["model"]["silhouette_cosine"]
     # the two spaces really differ (an 8-dim whitened LST of 16-dim vectors)
-    ours = [r for r in report["methods"] if r["method"] == "hermes"][0]["spaces"]
+    ours = next(r for r in report["methods"] if r["method"] == "hermes")["spaces"]
     assert ours["model"]["cell_mse"] != pytest.approx(ours["lst"]["cell_mse"], rel=1e-3)
