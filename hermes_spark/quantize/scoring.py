@@ -98,6 +98,7 @@ def _baseline_rows(
     x: np.ndarray,
     labels: Mapping[str, np.ndarray],
     sizes: Sequence[int],
+    geometry: bool = True,
 ) -> list[dict[str, Any]]:
     rows = []
     for i, level in enumerate(fit.levels):
@@ -116,6 +117,7 @@ def _baseline_rows(
                 labels,
                 fit_seconds=fit.fit_seconds,
                 dead_codes=dead,
+                geometry=geometry,
             )
         )
     return rows
@@ -130,13 +132,15 @@ def score_codebook(
     seed: int = 0,
     baselines: Sequence[str] = BASELINES,
     max_baseline_k: int | None = None,
+    geometry: bool = True,
 ) -> dict[str, Any]:
     """Per-level metrics of ``codebook`` and of the baselines on ``eval_x``.
 
     ``fit_x`` (fitting-side sample, model space) trains the baselines; without it only the
     codebook is scored. Flat and bisecting k-means run at ``K1`` and ``K1*K2`` cells
     (capped at ``max_baseline_k``, default ``len(fit_x) // 2``; the cap is reported as
-    ``k``); faiss's ``ResidualQuantizer`` uses the codebook's level sizes. Returns
+    ``k``); faiss's ``ResidualQuantizer`` uses the codebook's level sizes. ``geometry``
+    False skips the O(n^2) silhouette and the other validity scores. Returns
     ``{"methods": [row, ...], "baseline_fit_rows": n}`` with one row per (method, level).
     """
     labels = dict(labels or {})
@@ -171,6 +175,7 @@ def score_codebook(
                 labels,
                 fit_seconds=codebook.fit.get("fit_seconds"),
                 dead_codes=dead,
+                geometry=geometry,
             )
         )
     n_fit = 0
@@ -182,12 +187,12 @@ def score_codebook(
         for level, k in enumerate(targets, start=1):
             if "kmeans" in baselines:
                 fitted = bl.flat_kmeans(fz, z, min(k, cap), level, seed)
-                rows += _baseline_rows(fitted, z, x, labels, sizes)
+                rows += _baseline_rows(fitted, z, x, labels, sizes, geometry)
             if "bisecting_kmeans" in baselines:
                 fitted = bl.bisecting_kmeans(fz, z, min(k, cap), level, seed)
-                rows += _baseline_rows(fitted, z, x, labels, sizes)
+                rows += _baseline_rows(fitted, z, x, labels, sizes, geometry)
         if "faiss_rq" in baselines and n_fit >= max(sizes):
             fitted = bl.faiss_residual(fz, z, sizes, seed)
             if fitted is not None:
-                rows += _baseline_rows(fitted, z, x, labels, sizes)
+                rows += _baseline_rows(fitted, z, x, labels, sizes, geometry)
     return {"methods": rows, "baseline_fit_rows": n_fit, "eval_rows": int(x.shape[0])}
