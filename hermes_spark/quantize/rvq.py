@@ -84,9 +84,41 @@ def nearest_in_parent(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest of the ``k`` codewords of each row's own parent: ``book`` is ``(P * k, r)``,
     parent ``p``'s codewords are rows ``p*k .. p*k+k-1``. Returns ``(idx int32 in [0, k),
-    dist float32)`` like :func:`nearest_centroids`; ``P = 1`` is the shared case."""
+    dist float32)`` like :func:`nearest_centroids`; ``P = 1`` is the shared case.
+
+    With many rows per parent, rows are grouped by parent (a stable sort) and each group is
+    searched with one matrix product against its parent's codewords; with few, each row's
+    codewords are gathered in bounded chunks (:func:`_nearest_gathered`).
+    """
     if book.shape[0] == k:
         return nearest_centroids(x, book)
+    order = np.argsort(parent, kind="stable")
+    ordered = parent[order]
+    cuts = np.flatnonzero(np.diff(ordered)) + 1
+    if x.shape[0] < _MIN_GROUP_ROWS * (len(cuts) + 1):
+        return _nearest_gathered(x, book, parent, k)
+    idx = np.empty(x.shape[0], dtype=np.int32)
+    dist = np.empty(x.shape[0], dtype=np.float32)
+    for start, stop in zip(
+        np.concatenate([[0], cuts]), np.concatenate([cuts, [len(order)]]), strict=True
+    ):
+        if stop <= start:
+            continue
+        rows = order[start:stop]
+        p = int(ordered[start])
+        best, d = nearest_centroids(x[rows], book[p * k : (p + 1) * k])
+        idx[rows], dist[rows] = best, d
+    return idx, dist
+
+
+#: Mean rows per parent from which grouping by parent beats gathering codewords per row.
+_MIN_GROUP_ROWS = 32
+
+
+def _nearest_gathered(
+    x: np.ndarray, book: np.ndarray, parent: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_in_parent` by gathering each row's ``k`` codewords, in row chunks."""
     blocks = book.reshape(-1, k, book.shape[1])
     sq = np.einsum("pkr,pkr->pk", blocks, blocks)
     idx = np.empty(x.shape[0], dtype=np.int32)
@@ -94,12 +126,11 @@ def nearest_in_parent(
     step = max(1, _MAX_BLOCK_ELEMS // max(k * x.shape[1], 1))
     for start in range(0, x.shape[0], step):
         block, par = x[start : start + step], parent[start : start + step]
-        scores = np.einsum("mr,mkr->mk", block, blocks[par])
+        scores = np.matmul(blocks[par], block[:, :, None])[:, :, 0]
         scores *= -2.0
         scores += sq[par]
         best = np.argmin(scores, axis=1)
-        rows = np.arange(block.shape[0])
-        chosen = scores[rows, best] + np.einsum("ij,ij->i", block, block)
+        chosen = scores[np.arange(block.shape[0]), best] + np.einsum("ij,ij->i", block, block)
         idx[start : start + step] = best
         dist[start : start + step] = np.maximum(chosen, 0.0)
     return idx, dist

@@ -15,7 +15,7 @@ from hermes_spark.errors import ArtifactError, InvalidConfigError
 from hermes_spark.quantize.codebook import METADATA_FILE, Codebook, fit_codebook
 from hermes_spark.quantize.metrics import prefix_cells
 from hermes_spark.quantize.options import QuantizerOptions
-from hermes_spark.quantize.rvq import RVQ, fit_rvq
+from hermes_spark.quantize.rvq import RVQ, fit_rvq, nearest_in_parent
 
 MODEL = {"name": "test/mini", "dim": 12, "max_seq_length": 64}
 
@@ -145,3 +145,18 @@ def test_bad_tree_settings_are_config_errors() -> None:
     assert FitConfig(stage_books="per_parent").quantizer_options().stage_books == "per_parent"
     with pytest.raises(ArtifactError, match="multiple"):
         RVQ((np.zeros((4, 3)), np.zeros((10, 3))), (0, 1))
+
+
+@pytest.mark.parametrize("parents", [3, 400])
+def test_grouped_and_gathered_search_agree_with_brute_force(parents: int) -> None:
+    """Both search paths (few parents: grouped products; many: gathered codewords) pick the
+    nearest of the row's own parent's codewords."""
+    rng = np.random.default_rng(parents)
+    x = rng.standard_normal((2000, 6)).astype(np.float32)
+    book = rng.standard_normal((parents * 5, 6)).astype(np.float32)
+    parent = rng.integers(0, parents, size=2000)
+    idx, dist = nearest_in_parent(x, book, parent, 5)
+    own = book.reshape(parents, 5, 6)[parent]
+    d = np.square(x[:, None] - own).sum(-1)
+    np.testing.assert_array_equal(idx, d.argmin(axis=1))
+    np.testing.assert_allclose(dist, d.min(axis=1), rtol=1e-4, atol=1e-4)
