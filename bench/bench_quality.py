@@ -67,7 +67,8 @@ def embed_cached(
 
     name = Path(path).stem
     table = pq.read_table(path).to_pandas()
-    table = table.sample(n=min(n, len(table)), random_state=0).reset_index(drop=True)
+    n = min(n, len(table))
+    table = table.sample(n=n, random_state=0).reset_index(drop=True)
     cache.mkdir(parents=True, exist_ok=True)
     texts = table["text"].tolist()
     parts = []
