@@ -86,6 +86,7 @@ OTHER_TOOLS = {
     "--threads",
     "--pools",
     "--budget-share",
+    "--held",
     # the Databricks CLI
     "--profile",
     # named in docs/sampling.md as not built yet (multi-phase plans, carried weights)
