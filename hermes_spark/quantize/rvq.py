@@ -472,6 +472,41 @@ def check_levels(levels: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(s) for s in items)
 
 
+def _check_fit(
+    x: np.ndarray,
+    levels: Sequence[int],
+    n_iter: int,
+    max_points_per_centroid: int,
+    init: Sequence[np.ndarray] | None,
+    stage_books: str,
+    refine_iters: int,
+) -> tuple[tuple[int, ...], np.ndarray, tuple[int, ...]]:
+    """Validated ``(sizes, float32 sample, parent depths)`` of a :func:`fit_rvq` call."""
+    from hermes_spark.quantize.tree import STAGE_BOOKS, parent_depths
+
+    sizes = check_levels(levels)
+    arr = as_float32_matrix(x, "RVQ training sample")
+    if arr.shape[0] < max(sizes):
+        raise InvalidConfigError(
+            f"level sizes {','.join(map(str, sizes))} need at least {max(sizes)} "
+            f"training documents, got {arr.shape[0]}"
+        )
+    if n_iter < 1:
+        raise InvalidConfigError(f"n_iter must be at least 1, got {n_iter}")
+    if max_points_per_centroid < 1:
+        raise InvalidConfigError(
+            f"max_points_per_centroid must be at least 1, got {max_points_per_centroid}"
+        )
+    if init is not None and [np.shape(c)[0] for c in init] != list(sizes):
+        raise InvalidConfigError("init codebooks must have the level sizes")
+    if stage_books not in STAGE_BOOKS:
+        raise InvalidConfigError(f"stage_books must be one of {', '.join(STAGE_BOOKS)}")
+    depths = parent_depths(stage_books, len(sizes))
+    if any(depths) and refine_iters > 0:
+        raise InvalidConfigError("refine_iters works with shared stage codebooks only")
+    return sizes, arr, depths
+
+
 def fit_rvq(
     x: np.ndarray,
     levels: Sequence[int],
@@ -504,29 +539,12 @@ def fit_rvq(
     per-round relative MSE after greedy re-encoding.
     """
     t0 = time.perf_counter()
-    sizes = check_levels(levels)
-    arr = as_float32_matrix(x, "RVQ training sample")
-    n = arr.shape[0]
-    if n < max(sizes):
-        raise InvalidConfigError(
-            f"level sizes {','.join(map(str, sizes))} need at least {max(sizes)} "
-            f"training documents, got {n}"
-        )
-    if n_iter < 1:
-        raise InvalidConfigError(f"n_iter must be at least 1, got {n_iter}")
-    if max_points_per_centroid < 1:
-        raise InvalidConfigError(
-            f"max_points_per_centroid must be at least 1, got {max_points_per_centroid}"
-        )
-    if init is not None and [np.shape(c)[0] for c in init] != list(sizes):
-        raise InvalidConfigError("init codebooks must have the level sizes")
-    from hermes_spark.quantize.tree import STAGE_BOOKS, fit_parent_books, parent_depths
+    sizes, arr, depths = _check_fit(
+        x, levels, n_iter, max_points_per_centroid, init, stage_books, refine_iters
+    )
+    from hermes_spark.quantize.tree import fit_parent_books  # tree imports this module
 
-    if stage_books not in STAGE_BOOKS:
-        raise InvalidConfigError(f"stage_books must be one of {', '.join(STAGE_BOOKS)}")
-    depths = parent_depths(stage_books, len(sizes))
-    if any(depths) and refine_iters > 0:
-        raise InvalidConfigError("refine_iters works with shared stage codebooks only")
+    n = arr.shape[0]
 
     total = _total_energy(arr)
     residual = arr.copy()
@@ -554,15 +572,10 @@ def fit_rvq(
         if depth:
             n_parents = math.prod(sizes[:depth])
             centroids, tally = fit_parent_books(
-                residual,
-                parent,
-                n_parents,
-                centroids,
-                rng,
-                n_iter=n_iter,
+                residual, parent, n_parents, centroids, rng, n_iter=n_iter,
                 max_points_per_centroid=max_points_per_centroid,
                 fresh=stage_books == "per_parent",
-            )
+            )  # fmt: skip
             extra = {"train_rows": n, "parents": n_parents, "parent_fits": tally}
         codes, _ = nearest_in_parent(residual, centroids, parent, k)
         residual -= centroids[parent * k + codes]
@@ -574,13 +587,8 @@ def fit_rvq(
         books.append(centroids)
         log.info(
             "RVQ stage %d: K=%d rel_mse=%.4f perplexity=%.1f dead=%d splits=%d",
-            level,
-            k,
-            rel,
-            stage["perplexity"],
-            stage["dead_codes"],
-            splits,
-        )
+            level, k, rel, stage["perplexity"], stage["dead_codes"], splits,
+        )  # fmt: skip
     model = RVQ(tuple(books), depths)
     report: dict[str, Any] = {"stages": stages}
     if refine_iters > 0:
