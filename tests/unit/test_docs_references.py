@@ -87,6 +87,7 @@ OTHER_TOOLS = {
     "--pools",
     "--budget-share",
     "--held",
+    "--flat-rows",
     # the Databricks CLI
     "--profile",
     # named in docs/sampling.md as not built yet (multi-phase plans, carried weights)
