@@ -51,24 +51,38 @@ VARIANTS: dict[str, tuple[QuantizerOptions, int | None]] = {
 CHUNK = 250
 
 
-def embed_cached(path: str, n: int, cache: Path, max_seq_length: int) -> tuple[np.ndarray, Any]:
-    """Vectors and metadata of a seeded ``n``-document sample, embedded once and cached."""
+DEFAULT_CACHE = Path.home() / ".cache" / "hermes-spark-bench"
+
+
+def embed_cached(
+    path: str, n: int, cache: Path, max_seq_length: int, budget_s: float | None = None
+) -> tuple[np.ndarray, Any]:
+    """Vectors and metadata of a seeded ``n``-document sample, embedded once and cached.
+
+    With ``budget_s``, embedding of new chunks stops once that many seconds have passed and
+    the cached prefix of the sample (itself a seeded sample) is returned.
+    """
+    t0 = time.perf_counter()
     from hermes_spark.embedding import embed_texts, load_model
 
     name = Path(path).stem
     table = pq.read_table(path).to_pandas()
-    table = table.sample(n=min(n, len(table)), random_state=0).reset_index(drop=True)
+    n = min(n, len(table))
+    table = table.sample(n=n, random_state=0).reset_index(drop=True)
     cache.mkdir(parents=True, exist_ok=True)
     texts = table["text"].tolist()
     parts = []
     model = None
     for i in range(0, len(texts), CHUNK):
         f = cache / f"{name}.n{n}.s{max_seq_length}.{i:05d}.npy"
+        if not f.exists() and budget_s is not None and time.perf_counter() - t0 > budget_s:
+            break
         if not f.exists():
             model = model or load_model("all-MiniLM-L6-v2", max_seq_length, "cpu")
             np.save(f, embed_texts(model, texts[i : i + CHUNK], 64).astype(np.float32))
         parts.append(np.load(f))
-    return np.concatenate(parts), table.drop(columns=["text"])
+    x = np.concatenate(parts)
+    return x, table.drop(columns=["text"]).iloc[: len(x)].reset_index(drop=True)
 
 
 def measure(
@@ -149,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument(
-        "--cache", default=os.environ.get("HERMES_VECTOR_CACHE", "/tmp/quant_cache")
+        "--cache", default=os.environ.get("HERMES_VECTOR_CACHE", str(DEFAULT_CACHE))
     )
     parser.add_argument("--out", help="write the JSON result here")
     args = parser.parse_args(argv)

@@ -142,28 +142,30 @@ def part_1b(x: np.ndarray, levels: list[int], args: argparse.Namespace) -> None:
     lst_b = LST.fit(x[:rows], out_dim=min(args.lst_dim, x.shape[1]))
     z = lst_b.transform(x[:rows])
     z_fit, z_held = z[: rows // 2], z[rows // 2 :]
-    (rvq_z, _), rvq_s = timed(lambda: fit_rvq(z_fit, levels, seed=args.seed, n_iter=args.n_iter))
     k12 = levels[0] * levels[1]
     km = faiss.Kmeans(
         z.shape[1], k12, niter=args.n_iter, seed=args.seed, max_points_per_centroid=256
     )
     _, km_s = timed(km.train, z_fit)
-    codes_z, _ = rvq_z.encode(z_held)
-    rel12 = prefix_rel_mse(z_held, [rvq_z.decode(codes_z, n_levels=2)])[0]
     _, assign = km.index.search(z_held, 1)
     rel_km = prefix_rel_mse(z_held, [km.centroids[assign[:, 0]]])[0]
     print(
         f"\n1b. L12 vs flat k-means with {k12} centroids (fit on {len(z_fit)}, scored on "
         f"{len(z_held)} held-out rows, LST dim {z.shape[1]})"
     )
-    print(
-        f"   fit seconds  ours (all {len(levels)} stages) {rvq_s:.2f}, "
-        f"flat k-means {km_s:.2f}, ratio {rvq_s / km_s:.3f}"
-    )
-    print(
-        f"   rel MSE      ours L12 {rel12:.4f}, flat k-means {rel_km:.4f}, "
-        f"ratio {rel12 / rel_km:.4f}"
-    )
+    for books in args.stage_books.split(","):
+        (rvq_z, _), rvq_s = timed(
+            lambda b=books: fit_rvq(
+                z_fit, levels, seed=args.seed, n_iter=args.n_iter, stage_books=b
+            )
+        )
+        codes_z, _ = rvq_z.encode(z_held)
+        rel12 = prefix_rel_mse(z_held, [rvq_z.decode(codes_z, n_levels=2)])[0]
+        print(
+            f"   stage_books={books}: fit seconds ours (all {len(levels)} stages) {rvq_s:.2f}, "
+            f"flat k-means {km_s:.2f}, ratio {rvq_s / km_s:.3f}; rel MSE ours L12 "
+            f"{rel12:.4f}, flat k-means {rel_km:.4f}, ratio {rel12 / rel_km:.4f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -183,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
         "--flat-rows", type=int, default=100_000, help="rows for part 1b (0 skips it)"
     )
     parser.add_argument("--only-1b", action="store_true", help="run only part 1b")
+    parser.add_argument(
+        "--stage-books", default="shared,per_parent", help="stage codebook options of part 1b"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import faiss

@@ -128,6 +128,7 @@ class FitConfig:
     refine_iters: int = 0
     balance: float = 0.0
     kmeans: str = "euclidean"
+    stage_books: str = "shared"
 
     def quantizer_options(self) -> QuantizerOptions:
         """The quantizer options of this section (validated)."""
@@ -139,6 +140,7 @@ class FitConfig:
             refine_iters=self.refine_iters,
             balance=self.balance,
             kmeans=self.kmeans,
+            stage_books=self.stage_books,
         )
 
     def __post_init__(self) -> None:

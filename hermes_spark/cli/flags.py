@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hermes_spark.config import CORPUS_FORMATS, HermesConfig
-from hermes_spark.quantize.options import KMEANS_KINDS, LST_KINDS, ROTATIONS
+from hermes_spark.quantize.options import KMEANS_KINDS, LST_KINDS, ROTATIONS, STAGE_BOOKS
 
 
 @dataclass(frozen=True)
@@ -415,6 +415,12 @@ COMMANDS: tuple[Command, ...] = (
                 key="fit.kmeans",
                 choices=KMEANS_KINDS,
                 help="k-means flavour of every stage",
+            ),
+            flag(
+                "--stage-books",
+                key="fit.stage_books",
+                choices=STAGE_BOOKS,
+                help="residual codebooks of stages 2..: shared, or one per parent cell",
             ),
             MLFLOW,
         ),

@@ -10,6 +10,9 @@ cache folder (``$HERMES_CACHE_DIR``, default ``~/.cache/hermes-spark``) on first
 reused: for ONNX Runtime traced with eager attention and fused by its transformer
 optimizer, for OpenVINO the plain SDPA trace; ``int8`` is dynamic quantization with
 per-channel int8 weights (per-tensor weights lose too much: mean cosine 0.949 vs 0.995).
+Dynamic quantization scales the activations per tensor, i.e. per run, so int8 graphs run
+every document alone and unpadded (:func:`run_rows_alone`): a document's vector, and so its
+codes, never depend on its batch-mates (partitioning, sort window, token budget).
 """
 
 from __future__ import annotations
@@ -80,6 +83,22 @@ def cache_dir() -> Path:
     return fallback
 
 
+def run_rows_alone(
+    run: Callable[[np.ndarray, np.ndarray], np.ndarray], ids: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """``run`` on each row of a padded batch by itself, without its padding.
+
+    Dynamically quantized graphs compute one activation scale per tensor; run on a batch,
+    that scale (and a document's vector) would depend on the other rows and on the padding.
+    """
+    out: list[np.ndarray] = []
+    for row_ids, row_mask in zip(ids, mask, strict=True):
+        keep = row_mask.astype(bool)
+        one = np.ascontiguousarray(row_ids[keep][None, :])
+        out.append(run(one, np.ones_like(one)))
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
 class TorchBackend:
     """The sentence-transformers model in PyTorch on ``device`` at ``precision``."""
 
@@ -133,7 +152,12 @@ class OnnxBackend:
         self.path = path
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Unit float32 embeddings ``(rows, dim)``."""
+        """Unit float32 embeddings ``(rows, dim)``; int8 runs each row alone."""
+        if self.precision == "int8":
+            return run_rows_alone(self._run, ids, mask)
+        return self._run(ids, mask)
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         (out,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
         return np.asarray(out, dtype=np.float32)
 
@@ -159,7 +183,12 @@ class OpenVinoBackend:
         self.path = path
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Unit float32 embeddings ``(rows, dim)``."""
+        """Unit float32 embeddings ``(rows, dim)``; int8 runs each row alone."""
+        if self.precision == "int8":
+            return run_rows_alone(self._run, ids, mask)
+        return self._run(ids, mask)
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         out = self.compiled({"input_ids": ids, "attention_mask": mask})[self.output]
         return np.asarray(out, dtype=np.float32)
 

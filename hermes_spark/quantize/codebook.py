@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -36,6 +37,7 @@ from hermes_spark.errors import ArtifactError, InvalidConfigError
 from hermes_spark.quantize.lst import LST, as_float32_matrix
 from hermes_spark.quantize.options import QuantizerOptions
 from hermes_spark.quantize.rvq import RVQ, check_levels, fit_rvq
+from hermes_spark.quantize.tree import parent_depths
 
 __all__ = ["ARRAYS_FILE", "FORMAT_VERSION", "METADATA_FILE", "Codebook", "fit_codebook"]
 
@@ -229,7 +231,14 @@ class Codebook:
         expected = {"lst.mean": [dim], "lst.components": [dim, out_dim], "lst.scale": [out_dim]}
         if lst_params.get("rotation") == "opq":
             expected["lst.rotation"] = [out_dim, out_dim]
-        expected.update({_array_name(i): [k, out_dim] for i, k in enumerate(levels)})
+        quantizer = meta.get("quantizer") or {}
+        depths = parent_depths(str(quantizer.get("stage_books", "shared")), len(levels))
+        expected.update(
+            {
+                _array_name(i): [math.prod(levels[:d]) * k, out_dim]
+                for i, (k, d) in enumerate(zip(levels, depths, strict=True))
+            }
+        )
         if set(arrays) != set(expected):
             raise ArtifactError(
                 f"codebook {root}: arrays {sorted(arrays)} do not match levels {levels} "
@@ -249,7 +258,7 @@ class Codebook:
                 power=float(lst_params.get("whiten_power", 0.5)),
                 kind=str(lst_params.get("kind", "pca_whiten")),
             )
-            rvq = RVQ(tuple(arrays[_array_name(i)] for i in range(len(levels))))
+            rvq = RVQ(tuple(arrays[_array_name(i)] for i in range(len(levels))), depths)
             book = cls(
                 lst=lst,
                 rvq=rvq,
@@ -380,6 +389,7 @@ def fit_codebook(
     explained = kept_var / total_var if total_var > 0 else 1.0
 
     rvq_kw = {
+        "stage_books": opts.stage_books,
         "seed": seed,
         "spherical": opts.kmeans == "spherical",
         "balance": opts.balance,

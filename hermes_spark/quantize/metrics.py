@@ -17,6 +17,7 @@ from hermes_spark.errors import InvalidInputError
 __all__ = [
     "adjusted_rand",
     "calinski_harabasz",
+    "cell_mse",
     "code_usage",
     "collision_rate",
     "davies_bouldin",
@@ -56,6 +57,21 @@ def relative_mse(x: np.ndarray, reconstruction: np.ndarray) -> float:
     total = float(np.square(x64 - x64.mean(axis=0)).sum())
     err = float(np.square(x64 - np.asarray(reconstruction, dtype=np.float64)).sum())
     return err / total if total > 0 else 0.0
+
+
+def cell_mse(x: np.ndarray, cells: np.ndarray) -> float:
+    """Within-cell energy over total: ``sum_i ||x_i - mean(cell(i))||^2 / sum ||x - mean||^2``.
+
+    The k-means objective of the partition ``cells`` in the space of ``x`` (each cell
+    represented by the mean of its own rows), so it compares any two partitions of the same
+    rows, whatever produced them; 0.0 when the rows have no spread.
+    """
+    arr, lab, k = _check_geometry(x, cells)
+    total = float(np.square(arr - arr.mean(axis=0)).sum())
+    if total <= 0:
+        return 0.0
+    cent, _ = _centroids(arr, lab, k)
+    return float(np.square(arr - cent[lab]).sum()) / total
 
 
 def entropy(counts: np.ndarray) -> float:

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hermes_spark.errors import InvalidConfigError
+from hermes_spark.quantize.tree import STAGE_BOOKS
 
-__all__ = ["KMEANS_KINDS", "LST_KINDS", "ROTATIONS", "QuantizerOptions"]
+__all__ = ["KMEANS_KINDS", "LST_KINDS", "ROTATIONS", "STAGE_BOOKS", "QuantizerOptions"]
 
 LST_KINDS = ("pca", "none")
 ROTATIONS = ("none", "opq")
@@ -47,6 +48,12 @@ class QuantizerOptions:
             cells and out of tiny ones. Encoding stays plain nearest-centroid.
         kmeans: ``euclidean`` or ``spherical`` (stage-1 centroids are kept on the unit
             sphere, i.e. cosine k-means; residual stages stay Euclidean).
+        stage_books: ``shared`` (one residual codebook per stage), ``per_parent`` (stages
+            2.. get one codebook per parent cell, fitted fresh on that cell's rows: the
+            hierarchical k-means) or ``refined`` (the shared codebook refined per parent).
+            Encoding stays greedy, so prefixes are still true coarse labels; not combined
+            with ``rotation=opq`` or ``refine_iters``. Recorded only when not ``shared``
+            (so default fits keep their versions).
     """
 
     lst: str = "pca"
@@ -56,6 +63,7 @@ class QuantizerOptions:
     refine_iters: int = 0
     balance: float = 0.0
     kmeans: str = "euclidean"
+    stage_books: str = "shared"
 
     def __post_init__(self) -> None:
         if self.lst not in LST_KINDS:
@@ -79,7 +87,19 @@ class QuantizerOptions:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 _bad(key, f"must be a non-negative integer, got {value!r}")
+        if self.stage_books not in STAGE_BOOKS:
+            _bad("stage_books", f"{self.stage_books!r} is not one of {', '.join(STAGE_BOOKS)}")
+        if self.stage_books != "shared" and (self.rotation != "none" or self.refine_iters):
+            _bad(
+                "stage_books",
+                f"{self.stage_books} codebooks cannot be combined with rotation=opq or "
+                "refine_iters > 0 (both re-fit shared codebooks)",
+            )
 
     def params(self) -> dict[str, Any]:
-        """JSON-able form recorded in the artifact (part of its content hash)."""
-        return asdict(self)
+        """JSON-able form recorded in the artifact (part of its content hash); the default
+        ``stage_books`` is left out so that default fits hash as before it existed."""
+        out = asdict(self)
+        if out["stage_books"] == "shared":
+            del out["stage_books"]
+        return out

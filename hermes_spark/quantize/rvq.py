@@ -19,7 +19,14 @@ import numpy as np
 from hermes_spark.errors import ArtifactError, InvalidConfigError, InvalidInputError
 from hermes_spark.quantize.lst import as_float32_matrix
 
-__all__ = ["RVQ", "check_levels", "fit_rvq", "nearest_centroids", "refine_codebooks"]
+__all__ = [
+    "RVQ",
+    "check_levels",
+    "fit_rvq",
+    "nearest_centroids",
+    "nearest_in_parent",
+    "refine_codebooks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +79,98 @@ def nearest_centroids(
     return idx, dist
 
 
+def nearest_in_parent(
+    x: np.ndarray, book: np.ndarray, parent: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest of the ``k`` codewords of each row's own parent: ``book`` is ``(P * k, r)``,
+    parent ``p``'s codewords are rows ``p*k .. p*k+k-1``. Returns ``(idx int32 in [0, k),
+    dist float32)`` like :func:`nearest_centroids`; ``P = 1`` is the shared case.
+
+    With many rows per parent, rows are grouped by parent (a stable sort) and each group is
+    searched with one matrix product against its parent's codewords; with few, each row's
+    codewords are gathered in bounded chunks (:func:`_nearest_gathered`).
+    """
+    if book.shape[0] == k:
+        return nearest_centroids(x, book)
+    order = np.argsort(parent, kind="stable")
+    ordered = parent[order]
+    cuts = np.flatnonzero(np.diff(ordered)) + 1
+    if x.shape[0] < _MIN_GROUP_ROWS * (len(cuts) + 1):
+        return _nearest_gathered(x, book, parent, k)
+    idx = np.empty(x.shape[0], dtype=np.int32)
+    dist = np.empty(x.shape[0], dtype=np.float32)
+    for start, stop in zip(
+        np.concatenate([[0], cuts]), np.concatenate([cuts, [len(order)]]), strict=True
+    ):
+        if stop <= start:
+            continue
+        rows = order[start:stop]
+        p = int(ordered[start])
+        best, d = nearest_centroids(x[rows], book[p * k : (p + 1) * k])
+        idx[rows], dist[rows] = best, d
+    return idx, dist
+
+
+#: Mean rows per parent from which grouping by parent beats gathering codewords per row.
+_MIN_GROUP_ROWS = 32
+
+
+def _nearest_gathered(
+    x: np.ndarray, book: np.ndarray, parent: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_in_parent` by gathering each row's ``k`` codewords, in row chunks."""
+    blocks = book.reshape(-1, k, book.shape[1])
+    sq = np.einsum("pkr,pkr->pk", blocks, blocks)
+    idx = np.empty(x.shape[0], dtype=np.int32)
+    dist = np.empty(x.shape[0], dtype=np.float32)
+    step = max(1, _MAX_BLOCK_ELEMS // max(k * x.shape[1], 1))
+    for start in range(0, x.shape[0], step):
+        block, par = x[start : start + step], parent[start : start + step]
+        scores = np.matmul(blocks[par], block[:, :, None])[:, :, 0]
+        scores *= -2.0
+        scores += sq[par]
+        best = np.argmin(scores, axis=1)
+        chosen = scores[np.arange(block.shape[0]), best] + np.einsum("ij,ij->i", block, block)
+        idx[start : start + step] = best
+        dist[start : start + step] = np.maximum(chosen, 0.0)
+    return idx, dist
+
+
+def _packed(codes: np.ndarray, sizes: Sequence[int], depth: int) -> np.ndarray:
+    """Packed prefix id of the first ``depth`` code columns (0 for depth 0), int64."""
+    out = np.zeros(codes.shape[0], dtype=np.int64)
+    for j in range(depth):
+        out = out * int(sizes[j]) + codes[:, j]
+    return out
+
+
+def _sizes_from_books(books: Sequence[np.ndarray], depths: Sequence[int]) -> tuple[int, ...]:
+    """Stage sizes of parent-indexed books: stage ``k`` holds ``prod(K_<depth_k) * K_k`` rows."""
+    sizes: list[int] = []
+    for i, (book, depth) in enumerate(zip(books, depths, strict=True)):
+        if not 0 <= depth <= i:
+            raise ArtifactError(f"RVQ stage {i + 1} cannot be keyed by {depth} earlier stages")
+        parents = math.prod(sizes[:depth])
+        if book.shape[0] % parents:
+            raise ArtifactError(
+                f"RVQ codebook {i} has {book.shape[0]} rows, not a multiple of {parents} parents"
+            )
+        sizes.append(book.shape[0] // parents)
+    return tuple(sizes)
+
+
 @dataclass(frozen=True, eq=False)
 class RVQ:
-    """A fitted residual quantiser: one ``(K_k, r)`` float32 codebook per stage."""
+    """A fitted residual quantiser: one float32 codebook per stage.
+
+    ``parent_depths[k]`` (default all 0: shared books) is how many earlier stages key
+    stage ``k``'s codebook: with depth ``d`` the book is ``(prod(K_1..K_d) * K_k, r)`` and
+    a row uses the ``K_k`` codewords of its packed ``d``-stage prefix (tree-structured,
+    per-parent codebooks). Codes stay in ``[0, K_k)`` either way.
+    """
 
     codebooks: tuple[np.ndarray, ...]
+    parent_depths: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         books = tuple(np.ascontiguousarray(c, dtype=np.float32) for c in self.codebooks)
@@ -91,12 +185,26 @@ class RVQ:
                 )
             if not np.isfinite(c).all():
                 raise ArtifactError(f"RVQ codebook {i} contains NaN or infinite values")
+        depths = tuple(int(d) for d in self.parent_depths) or (0,) * len(books)
+        if len(depths) != len(books):
+            raise ArtifactError(f"RVQ has {len(books)} codebooks but {len(depths)} parent depths")
         object.__setattr__(self, "codebooks", books)
+        object.__setattr__(self, "parent_depths", depths)
+        object.__setattr__(self, "_sizes", _sizes_from_books(books, depths))
 
     @property
     def levels(self) -> tuple[int, ...]:
         """Codebook sizes ``(K_1, ..., K_L)``."""
-        return tuple(int(c.shape[0]) for c in self.codebooks)
+        return self._sizes  # type: ignore[attr-defined]
+
+    @property
+    def is_tree(self) -> bool:
+        """Whether any stage has per-parent codebooks."""
+        return any(self.parent_depths)
+
+    def stage_parents(self, codes: np.ndarray, stage: int) -> np.ndarray:
+        """Parent index of each row's codebook at 0-based ``stage`` (0 when shared)."""
+        return _packed(codes, self.levels, self.parent_depths[stage])
 
     @property
     def dim(self) -> int:
@@ -114,6 +222,12 @@ class RVQ:
         n, n_levels = arr.shape[0], len(self.codebooks)
         codes = np.empty((n, n_levels), dtype=np.int32)
         qerr = np.empty((n, n_levels), dtype=np.float32)
+        if self.is_tree:
+            residual = arr.copy()
+            for k, book in enumerate(self.codebooks):
+                parent = self.stage_parents(codes, k)
+                codes[:, k], qerr[:, k] = self._stage_step(residual, book, parent, k)
+            return codes, qerr
         sq_norms = [np.einsum("ij,ij->i", c, c) for c in self.codebooks]
         step = _chunk_rows(max(self.levels), self.dim)
         for start in range(0, n, step):
@@ -127,6 +241,15 @@ class RVQ:
                 codes[start : start + step, k] = best
                 qerr[start : start + step, k] = np.einsum("ij,ij->i", residual, residual)
         return codes, qerr
+
+    def _stage_step(
+        self, residual: np.ndarray, book: np.ndarray, parent: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Encode one stage in place on ``residual``; return its codes and qerr."""
+        size = self.levels[k]
+        best, _ = nearest_in_parent(residual, book, parent, size)
+        residual -= book[parent * size + best]
+        return best, np.einsum("ij,ij->i", residual, residual)
 
     def decode(self, codes: np.ndarray, n_levels: int | None = None) -> np.ndarray:
         """Sum of the chosen centroids, float32 ``(n, r)``; only the first ``n_levels`` stages
@@ -143,10 +266,10 @@ class RVQ:
         out = np.zeros((arr.shape[0], self.dim), dtype=np.float32)
         for k in range(use):
             col = arr[:, k]
-            size = self.codebooks[k].shape[0]
+            size = self.levels[k]
             if col.size and (col.min() < 0 or col.max() >= size):
                 raise InvalidInputError(f"codes at level {k + 1} fall outside [0, {size})")
-            out += self.codebooks[k][col]
+            out += self.codebooks[k][self.stage_parents(arr, k) * size + col]
         return out
 
 
@@ -287,6 +410,7 @@ def _kmeans(
     *,
     spherical: bool = False,
     balance: float = 0.0,
+    split_empty: bool = True,
 ) -> tuple[np.ndarray, list[float], int]:
     """Lloyd k-means on float32 ``x``; returns centroids, per-iteration objective, splits.
 
@@ -294,7 +418,8 @@ def _kmeans(
     distances), recomputes centroids as cluster means and re-seeds empty clusters.
     ``spherical`` projects the centroids on the unit sphere after every update (cosine
     k-means on unit rows); ``balance > 0`` assigns with the Sinkhorn offsets of
-    :func:`_balance_bias` at that strength (re-solved every iteration).
+    :func:`_balance_bias` at that strength (re-solved every iteration). Without
+    ``split_empty`` an empty cluster keeps its centroid (refinement of a given ``init``).
     """
     centroids = (_kmeans_pp(x, k, rng) if init is None else np.array(init, np.float32)).copy()
     if spherical:
@@ -310,7 +435,8 @@ def _kmeans(
         present = np.flatnonzero(counts)
         sums = _cluster_sums(x, assign, k)
         centroids[present] = (sums[present] / counts[present, None]).astype(np.float32)
-        splits += _split_empty(centroids, counts, rng, floor)
+        if split_empty:
+            splits += _split_empty(centroids, counts, rng, floor)
         if spherical:
             _to_sphere(centroids)
     return centroids, objective, splits
@@ -346,6 +472,41 @@ def check_levels(levels: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(s) for s in items)
 
 
+def _check_fit(
+    x: np.ndarray,
+    levels: Sequence[int],
+    n_iter: int,
+    max_points_per_centroid: int,
+    init: Sequence[np.ndarray] | None,
+    stage_books: str,
+    refine_iters: int,
+) -> tuple[tuple[int, ...], np.ndarray, tuple[int, ...]]:
+    """Validated ``(sizes, float32 sample, parent depths)`` of a :func:`fit_rvq` call."""
+    from hermes_spark.quantize.tree import STAGE_BOOKS, parent_depths
+
+    sizes = check_levels(levels)
+    arr = as_float32_matrix(x, "RVQ training sample")
+    if arr.shape[0] < max(sizes):
+        raise InvalidConfigError(
+            f"level sizes {','.join(map(str, sizes))} need at least {max(sizes)} "
+            f"training documents, got {arr.shape[0]}"
+        )
+    if n_iter < 1:
+        raise InvalidConfigError(f"n_iter must be at least 1, got {n_iter}")
+    if max_points_per_centroid < 1:
+        raise InvalidConfigError(
+            f"max_points_per_centroid must be at least 1, got {max_points_per_centroid}"
+        )
+    if init is not None and [np.shape(c)[0] for c in init] != list(sizes):
+        raise InvalidConfigError("init codebooks must have the level sizes")
+    if stage_books not in STAGE_BOOKS:
+        raise InvalidConfigError(f"stage_books must be one of {', '.join(STAGE_BOOKS)}")
+    depths = parent_depths(stage_books, len(sizes))
+    if any(depths) and refine_iters > 0:
+        raise InvalidConfigError("refine_iters works with shared stage codebooks only")
+    return sizes, arr, depths
+
+
 def fit_rvq(
     x: np.ndarray,
     levels: Sequence[int],
@@ -357,6 +518,7 @@ def fit_rvq(
     balance: float = 0.0,
     refine_iters: int = 0,
     init: Sequence[np.ndarray] | None = None,
+    stage_books: str = "shared",
 ) -> tuple[RVQ, dict[str, Any]]:
     """Fit one k-means codebook per stage on the residuals left by earlier stages.
 
@@ -365,8 +527,10 @@ def fit_rvq(
     re-seeding empty clusters by splitting the largest one. ``spherical`` keeps stage-1
     centroids on the unit sphere; ``balance`` is the training-time Sinkhorn balance of
     :func:`_kmeans` for stage 1 (the coarse buckets); ``refine_iters`` rounds of
-    :func:`refine_codebooks` follow the greedy pass. Deterministic for a given ``seed``.
-    Runs wherever it is called (the driver in ``fit``); numpy only.
+    :func:`refine_codebooks` follow the greedy pass. ``stage_books`` other than ``shared``
+    gives stages 2.. one codebook per parent cell (:mod:`hermes_spark.quantize.tree`),
+    fitted after the shared one on all the training rows. Deterministic for a given
+    ``seed``. Runs wherever it is called (the driver in ``fit``); numpy only.
 
     Returns the model and a JSON-able report ``{"stages": [...], "fit_seconds": float}``;
     each stage records ``level``, ``size``, ``relative_mse`` (residual energy over the total
@@ -375,25 +539,16 @@ def fit_rvq(
     per-round relative MSE after greedy re-encoding.
     """
     t0 = time.perf_counter()
-    sizes = check_levels(levels)
-    arr = as_float32_matrix(x, "RVQ training sample")
+    sizes, arr, depths = _check_fit(
+        x, levels, n_iter, max_points_per_centroid, init, stage_books, refine_iters
+    )
+    from hermes_spark.quantize.tree import fit_parent_books  # tree imports this module
+
     n = arr.shape[0]
-    if n < max(sizes):
-        raise InvalidConfigError(
-            f"level sizes {','.join(map(str, sizes))} need at least {max(sizes)} "
-            f"training documents, got {n}"
-        )
-    if n_iter < 1:
-        raise InvalidConfigError(f"n_iter must be at least 1, got {n_iter}")
-    if max_points_per_centroid < 1:
-        raise InvalidConfigError(
-            f"max_points_per_centroid must be at least 1, got {max_points_per_centroid}"
-        )
-    if init is not None and [np.shape(c)[0] for c in init] != list(sizes):
-        raise InvalidConfigError("init codebooks must have the level sizes")
 
     total = _total_energy(arr)
     residual = arr.copy()
+    all_codes = np.zeros((n, len(sizes)), dtype=np.int32)
     books: list[np.ndarray] = []
     stages: list[dict[str, Any]] = []
     for level, (k, child) in enumerate(
@@ -411,23 +566,30 @@ def fit_rvq(
             spherical=spherical and level == 1,
             balance=balance if level == 1 else 0.0,
         )
-        codes, _ = nearest_centroids(residual, centroids)
-        residual -= centroids[codes]
+        depth = depths[level - 1]
+        parent = _packed(all_codes, sizes, depth)
+        extra: dict[str, Any] = {"train_rows": len(train)}
+        if depth:
+            n_parents = math.prod(sizes[:depth])
+            centroids, tally = fit_parent_books(
+                residual, parent, n_parents, centroids, rng, n_iter=n_iter,
+                max_points_per_centroid=max_points_per_centroid,
+                fresh=stage_books == "per_parent",
+            )  # fmt: skip
+            extra = {"train_rows": n, "parents": n_parents, "parent_fits": tally}
+        codes, _ = nearest_in_parent(residual, centroids, parent, k)
+        residual -= centroids[parent * k + codes]
+        all_codes[:, level - 1] = codes
         rel = float(np.square(residual, dtype=np.float64).sum() / total)
         stage = {"level": level, "size": k, "relative_mse": rel, **_usage_stats(codes, k)}
-        stage.update({"splits": splits, "objective": objective, "train_rows": len(train)})
+        stage.update({"splits": splits, "objective": objective, **extra})
         stages.append(stage)
         books.append(centroids)
         log.info(
             "RVQ stage %d: K=%d rel_mse=%.4f perplexity=%.1f dead=%d splits=%d",
-            level,
-            k,
-            rel,
-            stage["perplexity"],
-            stage["dead_codes"],
-            splits,
-        )
-    model = RVQ(tuple(books))
+            level, k, rel, stage["perplexity"], stage["dead_codes"], splits,
+        )  # fmt: skip
+    model = RVQ(tuple(books), depths)
     report: dict[str, Any] = {"stages": stages}
     if refine_iters > 0:
         model, history = refine_codebooks(arr, model, refine_iters)

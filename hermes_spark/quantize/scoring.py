@@ -5,9 +5,11 @@ Driver side, no Spark: :func:`score_codebook` takes the fitting-side and held-ou
 baselines on the fitting-side rows in the codebook's LST space and scores every method
 per level with the functions of :mod:`hermes_spark.quantize.metrics`.
 
-Spaces: relative MSE is measured in the LST space (where the codes live; all methods see
-the same vectors); silhouette, Davies-Bouldin and Calinski-Harabasz on the model-space
-vectors, so that codebooks with different LSTs are compared on the same geometry.
+Spaces: every partition metric (within-cell MSE, silhouette, Davies-Bouldin,
+Calinski-Harabasz) is computed twice, on the embedding model's vectors (``spaces.model``,
+the space users, target rules and dedup work in; the goals are judged there) and in the
+codebook's LST space (``spaces.lst``). ``relative_mse`` is the quantiser's own
+reconstruction error and lives in the LST space only (that is where the codewords are).
 """
 
 from __future__ import annotations
@@ -25,12 +27,26 @@ from hermes_spark.quantize import metrics as m
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.quantize.lst import as_float32_matrix
 
-__all__ = ["BASELINES", "method_row", "score_codebook"]
+__all__ = ["BASELINES", "SPACES", "method_row", "partition_metrics", "score_codebook"]
 
 log = logging.getLogger(__name__)
 
 #: Baselines ``score_codebook`` can fit (all by default).
 BASELINES = ("kmeans", "bisecting_kmeans", "faiss_rq")
+_GEOMETRY = ("silhouette_cosine", "davies_bouldin", "calinski_harabasz")
+#: The spaces partition metrics are reported in; goals are judged in the first.
+SPACES = ("model", "lst")
+
+
+def partition_metrics(x: np.ndarray, cells: np.ndarray, geometry: bool = True) -> dict[str, Any]:
+    """Within-cell MSE and (with ``geometry``) the three cluster-validity scores of ``cells``
+    on the rows ``x``, all in the space of ``x``."""
+    out: dict[str, Any] = {"cell_mse": m.cell_mse(x, cells)}
+    if geometry:
+        out["silhouette_cosine"] = m.silhouette_cosine(x, cells)
+        out["davies_bouldin"] = m.davies_bouldin(x, cells)
+        out["calinski_harabasz"] = m.calinski_harabasz(x, cells)
+    return out
 
 
 def method_row(
@@ -47,7 +63,12 @@ def method_row(
     dead_codes: int | None = None,
     geometry: bool = True,
 ) -> dict[str, Any]:
-    """Every metric of one method at one level on the held-out rows."""
+    """Every metric of one method at one level on the held-out rows.
+
+    ``z`` are the rows in the LST space, ``x`` the same rows in the model's space;
+    ``spaces`` holds :func:`partition_metrics` for both, and the top-level geometric
+    scores repeat the model-space ones.
+    """
     usage = m.code_usage(cells, k)
     row: dict[str, Any] = {
         "method": name,
@@ -59,10 +80,14 @@ def method_row(
         "collision_rate": m.collision_rate(cells),
         "fit_seconds": fit_seconds,
     }
+    spaces = {
+        "model": partition_metrics(x, cells, geometry),
+        "lst": partition_metrics(z, cells, geometry),
+    }
+    row["spaces"] = spaces
+    row["cell_mse_model"] = spaces["model"]["cell_mse"]
     if geometry:
-        row["silhouette_cosine"] = m.silhouette_cosine(x, cells)
-        row["davies_bouldin"] = m.davies_bouldin(x, cells)
-        row["calinski_harabasz"] = m.calinski_harabasz(x, cells)
+        row.update({key: spaces["model"][key] for key in _GEOMETRY})
     row["labels"] = {col: m.label_scores(truth, cells) for col, truth in labels.items()}
     return row
 
@@ -73,6 +98,7 @@ def _baseline_rows(
     x: np.ndarray,
     labels: Mapping[str, np.ndarray],
     sizes: Sequence[int],
+    geometry: bool = True,
 ) -> list[dict[str, Any]]:
     rows = []
     for i, level in enumerate(fit.levels):
@@ -91,6 +117,7 @@ def _baseline_rows(
                 labels,
                 fit_seconds=fit.fit_seconds,
                 dead_codes=dead,
+                geometry=geometry,
             )
         )
     return rows
@@ -105,13 +132,15 @@ def score_codebook(
     seed: int = 0,
     baselines: Sequence[str] = BASELINES,
     max_baseline_k: int | None = None,
+    geometry: bool = True,
 ) -> dict[str, Any]:
     """Per-level metrics of ``codebook`` and of the baselines on ``eval_x``.
 
     ``fit_x`` (fitting-side sample, model space) trains the baselines; without it only the
     codebook is scored. Flat and bisecting k-means run at ``K1`` and ``K1*K2`` cells
     (capped at ``max_baseline_k``, default ``len(fit_x) // 2``; the cap is reported as
-    ``k``); faiss's ``ResidualQuantizer`` uses the codebook's level sizes. Returns
+    ``k``); faiss's ``ResidualQuantizer`` uses the codebook's level sizes. ``geometry``
+    False skips the O(n^2) silhouette and the other validity scores. Returns
     ``{"methods": [row, ...], "baseline_fit_rows": n}`` with one row per (method, level).
     """
     labels = dict(labels or {})
@@ -146,6 +175,7 @@ def score_codebook(
                 labels,
                 fit_seconds=codebook.fit.get("fit_seconds"),
                 dead_codes=dead,
+                geometry=geometry,
             )
         )
     n_fit = 0
@@ -157,12 +187,12 @@ def score_codebook(
         for level, k in enumerate(targets, start=1):
             if "kmeans" in baselines:
                 fitted = bl.flat_kmeans(fz, z, min(k, cap), level, seed)
-                rows += _baseline_rows(fitted, z, x, labels, sizes)
+                rows += _baseline_rows(fitted, z, x, labels, sizes, geometry)
             if "bisecting_kmeans" in baselines:
                 fitted = bl.bisecting_kmeans(fz, z, min(k, cap), level, seed)
-                rows += _baseline_rows(fitted, z, x, labels, sizes)
+                rows += _baseline_rows(fitted, z, x, labels, sizes, geometry)
         if "faiss_rq" in baselines and n_fit >= max(sizes):
             fitted = bl.faiss_residual(fz, z, sizes, seed)
             if fitted is not None:
-                rows += _baseline_rows(fitted, z, x, labels, sizes)
+                rows += _baseline_rows(fitted, z, x, labels, sizes, geometry)
     return {"methods": rows, "baseline_fit_rows": n_fit, "eval_rows": int(x.shape[0])}

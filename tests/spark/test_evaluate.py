@@ -68,8 +68,9 @@ def test_report_scores_codes_and_every_baseline_on_held_out_docs(spark, fitted) 
         assert rows[(name, 2)]["k"] == 24 and rows[(name, 2)]["fit_seconds"] > 0
     # flat k-means with 24 cells explains more than six cells do
     assert rows[("kmeans", 2)]["relative_mse"] < rows[("kmeans", 1)]["relative_mse"]
+    assert report["goals"]["space"] == "model"
     assert report["goals"]["l12_mse_ratio"] == pytest.approx(
-        mse[1] / rows[("kmeans", 2)]["relative_mse"]
+        rows[("hermes", 2)]["cell_mse_model"] / rows[("kmeans", 2)]["cell_mse_model"]
     )
     assert rows[("hermes", 1)]["silhouette_cosine"] > 0.2
 

@@ -86,6 +86,8 @@ OTHER_TOOLS = {
     "--threads",
     "--pools",
     "--budget-share",
+    "--held",
+    "--flat-rows",
     # the Databricks CLI
     "--profile",
     # named in docs/sampling.md as not built yet (multi-phase plans, carried weights)

@@ -41,12 +41,12 @@ def report() -> dict:
 def test_goals_are_ratios_of_the_rows(report: dict) -> None:
     rows = {(r["method"], r["level"]): r for r in report["methods"]}
     g = report["goals"]
-    assert g["l1_mse_ratio"] == pytest.approx(
-        rows[("hermes", 1)]["relative_mse"] / rows[("kmeans", 1)]["relative_mse"]
-    )
-    assert g["l12_mse_ratio"] == pytest.approx(
-        rows[("hermes", 2)]["relative_mse"] / rows[("kmeans", 2)]["relative_mse"]
-    )
+    assert g["space"] == "model"
+    for level, key in ((1, "l1_mse_ratio"), (2, "l12_mse_ratio")):
+        ours, km = rows[("hermes", level)], rows[("kmeans", level)]
+        assert g[key] == pytest.approx(ours["cell_mse_model"] / km["cell_mse_model"])
+        lst = ours["spaces"]["lst"]["cell_mse"] / km["spaces"]["lst"]["cell_mse"]
+        assert g[key + "_lst"] == pytest.approx(lst)
     assert g["l1_mse_within_1pct"] == (g["l1_mse_ratio"] <= 1.01)
     assert g["l12_kmeans_k"] == 16
     nmi = g["l1_nmi"]["topic"]
@@ -62,6 +62,10 @@ def test_markdown_and_summary_show_every_method_and_the_disjointness(report: dic
     assert md.count("## Level") == 2 and "Labels `topic`" in md and "## Goals" in md
     for r in report["methods"]:
         assert f"| {r['method']} | {r['k']} | {r['relative_mse']:.4f} |" in md
+        for space in ("model", "lst"):
+            cell = r["spaces"][space]["cell_mse"]
+            assert f"| {r['method']} | {space} | {cell:.4f} |" in md
+    assert "goals are judged in the **model** space" in md
     lines = summary_lines(report)
     assert "disjoint from the fit sample" in lines[0]
     assert len([ln for ln in lines if ln.strip().startswith("L")]) >= len(report["methods"])

@@ -176,3 +176,62 @@ def test_score_codebook_reports_every_method_and_level(split) -> None:
     assert rows[("kmeans", 2)]["k"] == 32
     with pytest.raises(InvalidInputError, match="unknown baseline"):
         score_codebook(book, fit_x, eval_x, baselines=("dbscan",))
+
+
+# ------------------------------------------------------------------- both spaces
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(6, 90), k=st.integers(1, 8))
+def test_cell_mse_is_the_kmeans_objective_of_the_partition(seed: int, n: int, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 4))
+    cells = rng.integers(0, k, size=n)
+    # scikit-learn: inertia of a KMeans whose centres are the partition's own means
+    within = sum(np.square(x[cells == c] - x[cells == c].mean(axis=0)).sum() for c in set(cells))
+    total = np.square(x - x.mean(axis=0)).sum()
+    assert m.cell_mse(x, cells) == pytest.approx(within / total, rel=1e-9)
+    if 2 <= len(set(cells)) <= n - 1:  # the CH identity ties it to scikit-learn's score
+        ch = skm.calinski_harabasz_score(x, cells)
+        ratio = (total - within) / within * (n - len(set(cells))) / (len(set(cells)) - 1)
+        assert ch == pytest.approx(ratio, rel=1e-6)
+
+
+def test_score_codebook_reports_partition_metrics_in_both_spaces(split) -> None:
+    """Every row carries cell MSE and the validity scores in the model's and the LST space,
+    each equal to scikit-learn / numpy on the vectors of that space."""
+    fit_x, eval_x, _ = split
+    model = {"name": "t", "dim": 16, "max_seq_length": 64}
+    book = fit_codebook(fit_x, (8, 4), seed=0, lst_dim=8, model=model, n_iter=10)
+    x = eval_x[:400]
+    report = score_codebook(book, fit_x, x, seed=0, baselines=("kmeans",))
+    z = book.lst.transform(x)
+    for row in report["methods"]:
+        assert set(row["spaces"]) == {"model", "lst"}
+        if row["method"] != "hermes":
+            continue
+        codes, _ = book.rvq.encode(z)
+        cells = m.prefix_cells(codes, book.levels, row["level"])
+        for space, vecs in (("model", x), ("lst", z)):
+            got = row["spaces"][space]
+            v = vecs.astype(np.float64)
+            assert got["calinski_harabasz"] == pytest.approx(
+                skm.calinski_harabasz_score(v, cells), rel=1e-5
+            )
+            assert got["davies_bouldin"] == pytest.approx(
+                skm.davies_bouldin_score(v, cells), rel=1e-5
+            )
+            assert got["silhouette_cosine"] == pytest.approx(
+                skm.silhouette_score(v, cells, metric="cosine"), abs=1e-6
+            )
+            within = sum(
+                np.square(v[cells == c] - v[cells == c].mean(axis=0)).sum() for c in set(cells)
+            )
+            assert got["cell_mse"] == pytest.approx(
+                within / np.square(v - v.mean(axis=0)).sum(), rel=1e-6
+            )
+        assert row["cell_mse_model"] == row["spaces"]["model"]["cell_mse"]
+        assert row["silhouette_cosine"] == row["spaces"]["model"]["silhouette_cosine"]
+    # the two spaces really differ (an 8-dim whitened LST of 16-dim vectors)
+    ours = next(r for r in report["methods"] if r["method"] == "hermes")["spaces"]
+    assert ours["model"]["cell_mse"] != pytest.approx(ours["lst"]["cell_mse"], rel=1e-3)
