@@ -196,6 +196,13 @@ SAMPLE_PLAN = (
         "smoothed, with a share of the corpus prior)",
     ),
     flag(
+        "--weights-version",
+        key="sample.weights_version",
+        metavar="V1",
+        help="the codebook version the --weights file is keyed by: its weights are carried "
+        "to the planned version at --weights-level (NNLS on the documents coded under both)",
+    ),
+    flag(
         "--stage2",
         key="sample.stage2",
         metavar="RULE",
