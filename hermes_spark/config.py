@@ -128,6 +128,8 @@ class FitConfig:
     refine_iters: int = 0
     balance: float = 0.0
     kmeans: str = "euclidean"
+    #: an earlier codebook artifact to warm-start from, keeping its code numbers
+    init_from: str | None = None
 
     def quantizer_options(self) -> QuantizerOptions:
         """The quantizer options of this section (validated)."""

@@ -346,6 +346,13 @@ COMMANDS: tuple[Command, ...] = (
                 choices=KMEANS_KINDS,
                 help="k-means flavour of every stage",
             ),
+            flag(
+                "--init-from",
+                key="fit.init_from",
+                metavar="ARTIFACT",
+                help="warm-start from an earlier codebook of the same model and levels and "
+                "keep its code numbers where the centroids still match",
+            ),
         ),
         "cmd_fit",
         needs=("paths.codebook",),

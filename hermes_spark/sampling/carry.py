@@ -102,8 +102,11 @@ def carry_table(
     t = table.to_numpy(dtype=np.float64)
     w, residual = carry_weights(t, p)
     plain = plain_carry(t, p)
-    weights = {_key(b): float(x) for b, x in zip(table.columns, w, strict=True) if x > 0}
     tv, plain_tv = _tv(realized(t, w), p), _tv(realized(t, plain), p)
+    if plain_tv < tv:  # NNLS minimises L2; keep the figure users judge never worse
+        w, tv = plain, plain_tv
+        residual = float(np.linalg.norm(realized(t, plain) - p))
+    weights = {_key(b): float(x) for b, x in zip(table.columns, w, strict=True) if x > 0}
     return weights, residual, tv, plain_tv, coverage
 
 
