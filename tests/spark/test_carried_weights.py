@@ -46,7 +46,13 @@ def two_codebooks(tmp_path_factory):
         versions.append(Codebook.load(cb).version)
     weights = root / "doremi.json"
     weights.write_text(json.dumps({"train_domain_weights": V1_WEIGHTS}))
-    return {"root": root, "table": table, "versions": versions, "weights": str(weights)}
+    return {
+        "root": root,
+        "table": table,
+        "versions": versions,
+        "weights": str(weights),
+        "flags": flags,
+    }
 
 
 def _ok(*argv: str) -> bool:
@@ -106,3 +112,22 @@ def test_an_unknown_source_version_is_refused(two_codebooks, capsys):
         two_codebooks["weights"], "--weights-version", "cb-nope", "--budget-share", "0.1",
     )  # fmt: skip
     assert_clean_error(code, err, "cb-nope")
+
+
+def test_fit_init_from_records_its_parent_and_refuses_other_levels(two_codebooks, capsys):
+    root, flags = two_codebooks["root"], two_codebooks["flags"]
+    v1 = two_codebooks["versions"][0]
+    child = str(root / "v1_child")
+    code, stdout, err = run(
+        capsys, "fit", *flags, "--out", child, "--levels", "4,4,2", "--seed", "5",
+        "--init-from", str(root / "v1"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert Codebook.load(child).fit["parent"]["version"] == v1
+    assert f'"parent": {{"version": "{v1}"' in stdout
+    code, _, err = run(
+        capsys, "fit", *flags, "--out", str(root / "bad"), "--levels", "8,4,2",
+        "--init-from", str(root / "v1"),
+    )  # fmt: skip
+    assert_clean_error(code, err, "--levels 4,4,2")
+    assert not (root / "bad").exists()
