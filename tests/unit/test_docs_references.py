@@ -90,7 +90,6 @@ OTHER_TOOLS = {
     "--profile",
     # named in docs/sampling.md as not built yet (multi-phase plans, carried weights)
     "--phases",
-    "--weights-version",
     "--var",
 }
 
