@@ -404,6 +404,9 @@ def _print_fit(report: dict[str, Any], out: str) -> None:
             f"perplexity {s['perplexity']:.1f}  dead {s['dead_codes']}  "
             f"imbalance {s['imbalance']:.2f}"
         )
+    if report.get("parent"):
+        kept = ", ".join(f"{k:.0%}" for k in report["parent"]["codes_in_place"])
+        print(f"  warm-started from {report['parent']['version']}: code numbers kept {kept}")
     print(json.dumps(report))
 
 
