@@ -42,6 +42,7 @@ from hermes_spark.errors import ArtifactError, InvalidConfigError, InvalidInputE
 from hermes_spark.hashing import uniform
 from hermes_spark.quantize.codebook import Codebook, fit_codebook
 from hermes_spark.quantize.options import QuantizerOptions
+from hermes_spark.quantize.warm_start import check_parent
 from hermes_spark.runtime import Progress, default_parallelism, job_description
 from hermes_spark.schema import REASON_COL, VERSION_COL, own_columns
 from udfs.annotate_udf import embed_schema, make_annotate_fn, make_embed_fn
@@ -185,6 +186,9 @@ class HermesEstimator:
     #: LST variant, refinement, balance, spherical k-means (docs/quality.md); recorded in
     #: the artifact, so they change the codebook version
     quantizer: QuantizerOptions | None = None
+    #: an earlier codebook artifact (path) of the same model and levels: warm-start every
+    #: stage from it and keep its code numbers (:mod:`hermes_spark.quantize.warm_start`)
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         # the config sections validate the same values the CLI gives (one set of rules)
@@ -226,6 +230,9 @@ class HermesEstimator:
         problems raise :class:`InvalidInputError` before any Spark job starts.
         """
         t0 = time.perf_counter()
+        parent = None if self.init_from is None else Codebook.load(self.init_from)
+        if parent is not None:  # before any Spark job: same model and level sizes
+            check_parent(parent, {"name": self.model, "dim": parent.dim}, self.levels)
         spark = corpus.sparkSession
         roles = self.roles
         cfg = roles.corpus_config()
@@ -271,6 +278,8 @@ class HermesEstimator:
                 "precision": settings.precision,
             },
             options=self.quantizer,
+            parent=parent,
+            parent_path=self.init_from,
         )
         report = fit_report(codebook, time.perf_counter() - t0)
         return HermesModel(
@@ -306,6 +315,7 @@ def fit_report(codebook: Codebook, seconds: float) -> dict[str, Any]:
         "stages": stages,
         "quantizer_fit_seconds": codebook.fit["fit_seconds"],
         "total_seconds": seconds,
+        **({"parent": codebook.fit["parent"]} if "parent" in codebook.fit else {}),
     }
 
 

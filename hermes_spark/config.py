@@ -129,6 +129,8 @@ class FitConfig:
     balance: float = 0.0
     kmeans: str = "euclidean"
     stage_books: str = "shared"
+    #: an earlier codebook artifact to warm-start from, keeping its code numbers
+    init_from: str | None = None
 
     def quantizer_options(self) -> QuantizerOptions:
         """The quantizer options of this section (validated)."""
@@ -171,6 +173,10 @@ class AnnotateConfig:
         _positive("annotate", "files_per_chunk", self.files_per_chunk)
 
 
+#: ``--weights`` rules (not files); ``target`` codes its own corpus.
+_WEIGHT_RULES = ("proportional", "uniform", "temperature", "unimax", "target")
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """The two-stage sample (SPEC "Two-stage sampling")."""
@@ -179,6 +185,9 @@ class SampleConfig:
     #: the budget as a share of the chosen version's tokens (excludes ``budget_tokens``)
     budget_share: float | None = None
     weights: str = "proportional"
+    #: the codebook version the weights file is keyed by, when not the planned one: the
+    #: weights are carried through the documents coded under both (``--weights-version``)
+    weights_version: str | None = None
     stage2: str = "random"
     weights_level: int = 1
     stage2_level: int | None = None
@@ -224,6 +233,14 @@ class SampleConfig:
                 )
         if not (math.isfinite(self.max_epochs) and self.max_epochs > 0):
             _fail("sample", "max_epochs", f"must be positive, got {self.max_epochs}")
+        rule = str(self.weights).strip().lower().partition(":")[0]
+        if self.weights_version and rule in _WEIGHT_RULES:
+            _fail(
+                "sample",
+                "weights_version",
+                f"carries a weights file keyed by version {self.weights_version}'s codes, "
+                f"but --weights is the rule {self.weights!r}: give --weights FILE",
+            )
 
 
 @dataclass(frozen=True)

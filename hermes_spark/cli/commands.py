@@ -216,6 +216,7 @@ def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         "budget_tokens": args.budget_tokens,
         "budget_share": args.budget_share,
         "weights": args.weights,
+        "weights_version": args.weights_version,
         "stage2": args.stage2,
         "weights_level": args.weights_level,
         "stage2_level": args.stage2_level,
@@ -292,6 +293,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
             "--budget-tokens": args.budget_tokens,
             "--budget-share": args.budget_share,
             "--weights": args.weights,
+            "--weights-version": args.weights_version,
             "--stage2": args.stage2,
             "--weights-level": args.weights_level,
             "--stage2-level": args.stage2_level,
@@ -456,6 +458,9 @@ def _print_fit(report: dict[str, Any], out: str) -> None:
             f"perplexity {s['perplexity']:.1f}  dead {s['dead_codes']}  "
             f"imbalance {s['imbalance']:.2f}"
         )
+    if report.get("parent"):
+        kept = ", ".join(f"{k:.0%}" for k in report["parent"]["codes_in_place"])
+        print(f"  warm-started from {report['parent']['version']}: code numbers kept {kept}")
     print(json.dumps(report))
 
 

@@ -266,6 +266,13 @@ SAMPLE_PLAN = (
         "smoothed, with a share of the corpus prior)",
     ),
     flag(
+        "--weights-version",
+        key="sample.weights_version",
+        metavar="V1",
+        help="the codebook version the --weights file is keyed by: its weights are carried "
+        "to the planned version at --weights-level (NNLS on the documents coded under both)",
+    ),
+    flag(
         "--stage2",
         key="sample.stage2",
         metavar="RULE",
@@ -421,6 +428,13 @@ COMMANDS: tuple[Command, ...] = (
                 key="fit.stage_books",
                 choices=STAGE_BOOKS,
                 help="residual codebooks of stages 2..: shared, or one per parent cell",
+            ),
+            flag(
+                "--init-from",
+                key="fit.init_from",
+                metavar="ARTIFACT",
+                help="warm-start from an earlier codebook of the same model and levels and "
+                "keep its code numbers where the centroids still match",
             ),
             MLFLOW,
         ),

@@ -38,6 +38,12 @@ from hermes_spark.quantize.lst import LST, as_float32_matrix
 from hermes_spark.quantize.options import QuantizerOptions
 from hermes_spark.quantize.rvq import RVQ, check_levels, fit_rvq
 from hermes_spark.quantize.tree import parent_depths
+from hermes_spark.quantize.warm_start import (
+    check_parent,
+    renumbered,
+    starting_codebooks,
+    warm_start_record,
+)
 
 __all__ = ["ARRAYS_FILE", "FORMAT_VERSION", "METADATA_FILE", "Codebook", "fit_codebook"]
 
@@ -349,8 +355,14 @@ def fit_codebook(
     model: dict[str, Any],
     n_iter: int = 20,
     options: QuantizerOptions | None = None,
+    parent: Codebook | None = None,
+    parent_path: str | None = None,
 ) -> Codebook:
     """Fit the LST on ``embeddings``, then the RVQ on the transformed sample (driver, numpy).
+
+    ``parent`` (an earlier codebook of the same model and levels, ``fit --init-from``)
+    warm-starts every stage and keeps its code numbers (:mod:`.warm_start`); the artifact
+    records it in ``fit["parent"]``.
 
     ``model`` describes the embedding model (``name``, ``revision``, ``dim``,
     ``max_seq_length``, ``batch_size``, ``normalize``); its ``dim`` must match the sample.
@@ -396,6 +408,7 @@ def fit_codebook(
         "refine_iters": opts.refine_iters,
     }
     z = lst.transform(arr)
+    start = _warm_start(parent, arr, z, model, sizes, opts, seed)
     opq_history: list[float] | None = None
     if opts.rotation == "opq":
         rotation, init, opq_history = _learn_rotation(z, sizes, opts.opq_iters, n_iter, rvq_kw)
@@ -403,7 +416,10 @@ def fit_codebook(
         z = lst.transform(arr)
         rvq, report = fit_rvq(z, sizes, n_iter=n_iter, init=init, **rvq_kw)
     else:
-        rvq, report = fit_rvq(z, sizes, n_iter=n_iter, **rvq_kw)
+        rvq, report = fit_rvq(z, sizes, n_iter=n_iter, init=start, **rvq_kw)
+    kept: list[float] = []
+    if start is not None:
+        rvq, kept = renumbered(rvq, start)
     metrics = dict(report)
     metrics["lst"] = {
         **lst.params(),
@@ -420,9 +436,37 @@ def fit_codebook(
         "metrics": metrics,
         "fit_seconds": time.perf_counter() - t0,
     }
+    if parent is not None:
+        fit["parent"] = warm_start_record(parent, kept, parent_path)
     book = Codebook(lst=lst, rvq=rvq, model=model, fit=fit, quantizer=opts.params())
     log.info("fitted codebook %s on %d rows", book.version, arr.shape[0])
     return book
+
+
+def _warm_start(
+    parent: Codebook | None,
+    x: np.ndarray,
+    z: np.ndarray,
+    model: dict[str, Any],
+    sizes: tuple[int, ...],
+    opts: QuantizerOptions,
+    seed: int,
+) -> tuple[np.ndarray, ...] | None:
+    """The parent's centroids carried into the new LST space (None without a parent)."""
+    if parent is None:
+        return None
+    check_parent(parent, model, sizes)
+    if opts.rotation == "opq":
+        raise InvalidConfigError(
+            "--init-from keeps code numbers through the LST; it does not combine with "
+            "rotation opq (the rotation is learned with fresh codebooks)"
+        )
+    if opts.stage_books != "shared":
+        raise InvalidConfigError(
+            f"--init-from renumbers shared stage codebooks; it does not combine with "
+            f"stage_books {opts.stage_books!r} (one codebook per parent cell)"
+        )
+    return starting_codebooks(parent, x, z, np.random.default_rng(seed))
 
 
 def _learn_rotation(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,7 @@ class CarriedWeights:
     documents under both versions.
     """
 
-    weights: dict[int, float]
+    weights: dict[Any, float]
     residual: float
     tv: float
     plain_tv: float
@@ -73,27 +74,39 @@ def _tv(a: np.ndarray, b: np.ndarray) -> float:
     return float(0.5 * np.abs(a - b).sum())
 
 
+def _key(bucket: Any) -> Any:
+    """A cell key as the caller gave it: packed ids as ``int``, written keys as ``str``."""
+    return int(bucket) if isinstance(bucket, int | np.integer) else str(bucket)
+
+
 def carry_table(
-    cells: pd.DataFrame, from_weights: Mapping[int, float]
-) -> tuple[dict[int, float], float, float, float, float]:
-    """Driver math of :func:`carry_mixture` on collected pair cells (token counts)."""
+    cells: pd.DataFrame, from_weights: Mapping[Any, float]
+) -> tuple[dict[Any, float], float, float, float, float]:
+    """Driver math of :func:`carry_mixture` on collected pair cells (token counts).
+
+    Cells are keyed by packed bucket ids (``int``) or written keys (``"12.3"``); the
+    weights' keys are of the same kind and so are the returned weights'.
+    """
     total = float(sum(from_weights.values()))
     if total <= 0 or any(w < 0 for w in from_weights.values()):
         raise InvalidInputError("from-weights must be non-negative with a positive sum")
     table = cells.pivot_table(
         index="from_bucket", columns="to_bucket", values="tokens", aggfunc="sum", fill_value=0
     )
-    covered = [b for b in table.index if from_weights.get(int(b), 0.0) > 0]
-    coverage = sum(from_weights[int(b)] for b in covered) / total
+    covered = [b for b in table.index if from_weights.get(_key(b), 0.0) > 0]
+    coverage = sum(from_weights[_key(b)] for b in covered) / total
     if not covered:
         raise InvalidInputError("no weighted from-bucket has documents under both versions")
-    p = np.array([from_weights.get(int(b), 0.0) for b in table.index], dtype=np.float64)
+    p = np.array([from_weights.get(_key(b), 0.0) for b in table.index], dtype=np.float64)
     p /= p.sum()
     t = table.to_numpy(dtype=np.float64)
     w, residual = carry_weights(t, p)
     plain = plain_carry(t, p)
-    weights = {int(b): float(x) for b, x in zip(table.columns, w, strict=True) if x > 0}
     tv, plain_tv = _tv(realized(t, w), p), _tv(realized(t, plain), p)
+    if plain_tv < tv:  # NNLS minimises L2; keep the figure users judge never worse
+        w, tv = plain, plain_tv
+        residual = float(np.linalg.norm(realized(t, plain) - p))
+    weights = {_key(b): float(x) for b, x in zip(table.columns, w, strict=True) if x > 0}
     return weights, residual, tv, plain_tv, coverage
 
 

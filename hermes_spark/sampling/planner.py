@@ -52,7 +52,7 @@ from hermes_spark.sampling.sources import (
 )
 from hermes_spark.sampling.target import is_target_spec, target_weights_from_path
 from hermes_spark.sampling.weights import resolve_stage1_weights
-from hermes_spark.schema import embeddings_table_name, select_version
+from hermes_spark.schema import embeddings_table_name, recorded_levels, select_version
 from hermes_spark.stats import clean_codes, code_levels, codes_version, metadata_levels
 
 log = logging.getLogger(__name__)
@@ -511,11 +511,24 @@ def compute_plan_and_codes(
             corpus=corpus,
         )  # fmt: skip
     weights: str | dict[str, float] = settings.weights
-    if is_target_spec(settings.weights):
+    carried: dict[str, Any] | None = None
+    if settings.weights_version:
+        from hermes_spark.sampling.carried_weights import carried_plan_weights
+
+        weights, chosen, carried = carried_plan_weights(
+            store, table, settings.weights, settings.weights_version, chosen,
+            settings.weights_level,
+        )  # fmt: skip
+    elif is_target_spec(settings.weights):
         weights, levels = _target_mapping(
             spark, settings, stats=stats, table=table, version=chosen, codebook=codebook,
             levels=levels,
         )  # fmt: skip
+    if levels is None and table is not None and chosen is not None:
+        # the table's c1 metadata holds the first version's sizes; each annotate commit
+        # records its own version's
+        found = recorded_levels(store, table, chosen)
+        levels = None if found is None else tuple(found)
     plan = plan_mixture(
         stats_df,
         codes_df=codes_df,
@@ -543,7 +556,11 @@ def compute_plan_and_codes(
             "target": target_top["path"],
             "vectors": target_top["vectors"],
         }
-    if isinstance(weights, dict):
+    if carried is not None:
+        resolved["weights"] = settings.weights
+        resolved["weights_version"] = settings.weights_version
+        info["weights"] = {**info["weights"], "source": settings.weights, "carried": carried}
+    elif isinstance(weights, dict):
         resolved["weights"] = settings.weights
         info["weights"] = {**info["weights"], "source": settings.weights, "rule": "target"}
         info["weights"]["target_weights"] = weights

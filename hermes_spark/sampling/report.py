@@ -15,6 +15,7 @@ import pandas as pd
 
 from hermes_spark.io import jsonable
 from hermes_spark.report.tables import MixtureReport
+from hermes_spark.sampling.carried_weights import carried_line
 
 if TYPE_CHECKING:
     from hermes_spark.sampling.plan import SamplePlan
@@ -327,6 +328,7 @@ def format_plan(plan: SamplePlan) -> str:
             + ", ".join(unlisted[:20])
             + (" ..." if len(unlisted) > 20 else "")
         )
+    lines.append(carried_line(info.get("weights")))
     lines.append(_target_line(info.get("target_top")))
     if info.get("docs_without_quality") and not info.get("target_top"):
         lines.append(
@@ -393,6 +395,7 @@ def format_report(report: dict[str, Any]) -> str:
             + ", ".join(u[:20])
             + (" ..." if len(u) > 20 else "")
         )
+    lines.append(carried_line(report.get("weights")))
     lines.append(_target_line(report.get("target_top")))
     if report.get("docs_without_quality") and not report.get("target_top"):
         lines.append(

@@ -352,3 +352,9 @@ def dirichlet_mixtures(
         full[pos] = row / row.sum()
         mixtures.append({k: float(w) for k, w in zip(keys, full, strict=True)})
     return mixtures
+
+
+def read_weight_pairs(path: str) -> list[tuple[str, Any]]:
+    """The ``(key, weight)`` pairs of a JSON or CSV weights file as written (driver;
+    DoReMi's ``train_domain_weights`` wrapper unwrapped), not yet checked against buckets."""
+    return _read_weights_file(path)

@@ -53,6 +53,7 @@ def estimator_for(cfg: HermesConfig) -> HermesEstimator:
         batch_tokens=m.batch_tokens,
         tokenizer=m.tokenizer,
         quantizer=f.quantizer_options(),
+        init_from=f.init_from,
     )
 
 

@@ -92,7 +92,6 @@ OTHER_TOOLS = {
     "--profile",
     # named in docs/sampling.md as not built yet (multi-phase plans, carried weights)
     "--phases",
-    "--weights-version",
     "--var",
 }
 
