@@ -78,7 +78,7 @@ class EmbeddedDeltaStore(DeltaStore):
         if self.ref(table).is_name:
             raise InvalidInputError(
                 f"{table!r} is a catalog name; catalog tables need native Delta "
-                "(delta-spark: `make jars`, or Databricks). Give a path instead."
+                "(delta-spark: `hermes-spark setup-jars`, or Databricks). Give a path instead."
             )
         parsed = urlparse(table)
         if parsed.scheme in ("", "file"):

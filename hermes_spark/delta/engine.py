@@ -39,8 +39,9 @@ def get_store(spark: SparkSession, engine: str | None = None) -> DeltaStore:
         return NativeDeltaStore(spark, settings())
     if chosen == "native":
         raise InvalidConfigError(
-            f"delta.engine is native but {why}. Run `make jars` (a session hermes starts "
-            "loads build/jars), or start Spark with the Delta Lake package and "
+            f"delta.engine is native but {why}. Run `hermes-spark setup-jars` (or `make "
+            "jars` in a checkout: a session hermes starts loads them), or start Spark with "
+            "the Delta Lake package and "
             "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension"
         )
     log.info("Delta engine: embedded (delta-rs): %s", why)
