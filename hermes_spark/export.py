@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import posixpath
 import re
 import time
@@ -36,10 +35,11 @@ from pyspark.sql import functions as F
 
 from hermes_spark import io
 from hermes_spark.config import CorpusConfig
-from hermes_spark.corpus import list_input_files
+from hermes_spark.corpus import corpus_name, list_input_files
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
 from hermes_spark.io import jsonable, report_path_for, write_text
+from hermes_spark.outputs import guard_output
 from hermes_spark.sampling.exports import doremi_json, megatron_blend, regmix_csv
 from hermes_spark.sampling.levels import infer_sizes
 from hermes_spark.sampling.materialize import (
@@ -102,25 +102,28 @@ def _spark_uri(path: str) -> str:
     return io.spark_path(path)
 
 
-def _prepare_out_dir(fs: pafs.FileSystem, root: str, overwrite: bool) -> None:
+def _check_out_dir(out_dir: str, overwrite: bool) -> None:
+    """Refuse, before any job, an export folder holding files hermes did not write, or a
+    finished export (``mixture.json`` is written last) without ``overwrite`` (driver)."""
+    guard_output(out_dir, "export --out", own_names=_OURS)
+    fs, root = _fs(out_dir)
+    if not overwrite and fs.get_file_info(f"{root}/{MIXTURE_FILE}").type == pafs.FileType.File:
+        raise InvalidInputError(
+            f"export target {out_dir} already holds an export; pass --overwrite to replace it"
+        )
+
+
+def _prepare_out_dir(fs: pafs.FileSystem, root: str) -> None:
+    """Create the export folder or empty it of hermes' files (driver; checked by
+    :func:`_check_out_dir`). The remains of a killed export (staging ``_tmp_*``, shards
+    without ``mixture.json``) are cleared as well, so a re-run recovers by itself."""
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         fs.create_dir(root, recursive=True)
         return
-    if info.type != pafs.FileType.Directory:
-        raise InvalidInputError(f"export target {root} exists and is not a directory")
-    entries = fs.get_file_info(pafs.FileSelector(root))
-    names = {posixpath.basename(e.path): e for e in entries}
-    foreign = sorted(n for n in names if not _OURS.match(n))
-    if foreign:
-        raise InvalidInputError(
-            f"export target {root} holds other files ({', '.join(foreign[:5])}); "
-            "give an empty or new directory"
-        )
-    if names and not overwrite:
-        raise InvalidInputError(
-            f"export target {root} already holds an export; pass --overwrite to replace it"
-        )
+    names = {posixpath.basename(e.path): e for e in fs.get_file_info(pafs.FileSelector(root))}
+    if names and MIXTURE_FILE not in names:
+        log.warning("export target %s holds an unfinished export: clearing it", root)
     for name, entry in names.items():
         if entry.type == pafs.FileType.Directory:
             fs.delete_dir(f"{root}/{name}")
@@ -275,12 +278,13 @@ def _check_options(fmt: str, shards: int | None) -> None:
         raise InvalidConfigError(f"--shards must be an integer in 1..{MAX_SHARDS}, got {shards!r}")
 
 
-def _files_to_read(corpus: CorpusConfig, man: DataFrame) -> tuple[list[str], bool]:
+def _files_to_read(
+    spark: SparkSession, corpus: CorpusConfig, man: DataFrame
+) -> tuple[list[str], bool]:
     """The corpus files to read (only those holding sampled documents when the manifest
     says which) and whether they were narrowed that way (driver: listing + one small job)."""
-    listed = list(list_input_files(corpus).paths)
-    absolute = [p if "://" in p else os.path.abspath(p.removeprefix("file:")) for p in listed]
-    chosen = files_holding(sampled_files(man), absolute)
+    listed = list(list_input_files(corpus, spark).paths)
+    chosen = files_holding(sampled_files(man), listed)
     if chosen is None:
         return listed, False
     log.info("export reads %d of the corpus's %d files", len(chosen), len(listed))
@@ -292,9 +296,9 @@ def _check_found(man: DataFrame, texts: DataFrame, corpus: CorpusConfig) -> None
     examples = [r[0] for r in missing.limit(5).collect()]
     if examples:
         raise InvalidInputError(
-            f"{missing.count()} manifest documents are not in corpus {corpus.input} (e.g. "
+            f"{missing.count()} manifest documents are not in corpus {corpus_name(corpus)} (e.g. "
             f"{', '.join(map(repr, examples))}): export needs the corpus that was annotated "
-            "(check --input, --input-format, --id-col, --text-col)"
+            "(check --input/--input-table, --input-format, --id-col, --text-col)"
         )
 
 
@@ -381,12 +385,13 @@ def export_training_data(
     """
     t0 = time.perf_counter()
     _check_options(fmt, shards)
+    _check_out_dir(out_dir, overwrite)
     store = get_store(spark)
     if not store.exists(manifest):
         raise InvalidInputError(f"manifest {manifest} does not exist (run hermes sample)")
     man = checked_manifest(store.read(manifest), manifest)
     report = _read_manifest_report(manifest)
-    files, narrowed = _files_to_read(corpus, man)
+    files, narrowed = _files_to_read(spark, corpus, man)
     columns = [corpus.text_col, *corpus.keep_cols] if corpus.keep_cols else None
     texts, keep = corpus_texts(spark, corpus, columns, files=files)
     clash = [c for c in keep if c in (*RESERVED, "_shard", "_b", "_slot", "_pkey")]
@@ -416,7 +421,7 @@ def export_training_data(
         .select("doc_id", "repeat_index", "stage1_bucket", "stage2_bucket", *keep)
     )
     fs, root = _fs(out_dir)
-    _prepare_out_dir(fs, root, overwrite)
+    _prepare_out_dir(fs, root)
     tmp_name = _write_data(data, out_dir, fmt)
     ext = "parquet" if fmt == "parquet" else "jsonl"
     placed = _place_files(fs, root, tmp_name, layout, ext, keys, data)
@@ -426,7 +431,7 @@ def export_training_data(
         totals=totals,
         keys=keys,
         ext=ext,
-        info={"kind": "hermes-export", "manifest": manifest, "corpus": corpus.input},
+        info={"kind": "hermes-export", "manifest": manifest, "corpus": corpus_name(corpus)},
         report=report,
         columns=["doc_id", "repeat_index", "stage1_bucket", "stage2_bucket", *keep],
         files_read=files,

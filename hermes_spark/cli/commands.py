@@ -139,6 +139,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
     from hermes_spark.evaluate import evaluate, summary_lines, write_report
 
     labels = [c.strip() for c in (args.label_cols or "").split(",") if c.strip()]
+    _guard_file_outputs(args, "evaluate")
     report = evaluate(
         _spark(cfg),
         cfg,
@@ -190,6 +191,27 @@ def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     return cfg.with_overrides({"sample": values}).sample
 
 
+def _guard_file_outputs(args: argparse.Namespace, command: str) -> None:
+    """Refuse, before Spark starts, file outputs that hold what hermes did not write."""
+    from hermes_spark import outputs
+
+    weights_out = getattr(args, "weights_out", None)
+    if weights_out:
+        outputs.guard_output(
+            weights_out, f"{command} --weights-out", own_names=outputs.WEIGHT_FILES
+        )
+    if command == "plan" and args.out:
+        from hermes_spark.sampling.plan import PLAN_KIND
+
+        outputs.guard_output(args.out, "plan --out", marker=PLAN_KIND)
+    if command == "mixtures" and args.out:
+        outputs.guard_output(args.out, "mixtures --out", own_names=outputs.MIXTURE_FILES)
+    if command == "report" and args.out:
+        outputs.guard_output(args.out, "report --out", marker=outputs.REPORT_MARKER)
+    if command == "evaluate" and args.out:
+        outputs.guard_output(args.out, "evaluate --out", own_names=outputs.EVALUATION_FILES)
+
+
 def _sample_corpus(cfg: HermesConfig) -> Any:
     """The corpus of ``--input`` for target-top's re-embedding (None when none is set)."""
     return cfg.corpus if (cfg.corpus.input or cfg.corpus.table) else None
@@ -210,6 +232,7 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> None:
     from hermes_spark.sampling.report import format_plan
 
     settings = _sample_settings(args, cfg)  # validated before Spark starts
+    _guard_file_outputs(args, "plan")
     plan = compute_plan(
         _spark(cfg),
         settings,
@@ -242,6 +265,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
     table = _need(cfg.paths.table, "--table")
     out = _need(cfg.paths.manifest, "--out")
     settings = None if args.plan else _sample_settings(args, cfg)  # validated before Spark
+    _guard_file_outputs(args, "sample")
     spark = _spark(cfg)
     if args.plan:
         fixed = {
@@ -326,6 +350,7 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> None:
     out = _need(args.out, "--out")
     if not args.dirichlet and not args.quadmix:
         raise InvalidConfigError("hermes mixtures needs --dirichlet N and/or --quadmix N")
+    _guard_file_outputs(args, "mixtures")
     if args.quadmix:
         from hermes_spark.export import write_candidate_quadmix
 
@@ -362,6 +387,7 @@ def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
     stats = _need(cfg.paths.stats, "--stats")
     out = _need(args.out, "--out")
+    _guard_file_outputs(args, "report")
     mixture = args.manifest
     if mixture and not mixture.endswith(".json"):
         mixture = io.report_path_for(mixture)
