@@ -17,7 +17,7 @@ from hermes_spark import __version__
 from hermes_spark.cli import commands
 from hermes_spark.cli.flags import COMMANDS, COMMON, Command, Flag, help_text, needed, overrides
 from hermes_spark.config import load_config
-from hermes_spark.errors import HermesError, InvalidConfigError, storage_error
+from hermes_spark.errors import HermesError, InvalidConfigError, read_error, storage_error
 
 log = logging.getLogger("hermes")
 
@@ -131,7 +131,8 @@ def execute(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # an unexpected failure: say so, keep the trace for debugging
         user = storage_error(exc, list(argv) if argv is not None else sys.argv[1:])
-        if user is not None:  # Spark's way of saying the storage is not set up
+        user = user or read_error(exc)
+        if user is not None:  # Spark's way of saying the storage or a file is unusable
             log.debug("storage failure", exc_info=True)
             print(f"hermes: error: {user}", file=sys.stderr)
             return user.exit_code

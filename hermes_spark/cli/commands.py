@@ -188,7 +188,11 @@ def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         "embeddings_table": args.embeddings_table,
         "target_max_embed_docs": args.target_max_embed_docs,
     }
-    return cfg.with_overrides({"sample": values}).sample
+    settings = cfg.with_overrides({"sample": values}).sample
+    from hermes_spark.sampling.weights import precheck_weights
+
+    precheck_weights(settings.weights, settings.weights_level, _code_levels(args))
+    return settings
 
 
 def _guard_file_outputs(args: argparse.Namespace, command: str) -> None:
