@@ -315,32 +315,62 @@ def _bucket_totals(man: DataFrame) -> pd.DataFrame:
     )
 
 
+def bucket_shards(tokens: Mapping[int, int], total: int) -> dict[int, int]:
+    """Shards per Stage-1 bucket for ``--per-bucket``: ``total`` shards shared in
+    proportion to each bucket's tokens (largest remainders), at least one per bucket, so
+    ``max(total, len(tokens))`` files in all (driver; pure)."""
+    buckets = sorted(tokens)
+    if not buckets:
+        return {}
+    mass = sum(max(0, int(tokens[b])) for b in buckets)
+    spare = max(0, int(total) - len(buckets))
+    share = {b: spare * max(0, int(tokens[b])) / mass if mass else 0.0 for b in buckets}
+    out = {b: 1 + math.floor(share[b]) for b in buckets}
+    left = len(buckets) + spare - sum(out.values())
+    for b in sorted(buckets, key=lambda b: (-(share[b] - math.floor(share[b])), b))[:left]:
+        out[b] += 1
+    return out
+
+
 @dataclass(frozen=True)
 class _Layout:
-    """Where every copy goes: shard slots (``(bucket, shard, slot, partition key)``)."""
+    """Where every copy goes: shard slots (``(bucket, shard, slot, partition key, shards
+    of the bucket)``); one group of ``shards`` slots, or one group per Stage-1 bucket."""
 
     shards: int
     per_bucket: bool
-    slot_rows: list[tuple[int, int, int, int]]
+    slot_rows: list[tuple[int, int, int, int, int]]
     seed: int
 
     def assign(self, df: DataFrame, slots: DataFrame) -> DataFrame:
         out = expand_copies(df, self.seed)
-        out = out.withColumn("_shard", F.pmod(F.col("_h"), F.lit(self.shards)).cast("int"))
         bucket = F.col("stage1_bucket") if self.per_bucket else F.lit(-1).cast("long")
-        return out.withColumn("_b", bucket).join(F.broadcast(slots), ["_b", "_shard"])
+        counts = slots.select("_b", "_n").distinct()
+        out = out.withColumn("_b", bucket).join(F.broadcast(counts), "_b")
+        out = out.withColumn("_shard", F.pmod(F.col("_h"), F.col("_n")).cast("int"))
+        return out.drop("_n").join(F.broadcast(slots.drop("_n")), ["_b", "_shard"])
 
 
-def _layout(spark: SparkSession, buckets: list[int], shards: int, per_bucket: bool, seed: int):
-    groups = buckets if per_bucket else [None]
-    pkeys = _partition_keys(spark, len(groups) * shards)
-    slot_rows = [
-        (b if b is not None else -1, k, gi * shards + k, pkeys[gi * shards + k])
-        for gi, b in enumerate(groups)
-        for k in range(shards)
-    ]
-    slots = spark.createDataFrame(slot_rows, "_b long, _shard int, _slot int, _pkey long")
-    return _Layout(shards, per_bucket, slot_rows, int(seed)), slots
+def _layout(
+    spark: SparkSession, totals: pd.DataFrame, shards: int, per_bucket: bool, seed: int
+) -> tuple[_Layout, DataFrame]:
+    """The shard slots: ``shards`` for the whole export, or with ``per_bucket`` the same
+    total shared by the buckets' tokens (:func:`bucket_shards`)."""
+    if per_bucket:
+        tokens = dict(zip(totals["stage1_bucket"].astype(int), totals["tokens"], strict=True))
+        counts = bucket_shards(tokens, shards)
+    else:
+        counts = {-1: shards}
+    pkeys = _partition_keys(spark, sum(counts.values()))
+    slot_rows, slot = [], 0
+    for b, n in sorted(counts.items()):
+        for k in range(n):
+            slot_rows.append((b, k, slot, pkeys[slot], n))
+            slot += 1
+    schema = "_b long, _shard int, _slot int, _pkey long, _n int"
+    return _Layout(shards, per_bucket, slot_rows, int(seed)), spark.createDataFrame(
+        slot_rows, schema
+    )
 
 
 def _write_data(data: DataFrame, out_dir: str, fmt: str) -> str:
@@ -376,7 +406,8 @@ def export_training_data(
     text column plus ``--keep-cols`` when given, else all but the embedding column).
     When the manifest carries ``source_file`` only the corpus files holding sampled
     documents are read. ``shards`` defaults to :func:`default_shards` of the exported
-    tokens (≈ 1 GB of text per shard).
+    tokens (≈ 1 GB of text per shard); with ``per_bucket`` it is the total, shared by
+    the buckets in proportion to their tokens (:func:`bucket_shards`, at least one each).
 
     Raises:
         InvalidConfigError: bad format or shard count.
@@ -405,7 +436,7 @@ def export_training_data(
         shards = default_shards(total_tok)
     buckets = [int(b) for b in totals["stage1_bucket"]]
     keys = _bucket_keys(buckets, report)
-    layout, slots = _layout(spark, buckets, shards, per_bucket, seed)
+    layout, slots = _layout(spark, totals, shards, per_bucket, seed)
     per_slot = (
         layout.assign(man, slots)
         .groupBy("_slot")
@@ -472,8 +503,8 @@ def _mixture(
 ) -> dict[str, Any]:
     """``mixture.json``: rows, tokens and shares per Stage-1 bucket and per shard."""
     shard_info = []
-    for b, k, slot, _ in layout.slot_rows:
-        name = _shard_name(k, layout.shards, ext, keys.get(b) if layout.per_bucket else None)
+    for b, k, slot, _, n in layout.slot_rows:
+        name = _shard_name(k, n, ext, keys.get(b) if layout.per_bucket else None)
         rows = int(per_slot["rows"].get(slot, 0)) if len(per_slot) else 0
         tok = int(per_slot["tok"].get(slot, 0)) if len(per_slot) else 0
         shard_info.append({"file": name, "rows": rows, "tokens": tok})
@@ -495,7 +526,7 @@ def _mixture(
     return {
         **info,
         "format": ext,
-        "shards": layout.shards,
+        "shards": len(layout.slot_rows),
         "per_bucket": layout.per_bucket,
         "seed": layout.seed,
         "rows": int(totals["rows"].sum()) if len(totals) else 0,
@@ -556,9 +587,9 @@ def _place_files(
 
         empty = to_arrow_schema(data.schema).empty_table()
     jobs = []
-    for b, k, slot, _ in layout.slot_rows:
+    for b, k, slot, _, n in layout.slot_rows:
         bucket_key = keys.get(b) if layout.per_bucket else None
-        target = f"{root}/{_shard_name(k, layout.shards, ext, bucket_key)}"
+        target = f"{root}/{_shard_name(k, n, ext, bucket_key)}"
         jobs.append((by_part.get(slot), target))
     workers = max(1, min(PLACE_THREADS, len(jobs)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hermes-export") as pool:

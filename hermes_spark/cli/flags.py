@@ -441,7 +441,11 @@ COMMANDS: tuple[Command, ...] = (
                 help="output shards (default: one per ≈1 GB of text, 4 bytes per token)",
             ),
             flag("--seed", key="sample.seed", type=int, dest="export_seed", help="shuffle seed"),
-            switch("--per-bucket", help="N shards per Stage-1 bucket + megatron_blend.txt"),
+            switch(
+                "--per-bucket",
+                help="a folder per Stage-1 bucket + megatron_blend.txt; the shards are "
+                "shared by the buckets in proportion to their tokens (at least one each)",
+            ),
             switch("--overwrite", help="replace an earlier export in --out"),
             *[f for f in CORPUS if f.key in ("corpus.input", "corpus.table", "corpus.id_col")],
             INPUT_FORMAT_ONLY,
