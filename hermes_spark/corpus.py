@@ -89,6 +89,8 @@ def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> In
         raise InvalidInputError(
             "no corpus given: pass --input PATH or --input-table NAME (or set corpus.input)"
         )
+    if spark is not None:
+        _JSON_SCHEMAS.pop(_json_key(spark, cfg), None)  # a new run infers afresh
     if cfg.format == "delta":
         if not io.exists(io.join(cfg.input, "_delta_log")):
             raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
@@ -226,12 +228,28 @@ def read_corpus(
     if files is None:
         files = list_input_files(cfg, spark).paths
     if cfg.format == "json":
-        return (
-            spark.read.option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", CORRUPT_COL)
-            .json(io.spark_paths(files))
+        reader = spark.read.option("mode", "PERMISSIVE").option(
+            "columnNameOfCorruptRecord", CORRUPT_COL
         )
+        key = _json_key(spark, cfg)
+        if key not in _JSON_SCHEMAS:  # inferred once per run: a pass over these files
+            inferred = reader.json(io.spark_paths(files)).schema
+            if CORRUPT_COL not in inferred.fieldNames():  # later files may hold bad lines
+                inferred = inferred.add(CORRUPT_COL, T.StringType())
+            _JSON_SCHEMAS[key] = inferred
+        return reader.schema(_JSON_SCHEMAS[key]).json(io.spark_paths(files))
     return spark.read.parquet(*io.spark_paths(files))
+
+
+#: The JSON schema inferred for each ``(session, corpus)`` in this run. Inference reads
+#: every line of the files it is given, so it runs once (on the first files read, e.g.
+#: annotate's pending files) and every later read of the run reuses it; a new listing
+#: (:func:`list_input_files`, once per run) forgets it.
+_JSON_SCHEMAS: dict[tuple[int, str], T.StructType] = {}
+
+
+def _json_key(spark: SparkSession, cfg: CorpusConfig) -> tuple[int, str]:
+    return id(spark), cfg.input or ""
 
 
 def check_columns(schema: T.StructType, cfg: CorpusConfig, *, embedding_dim: int | None) -> None:
