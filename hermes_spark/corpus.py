@@ -205,6 +205,11 @@ def _table_reader(spark: SparkSession, cfg: CorpusConfig) -> DataFrame:
     """The whole corpus through its table reader (deletion vectors, column mapping and
     removed files respected)."""
     if cfg.table:
+        if not spark.catalog.tableExists(cfg.table):
+            raise InvalidInputError(
+                f"corpus table {cfg.table} does not exist in the catalog (check --input-table "
+                "and the session's catalog settings)"
+            )
         return spark.read.table(cfg.table)
     return spark.read.format("delta").load(io.spark_path(cfg.input or ""))
 

@@ -171,3 +171,21 @@ def test_weights_are_checked_before_spark_starts(shared_codes, tmp_path, capsys,
         capsys, *base, "--weights", str(tmp_path / "w2.json"), "--codebook", shared_codes["cb"]
     )
     assert_clean_error(code, err, "out of range")
+
+
+def test_a_codes_table_of_another_schema_and_a_missing_catalog_table(
+    spark, manifest, tmp_path, capsys
+):
+    other = pd.DataFrame({"codebook_version": ["v1"], "user_id": [1]})
+    write_deltalake(str(tmp_path / "other"), other)
+    code, _, err = run_cli(
+        capsys, "stats", "--table", str(tmp_path / "other"), "--out", str(tmp_path / "s")
+    )
+    assert_clean_error(code, err, str(tmp_path / "other"), "not a codes table", "bucket1")
+    assert not (tmp_path / "s").exists()
+    code, _, err = run_cli(
+        capsys, "export", "--manifest", manifest, "--input-table", "default.no_such_corpus",
+        "--out", str(tmp_path / "train"),
+    )  # fmt: skip
+    assert_clean_error(code, err, "default.no_such_corpus", "does not exist")
+    assert not (tmp_path / "train").exists()
