@@ -112,10 +112,13 @@ def test_export_reads_a_catalog_table_corpus(spark, delta_corpus, annotated, mon
     if not (root / "man").exists():
         man = ("sample", "--table", annotated["codes"], "--out", str(root / "man"))
         assert execute([*man, "--budget-share", "0.5", "--weights", "uniform"]) == 0
-    code, _, err = run_cli(
-        capsys, "export", "--manifest", str(root / "man"), "--input-table", "dv_corpus",
-        "--embedding-col", "emb", "--out", str(root / "train_t"), "--shards", "1",
-    )  # fmt: skip
+    try:
+        code, _, err = run_cli(
+            capsys, "export", "--manifest", str(root / "man"), "--input-table", "dv_corpus",
+            "--embedding-col", "emb", "--out", str(root / "train_t"), "--shards", "1",
+        )  # fmt: skip
+    finally:
+        spark.sql("DROP TABLE IF EXISTS dv_corpus")  # the data stays: an external table
     assert code == 0, err
     rows = pd.read_parquet(next((root / "train_t").glob("part-*")))
     manifest = spark.read.format("delta").load(str(root / "man")).toPandas()
