@@ -14,7 +14,7 @@ from tests.helpers import labelled_vectors
 pytestmark = pytest.mark.spark
 
 
-def _json_corpus(root, files: int = 3, per: int = 30):
+def _json_corpus(root, files: int = 2, per: int = 30):
     root.mkdir(parents=True)
     x, _ = labelled_vectors(files * per, 8, seed=3)
     for f in range(files):
@@ -52,8 +52,8 @@ def test_a_json_corpus_schema_is_inferred_once_per_annotate_run(spark, tmp_path)
         corpus=CorpusConfig(
             input=str(corpus), format="json", embedding_col="emb", tokens_col="tokens"
         ),
-        fit=FitConfig(levels=(3, 2), sample_size=90, n_iter=5),
-        annotate=AnnotateConfig(files_per_chunk=1),  # three chunks, three reads
+        fit=FitConfig(levels=(3, 2), sample_size=60, n_iter=5),
+        annotate=AnnotateConfig(files_per_chunk=1),  # two chunks: five reads of the corpus
     )
     fit(spark, cfg, str(tmp_path / "cb"))
     report = {}
@@ -62,5 +62,5 @@ def test_a_json_corpus_schema_is_inferred_once_per_annotate_run(spark, tmp_path)
         report["r"] = annotate(spark, cfg, str(tmp_path / "cb"), str(tmp_path / "codes"))
 
     assert _inference_jobs(spark, run) == 1
-    assert report["r"].chunks_total == 3
-    assert report["r"].table_rows == 90
+    assert report["r"].chunks_total == 2
+    assert report["r"].table_rows == 60
