@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from hermes_spark.config import AnnotateConfig, CorpusConfig, FitConfig, HermesConfig
-from hermes_spark.tasks.annotate import annotate
-from hermes_spark.tasks.fit import fit
+from hermes_spark.config import CorpusConfig
+from hermes_spark.corpus import list_input_files, read_corpus
 from tests.helpers import labelled_vectors
 
 pytestmark = pytest.mark.spark
@@ -46,21 +45,19 @@ def _all_jobs(tracker) -> list[int]:
     return ids
 
 
-def test_a_json_corpus_schema_is_inferred_once_per_annotate_run(spark, tmp_path):
+def test_a_json_corpus_schema_is_inferred_once_per_run(spark, tmp_path):
+    """annotate reads a run's files for the probe, the id look-up and each chunk: one
+    inference (a pass over the JSON text) serves them all; a new run's listing re-infers."""
     corpus = _json_corpus(tmp_path / "c")
-    cfg = HermesConfig(
-        corpus=CorpusConfig(
-            input=str(corpus), format="json", embedding_col="emb", tokens_col="tokens"
-        ),
-        fit=FitConfig(levels=(3, 2), sample_size=60, n_iter=5),
-        annotate=AnnotateConfig(files_per_chunk=1),  # two chunks: five reads of the corpus
-    )
-    fit(spark, cfg, str(tmp_path / "cb"))
-    report = {}
+    cfg = CorpusConfig(input=str(corpus), format="json", embedding_col="emb")
+    files = list_input_files(cfg, spark).paths
+    frames = []
 
-    def run() -> None:
-        report["r"] = annotate(spark, cfg, str(tmp_path / "cb"), str(tmp_path / "codes"))
+    def reads() -> None:  # as annotate does: the pending files, then chunk by chunk
+        frames.append(read_corpus(spark, cfg, files))
+        frames.extend(read_corpus(spark, cfg, [f]) for f in files)
 
-    assert _inference_jobs(spark, run) == 1
-    assert report["r"].chunks_total == 2
-    assert report["r"].table_rows == 60
+    assert _inference_jobs(spark, reads) == 1
+    assert sum(f.count() for f in frames[1:]) == frames[0].count() == 60
+    assert "_corrupt_record" in frames[1].columns  # a later file's bad line stays traceable
+    assert _inference_jobs(spark, lambda: read_corpus(spark, cfg)) == 1  # a new listing
