@@ -18,6 +18,7 @@ from pyspark.sql import types as T
 from hermes_spark import io
 from hermes_spark.config import CorpusConfig
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.paths import canonical_file_key, file_key_col
 from hermes_spark.schema import REASON_COL, REJECT_REASONS, SOURCE_COL
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ def chunk_entries(
     ]
 
 
+def corpus_name(cfg: CorpusConfig) -> str:
+    """How messages name the corpus: its catalog table, else its ``--input``."""
+    return cfg.table or cfg.input or "<no corpus>"
+
+
 def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> InputFiles:
     """List the corpus's data files on the driver (names, sizes, mtimes; no data read).
 
@@ -83,6 +89,8 @@ def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> In
         raise InvalidInputError(
             "no corpus given: pass --input PATH or --input-table NAME (or set corpus.input)"
         )
+    if spark is not None:
+        _JSON_SCHEMAS.pop(_json_key(spark, cfg), None)  # a new run infers afresh
     if cfg.format == "delta":
         if not io.exists(io.join(cfg.input, "_delta_log")):
             raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
@@ -92,15 +100,39 @@ def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> In
 
         _check_embedded_readable(cfg.input)
         return _delta_input_files(DeltaTable(cfg.input))
-    if not io.exists(cfg.input):
+    if _GLOB.search(cfg.input) and not io.exists(cfg.input):
+        files = _glob_files(cfg, spark)
+    elif not io.exists(cfg.input):
         raise InvalidInputError(f"corpus {cfg.input} does not exist")
-    files = io.list_files(cfg.input, _SUFFIXES[cfg.format])
+    else:
+        files = io.list_files(cfg.input, _SUFFIXES[cfg.format])
     if not files:
         raise InvalidInputError(
             f"corpus {cfg.input} holds no {cfg.format} files "
             f"(looked for names ending in {', '.join(_SUFFIXES[cfg.format])})"
         )
     return InputFiles(tuple(f.uri for f in files), tuple(files))
+
+
+#: Hadoop glob characters (``*``, ``?``, ``[ab]``, ``{a,b}``) as spark.read expands them.
+_GLOB = re.compile(r"[*?\[{]")
+
+
+def _glob_files(cfg: CorpusConfig, spark: SparkSession | None) -> list[io.FileEntry]:
+    """The data files a Hadoop glob in ``--input`` names, listed by Spark exactly as
+    ``spark.read`` would expand it (driver; no data read)."""
+    pattern = cfg.input or ""
+    if spark is None:
+        raise InvalidInputError(f"corpus {pattern}: a glob in --input needs a Spark session")
+    try:
+        uris = spark.read.format("text").load(io.spark_path(pattern)).inputFiles()
+    except Exception as exc:  # Spark's PATH_NOT_FOUND, or its Spark Connect twin
+        if "PATH_NOT_FOUND" not in str(exc) and "does not exist" not in str(exc):
+            raise
+        raise InvalidInputError(f"corpus {pattern}: the glob matches no file") from None
+    suffixes = _SUFFIXES[cfg.format]
+    listed = _spark_listed([u for u in uris if u.endswith(suffixes)]).entries
+    return list(listed)
 
 
 def _delta_input_files(table: object) -> InputFiles:
@@ -156,12 +188,12 @@ def _spark_listed(uris: Sequence[str], delta: str | None = None) -> InputFiles:
             from deltalake import DeltaTable
 
             for e in _delta_input_files(DeltaTable(delta)).entries:
-                known[_canonical(_as_uri(e.uri))] = e
+                known[canonical_file_key(e.uri)] = e
         except Exception as exc:  # the log is readable by Spark; stats are a convenience
             log.info("Delta log of %s not read by delta-rs (%s): stat per file", delta, exc)
     entries = []
     for uri in sorted(uris):
-        hit = known.get(_canonical(uri))
+        hit = known.get(canonical_file_key(uri))
         if hit is None:
             listed = io.list_files(uri)
             hit = listed[0] if listed else io.FileEntry(uri, 0, 0)
@@ -169,39 +201,60 @@ def _spark_listed(uris: Sequence[str], delta: str | None = None) -> InputFiles:
     return InputFiles(tuple(e.uri for e in entries), tuple(entries))
 
 
-def _as_uri(path: str) -> str:
-    return f"file:{path}" if io.scheme(path) == "" else path
-
-
 def _table_reader(spark: SparkSession, cfg: CorpusConfig) -> DataFrame:
     """The whole corpus through its table reader (deletion vectors, column mapping and
     removed files respected)."""
     if cfg.table:
+        if not spark.catalog.tableExists(cfg.table):
+            raise InvalidInputError(
+                f"corpus table {cfg.table} does not exist in the catalog (check --input-table "
+                "and the session's catalog settings)"
+            )
         return spark.read.table(cfg.table)
     return spark.read.format("delta").load(io.spark_path(cfg.input or ""))
 
 
-def _canonical(uri: str) -> str:
-    """:func:`file_key` on the driver: ``scheme:/path`` whichever way it was written."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/+", r"\1:/", uri)
-
-
-def read_corpus(spark: SparkSession, cfg: CorpusConfig, files: Sequence[str]) -> DataFrame:
-    """A lazy DataFrame over ``files`` of the corpus.
+def read_corpus(
+    spark: SparkSession, cfg: CorpusConfig, files: Sequence[str] | None = None
+) -> DataFrame:
+    """A lazy DataFrame over ``files`` of the corpus (None: all of it, listed now).
 
     JSON lines keep unparsable lines as corrupt records. A catalog table or a natively
-    read Delta corpus is read through its table reader restricted to ``files``.
+    read Delta corpus is read through its table reader (deletion vectors respected),
+    restricted to ``files`` when given; files are matched by :func:`canonical_file_key`,
+    so any spelling of a listed file (delta-rs, Spark, ``s3``/``s3a``) selects it.
     """
     if cfg.table or (cfg.format == "delta" and _native_delta(spark)):
-        wanted = [_canonical(f) for f in files]
-        return _table_reader(spark, cfg).where(file_key(F.col("_metadata.file_path")).isin(wanted))
+        reader = _table_reader(spark, cfg)
+        if files is None:
+            return reader
+        wanted = sorted({canonical_file_key(f) for f in files})
+        return reader.where(file_key(F.col("_metadata.file_path")).isin(wanted))
+    if files is None:
+        files = list_input_files(cfg, spark).paths
     if cfg.format == "json":
-        return (
-            spark.read.option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", CORRUPT_COL)
-            .json(io.spark_paths(files))
+        reader = spark.read.option("mode", "PERMISSIVE").option(
+            "columnNameOfCorruptRecord", CORRUPT_COL
         )
+        key = _json_key(spark, cfg)
+        if key not in _JSON_SCHEMAS:  # inferred once per run: a pass over these files
+            inferred = reader.json(io.spark_paths(files)).schema
+            if CORRUPT_COL not in inferred.fieldNames():  # later files may hold bad lines
+                inferred = inferred.add(CORRUPT_COL, T.StringType())
+            _JSON_SCHEMAS[key] = inferred
+        return reader.schema(_JSON_SCHEMAS[key]).json(io.spark_paths(files))
     return spark.read.parquet(*io.spark_paths(files))
+
+
+#: The JSON schema inferred for each ``(session, corpus)`` in this run. Inference reads
+#: every line of the files it is given, so it runs once (on the first files read, e.g.
+#: annotate's pending files) and every later read of the run reuses it; a new listing
+#: (:func:`list_input_files`, once per run) forgets it.
+_JSON_SCHEMAS: dict[tuple[int, str], T.StructType] = {}
+
+
+def _json_key(spark: SparkSession, cfg: CorpusConfig) -> tuple[int, str]:
+    return id(spark), cfg.input or ""
 
 
 def check_columns(schema: T.StructType, cfg: CorpusConfig, *, embedding_dim: int | None) -> None:
@@ -408,12 +461,8 @@ def duplicate_losers(prepared: DataFrame) -> DataFrame:
 
 
 def file_key(path: Column) -> Column:
-    """A file's URI in one canonical form (``scheme:/path``), whichever way Spark wrote it.
-
-    Spark's ``_metadata.file_path`` says ``file:/a%20b`` where ``inputFiles()`` says
-    ``file:///a%20b``; both are percent-encoded the same way.
-    """
-    return F.regexp_replace(path, r"^([A-Za-z][A-Za-z0-9+.-]*):/+", "$1:/")
+    """A file's URI in its canonical form (:func:`hermes_spark.paths.file_key_col`)."""
+    return file_key_col(path)
 
 
 def chunk_of_files(spark: SparkSession, chunks: Sequence[tuple[int, Sequence[str]]]) -> DataFrame:

@@ -118,3 +118,37 @@ def storage_error(exc: BaseException, candidates: Sequence[str] = ()) -> UserErr
             where = f" ({', '.join(paths)})" if paths else ""
             return InvalidInputError(f"cannot use the storage{where}: {advice}")
     return None
+
+
+_TYPE_MISMATCH = re.compile(
+    r"PARQUET_COLUMN_DATA_TYPE_MISMATCH\].*?reading file (\S+?)\.? Data type mismatches when "
+    r"reading Parquet column (\S+?)\. Expected Spark type (\S+?), actual Parquet type (\S+?)\.",
+    re.DOTALL,
+)
+_UNREADABLE = re.compile(
+    r"\[(?:FAILED_READ_FILE\.\w+|CANNOT_READ_FILE_FOOTER)\][^\n]*?(?:file:?|footer for file:)"
+    r" ?(\S+?)\.?(?:\s|$)",
+)
+
+
+def read_error(exc: BaseException) -> UserError | None:
+    """A :class:`InvalidInputError` naming the file (and column) for a Spark failure
+    that means "one of your input files cannot be read as the others" (a corrupt or
+    truncated file, a column whose type differs between files), else ``None``."""
+    text = str(exc)
+    mismatch = _TYPE_MISMATCH.search(text)
+    if mismatch:
+        path, column, expected, actual = mismatch.groups()
+        return InvalidInputError(
+            f"input file {path}: column {column.strip('[]`')} is {actual.strip(chr(34))} "
+            f"there but {expected.strip(chr(34))} in the other files; every file must give "
+            "a column the same type (rewrite that file, or leave it out of --input)"
+        )
+    unreadable = _UNREADABLE.search(text)
+    if unreadable:
+        return InvalidInputError(
+            f"input file {unreadable.group(1)} cannot be read (corrupt or truncated?): "
+            "repair or remove it, or leave it out of --input; nothing was committed for "
+            "the files read with it"
+        )
+    return None

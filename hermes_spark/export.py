@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import posixpath
 import re
 import time
@@ -36,10 +35,11 @@ from pyspark.sql import functions as F
 
 from hermes_spark import io
 from hermes_spark.config import CorpusConfig
-from hermes_spark.corpus import list_input_files
+from hermes_spark.corpus import corpus_name, list_input_files
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
 from hermes_spark.io import jsonable, report_path_for, write_text
+from hermes_spark.outputs import guard_output
 from hermes_spark.sampling.exports import doremi_json, megatron_blend, regmix_csv
 from hermes_spark.sampling.levels import infer_sizes
 from hermes_spark.sampling.materialize import (
@@ -102,25 +102,28 @@ def _spark_uri(path: str) -> str:
     return io.spark_path(path)
 
 
-def _prepare_out_dir(fs: pafs.FileSystem, root: str, overwrite: bool) -> None:
+def _check_out_dir(out_dir: str, overwrite: bool) -> None:
+    """Refuse, before any job, an export folder holding files hermes did not write, or a
+    finished export (``mixture.json`` is written last) without ``overwrite`` (driver)."""
+    guard_output(out_dir, "export --out", own_names=_OURS)
+    fs, root = _fs(out_dir)
+    if not overwrite and fs.get_file_info(f"{root}/{MIXTURE_FILE}").type == pafs.FileType.File:
+        raise InvalidInputError(
+            f"export target {out_dir} already holds an export; pass --overwrite to replace it"
+        )
+
+
+def _prepare_out_dir(fs: pafs.FileSystem, root: str) -> None:
+    """Create the export folder or empty it of hermes' files (driver; checked by
+    :func:`_check_out_dir`). The remains of a killed export (staging ``_tmp_*``, shards
+    without ``mixture.json``) are cleared as well, so a re-run recovers by itself."""
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         fs.create_dir(root, recursive=True)
         return
-    if info.type != pafs.FileType.Directory:
-        raise InvalidInputError(f"export target {root} exists and is not a directory")
-    entries = fs.get_file_info(pafs.FileSelector(root))
-    names = {posixpath.basename(e.path): e for e in entries}
-    foreign = sorted(n for n in names if not _OURS.match(n))
-    if foreign:
-        raise InvalidInputError(
-            f"export target {root} holds other files ({', '.join(foreign[:5])}); "
-            "give an empty or new directory"
-        )
-    if names and not overwrite:
-        raise InvalidInputError(
-            f"export target {root} already holds an export; pass --overwrite to replace it"
-        )
+    names = {posixpath.basename(e.path): e for e in fs.get_file_info(pafs.FileSelector(root))}
+    if names and MIXTURE_FILE not in names:
+        log.warning("export target %s holds an unfinished export: clearing it", root)
     for name, entry in names.items():
         if entry.type == pafs.FileType.Directory:
             fs.delete_dir(f"{root}/{name}")
@@ -275,12 +278,13 @@ def _check_options(fmt: str, shards: int | None) -> None:
         raise InvalidConfigError(f"--shards must be an integer in 1..{MAX_SHARDS}, got {shards!r}")
 
 
-def _files_to_read(corpus: CorpusConfig, man: DataFrame) -> tuple[list[str], bool]:
+def _files_to_read(
+    spark: SparkSession, corpus: CorpusConfig, man: DataFrame
+) -> tuple[list[str], bool]:
     """The corpus files to read (only those holding sampled documents when the manifest
     says which) and whether they were narrowed that way (driver: listing + one small job)."""
-    listed = list(list_input_files(corpus).paths)
-    absolute = [p if "://" in p else os.path.abspath(p.removeprefix("file:")) for p in listed]
-    chosen = files_holding(sampled_files(man), absolute)
+    listed = list(list_input_files(corpus, spark).paths)
+    chosen = files_holding(sampled_files(man), listed)
     if chosen is None:
         return listed, False
     log.info("export reads %d of the corpus's %d files", len(chosen), len(listed))
@@ -292,9 +296,9 @@ def _check_found(man: DataFrame, texts: DataFrame, corpus: CorpusConfig) -> None
     examples = [r[0] for r in missing.limit(5).collect()]
     if examples:
         raise InvalidInputError(
-            f"{missing.count()} manifest documents are not in corpus {corpus.input} (e.g. "
+            f"{missing.count()} manifest documents are not in corpus {corpus_name(corpus)} (e.g. "
             f"{', '.join(map(repr, examples))}): export needs the corpus that was annotated "
-            "(check --input, --input-format, --id-col, --text-col)"
+            "(check --input/--input-table, --input-format, --id-col, --text-col)"
         )
 
 
@@ -311,32 +315,62 @@ def _bucket_totals(man: DataFrame) -> pd.DataFrame:
     )
 
 
+def bucket_shards(tokens: Mapping[int, int], total: int) -> dict[int, int]:
+    """Shards per Stage-1 bucket for ``--per-bucket``: ``total`` shards shared in
+    proportion to each bucket's tokens (largest remainders), at least one per bucket, so
+    ``max(total, len(tokens))`` files in all (driver; pure)."""
+    buckets = sorted(tokens)
+    if not buckets:
+        return {}
+    mass = sum(max(0, int(tokens[b])) for b in buckets)
+    spare = max(0, int(total) - len(buckets))
+    share = {b: spare * max(0, int(tokens[b])) / mass if mass else 0.0 for b in buckets}
+    out = {b: 1 + math.floor(share[b]) for b in buckets}
+    left = len(buckets) + spare - sum(out.values())
+    for b in sorted(buckets, key=lambda b: (-(share[b] - math.floor(share[b])), b))[:left]:
+        out[b] += 1
+    return out
+
+
 @dataclass(frozen=True)
 class _Layout:
-    """Where every copy goes: shard slots (``(bucket, shard, slot, partition key)``)."""
+    """Where every copy goes: shard slots (``(bucket, shard, slot, partition key, shards
+    of the bucket)``); one group of ``shards`` slots, or one group per Stage-1 bucket."""
 
     shards: int
     per_bucket: bool
-    slot_rows: list[tuple[int, int, int, int]]
+    slot_rows: list[tuple[int, int, int, int, int]]
     seed: int
 
     def assign(self, df: DataFrame, slots: DataFrame) -> DataFrame:
         out = expand_copies(df, self.seed)
-        out = out.withColumn("_shard", F.pmod(F.col("_h"), F.lit(self.shards)).cast("int"))
         bucket = F.col("stage1_bucket") if self.per_bucket else F.lit(-1).cast("long")
-        return out.withColumn("_b", bucket).join(F.broadcast(slots), ["_b", "_shard"])
+        counts = slots.select("_b", "_n").distinct()
+        out = out.withColumn("_b", bucket).join(F.broadcast(counts), "_b")
+        out = out.withColumn("_shard", F.pmod(F.col("_h"), F.col("_n")).cast("int"))
+        return out.drop("_n").join(F.broadcast(slots.drop("_n")), ["_b", "_shard"])
 
 
-def _layout(spark: SparkSession, buckets: list[int], shards: int, per_bucket: bool, seed: int):
-    groups = buckets if per_bucket else [None]
-    pkeys = _partition_keys(spark, len(groups) * shards)
-    slot_rows = [
-        (b if b is not None else -1, k, gi * shards + k, pkeys[gi * shards + k])
-        for gi, b in enumerate(groups)
-        for k in range(shards)
-    ]
-    slots = spark.createDataFrame(slot_rows, "_b long, _shard int, _slot int, _pkey long")
-    return _Layout(shards, per_bucket, slot_rows, int(seed)), slots
+def _layout(
+    spark: SparkSession, totals: pd.DataFrame, shards: int, per_bucket: bool, seed: int
+) -> tuple[_Layout, DataFrame]:
+    """The shard slots: ``shards`` for the whole export, or with ``per_bucket`` the same
+    total shared by the buckets' tokens (:func:`bucket_shards`)."""
+    if per_bucket:
+        tokens = dict(zip(totals["stage1_bucket"].astype(int), totals["tokens"], strict=True))
+        counts = bucket_shards(tokens, shards)
+    else:
+        counts = {-1: shards}
+    pkeys = _partition_keys(spark, sum(counts.values()))
+    slot_rows, slot = [], 0
+    for b, n in sorted(counts.items()):
+        for k in range(n):
+            slot_rows.append((b, k, slot, pkeys[slot], n))
+            slot += 1
+    schema = "_b long, _shard int, _slot int, _pkey long, _n int"
+    return _Layout(shards, per_bucket, slot_rows, int(seed)), spark.createDataFrame(
+        slot_rows, schema
+    )
 
 
 def _write_data(data: DataFrame, out_dir: str, fmt: str) -> str:
@@ -372,7 +406,8 @@ def export_training_data(
     text column plus ``--keep-cols`` when given, else all but the embedding column).
     When the manifest carries ``source_file`` only the corpus files holding sampled
     documents are read. ``shards`` defaults to :func:`default_shards` of the exported
-    tokens (≈ 1 GB of text per shard).
+    tokens (≈ 1 GB of text per shard); with ``per_bucket`` it is the total, shared by
+    the buckets in proportion to their tokens (:func:`bucket_shards`, at least one each).
 
     Raises:
         InvalidConfigError: bad format or shard count.
@@ -381,12 +416,13 @@ def export_training_data(
     """
     t0 = time.perf_counter()
     _check_options(fmt, shards)
+    _check_out_dir(out_dir, overwrite)
     store = get_store(spark)
     if not store.exists(manifest):
         raise InvalidInputError(f"manifest {manifest} does not exist (run hermes sample)")
     man = checked_manifest(store.read(manifest), manifest)
     report = _read_manifest_report(manifest)
-    files, narrowed = _files_to_read(corpus, man)
+    files, narrowed = _files_to_read(spark, corpus, man)
     columns = [corpus.text_col, *corpus.keep_cols] if corpus.keep_cols else None
     texts, keep = corpus_texts(spark, corpus, columns, files=files)
     clash = [c for c in keep if c in (*RESERVED, "_shard", "_b", "_slot", "_pkey")]
@@ -400,7 +436,7 @@ def export_training_data(
         shards = default_shards(total_tok)
     buckets = [int(b) for b in totals["stage1_bucket"]]
     keys = _bucket_keys(buckets, report)
-    layout, slots = _layout(spark, buckets, shards, per_bucket, seed)
+    layout, slots = _layout(spark, totals, shards, per_bucket, seed)
     per_slot = (
         layout.assign(man, slots)
         .groupBy("_slot")
@@ -416,7 +452,7 @@ def export_training_data(
         .select("doc_id", "repeat_index", "stage1_bucket", "stage2_bucket", *keep)
     )
     fs, root = _fs(out_dir)
-    _prepare_out_dir(fs, root, overwrite)
+    _prepare_out_dir(fs, root)
     tmp_name = _write_data(data, out_dir, fmt)
     ext = "parquet" if fmt == "parquet" else "jsonl"
     placed = _place_files(fs, root, tmp_name, layout, ext, keys, data)
@@ -426,7 +462,7 @@ def export_training_data(
         totals=totals,
         keys=keys,
         ext=ext,
-        info={"kind": "hermes-export", "manifest": manifest, "corpus": corpus.input},
+        info={"kind": "hermes-export", "manifest": manifest, "corpus": corpus_name(corpus)},
         report=report,
         columns=["doc_id", "repeat_index", "stage1_bucket", "stage2_bucket", *keep],
         files_read=files,
@@ -467,8 +503,8 @@ def _mixture(
 ) -> dict[str, Any]:
     """``mixture.json``: rows, tokens and shares per Stage-1 bucket and per shard."""
     shard_info = []
-    for b, k, slot, _ in layout.slot_rows:
-        name = _shard_name(k, layout.shards, ext, keys.get(b) if layout.per_bucket else None)
+    for b, k, slot, _, n in layout.slot_rows:
+        name = _shard_name(k, n, ext, keys.get(b) if layout.per_bucket else None)
         rows = int(per_slot["rows"].get(slot, 0)) if len(per_slot) else 0
         tok = int(per_slot["tok"].get(slot, 0)) if len(per_slot) else 0
         shard_info.append({"file": name, "rows": rows, "tokens": tok})
@@ -490,7 +526,7 @@ def _mixture(
     return {
         **info,
         "format": ext,
-        "shards": layout.shards,
+        "shards": len(layout.slot_rows),
         "per_bucket": layout.per_bucket,
         "seed": layout.seed,
         "rows": int(totals["rows"].sum()) if len(totals) else 0,
@@ -551,9 +587,9 @@ def _place_files(
 
         empty = to_arrow_schema(data.schema).empty_table()
     jobs = []
-    for b, k, slot, _ in layout.slot_rows:
+    for b, k, slot, _, n in layout.slot_rows:
         bucket_key = keys.get(b) if layout.per_bucket else None
-        target = f"{root}/{_shard_name(k, layout.shards, ext, bucket_key)}"
+        target = f"{root}/{_shard_name(k, n, ext, bucket_key)}"
         jobs.append((by_part.get(slot), target))
     workers = max(1, min(PLACE_THREADS, len(jobs)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hermes-export") as pool:

@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig
+from hermes_spark.corpus import corpus_name
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.sampling.texts import corpus_texts, first_per_id
@@ -60,7 +61,7 @@ def rescore_quality(
     if found == 0 and total:
         raise InvalidInputError(
             f"none of the {total} documents of version {chosen} in {table} is in corpus "
-            f"{corpus.input}: check --input, --id-col and --text-col"
+            f"{corpus_name(corpus)}: check --input/--input-table, --id-col and --text-col"
         )
 
     @pandas_udf("double")

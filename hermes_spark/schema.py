@@ -161,6 +161,12 @@ def select_version_df(
     """:func:`select_version` on a DataFrame the caller already holds."""
     if VERSION_COL not in df.columns:
         raise InvalidInputError(f"{table} has no {VERSION_COL} column: not a codes table")
+    lacking = [c for c in ("doc_id", "bucket1") if c not in df.columns]
+    if lacking:
+        raise InvalidInputError(
+            f"{table} lacks column(s) {', '.join(lacking)}: not a codes table of hermes "
+            f"annotate (columns: {', '.join(df.columns[:8])})"
+        )
     chosen = version or latest_version(df, table)
     rows = df.where(F.col(VERSION_COL) == chosen)
     if version is not None and rows.limit(1).count() == 0:

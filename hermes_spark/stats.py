@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
+from hermes_spark.outputs import LEVELS_COLUMNS, STATS_COLUMNS, guard_output
 from hermes_spark.sampling.levels import infer_sizes
 from hermes_spark.sampling.sources import stats_rows
 from hermes_spark.schema import LEVELS_FIELD_META as LEVELS_META
@@ -285,6 +286,8 @@ def compute_stats(
     from hermes_spark.schema import recorded_levels
 
     store = get_store(spark)
+    guard_output(out, "stats --out", store=store, columns=STATS_COLUMNS)
+    guard_output(f"{out}_levels", "stats --out", store=store, columns=LEVELS_COLUMNS)
     codes, chosen = select_version(store, table, version)
     if sizes is None:
         sizes = recorded_levels(store, table, chosen)

@@ -33,7 +33,7 @@ from hermes_spark.cli.flags import (
     overrides,
 )
 from hermes_spark.config import HermesConfig, load_config
-from hermes_spark.errors import HermesError, InvalidConfigError, storage_error
+from hermes_spark.errors import HermesError, InvalidConfigError, read_error, storage_error
 
 log = logging.getLogger("hermes")
 
@@ -211,8 +211,8 @@ def _run(argv: list[str]) -> tuple[int, Any]:
 
 
 def _unexpected(exc: Exception, argv: list[str]) -> tuple[int, str]:
-    user = storage_error(exc, argv)
-    if user is not None:  # Spark's way of saying the storage is not set up
+    user = storage_error(exc, argv) or read_error(exc)
+    if user is not None:  # Spark's way of saying the storage or a file is unusable
         log.debug("storage failure", exc_info=True)
         print(f"hermes: error: {user}", file=sys.stderr)
         return user.exit_code, str(user)

@@ -156,6 +156,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     from hermes_spark.evaluate import evaluate, summary_lines, write_report
 
     labels = [c.strip() for c in (args.label_cols or "").split(",") if c.strip()]
+    _guard_file_outputs(args, "evaluate")
     report = evaluate(
         _spark(cfg),
         cfg,
@@ -231,7 +232,32 @@ def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         "embeddings_table": args.embeddings_table,
         "target_max_embed_docs": args.target_max_embed_docs,
     }
-    return cfg.with_overrides({"sample": values}).sample
+    settings = cfg.with_overrides({"sample": values}).sample
+    from hermes_spark.sampling.weights import precheck_weights
+
+    precheck_weights(settings.weights, settings.weights_level, _code_levels(args))
+    return settings
+
+
+def _guard_file_outputs(args: argparse.Namespace, command: str) -> None:
+    """Refuse, before Spark starts, file outputs that hold what hermes did not write."""
+    from hermes_spark import outputs
+
+    weights_out = getattr(args, "weights_out", None)
+    if weights_out:
+        outputs.guard_output(
+            weights_out, f"{command} --weights-out", own_names=outputs.WEIGHT_FILES
+        )
+    if command == "plan" and args.out:
+        from hermes_spark.sampling.plan import PLAN_KIND
+
+        outputs.guard_output(args.out, "plan --out", marker=PLAN_KIND)
+    if command == "mixtures" and args.out:
+        outputs.guard_output(args.out, "mixtures --out", own_names=outputs.MIXTURE_FILES)
+    if command == "report" and args.out:
+        outputs.guard_output(args.out, "report --out", marker=outputs.REPORT_MARKER)
+    if command == "evaluate" and args.out:
+        outputs.guard_output(args.out, "evaluate --out", own_names=outputs.EVALUATION_FILES)
 
 
 def _sample_corpus(cfg: HermesConfig) -> Any:
@@ -254,6 +280,7 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     from hermes_spark.sampling.report import format_plan
 
     settings = _sample_settings(args, cfg)  # validated before Spark starts
+    _guard_file_outputs(args, "plan")
     plan = compute_plan(
         _spark(cfg),
         settings,
@@ -287,6 +314,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     table = _need(cfg.paths.table, "--table")
     out = _need(cfg.paths.manifest, "--out")
     settings = None if args.plan else _sample_settings(args, cfg)  # validated before Spark
+    _guard_file_outputs(args, "sample")
     spark = _spark(cfg)
     if args.plan:
         fixed = {
@@ -379,6 +407,7 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     out = _need(args.out, "--out")
     if not args.dirichlet and not args.quadmix:
         raise InvalidConfigError("hermes mixtures needs --dirichlet N and/or --quadmix N")
+    _guard_file_outputs(args, "mixtures")
     if args.quadmix:
         from hermes_spark.export import write_candidate_quadmix
 
@@ -416,6 +445,7 @@ def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
     stats = _need(cfg.paths.stats, "--stats")
     out = _need(args.out, "--out")
+    _guard_file_outputs(args, "report")
     mixture = args.manifest
     if mixture and not mixture.endswith(".json"):
         mixture = io.report_path_for(mixture)

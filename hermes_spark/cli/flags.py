@@ -336,7 +336,7 @@ SAMPLE_PLAN = (
         metavar="N",
         help="target-top without an embeddings table: most documents re-embedded from --input",
     ),
-    *[f for f in CORPUS if f.key in ("corpus.input", "corpus.id_col")],
+    *[f for f in CORPUS if f.key in ("corpus.input", "corpus.table", "corpus.id_col")],
     INPUT_FORMAT_ONLY,
     flag("--text-col", key="corpus.text_col", help="text column of --input (target-top)"),
     flag(
@@ -556,9 +556,13 @@ COMMANDS: tuple[Command, ...] = (
                 help="output shards (default: one per ≈1 GB of text, 4 bytes per token)",
             ),
             flag("--seed", key="sample.seed", type=int, dest="export_seed", help="shuffle seed"),
-            switch("--per-bucket", help="N shards per Stage-1 bucket + megatron_blend.txt"),
+            switch(
+                "--per-bucket",
+                help="a folder per Stage-1 bucket + megatron_blend.txt; the shards are "
+                "shared by the buckets in proportion to their tokens (at least one each)",
+            ),
             switch("--overwrite", help="replace an earlier export in --out"),
-            *[f for f in CORPUS if f.key in ("corpus.input", "corpus.id_col")],
+            *[f for f in CORPUS if f.key in ("corpus.input", "corpus.table", "corpus.id_col")],
             INPUT_FORMAT_ONLY,
             flag("--text-col", key="corpus.text_col", help="text column"),
             flag(
@@ -609,7 +613,11 @@ COMMANDS: tuple[Command, ...] = (
         (
             TABLE,
             CODEBOOK_VERSION,
-            *[f for f in CORPUS if f.key in ("corpus.input", "corpus.format", "corpus.id_col")],
+            *[
+                f
+                for f in CORPUS
+                if f.key in ("corpus.input", "corpus.table", "corpus.format", "corpus.id_col")
+            ],
             flag("--text-col", key="corpus.text_col", help="text column"),
         ),
         "cmd_rescore",
@@ -804,6 +812,8 @@ def needed(command: Command, cfg: HermesConfig) -> list[str]:
     missing = []
     for key in command.needs:
         section, name = key.split(".", 1)
+        if key == "corpus.input" and cfg.corpus.table:
+            continue  # --input-table names the corpus instead
         if getattr(getattr(cfg, section), name) in (None, ""):
             missing.append(by_key[key].names[0] if key in by_key else key)
     return missing

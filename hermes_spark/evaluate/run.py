@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from hermes_spark import io
 from hermes_spark.config import HermesConfig
-from hermes_spark.corpus import check_columns, doc_id_column, list_input_files, read_corpus
+from hermes_spark.corpus import check_columns, doc_id_column, read_corpus
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.evaluate.report import goals, to_markdown
@@ -109,7 +109,7 @@ def _matrix(pdf: pd.DataFrame, dim: int, what: str) -> np.ndarray:
 
 def _docs(spark: SparkSession, cfg: HermesConfig, codebook: Codebook, label_cols: Sequence[str]):
     corpus = cfg.corpus
-    raw = read_corpus(spark, corpus, list_input_files(corpus).paths)
+    raw = read_corpus(spark, corpus)
     check_columns(raw.schema, corpus, embedding_dim=codebook.dim)
     missing = [c for c in label_cols if c not in raw.columns]
     if missing:

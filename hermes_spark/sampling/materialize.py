@@ -8,8 +8,6 @@ are never read.
 from __future__ import annotations
 
 import logging
-import re
-from urllib.parse import unquote
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -17,6 +15,7 @@ from pyspark.sql import functions as F
 from hermes_spark.config import CorpusConfig
 from hermes_spark.corpus import file_key
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.paths import canonical_file_key
 from hermes_spark.sampling.texts import FILE_COL, corpus_rows, first_per_id
 from hermes_spark.schema import SOURCE_COL
 
@@ -25,17 +24,6 @@ log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ("doc_id", "stage1_bucket", "stage2_bucket", "repeats", "tokens")
 #: Working columns of the expansion; corpus columns of these names are replaced.
 RESERVED = ("stage1_bucket", "stage2_bucket", "repeats", "repeat_index", "_h")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/+(.*)$")
-
-
-def source_key(uri: str) -> str:
-    """One spelling of a data file's location, whichever way it was written: Spark's
-    ``file:/a%20b``, ``file:///a%20b`` or a plain local path ``/a b`` all give
-    ``file:/a b`` (scheme, one slash, percent-decoded path)."""
-    match = _SCHEME.match(uri)
-    if match:
-        return f"{match.group(1)}:/{unquote(match.group(2))}"
-    return f"file:/{uri.lstrip('/')}"
 
 
 def checked_manifest(manifest_df: DataFrame, name: str = "the manifest") -> DataFrame:
@@ -68,8 +56,8 @@ def files_holding(wanted: list[str] | None, listed: list[str]) -> list[str] | No
     its files are not in the listing (the corpus moved or changed: read it all)."""
     if wanted is None:
         return None
-    by_key = {source_key(p): p for p in listed}
-    missing = [w for w in wanted if source_key(w) not in by_key]
+    by_key = {canonical_file_key(p): p for p in listed}
+    missing = [w for w in wanted if canonical_file_key(w) not in by_key]
     if missing:
         log.warning(
             "%d file(s) named by the manifest are not in the corpus listing (e.g. %s): "
@@ -78,7 +66,7 @@ def files_holding(wanted: list[str] | None, listed: list[str]) -> list[str] | No
             missing[0],
         )
         return None
-    return [by_key[source_key(w)] for w in wanted]
+    return [by_key[canonical_file_key(w)] for w in wanted]
 
 
 def selected_rows(manifest: DataFrame, texts: DataFrame, *, match_source: bool) -> DataFrame:

@@ -48,6 +48,7 @@ from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
 from hermes_spark.io import report_path_for, write_text
+from hermes_spark.outputs import guard_output
 from hermes_spark.sampling.allocate import TOP_RULES, take_prefix
 from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.quadmix import plan_rated, quadmix_manifest, quality_histograms
@@ -396,6 +397,7 @@ def run_sample(
     """
     t0 = time.perf_counter()
     store = get_store(spark)
+    guard_output(out, "sample --out", store=store, columns=MANIFEST_COLUMNS)
     if codes is None:
         try:
             codes, _ = select_version(store, table, plan.codebook_version)

@@ -16,7 +16,6 @@ from hermes_spark.corpus import (
     ORDER_COL,
     check_columns,
     doc_id_column,
-    list_input_files,
     read_corpus,
     reject_reason,
     stable_order,
@@ -71,9 +70,8 @@ def corpus_texts(
     *,
     files: Sequence[str] | None = None,
 ) -> tuple[DataFrame, list[str]]:
-    """:func:`corpus_rows` of the corpus ``corpus.input`` (all its files, or ``files``)."""
-    paths = list(files) if files is not None else list(list_input_files(corpus).paths)
-    return corpus_rows(read_corpus(spark, corpus, paths), corpus, columns)
+    """:func:`corpus_rows` of the corpus (all of it, or only ``files``; lazy)."""
+    return corpus_rows(read_corpus(spark, corpus, files), corpus, columns)
 
 
 def first_per_id(df: DataFrame) -> DataFrame:

@@ -241,6 +241,44 @@ def _pair_weights(
     return weights, unlisted
 
 
+def precheck_weights(spec: str, level: int, levels: Sequence[int] | None = None) -> None:
+    """What of ``--weights`` can be checked without statistics, before Spark starts
+    (driver): a rule's name and τ; a file's readability, key syntax (and code ranges
+    when ``levels`` are known), duplicate keys and weight values. Buckets the statistics
+    do not hold are refused later, by :func:`resolve_stage1_weights`.
+
+    Raises:
+        InvalidConfigError: an unknown rule or a bad τ.
+        InvalidInputError: an unreadable weights file.
+        BudgetError: malformed, repeated or out-of-range keys, or a bad weight.
+    """
+    text = str(spec).strip()
+    rule = text.lower()
+    if rule.partition(":")[0] in ("target", "quadmix") or not text:
+        return  # resolved from the target corpus / parameter file later
+    path = os.path.expanduser(text) if io.scheme(text) == "" else text
+    if rule.partition(":")[0] in ("proportional", "uniform", "temperature", "unimax"):
+        _rule_weights(rule, pd.Series([1.0], index=[0]))
+        return
+    if not (path.lower().endswith((".json", ".csv")) or io.is_file(path)):
+        _rule_weights(rule, pd.Series([1.0], index=[0]))  # an unknown rule: raises
+    pairs = _read_weights_file(path)
+    if not pairs:
+        raise BudgetError(f"weights file {str(path)!r} lists no bucket")
+    sizes = tuple(levels) if levels else (2**31 - 1,) * level
+    seen: set[str] = set()
+    for key, value in pairs:
+        parse_bucket_key(key, level, sizes)
+        w = _as_weight(value)
+        if not (math.isfinite(w) and w >= 0):
+            raise BudgetError(
+                f"weights file {str(path)!r}: weights must be finite and >= 0, got {key}={value!r}"
+            )
+        if key.strip() in seen:
+            raise BudgetError(f"weights file {str(path)!r} lists bucket {key!r} twice")
+        seen.add(key.strip())
+
+
 def resolve_stage1_weights(
     spec: str | Mapping[str, float],
     stats: pd.DataFrame,

@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 from hermes_spark import io
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.outputs import CROSSWALK_COLUMNS, guard_output
 from hermes_spark.sampling.crosswalk import (
     crosswalk,
     crosswalk_summary,
@@ -44,6 +45,7 @@ def write_crosswalk(
 ) -> CrosswalkResult:
     """Crosswalk ``from_version`` → ``to_version`` of ``table`` into ``out`` (+ summary)."""
     store = get_store(spark)
+    guard_output(out, "crosswalk --out", store=store, columns=CROSSWALK_COLUMNS)
     if not store.exists(table):
         raise InvalidInputError(f"codes table {table} does not exist (run hermes annotate)")
     codes = store.read(table)

@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from hermes_spark import io
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.outputs import REPORT_MARKER, guard_output
 from hermes_spark.report import Report, build_page
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def report_from_tables(
 ) -> str:
     """Read ``STATS`` (and ``STATS_levels`` when present), build the page, write it to
     ``out`` (any URI); return ``out``."""
+    guard_output(out, "report --out", marker=REPORT_MARKER)
     store = get_store(spark)
     stats = store.read(stats_table)
     levels_name = f"{stats_table}_levels"

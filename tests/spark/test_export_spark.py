@@ -16,8 +16,8 @@ from pyspark.sql import functions as F
 from hermes_spark import export as export_mod
 from hermes_spark.config import CorpusConfig, SampleConfig
 from hermes_spark.delta import get_store
-from hermes_spark.export import export_training_data
-from hermes_spark.sampling.materialize import source_key
+from hermes_spark.export import bucket_shards, export_training_data
+from hermes_spark.paths import canonical_file_key
 from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.select import run_sample
 from tests.spark.test_sampling_spark import assert_clean_error, build_codes, run
@@ -124,7 +124,7 @@ def test_jsonl_per_bucket_export_with_megatron_blend(spark, sampled, tmp_path, c
         "--format",
         "jsonl",
         "--shards",
-        "2",
+        "7",
         "--per-bucket",
         "--keep-cols",
         "tokens",
@@ -134,10 +134,16 @@ def test_jsonl_per_bucket_export_with_megatron_blend(spark, sampled, tmp_path, c
     buckets = sorted(man["stage1_bucket"].unique())
     dirs = sorted(p.name for p in (tmp_path / "out").glob("bucket-*"))
     assert dirs == [f"bucket-{b}" for b in buckets]
+    tokens = (man["repeats"] * man["tokens"]).groupby(man["stage1_bucket"]).sum()
+    want = bucket_shards(tokens.to_dict(), 7)
+    assert sum(want.values()) == max(7, len(buckets))  # the total, not 7 per bucket
     total = 0
     for b in buckets:
         parts = read_shards(tmp_path / "out" / f"bucket-{b}", "jsonl")
-        assert len(parts) == 2
+        assert len(parts) == want[b]
+        assert {p.name for p in (tmp_path / "out" / f"bucket-{b}").glob("part-*")} == {
+            f"part-{k:05d}-of-{want[b]:05d}.jsonl" for k in range(want[b])
+        }
         rows = pd.concat(parts, ignore_index=True)
         assert set(rows.columns) == {
             "doc_id",
@@ -207,7 +213,7 @@ def test_export_reads_only_the_files_holding_sampled_documents(spark, sampled, t
         result = export_training_data(spark, only, cfg, str(tmp_path / "out"), shards=2)
     finally:
         junk.unlink()
-    assert [source_key(f) for f in result.files_read] == [source_key(one)]
+    assert [canonical_file_key(f) for f in result.files_read] == [canonical_file_key(one)]
     rows = pd.concat(read_shards(tmp_path / "out"), ignore_index=True)
     want = man[man["source_file"] == one]
     assert len(rows) == want["repeats"].sum() == result.rows
@@ -245,6 +251,6 @@ def test_per_bucket_shards_are_renamed_on_several_threads(spark, sampled, tmp_pa
         spark, sampled["manifest"], cfg, str(tmp_path / "out"), shards=2, per_bucket=True
     )
     buckets = DeltaTable(sampled["manifest"]).to_pandas()["stage1_bucket"].nunique()
-    assert len(result.files) == 2 * buckets
+    assert len(result.files) == max(2, buckets)
     assert all(Path(f).exists() for f in result.files)
     assert len(threads) > 1
