@@ -377,6 +377,35 @@ def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> None:
     print(f"report written to {path}")
 
 
+def cmd_explore(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes explore``: bucket cards and the HTML explorer."""
+    from hermes_spark.tasks.explore import cards_table_name, explore
+
+    table = _need(cfg.paths.table, "--table")
+    if not (cfg.corpus.input or cfg.corpus.table):
+        raise InvalidConfigError("hermes explore needs --input or --input-table (the texts)")
+    cards = explore(
+        _spark(cfg),
+        cfg.corpus,
+        table,
+        args.out,
+        level=args.level,
+        examples=args.examples,
+        version=args.codebook_version,
+        seed=args.explore_seed,
+        sample_per_bucket=args.sample_per_bucket,
+    )
+    top = cards.records(1)
+    print(
+        f"{len(cards.frame)} cards of codebook {cards.codebook_version} "
+        f"({len(top)} level-1 buckets) written to {cards_table_name(table)}"
+    )
+    for c in top[:10]:
+        print(f"  {c['code']:>6}  {c['docs']:>9} docs  {', '.join(c.get('top_terms') or [])}")
+    if args.out:
+        print(f"explorer: {io.join(args.out, 'index.html')}")
+
+
 def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes rescore``: recompute quality from the corpus text, no re-embedding."""
     from hermes_spark.rescore import rescore_quality

@@ -620,6 +620,48 @@ COMMANDS: tuple[Command, ...] = (
         needs=("paths.stats",),
     ),
     Command(
+        "explore",
+        "bucket cards (size, quality, top terms, examples) -> CODES_cards + an HTML explorer",
+        "hermes explore --table out/codes --input data/corpus --out out/explore",
+        (
+            TABLE,
+            *[f for f in CORPUS if f.key in ("corpus.input", "corpus.table", "corpus.id_col")],
+            INPUT_FORMAT_ONLY,
+            flag("--text-col", key="corpus.text_col", help="text column"),
+            flag(
+                "--keep-cols",
+                key="corpus.keep_cols",
+                metavar="A,B",
+                help="codes-table columns whose mix each card lists (e.g. source,language)",
+            ),
+            flag("--out", metavar="DIR", help="folder of the explorer (index.html)"),
+            flag("--level", type=int, default=2, metavar="L", help="deepest level carded"),
+            flag("--examples", type=int, default=5, metavar="N", help="example docs per kind"),
+            flag(
+                "--sample-per-bucket",
+                type=int,
+                default=200,
+                metavar="N",
+                help="documents per bucket whose text the top terms are counted over",
+            ),
+            flag(
+                "--seed",
+                type=int,
+                dest="explore_seed",
+                default=0,
+                help="seed of the random examples",
+            ),
+            CODEBOOK_VERSION,
+        ),
+        "cmd_explore",
+        description="Writes one card per bucket and level to the Delta table CODES_cards "
+        "(the rows of the version replaced) and a static, self-contained explorer to "
+        "--out/index.html: search by code or term, click a level-1 card for its children. "
+        "Top terms are class-based TF-IDF over a bounded random sample of each bucket's "
+        "texts; the corpus is scanned once and joined with the sampled ids only.",
+        needs=("paths.table",),
+    ),
+    Command(
         "run",
         "fit → annotate → stats on the bundled BBC News corpus (the demo)",
         "hermes run",
