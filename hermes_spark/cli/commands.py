@@ -373,6 +373,8 @@ def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> None:
         evaluation=args.evaluation,
         codebook=cfg.paths.codebook,
         codebook_version=args.codebook_version,
+        cards=args.cards,
+        explorer=args.explorer,
     )
     print(f"report written to {path}")
 

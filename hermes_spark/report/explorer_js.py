@@ -36,9 +36,10 @@ function search(){
   const q=document.getElementById('q').value.trim().toLowerCase(); page=0;
   if(!q){shown=D.top;draw();return;}
   if(/^[0-9.]+$/.test(q)){
-    const hits=D.top.filter(c=>(c.code+'.').startsWith(q.split('.')[0]+'.'));
+    const p=q.replace(/\.+$/,''), c1=p.split('.')[0];
+    const hits=D.top.filter(c=>c.code===c1);
     if(q.indexOf('.')<0){shown=hits;draw();return;}
-    children(q,function(kids){shown=hits.concat(kids.filter(c=>(c.code+'.').startsWith(q+'.')||c.code===q));draw();});
+    children(c1,function(kids){shown=hits.concat(kids.filter(c=>c.code===p||c.code.startsWith(p+'.')));draw();});
     return;
   }
   const pool=D.top.concat(...Object.values(D.children),...Object.values(parts));

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
@@ -17,6 +18,7 @@ from hermes_spark import io
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.report import Report, build_page
+from hermes_spark.report.explorer import Cards
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,14 @@ def build_report(
     evaluation: dict[str, Any] | str | None = None,
     fit: dict[str, Any] | str | None = None,
     codebook_version: str | None = None,
+    cards: Cards | None = None,
+    explorer: str | None = None,
 ) -> Report:
     """The report page of a STATS frame (Spark or pandas) and optional JSON reports (dicts
     or paths: a mixture report JSON, an evaluation directory or ``evaluation.json``, a
-    codebook artifact directory or its ``fit_report.json``). Driver; small reads only."""
+    codebook artifact directory or its ``fit_report.json``: an artifact directory also
+    gives the centroid map), the bucket cards (labels of the map) and a link to the
+    explorer. Driver; small reads only."""
     rows = _pandas(stats)
     if "level" not in rows.columns or "share_docs" not in rows.columns:
         raise InvalidInputError("the statistics given are not a STATS table (no level/share_docs)")
@@ -65,11 +71,36 @@ def build_report(
     if isinstance(evaluation, str):
         path = evaluation if evaluation.endswith(".json") else io.join(evaluation, EVALUATION_JSON)
         evaluation = _json(path, "evaluation report")
+    centroids = None
     if isinstance(fit, str):
+        if not fit.endswith(".json"):
+            centroids = _centroids(fit, codebook_version)
         path = fit if fit.endswith(".json") else io.join(fit, FIT_REPORT)
         fit = _json(path, "fit report")
     title = f"hermes report — codebook {codebook_version}" if codebook_version else "hermes report"
-    return build_page(rows, lv, mixture=mixture, evaluation=evaluation, fit=fit, title=title)
+    return build_page(
+        rows,
+        lv,
+        mixture=mixture,
+        evaluation=evaluation,
+        fit=fit,
+        centroids=centroids,
+        terms=cards.terms(1) if cards is not None else None,
+        explorer=explorer,
+        title=title,
+    )
+
+
+def _centroids(artifact: str, version: str | None) -> list[np.ndarray] | None:
+    """The codebook's per-level centroid arrays (small), None when the artifact is not
+    the version the statistics describe (the map would mislabel every bucket)."""
+    from hermes_spark.api import load_codebook
+
+    book = load_codebook(artifact)
+    if version is not None and book.version != version:
+        log.warning("codebook %s is not version %s: no centroid map", book.version, version)
+        return None
+    return list(book.rvq.codebooks)
 
 
 def report_from_tables(
@@ -81,9 +112,14 @@ def report_from_tables(
     evaluation: str | None = None,
     codebook: str | None = None,
     codebook_version: str | None = None,
+    cards: str | None = None,
+    explorer: str | None = None,
 ) -> str:
-    """Read ``STATS`` (and ``STATS_levels`` when present), build the page, write it to
-    ``out`` (any URI); return ``out``."""
+    """Read ``STATS`` (and ``STATS_levels`` when present, and the ``cards`` table of
+    ``hermes explore`` when given), build the page, write it to ``out`` (any URI); return
+    ``out``."""
+    from hermes_spark.tasks.explore import read_cards
+
     store = get_store(spark)
     stats = store.read(stats_table)
     levels_name = f"{stats_table}_levels"
@@ -97,5 +133,7 @@ def report_from_tables(
         evaluation=evaluation,
         fit=codebook,
         codebook_version=codebook_version,
+        cards=read_cards(spark, cards, codebook_version) if cards else None,
+        explorer=explorer,
     )
     return report.save(out)

@@ -45,7 +45,7 @@ def test_report_of_a_real_run_prints_the_reports_numbers(spark, shared_codes, tm
     pc = mixture["pool_contraction"]["contraction"]
     assert f'data-key="contraction">{pc:.3f}<' in html
     assert f'data-key="within_bound">{mixture["within_bound"]}<' in html
-    assert html.count("<svg") == 6  # no evaluation given
+    assert html.count("<svg") == 7  # no evaluation given; the centroid map from --codebook
     assert "evaluation: omitted" in html
 
 
