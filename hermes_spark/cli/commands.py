@@ -75,8 +75,25 @@ def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> None:
     out = _need(cfg.paths.stats, "--out")
     levels = _code_levels(args)
     sizes = list(levels) if levels else None
-    result = compute_stats(_spark(cfg), table, out, args.codebook_version, sizes)
+    spark = _spark(cfg)
+    result = compute_stats(spark, table, out, args.codebook_version, sizes)
     _print_levels(result)
+    if args.report_page:
+        _write_page(
+            spark,
+            args.report_page,
+            stats=out,
+            codebook=args.codebook,
+            codebook_version=result.codebook_version,
+        )
+
+
+def _write_page(spark: Any, page: str, **inputs: Any) -> None:
+    """The ``--report PAGE.html`` of stats, sample and evaluate (what hermes report does)."""
+    from hermes_spark.tasks.report import report_from_tables
+
+    stats = inputs.pop("stats", None)
+    print(f"report page written to {report_from_tables(spark, stats, page, **inputs)}")
 
 
 def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> None:
@@ -158,6 +175,14 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
     if args.out:
         js, md = write_report(report, args.out)
         print(f"report: {js} and {md}")
+    if args.report_page:
+        _write_page(
+            _spark(cfg),
+            args.report_page,
+            evaluation=dict(report),
+            codebook=cfg.paths.codebook,
+            codebook_version=report.get("codebook_version"),
+        )
 
 
 def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> None:
@@ -241,6 +266,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
     table = _need(cfg.paths.table, "--table")
     out = _need(cfg.paths.manifest, "--out")
+    mixture_json, page = _sample_reports(args)
     settings = None if args.plan else _sample_settings(args, cfg)  # validated before Spark
     spark = _spark(cfg)
     if args.plan:
@@ -285,12 +311,37 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> None:
             codebook=args.codebook,
             corpus=_sample_corpus(cfg),
         )
-    result = run_sample(spark, table, out, plan, report_path=args.report, codes=codes)
+    result = run_sample(spark, table, out, plan, report_path=mixture_json, codes=codes)
     print(format_report(result.report))
     print(f"manifest written to {out}; report {result.report_path} ({result.seconds:.1f}s)")
+    if page:
+        _write_page(
+            spark,
+            page,
+            stats=args.stats,
+            mixture=result.report_path,
+            codebook=args.codebook,
+            codebook_version=plan.codebook_version,
+        )
     if args.weights_out:
         for path in write_weight_files(args.weights_out, plan.target_shares()):
             print(f"weights written to {path}")
+
+
+def _sample_reports(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``(mixture report JSON, HTML page)`` of sample's flags; ``--report X.json`` keeps
+    its old meaning (the JSON) with a deprecation warning."""
+    mixture, page = args.mixture_report, args.report_page
+    if page and page.lower().endswith(".json"):
+        if mixture:
+            raise InvalidConfigError("--report X.json means --mixture-report: give only one")
+        print(
+            "hermes: warning: sample --report FILE.json is deprecated: use --mixture-report "
+            "for the JSON (--report now writes the HTML page)",
+            file=sys.stderr,
+        )
+        return page, None
+    return mixture, page
 
 
 def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> None:

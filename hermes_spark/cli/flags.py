@@ -175,6 +175,13 @@ CODEBOOK_VERSION = flag(
     "--codebook-version", help="codebook version to use (default: the latest in the table)"
 )
 LEVELS_FROM = flag("--codebook", help="the artifact, for exact level sizes (else inferred)")
+#: the HTML page of hermes report, written by the command that made its data
+REPORT_PAGE = flag(
+    "--report",
+    dest="report_page",
+    metavar="PAGE.html",
+    help="also write the HTML report page of this result (as hermes report does; any URI)",
+)
 
 SAMPLE_PLAN = (
     flag("--budget-tokens", key="sample.budget_tokens", type=float, metavar="N", help="budget B"),
@@ -389,6 +396,7 @@ COMMANDS: tuple[Command, ...] = (
             flag("--out", key="paths.stats", metavar="STATS", help="STATS table"),
             CODEBOOK_VERSION,
             LEVELS_FROM,
+            REPORT_PAGE,
         ),
         "cmd_stats",
         needs=("paths.table", "paths.stats"),
@@ -413,7 +421,19 @@ COMMANDS: tuple[Command, ...] = (
             TABLE,
             flag("--out", key="paths.manifest", metavar="MANIFEST", help="manifest Delta table"),
             flag("--plan", metavar="PLAN.json", help="plan from hermes plan --out"),
-            flag("--report", help="report JSON path (default: MANIFEST_report.json)"),
+            flag(
+                "--mixture-report",
+                metavar="R.json",
+                help="mixture report JSON path (default: MANIFEST_report.json)",
+            ),
+            flag(
+                "--report",
+                dest="report_page",
+                metavar="PAGE.html",
+                help="also write the HTML report page (figures of --stats and --codebook "
+                "when given); a path ending in .json still means --mixture-report "
+                "(deprecated)",
+            ),
             *SAMPLE_PLAN,
         ),
         "cmd_sample",
@@ -584,6 +604,7 @@ COMMANDS: tuple[Command, ...] = (
             flag("--seed", type=int, default=0, help="seed of the evaluation hash (salted)"),
             CODEBOOK_VERSION,
             flag("--out", metavar="DIR", help="directory for evaluation.json and evaluation.md"),
+            REPORT_PAGE,
         ),
         "cmd_evaluate",
         description="Score the codes of one version on a held-out sample (disjoint from the "

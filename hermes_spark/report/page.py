@@ -91,7 +91,7 @@ def _levels_table(levels: pd.DataFrame) -> str:
 
 
 def build_page(
-    stats: pd.DataFrame,
+    stats: pd.DataFrame | None,
     levels: pd.DataFrame | None = None,
     *,
     mixture: dict[str, Any] | None = None,
@@ -126,7 +126,8 @@ def build_page(
         if name == "rank_size":
             report.figures.append(figures.rank_size(stats, levels))
         elif name == "centroid_map":
-            report.figures.append(figures.centroid_map(centroids, stats, terms))
+            sizes = stats if stats is not None else pd.DataFrame(columns=["level", "bucket"])
+            report.figures.append(figures.centroid_map(centroids, sizes, terms))
         else:
             report.figures.append(getattr(figures, name)(inputs[need]))
     return report

@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from hermes_spark.cards import bucket_cards
 from hermes_spark.config import CorpusConfig
 from hermes_spark.delta import get_store
+from hermes_spark.delta.describe import describe_table
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.report.explorer import Cards
 from hermes_spark.sampling.texts import corpus_texts, first_per_id
@@ -84,6 +85,7 @@ def explore(
         store.replace_partition(cards, name, VERSION_COL, chosen)
     else:
         store.overwrite(cards, name, partition_by=(VERSION_COL,))
+    describe_table(store, name, "cards", {"codebook_version": chosen, "levels": level})
     result = read_cards(spark, name, chosen)
     if out:
         result.save(out)

@@ -23,6 +23,8 @@ from hermes_spark.report.explorer import Cards
 log = logging.getLogger(__name__)
 
 FIT_REPORT = "fit_report.json"
+#: the columns of an empty STATS frame (a page of the JSON reports only)
+_NO_STATS = ("level", "bucket", "docs", "share_docs", "share_tokens")
 EVALUATION_JSON = "evaluation.json"
 
 
@@ -37,7 +39,7 @@ def _pandas(frame: DataFrame | pd.DataFrame) -> pd.DataFrame:
 
 
 def build_report(
-    stats: DataFrame | pd.DataFrame,
+    stats: DataFrame | pd.DataFrame | None,
     levels: DataFrame | pd.DataFrame | None = None,
     *,
     mixture: dict[str, Any] | str | None = None,
@@ -52,7 +54,7 @@ def build_report(
     codebook artifact directory or its ``fit_report.json``: an artifact directory also
     gives the centroid map), the bucket cards (labels of the map) and a link to the
     explorer. Driver; small reads only."""
-    rows = _pandas(stats)
+    rows = _pandas(stats) if stats is not None else pd.DataFrame(columns=_NO_STATS)
     if "level" not in rows.columns or "share_docs" not in rows.columns:
         raise InvalidInputError("the statistics given are not a STATS table (no level/share_docs)")
     lv = _pandas(levels) if levels is not None else None
@@ -79,7 +81,7 @@ def build_report(
         fit = _json(path, "fit report")
     title = f"hermes report — codebook {codebook_version}" if codebook_version else "hermes report"
     return build_page(
-        rows,
+        rows if stats is not None else None,
         lv,
         mixture=mixture,
         evaluation=evaluation,
@@ -105,11 +107,11 @@ def _centroids(artifact: str, version: str | None) -> list[np.ndarray] | None:
 
 def report_from_tables(
     spark: SparkSession,
-    stats_table: str,
+    stats_table: str | None,
     out: str,
     *,
-    mixture: str | None = None,
-    evaluation: str | None = None,
+    mixture: str | dict[str, Any] | None = None,
+    evaluation: str | dict[str, Any] | None = None,
     codebook: str | None = None,
     codebook_version: str | None = None,
     cards: str | None = None,
@@ -121,11 +123,15 @@ def report_from_tables(
     from hermes_spark.tasks.explore import read_cards
 
     store = get_store(spark)
-    stats = store.read(stats_table)
-    levels_name = f"{stats_table}_levels"
-    levels = store.read(levels_name) if store.exists(levels_name) else None
-    if levels is None:
-        log.warning("no %s table: the page shows no per-level summary", levels_name)
+    stats = levels = None
+    if stats_table is not None:
+        if not store.exists(stats_table):
+            raise InvalidInputError(f"the STATS table {stats_table!r} does not exist")
+        stats = store.read(stats_table)
+        levels_name = f"{stats_table}_levels"
+        levels = store.read(levels_name) if store.exists(levels_name) else None
+        if levels is None:
+            log.warning("no %s table: the page shows no per-level summary", levels_name)
     report = build_report(
         stats,
         levels,
