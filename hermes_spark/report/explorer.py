@@ -26,7 +26,7 @@ from hermes_spark.report.explorer_js import EXPLORER_JS as _JS
 log = logging.getLogger(__name__)
 
 #: most cards embedded in the page itself (beyond: children in parts/ files)
-INLINE_CARDS = 5000
+INLINE_CARDS = 1000
 #: cards per page of the list
 PAGE_SIZE = 50
 #: rows the notebook view shows

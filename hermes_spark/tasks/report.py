@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from hermes_spark import io
 from hermes_spark.delta import get_store
-from hermes_spark.errors import InvalidInputError
+from hermes_spark.errors import ArtifactError, InvalidInputError
 from hermes_spark.report import Report, build_page
 from hermes_spark.report.explorer import Cards
 
@@ -98,7 +98,11 @@ def _centroids(artifact: str, version: str | None) -> list[np.ndarray] | None:
     the version the statistics describe (the map would mislabel every bucket)."""
     from hermes_spark.api import load_codebook
 
-    book = load_codebook(artifact)
+    try:
+        book = load_codebook(artifact)
+    except ArtifactError as exc:  # a folder holding only fit_report.json: no map
+        log.warning("no centroid map: %s", exc)
+        return None
     if version is not None and book.version != version:
         log.warning("codebook %s is not version %s: no centroid map", book.version, version)
         return None
