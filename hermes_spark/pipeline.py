@@ -1,4 +1,5 @@
-"""``hermes run``: fit → annotate → stats on the bundled BBC News corpus, with a summary.
+"""``hermes run``: fit → annotate → stats → plan → sample → export → explore → report on
+the bundled BBC News corpus, with a summary and the commands that do the same.
 
 Driver orchestration only; the summary reads the small statistics tables and one
 example title per shown bucket (``limit``-bounded), never the corpus.
@@ -16,6 +17,7 @@ from pyspark.sql import functions as F
 from hermes_spark.config import HermesConfig
 from hermes_spark.delta import get_store
 from hermes_spark.demo import write_bbc_corpus
+from hermes_spark.demo_mixture import design_mixture
 from hermes_spark.schema import VERSION_COL
 from hermes_spark.stats import compute_stats
 from hermes_spark.tasks.annotate import annotate
@@ -94,5 +96,29 @@ def run_demo(spark: SparkSession, cfg: HermesConfig, out_dir: str = "out/demo") 
         f"  codes table: {table}  (rejects: {report.rejects_table})",
         f"  stats tables: {stats_table}, {stats.levels_table}",
         f"  took {report.seconds + fitted.report['total_seconds']:.0f}s for fit + annotate",
+    ]
+    mixture = design_mixture(
+        spark,
+        cfg.corpus,
+        table=table,
+        stats=stats_table,
+        codebook=codebook,
+        version=fitted.codebook.version,
+        out_dir=str(out),
+    )
+    keep = ",".join(cfg.corpus.keep_cols)
+    first = [
+        f"hermes fit --input {corpus_dir} --out {codebook}",
+        f"hermes annotate --input {corpus_dir} --keep-cols {keep} --codebook {codebook} "
+        f"--table {table}",
+        f"hermes stats --table {table} --out {stats_table} --codebook {codebook}",
+    ]
+    lines += [
+        f"  mixture: {mixture.realized_tokens:.0f} tokens (UniMax at 30% of the tokens, "
+        f"coverage inside buckets) exported to {mixture.export}",
+        "  the commands this run did, one by one:",
+        *[f"    {c}" for c in (*first, *mixture.commands)],
+        f"  report: {mixture.report}",
+        f"  explorer: {mixture.explorer}/index.html",
     ]
     return "\n".join(lines)

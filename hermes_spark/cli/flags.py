@@ -690,7 +690,8 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "run",
-        "fit → annotate → stats on the bundled BBC News corpus (the demo)",
+        "the demo on the bundled BBC News corpus: fit → annotate → stats → plan → sample → "
+        "export → explore → report, printing each step's command",
         "hermes run",
         (),
         "cmd_run",
