@@ -105,3 +105,13 @@ def test_cards_terms_and_examples_match_the_dominant_label(spark, news, capsys):
         assert qerrs == pytest.approx(bucket_q.head(5).tolist())  # nearest by qerr
         assert all(e["snippet"] for e in card["random"])
     assert checked >= 2
+
+
+def test_explore_without_texts_or_with_a_bad_level_is_a_clean_error(spark, tmp_path, capsys):
+    code, _, err = run(capsys, "explore", "--table", str(tmp_path / "codes"))
+    assert_clean_error(code, err, "--input")
+    code, _, err = run(
+        capsys, "explore", "--table", str(tmp_path / "codes"), "--input", str(tmp_path),
+        "--examples", "-1",
+    )  # fmt: skip
+    assert_clean_error(code, err, "--examples")
