@@ -287,11 +287,14 @@ class NativeDeltaStore(DeltaStore):
             pairs = ", ".join(f"'{_sql(k)}' = '{_sql(v)}'" for k, v in changed.items())
             self.spark.sql(f"ALTER TABLE {ref.sql} SET TBLPROPERTIES ({pairs})")
         current = {f.name: f.metadata.get("comment") for f in self.read(table).schema.fields}
-        for name, text in columns.items():
-            if name in current and current[name] != text:
-                self.spark.sql(
-                    f"ALTER TABLE {ref.sql} ALTER COLUMN `{name}` COMMENT '{_sql(text)}'"
-                )
+        todo = [f"`{n}` COMMENT '{_sql(t)}'" for n, t in columns.items() if current.get(n, t) != t]
+        if not todo:
+            return
+        try:  # one statement for every column (Spark 4)
+            self.spark.sql(f"ALTER TABLE {ref.sql} ALTER COLUMN {', '.join(todo)}")
+        except Exception:  # an older parser: one column at a time
+            for clause in todo:
+                self.spark.sql(f"ALTER TABLE {ref.sql} ALTER COLUMN {clause}")
 
     def delete(self, table: str, predicate: str) -> int:
         delta_table = self._delta_table(table)
