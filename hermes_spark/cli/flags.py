@@ -676,6 +676,7 @@ COMMANDS: tuple[Command, ...] = (
                 type=int,
                 dest="explore_seed",
                 default=0,
+                metavar="S",
                 help="seed of the random examples",
             ),
             CODEBOOK_VERSION,
