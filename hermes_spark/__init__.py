@@ -31,6 +31,8 @@ _EXPORTS = {
     "crosswalk": "hermes_spark.sampling.crosswalk",
     "crosswalk_summary": "hermes_spark.sampling.crosswalk",
     "build_report": "hermes_spark.tasks.report",
+    "explore": "hermes_spark.tasks.explore",
+    "bucket_cards": "hermes_spark.cards",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

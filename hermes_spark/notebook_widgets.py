@@ -63,3 +63,23 @@ def display_fn(namespace: dict[str, Any]) -> Any:
             print(df)
 
     return show
+
+
+def display_html_fn(namespace: dict[str, Any]) -> Any:
+    """Show an HTML page or an object with ``_repr_html_`` inline: Databricks'
+    ``displayHTML`` when present, else ``IPython.display`` (Jupyter), else the object
+    itself is returned for the caller to save."""
+    found = namespace.get("displayHTML")
+
+    def show(obj: Any) -> Any:
+        html = obj if isinstance(obj, str) else obj._repr_html_()
+        if found is not None:
+            return found(html)
+        try:
+            from IPython.display import HTML, display
+        except ImportError:  # plain python: nothing to draw on
+            return obj
+        display(HTML(html))
+        return obj
+
+    return show

@@ -283,6 +283,7 @@ def compute_stats(
     Driver orchestration of :func:`bucket_stats`: the codes are scanned once (the STATS
     write); ``STATS_levels`` is computed from the written STATS table.
     """
+    from hermes_spark.delta.describe import describe_table
     from hermes_spark.schema import recorded_levels
 
     store = get_store(spark)
@@ -303,5 +304,8 @@ def compute_stats(
     levels_df = level_stats(written, _cells_total(written, n, sizes), chosen)
     levels_table = f"{out}_levels"
     store.overwrite(levels_df, levels_table)
+    props = {"codebook_version": chosen, "levels": ",".join(map(str, sizes or ()))}
+    describe_table(store, out, "stats", props)
+    describe_table(store, levels_table, "levels", props)
     rows = [r.asDict() for r in store.read(levels_table).orderBy("level").collect()]
     return StatsResult(out, levels_table, chosen, rows)

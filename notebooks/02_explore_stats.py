@@ -7,12 +7,29 @@
 
 # COMMAND ----------
 
-from hermes_spark.notebook_widgets import display_fn, widgets
+# On a cluster: install the hermes-spark wheel from a Volume, then restart Python so the
+# next cells import it. A no-op off Databricks (no dbutils) or with an empty "wheel".
+if "dbutils" in globals():
+    import subprocess
+    import sys
+
+    dbutils.widgets.text("wheel", "/Volumes/main/hermes/wheels/hermes_spark-0.1.0-py3-none-any.whl")
+    if dbutils.widgets.get("wheel"):
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", dbutils.widgets.get("wheel")]
+        subprocess.check_call(pip)
+        dbutils.library.restartPython()
+
+# COMMAND ----------
+
+from hermes_spark.notebook_widgets import display_fn, display_html_fn, widgets
 
 w = widgets(globals())
 w.text("table", "main.hermes.codes")  # a catalog name or a Delta table path
 w.text("top", "20")
+w.text("input", "")  # the corpus (files or a Delta path): the explorer's texts; empty: none
+w.text("explorer", "/Volumes/main/hermes/explorer")  # where the explorer page goes
 show = display_fn(globals())
+show_html = display_html_fn(globals())
 
 # COMMAND ----------
 
@@ -41,3 +58,23 @@ largest = stats.where(F.col("level") == 1).orderBy(F.desc("tokens")).limit(int(w
 show(largest.select("bucket", "docs", "tokens", "share_tokens", "children", "child_entropy_bits"))
 largest_pdf = largest.toPandas()
 largest_pdf
+
+# COMMAND ----------
+
+# The report page of these statistics (rank-size, children, quality), inline.
+from hermes_spark import build_report
+
+page = build_report(stats, levels)
+show_html(page)
+
+# COMMAND ----------
+
+# What is inside each bucket: cards (size, quality, top terms, example documents) in the
+# CODES_cards table and a static explorer page, shown inline. Needs the corpus texts.
+if w.get("input"):
+    from hermes_spark import explore
+    from hermes_spark.config import CorpusConfig
+
+    cards = explore(spark, CorpusConfig(input=w.get("input")), table, w.get("explorer"))
+    show_html(cards.html())
+    cards

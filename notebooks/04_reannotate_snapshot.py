@@ -8,6 +8,20 @@
 
 # COMMAND ----------
 
+# On a cluster: install the hermes-spark wheel from a Volume, then restart Python so the
+# next cells import it. A no-op off Databricks (no dbutils) or with an empty "wheel".
+if "dbutils" in globals():
+    import subprocess
+    import sys
+
+    dbutils.widgets.text("wheel", "/Volumes/main/hermes/wheels/hermes_spark-0.1.0-py3-none-any.whl")
+    if dbutils.widgets.get("wheel"):
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", dbutils.widgets.get("wheel")]
+        subprocess.check_call(pip)
+        dbutils.library.restartPython()
+
+# COMMAND ----------
+
 from hermes_spark.notebook_widgets import display_fn, widgets
 
 w = widgets(globals())
@@ -23,25 +37,20 @@ show = display_fn(globals())
 
 # COMMAND ----------
 
-import dataclasses
-
 from hermes_spark.config import load_config
 from hermes_spark.session import get_spark
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.versions import list_versions
 
 spark = get_spark()
-cfg = load_config(w.get("config"))
-cfg = dataclasses.replace(
-    cfg,
-    corpus=dataclasses.replace(
-        cfg.corpus,
-        input=w.get("input"),
-        format=w.get("input_format"),
-        embedding_col=w.get("embedding_col") or None,
-        tokens_col=w.get("tokens_col") or None,
-    ),
-    annotate=dataclasses.replace(cfg.annotate, mode=w.get("mode")),
+corpus_keys = {
+    "input": w.get("input"),
+    "format": w.get("input_format"),
+    "embedding_col": w.get("embedding_col") or None,
+    "tokens_col": w.get("tokens_col") or None,
+}
+cfg = load_config(w.get("config")).with_overrides(
+    {"corpus": corpus_keys, "annotate": {"mode": w.get("mode")}}
 )
 
 # COMMAND ----------

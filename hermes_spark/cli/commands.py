@@ -86,9 +86,26 @@ def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     out = _need(cfg.paths.stats, "--out")
     levels = _code_levels(args)
     sizes = list(levels) if levels else None
-    result = compute_stats(_spark(cfg), table, out, args.codebook_version, sizes)
+    spark = _spark(cfg)
+    result = compute_stats(spark, table, out, args.codebook_version, sizes)
     _print_levels(result)
+    if args.report_page:
+        _write_page(
+            spark,
+            args.report_page,
+            stats=out,
+            codebook=args.codebook,
+            codebook_version=result.codebook_version,
+        )
     return result
+
+
+def _write_page(spark: Any, page: str, **inputs: Any) -> None:
+    """The ``--report PAGE.html`` of stats, sample and evaluate (what hermes report does)."""
+    from hermes_spark.tasks.report import report_from_tables
+
+    stats = inputs.pop("stats", None)
+    print(f"report page written to {report_from_tables(spark, stats, page, **inputs)}")
 
 
 def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> Any:
@@ -176,6 +193,14 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     if args.out:
         js, md = write_report(report, args.out)
         print(f"report: {js} and {md}")
+    if args.report_page:
+        _write_page(
+            _spark(cfg),
+            args.report_page,
+            evaluation=dict(report),
+            codebook=cfg.paths.codebook,
+            codebook_version=report.get("codebook_version"),
+        )
     return report
 
 
@@ -313,6 +338,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
     table = _need(cfg.paths.table, "--table")
     out = _need(cfg.paths.manifest, "--out")
+    mixture_json, page = _sample_reports(args)
     settings = None if args.plan else _sample_settings(args, cfg)  # validated before Spark
     _guard_file_outputs(args, "sample")
     spark = _spark(cfg)
@@ -359,9 +385,18 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
             codebook=args.codebook,
             corpus=_sample_corpus(cfg),
         )
-    result = run_sample(spark, table, out, plan, report_path=args.report, codes=codes)
+    result = run_sample(spark, table, out, plan, report_path=mixture_json, codes=codes)
     print(format_report(result.report))
     print(f"manifest written to {out}; report {result.report_path} ({result.seconds:.1f}s)")
+    if page:
+        _write_page(
+            spark,
+            page,
+            stats=args.stats,
+            mixture=result.report_path,
+            codebook=args.codebook,
+            codebook_version=plan.codebook_version,
+        )
     if args.weights_out:
         for path in write_weight_files(args.weights_out, plan.target_shares()):
             print(f"weights written to {path}")
@@ -371,6 +406,22 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         "report": result.report,
         "plan": plan,
     }
+
+
+def _sample_reports(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``(mixture report JSON, HTML page)`` of sample's flags; ``--report X.json`` keeps
+    its old meaning (the JSON) with a deprecation warning."""
+    mixture, page = args.mixture_report, args.report_page
+    if page and page.lower().endswith(".json"):
+        if mixture:
+            raise InvalidConfigError("--report X.json means --mixture-report: give only one")
+        print(
+            "hermes: warning: sample --report FILE.json is deprecated: use --mixture-report "
+            "for the JSON (--report now writes the HTML page)",
+            file=sys.stderr,
+        )
+        return page, None
+    return mixture, page
 
 
 def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> Any:
@@ -457,9 +508,41 @@ def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         evaluation=args.evaluation,
         codebook=cfg.paths.codebook,
         codebook_version=args.codebook_version,
+        cards=args.cards,
+        explorer=args.explorer,
     )
     print(f"report written to {path}")
     return {"report": path}
+
+
+def cmd_explore(args: argparse.Namespace, cfg: HermesConfig) -> Any:
+    """``hermes explore``: bucket cards and the HTML explorer."""
+    from hermes_spark.tasks.explore import cards_table_name, explore
+
+    table = _need(cfg.paths.table, "--table")
+    if not (cfg.corpus.input or cfg.corpus.table):
+        raise InvalidConfigError("hermes explore needs --input or --input-table (the texts)")
+    cards = explore(
+        _spark(cfg),
+        cfg.corpus,
+        table,
+        args.out,
+        level=args.level,
+        examples=args.examples,
+        version=args.codebook_version,
+        seed=args.explore_seed,
+        sample_per_bucket=args.sample_per_bucket,
+    )
+    top = cards.records(1)
+    print(
+        f"{len(cards.frame)} cards of codebook {cards.codebook_version} "
+        f"({len(top)} level-1 buckets) written to {cards_table_name(table)}"
+    )
+    for c in top[:10]:
+        print(f"  {c['code']:>6}  {c['docs']:>9} docs  {', '.join(c.get('top_terms') or [])}")
+    if args.out:
+        print(f"explorer: {io.join(args.out, 'index.html')}")
+    return cards
 
 
 def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> Any:

@@ -245,6 +245,13 @@ CODEBOOK_VERSION = flag(
 LEVELS_FROM = flag(
     "--codebook", metavar="ARTIFACT", help="the artifact, for exact level sizes (else inferred)"
 )
+#: the HTML page of hermes report, written by the command that made its data
+REPORT_PAGE = flag(
+    "--report",
+    dest="report_page",
+    metavar="PAGE.html",
+    help="also write the HTML report page of this result (as hermes report does; any URI)",
+)
 
 SAMPLE_PLAN = (
     flag("--budget-tokens", key="sample.budget_tokens", type=float, metavar="N", help="budget B"),
@@ -492,6 +499,7 @@ COMMANDS: tuple[Command, ...] = (
             flag("--out", key="paths.stats", metavar="STATS", help="STATS table"),
             CODEBOOK_VERSION,
             LEVELS_FROM,
+            REPORT_PAGE,
         ),
         "cmd_stats",
         needs=("paths.table", "paths.stats"),
@@ -522,7 +530,19 @@ COMMANDS: tuple[Command, ...] = (
             TABLE,
             flag("--out", key="paths.manifest", metavar="MANIFEST", help="manifest Delta table"),
             flag("--plan", metavar="PLAN.json", help="plan from hermes plan --out"),
-            flag("--report", help="report JSON path (default: MANIFEST_report.json)"),
+            flag(
+                "--mixture-report",
+                metavar="R.json",
+                help="mixture report JSON path (default: MANIFEST_report.json)",
+            ),
+            flag(
+                "--report",
+                dest="report_page",
+                metavar="PAGE.html",
+                help="also write the HTML report page (figures of --stats and --codebook "
+                "when given); a path ending in .json still means --mixture-report "
+                "(deprecated)",
+            ),
             *SAMPLE_PLAN,
             MLFLOW,
         ),
@@ -716,6 +736,7 @@ COMMANDS: tuple[Command, ...] = (
             CODEBOOK_VERSION,
             flag("--out", metavar="DIR", help="directory for evaluation.json and evaluation.md"),
             MLFLOW,
+            REPORT_PAGE,
         ),
         "cmd_evaluate",
         description="Score the codes of one version on a held-out sample (disjoint from the "
@@ -741,8 +762,14 @@ COMMANDS: tuple[Command, ...] = (
                 "--codebook",
                 key="paths.codebook",
                 metavar="ARTIFACT",
-                help="codebook artifact (its fit_report.json)",
+                help="codebook artifact (its fit_report.json and centroids: the centroid map)",
             ),
+            flag(
+                "--cards",
+                metavar="T",
+                help="the CODES_cards table of hermes explore (top terms label the map)",
+            ),
+            flag("--explorer", metavar="URL", help="link to the explorer's index.html"),
             CODEBOOK_VERSION,
             flag("--out", metavar="report.html", help="the HTML page to write (any URI)"),
         ),
@@ -783,9 +810,52 @@ COMMANDS: tuple[Command, ...] = (
         "of through the embedded delta-rs engine. Needs network access once; no Spark.",
     ),
     Command(
+        "explore",
+        "bucket cards (size, quality, top terms, examples) -> CODES_cards + an HTML explorer",
+        "hermes explore --table out/codes --input data/corpus --out out/explore",
+        (
+            TABLE,
+            *[f for f in CORPUS if f.key in ("corpus.input", "corpus.table", "corpus.id_col")],
+            INPUT_FORMAT_ONLY,
+            flag("--text-col", key="corpus.text_col", help="text column"),
+            flag(
+                "--keep-cols",
+                key="corpus.keep_cols",
+                metavar="A,B",
+                help="codes-table columns whose mix each card lists (e.g. source,language)",
+            ),
+            flag("--out", metavar="DIR", help="folder of the explorer (index.html)"),
+            flag("--level", type=int, default=2, metavar="L", help="deepest level carded"),
+            flag("--examples", type=int, default=5, metavar="N", help="example docs per kind"),
+            flag(
+                "--sample-per-bucket",
+                type=int,
+                default=200,
+                metavar="N",
+                help="documents per bucket whose text the top terms are counted over",
+            ),
+            flag(
+                "--seed",
+                type=int,
+                dest="explore_seed",
+                default=0,
+                metavar="S",
+                help="seed of the random examples",
+            ),
+            CODEBOOK_VERSION,
+        ),
+        "cmd_explore",
+        description="Writes one card per bucket and level to the Delta table CODES_cards "
+        "(the rows of the version replaced) and a static, self-contained explorer to "
+        "--out/index.html: search by code or term, click a level-1 card for its children. "
+        "Top terms are class-based TF-IDF over a bounded random sample of each bucket's "
+        "texts; the corpus is scanned once and joined with the sampled ids only.",
+        needs=("paths.table",),
+    ),
+    Command(
         "run",
         "the demo on the bundled BBC News corpus: fit → annotate → stats → plan → sample → "
-        "export → report, printing each command",
+        "export → explore → report, printing each command",
         "hermes run",
         (),
         "cmd_run",

@@ -286,6 +286,27 @@ class EmbeddedDeltaStore(DeltaStore):
             partition_filters=[(column, "=", value)],
         )
 
+    def describe(
+        self,
+        table: str,
+        comment: str,
+        columns: Mapping[str, str],
+        properties: Mapping[str, str],
+    ) -> None:
+        loc, delta_table = self._open_existing(table)
+        meta = delta_table.metadata()
+        if meta.description != comment:
+            delta_table.alter.set_table_description(comment)
+        config = meta.configuration or {}
+        changed = {k: v for k, v in properties.items() if config.get(k) != v}
+        if changed:
+            delta_table.alter.set_table_properties(changed, raise_if_not_exists=False)
+        current = {f.name: (f.metadata or {}).get("comment") for f in delta_table.schema().fields}
+        for name, text in columns.items():
+            if name in current and current[name] != text:
+                delta_table.alter.set_column_metadata(name, {"comment": text})
+        self._after_commit(loc, table, "describe")
+
     def delete(self, table: str, predicate: str) -> int:
         """Delete matching rows with delta-rs on the driver (it rewrites the touched files)."""
         _, delta_table = self._open_existing(table)

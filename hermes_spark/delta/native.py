@@ -268,6 +268,34 @@ class NativeDeltaStore(DeltaStore):
         writer = writer.option("userMetadata", json.dumps({"hermes.engine": self.name}))
         self._save(writer, table, creating=False)
 
+    def describe(
+        self,
+        table: str,
+        comment: str,
+        columns: Mapping[str, str],
+        properties: Mapping[str, str],
+    ) -> None:
+        ref = self.ref(table)
+        detail = self._delta_table(table).detail().select("description", "properties").first()
+        props = dict(detail["properties"] or {}) if detail else {}
+        wanted = {**properties, "comment": comment}
+        changed = {
+            k: v for k, v in wanted.items()
+            if (props.get(k) if k != "comment" else (detail and detail["description"])) != v
+        }  # fmt: skip
+        if changed:
+            pairs = ", ".join(f"'{_sql(k)}' = '{_sql(v)}'" for k, v in changed.items())
+            self.spark.sql(f"ALTER TABLE {ref.sql} SET TBLPROPERTIES ({pairs})")
+        current = {f.name: f.metadata.get("comment") for f in self.read(table).schema.fields}
+        todo = [f"`{n}` COMMENT '{_sql(t)}'" for n, t in columns.items() if current.get(n, t) != t]
+        if not todo:
+            return
+        try:  # one statement for every column (Spark 4)
+            self.spark.sql(f"ALTER TABLE {ref.sql} ALTER COLUMN {', '.join(todo)}")
+        except Exception:  # an older parser: one column at a time
+            for clause in todo:
+                self.spark.sql(f"ALTER TABLE {ref.sql} ALTER COLUMN {clause}")
+
     def delete(self, table: str, predicate: str) -> int:
         delta_table = self._delta_table(table)
         before = self.version(table)
@@ -321,6 +349,11 @@ class NativeDeltaStore(DeltaStore):
             self.spark.sql(f"OPTIMIZE {self.ref(table).sql}").collect()
             return
         self._delta_table(table).optimize().executeZOrderBy(*zorder_by)
+
+
+def _sql(text: str) -> str:
+    """``text`` inside a single-quoted SQL string literal."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _user_keys(row: Row) -> dict[str, str]:

@@ -300,6 +300,17 @@ class DeltaStore(ABC):
         that partition. Concurrent commits are never dropped (see :meth:`overwrite`).
         """
 
+    def describe(
+        self,
+        table: str,
+        comment: str,
+        columns: Mapping[str, str],
+        properties: Mapping[str, str],
+    ) -> None:
+        """Set the table comment, column comments and properties, committing only what
+        differs from the current metadata (see :mod:`hermes_spark.delta.describe`)."""
+        log.info("%s cannot describe tables; %s keeps no comments", type(self).__name__, table)
+
     @abstractmethod
     def delete(self, table: str, predicate: str) -> int:
         """Delete the rows matching the SQL ``predicate``; returns how many were deleted."""

@@ -7,6 +7,8 @@ Large levels are aggregated before plotting (a rank-size curve keeps at most
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -177,3 +179,58 @@ def _table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> str:
             cells.append(f'<td class="num" data-key="{c}" data-value="{v}">{text}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+#: level-1 buckets whose dots carry a text label on the centroid map (largest first)
+MAP_LABELS = 16
+
+
+def _pca2(points: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """``points`` projected on the two main axes of ``basis`` (both centred on its mean)."""
+    mean = basis.mean(axis=0)
+    _, _, vt = np.linalg.svd(basis - mean, full_matrices=False)
+    axes = vt[:2] if vt.shape[0] >= 2 else np.vstack([vt, np.zeros_like(vt)])[:2]
+    return (points - mean) @ axes.T
+
+
+def centroid_map(
+    books: Sequence[np.ndarray], stats: pd.DataFrame, terms: dict[int, list[str]] | None = None
+) -> Figure:
+    """The level-1 centroids (and the largest level-2 ones: level-1 centroid plus its
+    residual centroid) on the two main axes of the level-1 centroids, dot area ∝ tokens,
+    labelled with top terms when ``terms`` (``{bucket1: terms}``) is given. Driver; at
+    most K1 + MAX_POINTS dots."""
+    c1 = np.asarray(books[0], dtype=np.float64)
+    share = {
+        (int(r.level), int(r.bucket)): float(r.share_tokens)
+        for r in stats[stats["level"] <= 2].itertuples()
+    }
+    xy1 = _pca2(c1, c1)
+    order = sorted(range(len(c1)), key=lambda b: -share.get((1, b), 0.0))
+    labelled = set(order[:MAP_LABELS])
+    points = []
+    for b in range(len(c1)):
+        s = share.get((1, b), 0.0)
+        words = (terms or {}).get(b, [])
+        tip = f"L1 {b}: share of tokens {s:.3g}" + (f"; {', '.join(words)}" if words else "")
+        label = ", ".join(words[:2]) if words else str(b)
+        points.append((*xy1[b], 4 + 30 * math.sqrt(s), 0, label if b in labelled else "", tip))
+    if len(books) > 1:
+        k2 = int(np.asarray(books[1]).shape[0])
+        cells = sorted((k for k in share if k[0] == 2), key=lambda k: -share[k])[:MAX_POINTS]
+        if cells:
+            idx = np.array([b for _, b in cells])
+            xyz = c1[idx // k2] + np.asarray(books[1], dtype=np.float64)[idx % k2]
+            xy2 = _pca2(xyz, c1)
+            for (_, b), (px, py) in zip(cells, xy2, strict=True):
+                s = share[(2, b)]
+                tip = f"L2 {b // k2}.{b % k2}: share of tokens {s:.3g}"
+                points.append((px, py, 2 + 20 * math.sqrt(s), 1, "", tip))
+    chart = svg.scatter(
+        points,
+        title="centroid map",
+        xlabel="first principal axis of the L1 centroids",
+        ylabel="second axis",
+        series=["L1 (area ∝ tokens)", f"L2 (largest {MAX_POINTS})"] if len(books) > 1 else [],
+    )
+    return "Centroid map (L1, L2)", "Which buckets are neighbours, and how big?", chart

@@ -8,10 +8,12 @@ artifact.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hermes_spark import io
@@ -39,10 +41,8 @@ FIGURES = (
     ("quality", "stats"),
     ("codebook_health", "fit"),
     ("evaluation", "evaluation"),
+    ("centroid_map", "centroids"),
 )
-
-#: the eighth figure of issue 19, not drawn yet (said on the page)
-NOT_DRAWN = "centroid map of L1/L2: not drawn by this version of the report"
 
 
 @dataclass
@@ -91,27 +91,43 @@ def _levels_table(levels: pd.DataFrame) -> str:
 
 
 def build_page(
-    stats: pd.DataFrame,
+    stats: pd.DataFrame | None,
     levels: pd.DataFrame | None = None,
     *,
     mixture: dict[str, Any] | None = None,
     evaluation: dict[str, Any] | None = None,
     fit: dict[str, Any] | None = None,
+    centroids: Sequence[np.ndarray] | None = None,
+    terms: dict[int, list[str]] | None = None,
+    explorer: str | None = None,
     title: str = "hermes report",
 ) -> Report:
-    """The report of small STATS rows (pandas) and the JSON reports given; figures whose
-    input is missing are left out with a note."""
-    inputs = {"stats": stats, "mixture": mixture, "evaluation": evaluation, "fit": fit}
+    """The report of small STATS rows (pandas), the JSON reports and the codebook's
+    centroid arrays given (``terms``: level-1 top terms from the cards; ``explorer``: a
+    link to the bucket explorer); figures whose input is missing are left out with a
+    note."""
+    inputs = {
+        "stats": stats,
+        "mixture": mixture,
+        "evaluation": evaluation,
+        "fit": fit,
+        "centroids": centroids,
+    }
     report = Report(title)
     if levels is not None and len(levels):
         report.summary = _levels_table(levels)
+    if explorer:
+        link = f"<p><a class='explorer' href='{escape(explorer)}'>bucket explorer</a></p>"
+        report.summary = link + report.summary
     for name, need in FIGURES:
         if inputs.get(need) is None:
             report.omitted.append(f"{name}: omitted (no {need} input given)")
             continue
         if name == "rank_size":
             report.figures.append(figures.rank_size(stats, levels))
+        elif name == "centroid_map":
+            sizes = stats if stats is not None else pd.DataFrame(columns=["level", "bucket"])
+            report.figures.append(figures.centroid_map(centroids, sizes, terms))
         else:
             report.figures.append(getattr(figures, name)(inputs[need]))
-    report.omitted.append(NOT_DRAWN)
     return report

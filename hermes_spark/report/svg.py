@@ -156,3 +156,35 @@ def bars(
     out += _legend(list(groups))
     out.append("</svg>")
     return "\n".join(out)
+
+
+def scatter(
+    points: Sequence[tuple[float, float, float, int, str, str]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    series: Sequence[str] = (),
+) -> str:
+    """Dots ``(x, y, radius_px, series_index, label, tooltip)``: a text label where
+    ``label`` is not empty, the tooltip on hover (``<title>``)."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    pad_x = (max(xs, default=1) - min(xs, default=0)) * 0.05 or 1.0
+    pad_y = (max(ys, default=1) - min(ys, default=0)) * 0.05 or 1.0
+    x = Axis(min(xs, default=0) - pad_x, max(xs, default=1) + pad_x, LEFT, W - RIGHT)
+    y = Axis(min(ys, default=0) - pad_y, max(ys, default=1) + pad_y, H - BOTTOM, TOP)
+    out = _frame(x, y, xlabel, ylabel, title)
+    for px, py, r, s, label, tip in sorted(points, key=lambda p: -p[2]):  # big ones below
+        color = PALETTE[s % len(PALETTE)]
+        out.append(
+            f'<circle cx="{x(px):.1f}" cy="{y(py):.1f}" r="{max(r, 1.0):.1f}" fill="{color}" '
+            f'fill-opacity="0.45" stroke="{color}"><title>{escape(tip)}</title></circle>'
+        )
+        if label:
+            out.append(
+                f'<text x="{x(px):.1f}" y="{y(py) - max(r, 1.0) - 2:.1f}" '
+                f'text-anchor="middle" font-size="10">{escape(label)}</text>'
+            )
+    out += _legend(list(series))
+    out.append("</svg>")
+    return "\n".join(out)

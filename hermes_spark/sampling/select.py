@@ -45,6 +45,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from hermes_spark.delta import get_store
+from hermes_spark.delta.describe import describe_table
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
 from hermes_spark.io import report_path_for, write_text
@@ -408,6 +409,12 @@ def run_sample(
     codes = target_scored(codes, plan)
     manifest, windows = select_manifest(codes, plan)
     store.overwrite(manifest.repartition(_manifest_files(plan), "doc_id"), out)
+    describe_table(
+        store,
+        out,
+        "manifest",
+        {"codebook_version": plan.codebook_version, "levels": ",".join(map(str, plan.levels))},
+    )
     per_child, reps = realized_by_child(store.read(out))
     report = build_report(plan, per_child, reps, windows, manifest=out, table=table)
     if plan.rule[0] == "quadmix":

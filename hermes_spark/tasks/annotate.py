@@ -266,8 +266,20 @@ def annotate_table(
     report.rejects_written = sum(reasons.values())
     report.table_rows = _version_rows(store, table, model.version)
     report.rows_written = report.table_rows - (0 if options.mode == "full" else rows_before)
+    _describe(store, table, run.rejects, model.version, model.levels)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _describe(store: DeltaStore, table: str, rejects: str, version: str, levels: Any) -> None:
+    """Comments and properties on the codes and rejects tables (metadata commits only
+    where they changed)."""
+    from hermes_spark.delta.describe import describe_table
+
+    props = {"codebook_version": version, "levels": ",".join(map(str, levels))}
+    describe_table(store, table, "codes", props)
+    if store.exists(rejects):
+        describe_table(store, rejects, "rejects", props)
 
 
 def embedding_device(spark: SparkSession, model: HermesModel, corpus: CorpusConfig) -> str:

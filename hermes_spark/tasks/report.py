@@ -10,18 +10,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from hermes_spark import io
 from hermes_spark.delta import get_store
-from hermes_spark.errors import InvalidInputError
+from hermes_spark.errors import ArtifactError, InvalidInputError
 from hermes_spark.outputs import REPORT_MARKER, guard_output
 from hermes_spark.report import Report, build_page
+from hermes_spark.report.explorer import Cards
 
 log = logging.getLogger(__name__)
 
 FIT_REPORT = "fit_report.json"
+#: the columns of an empty STATS frame (a page of the JSON reports only)
+_NO_STATS = ("level", "bucket", "docs", "share_docs", "share_tokens")
 EVALUATION_JSON = "evaluation.json"
 
 
@@ -36,18 +40,22 @@ def _pandas(frame: DataFrame | pd.DataFrame) -> pd.DataFrame:
 
 
 def build_report(
-    stats: DataFrame | pd.DataFrame,
+    stats: DataFrame | pd.DataFrame | None,
     levels: DataFrame | pd.DataFrame | None = None,
     *,
     mixture: dict[str, Any] | str | None = None,
     evaluation: dict[str, Any] | str | None = None,
     fit: dict[str, Any] | str | None = None,
     codebook_version: str | None = None,
+    cards: Cards | None = None,
+    explorer: str | None = None,
 ) -> Report:
     """The report page of a STATS frame (Spark or pandas) and optional JSON reports (dicts
     or paths: a mixture report JSON, an evaluation directory or ``evaluation.json``, a
-    codebook artifact directory or its ``fit_report.json``). Driver; small reads only."""
-    rows = _pandas(stats)
+    codebook artifact directory or its ``fit_report.json``: an artifact directory also
+    gives the centroid map), the bucket cards (labels of the map) and a link to the
+    explorer. Driver; small reads only."""
+    rows = _pandas(stats) if stats is not None else pd.DataFrame(columns=_NO_STATS)
     if "level" not in rows.columns or "share_docs" not in rows.columns:
         raise InvalidInputError("the statistics given are not a STATS table (no level/share_docs)")
     lv = _pandas(levels) if levels is not None else None
@@ -66,32 +74,70 @@ def build_report(
     if isinstance(evaluation, str):
         path = evaluation if evaluation.endswith(".json") else io.join(evaluation, EVALUATION_JSON)
         evaluation = _json(path, "evaluation report")
+    centroids = None
     if isinstance(fit, str):
+        if not fit.endswith(".json"):
+            centroids = _centroids(fit, codebook_version)
         path = fit if fit.endswith(".json") else io.join(fit, FIT_REPORT)
         fit = _json(path, "fit report")
     title = f"hermes report — codebook {codebook_version}" if codebook_version else "hermes report"
-    return build_page(rows, lv, mixture=mixture, evaluation=evaluation, fit=fit, title=title)
+    return build_page(
+        rows if stats is not None else None,
+        lv,
+        mixture=mixture,
+        evaluation=evaluation,
+        fit=fit,
+        centroids=centroids,
+        terms=cards.terms(1) if cards is not None else None,
+        explorer=explorer,
+        title=title,
+    )
+
+
+def _centroids(artifact: str, version: str | None) -> list[np.ndarray] | None:
+    """The codebook's per-level centroid arrays (small), None when the artifact is not
+    the version the statistics describe (the map would mislabel every bucket)."""
+    from hermes_spark.api import load_codebook
+
+    try:
+        book = load_codebook(artifact)
+    except ArtifactError as exc:  # a folder holding only fit_report.json: no map
+        log.warning("no centroid map: %s", exc)
+        return None
+    if version is not None and book.version != version:
+        log.warning("codebook %s is not version %s: no centroid map", book.version, version)
+        return None
+    return list(book.rvq.codebooks)
 
 
 def report_from_tables(
     spark: SparkSession,
-    stats_table: str,
+    stats_table: str | None,
     out: str,
     *,
-    mixture: str | None = None,
-    evaluation: str | None = None,
+    mixture: str | dict[str, Any] | None = None,
+    evaluation: str | dict[str, Any] | None = None,
     codebook: str | None = None,
     codebook_version: str | None = None,
+    cards: str | None = None,
+    explorer: str | None = None,
 ) -> str:
-    """Read ``STATS`` (and ``STATS_levels`` when present), build the page, write it to
-    ``out`` (any URI); return ``out``."""
+    """Read ``STATS`` (and ``STATS_levels`` when present, and the ``cards`` table of
+    ``hermes explore`` when given), build the page, write it to ``out`` (any URI); return
+    ``out``."""
+    from hermes_spark.tasks.explore import read_cards
+
     guard_output(out, "report --out", marker=REPORT_MARKER)
     store = get_store(spark)
-    stats = store.read(stats_table)
-    levels_name = f"{stats_table}_levels"
-    levels = store.read(levels_name) if store.exists(levels_name) else None
-    if levels is None:
-        log.warning("no %s table: the page shows no per-level summary", levels_name)
+    stats = levels = None
+    if stats_table is not None:
+        if not store.exists(stats_table):
+            raise InvalidInputError(f"the STATS table {stats_table!r} does not exist")
+        stats = store.read(stats_table)
+        levels_name = f"{stats_table}_levels"
+        levels = store.read(levels_name) if store.exists(levels_name) else None
+        if levels is None:
+            log.warning("no %s table: the page shows no per-level summary", levels_name)
     report = build_report(
         stats,
         levels,
@@ -99,5 +145,7 @@ def report_from_tables(
         evaluation=evaluation,
         fit=codebook,
         codebook_version=codebook_version,
+        cards=read_cards(spark, cards, codebook_version) if cards else None,
+        explorer=explorer,
     )
     return report.save(out)

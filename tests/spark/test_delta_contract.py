@@ -300,3 +300,33 @@ def test_native_codes_table_is_liquid_clustered_and_a_prefix_query_skips_files(
     assert str(native.history(table)[0]["operation"]).startswith("OPTIMIZE")
     total, candidates, read = files_for_k()
     assert read <= candidates < total or total == 1
+
+
+def test_tables_explain_themselves_on_both_engines(store, spark, tmp_path):
+    """The codes table's comment, column comments and hermes properties: DESCRIBE TABLE
+    (native) and delta-rs metadata agree, whichever engine wrote them; a second call
+    commits nothing."""
+    from hermes_spark.delta.describe import TABLES, column_comment, describe_table
+
+    table = str(tmp_path / "codes")
+    store.append(codes(spark, 20), table)
+    describe_table(store, table, "codes", {"codebook_version": "cb-a", "levels": "8,4"})
+    version = store.version(table)
+    describe_table(store, table, "codes", {"codebook_version": "cb-a", "levels": "8,4"})
+    assert store.version(table) == version  # nothing changed: no metadata commit
+    meta = DeltaTable(table).metadata()
+    assert meta.description == TABLES["codes"]
+    assert meta.configuration["hermes.codebook_version"] == "cb-a"
+    assert meta.configuration["hermes.levels"] == "8,4" and "hermes.version" in meta.configuration
+    fields = {f.name: (f.metadata or {}).get("comment") for f in DeltaTable(table).schema().fields}
+    assert (
+        fields["bucket2"] == column_comment("bucket2") and "bucket2 = bucket" in fields["bucket2"]
+    )
+    assert fields["qerr1"] == column_comment("qerr1")
+    described = spark.sql(f"DESCRIBE TABLE EXTENDED delta.`{table}`").collect()
+    comments = {r["col_name"]: r["comment"] for r in described}
+    assert comments["bucket1"] == column_comment("bucket1")
+    assert comments["codebook_version"] == column_comment("codebook_version")
+    props = spark.sql(f"SHOW TBLPROPERTIES delta.`{table}`").collect()
+    assert {r["key"]: r["value"] for r in props}["hermes.levels"] == "8,4"
+    assert rows_of(store.read(table)) == rows_of(codes(spark, 20))  # data untouched

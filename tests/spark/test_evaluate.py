@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -162,10 +163,19 @@ def test_cli_writes_json_and_markdown_and_refuses_unknown_labels(capsys, fitted)
         "kmeans",
         "--out",
         str(out_dir),
+        "--report",
+        str(root / "eval.html"),
     )
     assert code == 0, err
     assert "disjoint from the fit sample" in out and "NMI cluster" in out
     report = json.loads((out_dir / "evaluation.json").read_text())
+    page = (root / "eval.html").read_text()  # --report: the HTML page of this evaluation
+    shown = re.findall(r'data-key="relative_mse" data-value="([^"]+)"', page)
+    fit_mse = json.loads((root / "cb" / "fit_report.json").read_text())["stages"]
+    assert [float(v) for v in shown] == [s["relative_mse"] for s in fit_mse] + [
+        m["relative_mse"] for m in report["methods"]
+    ]
+    assert "Centroid map" in page and "Evaluation: hermes vs baselines" in page
     assert report["label_cols"] == ["cluster", "source"] and report["eval_rows"] == 200
     md = (out_dir / "evaluation.md").read_text()
     assert "## Level 1" in md and "Labels `source`" in md and "## Goals" in md

@@ -53,6 +53,7 @@ def fitted(spark, tmp_path_factory) -> dict:
     corpus = write_embedded_corpus(root / "corpus", n=N_DOCS, dim=16, files=2)
     widgets = {
         "config": "default",
+        "input_table": "",
         "input": str(corpus),
         "embedding_col": "emb",
         "tokens_col": "tokens",
@@ -127,13 +128,26 @@ def _needs_public_api(*names: str) -> None:
 
 def test_explore_stats_notebook_counts_every_document(fitted):
     _needs_public_api("bucket_stats")
-    ns = run_notebook("02_explore_stats.py", {"table": str(fitted["root"] / "codes"), "top": "3"})
+    root = fitted["root"]
+    ns = run_notebook(
+        "02_explore_stats.py",
+        {
+            "table": str(root / "codes"),
+            "top": "3",
+            "input": str(fitted["corpus"]),
+            "explorer": str(root / "explorer"),
+        },
+    )
     levels = ns["levels_pdf"]
     assert list(levels["level"]) == [1, 2, 3]
     assert (levels["cells_nonempty"] <= levels["cells_total"]).all()
     assert len(ns["largest_pdf"]) <= 3
     docs = ns["stats"].where("level = 1").toPandas()["docs"].sum()
     assert docs == len(DeltaTable(str(fitted["root"] / "codes")).to_pandas())
+    assert "Rank-size per level" in ns["page"]._repr_html_()  # the report, inline
+    cards = ns["cards"]  # the explorer's cards, written beside the codes
+    assert (root / "explorer" / "index.html").exists()
+    assert cards.frame[cards.frame["level"] == 1]["docs"].sum() == docs
 
 
 def test_design_mixture_notebook_meets_the_budget(fitted):
@@ -149,6 +163,8 @@ def test_design_mixture_notebook_meets_the_budget(fitted):
             "stage2": "coverage",
             "max_epochs": "2",
             "seed": "5",
+            "manifest": str(fitted["root"] / "manifest"),
+            "shards": "2",
             "out": str(out),
         },
     )
@@ -156,3 +172,59 @@ def test_design_mixture_notebook_meets_the_budget(fitted):
     realized = (manifest["repeats"] * manifest["tokens"]).sum()
     assert abs(realized - 20000) <= 4 * 400
     assert ns["train_rows"] == manifest["repeats"].sum()
+    # exported as hermes export does: per-bucket shard folders and the Megatron blend
+    assert (out / "megatron_blend.txt").exists() and (out / "mixture.json").exists()
+    assert any(p.name.startswith("bucket-") for p in out.iterdir())
+    assert ns["result"].report["within_bound"] in (True, False)
+
+
+def test_fit_notebook_reuses_an_existing_artifact(fitted):
+    root = fitted["root"]
+    before = hermes_spark.HermesModel.load(str(root / "codebook")).version
+    ns = run_notebook("01_fit_and_annotate.py", fitted["widgets"])
+    assert ns["fitted_now"] is False and ns["model"].version == before
+    assert ns["report"].rows_written == 0  # every chunk already committed
+    assert ns["report"].table_rows == len(_codes(root / "codes"))
+
+
+def test_first_cell_installs_the_wheel_and_restarts_only_on_databricks(monkeypatch):
+    """The install cell with a stand-in ``dbutils``: pip installs the wheel of the
+    widget, then Python restarts; without ``dbutils`` nothing runs."""
+    import subprocess
+
+    calls: list = []
+    monkeypatch.setattr(subprocess, "check_call", lambda cmd: calls.append(cmd))
+
+    class Widgets:
+        def text(self, name, default):
+            self.value = default
+
+        def get(self, name):
+            return self.value
+
+    class Library:
+        def restartPython(self):
+            calls.append("restart")
+
+    class DBUtils:
+        widgets, library = Widgets(), Library()
+
+    for path in sorted(NOTEBOOKS.glob("0*.py")):
+        cell = path.read_text().split("# COMMAND ----------")[1]
+        assert "dbutils.library.restartPython()" in cell, path.name
+        exec(compile(cell, str(path), "exec"), {"__name__": "__notebook__"})
+        assert calls == []  # locally: a no-op
+        exec(compile(cell, str(path), "exec"), {"__name__": "__notebook__", "dbutils": DBUtils()})
+        assert calls[0][-1].startswith("/Volumes/") and calls[0][-1].endswith(".whl")
+        assert calls[0][1:4] == ["-m", "pip", "install"] and calls[1] == "restart"
+        calls.clear()
+
+
+def test_notebooks_use_only_public_modules():
+    for path in sorted(NOTEBOOKS.glob("0*.py")):
+        source = path.read_text()
+        assert "dataclasses.replace" not in source, path.name  # config via with_overrides
+        for line in source.splitlines():
+            if line.startswith(("from hermes_spark", "import hermes_spark")):
+                module = line.split()[1]
+                assert not any(p.startswith("_") for p in module.split(".")), line

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
@@ -45,7 +46,7 @@ def test_report_of_a_real_run_prints_the_reports_numbers(spark, shared_codes, tm
     pc = mixture["pool_contraction"]["contraction"]
     assert f'data-key="contraction">{pc:.3f}<' in html
     assert f'data-key="within_bound">{mixture["within_bound"]}<' in html
-    assert html.count("<svg") == 6  # no evaluation given
+    assert html.count("<svg") == 7  # no evaluation given; the centroid map from --codebook
     assert "evaluation: omitted" in html
 
 
@@ -54,3 +55,66 @@ def test_report_of_a_missing_stats_table_is_a_clean_error(spark, tmp_path, capsy
         capsys, "report", "--stats", str(tmp_path / "nope"), "--out", str(tmp_path / "r.html")
     )
     assert_clean_error(code, err, "nope")
+
+
+def test_stats_and_sample_write_the_page_and_report_json_keeps_its_old_meaning(
+    spark, shared_codes, tmp_path, capsys
+):
+    data = shared_codes
+    page = tmp_path / "stats.html"
+    code, stdout, err = run(
+        capsys, "stats", "--table", data["codes"], "--out", str(tmp_path / "st"),
+        "--codebook", data["cb"], "--report", str(page),
+    )  # fmt: skip
+    assert code == 0, err
+    assert str(page) in stdout
+    html = page.read_text()
+    levels = DeltaTable(str(tmp_path / "st_levels")).to_pandas().sort_values("level")
+    assert _values(html, "imbalance") == levels["imbalance"].tolist()
+    assert "Centroid map" in html and "target_vs_realized: omitted" in html
+    sample = ["sample", "--table", data["codes"], "--budget-tokens", "200000",
+              "--weights", "uniform", "--stage2", "random"]  # fmt: skip
+    code, _, err = run(
+        capsys, *sample, "--out", str(tmp_path / "m"), "--stats", str(tmp_path / "st"),
+        "--report", str(tmp_path / "mix.html"),
+    )  # fmt: skip
+    assert code == 0, err
+    mixture = json.loads((tmp_path / "m_report.json").read_text())
+    html = (tmp_path / "mix.html").read_text()
+    assert f'data-key="within_bound">{mixture["within_bound"]}<' in html
+    assert _values(html, "imbalance") == levels["imbalance"].tolist()
+    code, _, err = run(capsys, *sample, "--out", str(tmp_path / "m2"), "--report",
+                       str(tmp_path / "old.json"))  # fmt: skip
+    assert code == 0 and "deprecated" in err and "--mixture-report" in err
+    assert json.loads((tmp_path / "old.json").read_text())["totals"] == mixture["totals"]
+    assert not (tmp_path / "m2_report.json").exists()
+
+
+def test_the_demo_mixture_exports_reports_and_prints_runnable_commands(
+    spark, shared_codes, tmp_path, capsys
+):
+    from hermes_spark.config import CorpusConfig
+    from hermes_spark.demo_mixture import BUDGET_SHARE, design_mixture
+
+    data = shared_codes
+    corpus = CorpusConfig(input=data["corpus"], embedding_col="emb", tokens_col="tokens")
+    version = DeltaTable(data["codes"]).to_pandas()["codebook_version"].iloc[0]
+    run_ = design_mixture(
+        spark, corpus, table=data["codes"], stats=data["stats"], codebook=data["cb"],
+        version=version, out_dir=str(tmp_path / "demo"),
+    )  # fmt: skip
+    total = DeltaTable(data["stats"]).to_pandas().query("level == 1")["tokens"].sum()
+    assert run_.realized_tokens == pytest.approx(BUDGET_SHARE * total, rel=0.05)
+    assert (Path(run_.export) / "megatron_blend.txt").exists()
+    html = Path(run_.report).read_text()
+    assert "Centroid map" in html and "bucket explorer" in html
+    assert (Path(run_.explorer) / "index.html").exists()
+    # the printed sample command, run as printed, writes the same manifest again
+    (sample,) = [c for c in run_.commands if c.startswith("hermes sample ")]
+    again = sample.replace(run_.manifest, str(tmp_path / "again")).split()[1:]
+    code, _, err = run(capsys, *again)
+    assert code == 0, err
+    first = DeltaTable(run_.manifest).to_pandas().sort_values("doc_id").reset_index(drop=True)
+    second = DeltaTable(str(tmp_path / "again")).to_pandas()
+    second = second.sort_values("doc_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(first[["doc_id", "repeats"]], second[["doc_id", "repeats"]])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -147,7 +148,7 @@ def test_missing_inputs_are_omitted_with_a_note():
     notes = " ".join(page.omitted)
     for name in ("target_vs_realized", "contraction", "codebook_health", "evaluation"):
         assert f"{name}: omitted" in notes
-    assert "centroid map" in notes
+    assert "centroid_map: omitted" in notes
 
 
 def test_build_report_reads_json_paths_and_saves(tmp_path):
@@ -193,3 +194,41 @@ def _values_of(html: str, key: str) -> list[float]:
     return [
         float(a["data-value"]) for t, a in _tags(html) if t == "td" and a.get("data-key") == key
     ]
+
+
+def test_centroid_map_keeps_distances_and_the_page_small():
+    from hermes_spark.report.figures import _pca2
+
+    rng = np.random.default_rng(3)
+    plane = rng.normal(size=(2, 32))  # 64 centroids on a 2-D plane of a 32-D space
+    c1 = rng.normal(size=(64, 2)) @ plane
+    xy = _pca2(c1, c1)
+    d_in = np.linalg.norm(c1[:, None] - c1[None], axis=-1)
+    d_out = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    np.testing.assert_allclose(d_out, d_in, atol=1e-8)  # a plane is mapped isometrically
+    books = [c1, rng.normal(size=(64, 32)) * 0.1, rng.normal(size=(32, 32)) * 0.01]
+    page = build_page(synthetic_stats(), centroids=books).html()
+    assert len(page.encode()) < 400_000 and len(_tags(page)) < 3_600
+    assert page.count("<circle") == 64 + 200  # every L1 centroid, the largest 200 L2 cells
+
+
+def test_explorer_pages_its_children_out_at_4096_cards(tmp_path):
+    from hermes_spark.report.explorer import Cards
+
+    rows = []
+    for level, n in ((1, 64), (2, 64 * 64)):
+        for b in range(n):
+            rows.append({
+                "level": level, "bucket": b, "parent": None if level == 1 else b // 64,
+                "code": str(b) if level == 1 else f"{b // 64}.{b % 64}", "docs": 10 + b,
+                "tokens": 100 + b, "share_tokens": 0.0, "quality_p50": None,
+                "top_terms": ["alpha", "beta"], "mix": [],
+                "nearest": [{"doc_id": f"d{b}", "qerr": 0.1, "snippet": "x" * 200}] * 5,
+                "random": [{"doc_id": f"d{b}", "qerr": 0.1, "snippet": "y" * 200}] * 5,
+            })  # fmt: skip
+    index = Cards(pd.DataFrame(rows), "cb-x").save(str(tmp_path / "explore"))
+    html = Path(index).read_text()
+    assert len(html.encode()) < 400_000  # the level-1 cards only; children in parts/
+    parts = sorted((tmp_path / "explore" / "parts").iterdir())
+    assert len(parts) == 64 and parts[0].read_text().startswith('hermesPart("0",')
+    assert '"63.63"' in (tmp_path / "explore" / "parts" / "63.js").read_text()
