@@ -134,6 +134,19 @@ def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> None:
     print(f"{verb} {len(removed)} unreferenced files under {table}")
 
 
+def cmd_optimize(args: argparse.Namespace, cfg: HermesConfig) -> None:
+    """``hermes optimize``."""
+    from hermes_spark.delta import get_store
+    from hermes_spark.tasks.optimize import optimize_codes
+
+    table = _need(cfg.paths.table, "--table")
+    result = optimize_codes(get_store(_spark(cfg)), table)
+    if result.version_after == result.version_before:
+        print(f"{table} is already clustered (version {result.version_after})")
+    else:
+        print(f"clustered {table} by bucket1, bucket2 (version {result.version_after})")
+
+
 def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes evaluate``: held-out metrics per level vs KMeans-family baselines."""
     from hermes_spark.evaluate import evaluate, summary_lines, write_report
