@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from hermes_spark.delta import get_store
@@ -137,9 +137,15 @@ def _rollup(codes: DataFrame, n: int) -> DataFrame:
 
 
 def _stats_rows(agg: DataFrame, n: int, version: str) -> DataFrame:
-    """STATS rows (SPEC columns) from the rollup."""
+    """STATS rows (SPEC columns) from the rollup, in one pass over it (no self-join).
+
+    Each rollup row is emitted twice: as itself (keyed by its ``level, bucket``) and as a
+    child of its parent (keyed by ``level - 1, parent``); one window over that key sums
+    the children into the parent's row, one window over the whole (small) rollup brings
+    the grand total. A self-join would let Spark push each branch's level filter below
+    the rollup and scan the codes once per branch."""
     level = F.col("level")
-    rows = agg.where(level >= 1).select(
+    rows = agg.select(
         "level",
         _by_level(level, [F.col(f"bucket{k}") for k in range(1, n + 1)]).alias("bucket"),
         _by_level(level, [F.lit(None)] + [F.col(f"bucket{k}") for k in range(1, n)]).alias(
@@ -151,28 +157,26 @@ def _stats_rows(agg: DataFrame, n: int, version: str) -> DataFrame:
         "quality_mean",
         "_q",
         _by_level(level, [F.col(f"_qerr{k}") for k in range(1, n + 1)]).alias("qerr_mean"),
+    ).withColumn("_as_child", F.explode(F.array(F.lit(False), F.lit(True))))
+    as_child = F.col("_as_child")
+    family = Window.partitionBy(
+        F.when(as_child, level - 1).otherwise(level),
+        F.when(as_child, F.col("_parent")).otherwise(F.col("bucket")),
     )
-    kids = (
-        rows.where(level >= 2)
-        .groupBy((level - 1).alias("level"), F.col("_parent").alias("bucket"))
-        .agg(
-            F.count(F.lit(1)).alias("children"),
-            F.sum("docs").alias("_d"),
-            F.sum(F.col("docs") * F.log2("docs")).alias("_dlog"),
-        )
-        .select(
-            "level",
-            "bucket",
-            "children",
-            (F.log2("_d") - F.col("_dlog") / F.col("_d")).alias("child_entropy_bits"),
-        )
-    )
-    totals = agg.where(level == 0).select(
-        F.col("docs").alias("_N"), F.col("tokens").cast("double").alias("_TOK")
-    )
+    child = as_child & (level >= 2)
+    docs = F.col("docs")
+    everything = Window.partitionBy()
+    total = level == 0
     return (
-        rows.join(kids, ["level", "bucket"], "left")
-        .crossJoin(totals)
+        rows.select(
+            "*",
+            F.sum(F.when(child, 1)).over(family).alias("children"),
+            F.sum(F.when(child, docs)).over(family).alias("_d"),
+            F.sum(F.when(child, docs * F.log2(docs))).over(family).alias("_dlog"),
+            F.max(F.when(total, docs)).over(everything).alias("_N"),
+            F.max(F.when(total, F.col("tokens"))).over(everything).alias("_TOK"),
+        )
+        .where(~as_child & (level >= 1))
         .select(
             F.lit(version).alias(VERSION_COL),
             F.col("level").cast("int"),
@@ -180,14 +184,16 @@ def _stats_rows(agg: DataFrame, n: int, version: str) -> DataFrame:
             *[F.col(f"c{k}").cast("int") for k in range(1, n + 1)],
             F.col("docs").cast("long"),
             F.col("tokens").cast("long"),
-            (F.col("docs") / F.col("_N")).alias("share_docs"),
-            (F.col("tokens") / F.col("_TOK")).alias("share_tokens"),
+            (docs / F.col("_N")).alias("share_docs"),
+            (F.col("tokens") / F.col("_TOK").cast("double")).alias("share_tokens"),
             "quality_mean",
             F.col("_q")[0].cast("double").alias("quality_p50"),
             F.col("_q")[1].cast("double").alias("quality_p70"),
             "qerr_mean",
             F.col("children").cast("long"),
-            F.col("child_entropy_bits").cast("double"),
+            (F.log2("_d") - F.col("_dlog") / F.col("_d"))
+            .cast("double")
+            .alias("child_entropy_bits"),
         )
     )
 

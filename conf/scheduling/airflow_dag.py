@@ -1,4 +1,5 @@
-"""Airflow DAG: nightly incremental HERMES annotation, then statistics, with spark-submit.
+"""Airflow DAG: nightly incremental HERMES annotation, then statistics and clustering
+(``hermes optimize``), with spark-submit.
 
 Retries are safe: ``hermes annotate`` resumes from the last committed chunk. HERMES_HOME is
 where the repository (``jobs/``) and ``make dist``'s ``dist/hermes_spark.zip`` are on the
@@ -79,4 +80,10 @@ with DAG(
         **SUBMIT,
         application_args=[*COMMON, "--table", CODES, "--out", STATS, "--codebook", CODEBOOK],
     )
-    annotate >> stats
+    optimize = SparkSubmitOperator(
+        task_id="optimize",
+        application=f"{HERMES_HOME}/jobs/optimize.py",
+        **SUBMIT,
+        application_args=[*COMMON, "--table", CODES],
+    )
+    annotate >> [stats, optimize]

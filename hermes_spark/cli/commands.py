@@ -168,6 +168,20 @@ def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     return {"table": table, "dry_run": args.dry_run, "files": removed}
 
 
+def cmd_optimize(args: argparse.Namespace, cfg: HermesConfig) -> Any:
+    """``hermes optimize``."""
+    from hermes_spark.delta import get_store
+    from hermes_spark.tasks.optimize import optimize_codes
+
+    table = _need(cfg.paths.table, "--table")
+    result = optimize_codes(get_store(_spark(cfg)), table)
+    if result.version_after == result.version_before:
+        print(f"{table} is already clustered (version {result.version_after})")
+    else:
+        print(f"clustered {table} by bucket1, bucket2 (version {result.version_after})")
+    return result
+
+
 def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes evaluate``: held-out metrics per level vs KMeans-family baselines."""
     from hermes_spark.evaluate import evaluate, summary_lines, write_report

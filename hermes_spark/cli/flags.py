@@ -685,6 +685,14 @@ COMMANDS: tuple[Command, ...] = (
         needs=("paths.table",),
     ),
     Command(
+        "optimize",
+        "cluster a codes table's files by bucket1, bucket2 (code-prefix reads skip files)",
+        "hermes optimize --table out/codes",
+        (TABLE,),
+        "cmd_optimize",
+        needs=("paths.table",),
+    ),
+    Command(
         "evaluate",
         "per-level metrics vs k-means baselines and labels, on held-out documents",
         "hermes evaluate --table out/codes --codebook out/codebook --input data/corpus "

@@ -9,6 +9,7 @@ histogram passes on executors). The driver holds one row per bucket, never a doc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,12 @@ from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.pools import quality_pools
 from hermes_spark.sampling.quadmix import attach_quadmix_pools, quadmix_stage2
 from hermes_spark.sampling.quadmix_math import load_params
-from hermes_spark.sampling.signals import QualitySignals, parse_quality_cols, with_merged_quality
+from hermes_spark.sampling.signals import (
+    QualitySignals,
+    parse_quality_cols,
+    persisted,
+    with_merged_quality,
+)
 from hermes_spark.sampling.similarity import SIM_COL, TargetCentroids
 from hermes_spark.sampling.sources import (
     StatsFrame,
@@ -143,9 +149,13 @@ def _attach_pools(
         assert codes_df is not None and p is not None
         if rule == "target-top":
             codes_df = codes_df.withColumn("quality", F.col(SIM_COL))
-        if signals is not None:
-            codes_df = with_merged_quality(codes_df, signals, s)
-        out = children.merge(quality_pools(codes_df, s, p), on="child", how="left")
+        if signals is None:
+            pools = quality_pools(codes_df, s, p)
+        else:
+            merged = with_merged_quality(codes_df, signals, s)
+            with persisted(merged.select(f"bucket{s}", "quality", "n_tokens")) as rated:
+                pools = quality_pools(rated, s, p)
+        out = children.merge(pools, on="child", how="left")
         if out["pool_docs"].isna().any():
             raise InvalidInputError(
                 "STATS and the codes table disagree on the buckets; re-run hermes stats"
@@ -376,29 +386,38 @@ def plan_mixture(
         levels=None if levels is None else tuple(int(k) for k in levels),
         name=stats_name,
     )
-    rated = None
-    if rule == "quadmix":
-        assert codes_df is not None
-        children, rated = attach_quadmix_pools(children, codes_df, signals, w, s)
-    else:
-        children = _attach_pools(children, rule, p, codes_df, s, signals)
-    budget = resolve_budget(settings, float(children["tokens"].sum()))
-    stage1, shortfall, winfo = _stage1(
-        children,
-        weights=weights if isinstance(weights, Mapping) else settings.weights,
-        w=w,
-        sizes=sizes,
-        budget=budget,
-        max_epochs=settings.max_epochs,
-        allow_shortfall=allow_shortfall,
-    )
-    if rated is not None:
-        params = load_params(stage2_argument(settings.stage2) or None)
-        stage1, kids = quadmix_stage2(
-            stage1, children, rated, params=params, w=w, sizes=sizes, max_epochs=settings.max_epochs
+    with contextlib.ExitStack() as held:
+        rated = None
+        if rule == "quadmix":
+            assert codes_df is not None
+            children, rated = attach_quadmix_pools(
+                children, codes_df, signals, w, s, hold=held.enter_context
+            )
+        else:
+            children = _attach_pools(children, rule, p, codes_df, s, signals)
+        budget = resolve_budget(settings, float(children["tokens"].sum()))
+        stage1, shortfall, winfo = _stage1(
+            children,
+            weights=weights if isinstance(weights, Mapping) else settings.weights,
+            w=w,
+            sizes=sizes,
+            budget=budget,
+            max_epochs=settings.max_epochs,
+            allow_shortfall=allow_shortfall,
         )
-    else:
-        kids = stage2_allocation(stage1, children, settings.stage2, settings.max_epochs)
+        if rated is not None:
+            params = load_params(stage2_argument(settings.stage2) or None)
+            stage1, kids = quadmix_stage2(
+                stage1,
+                children,
+                rated,
+                params=params,
+                w=w,
+                sizes=sizes,
+                max_epochs=settings.max_epochs,
+            )
+        else:
+            kids = stage2_allocation(stage1, children, settings.stage2, settings.max_epochs)
     stage1, kids = _with_children(stage1, children, kids)
     resolved = {
         "budget_tokens": budget,

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,12 @@ from pyspark.sql import functions as F
 from hermes_spark.hashing import uniform
 from hermes_spark.sampling.pools import valid_quality
 from hermes_spark.sampling.quadmix_math import QuadmixParams, solve_scale
-from hermes_spark.sampling.signals import QualitySignals, parse_quality_cols, with_merged_quality
+from hermes_spark.sampling.signals import (
+    QualitySignals,
+    parse_quality_cols,
+    persisted,
+    with_merged_quality,
+)
 from hermes_spark.sampling.weights import format_bucket_key
 
 log = logging.getLogger(__name__)
@@ -286,9 +293,15 @@ def attach_quadmix_pools(
     signals: QualitySignals | None,
     w: int,
     s: int,
+    hold: Callable[[AbstractContextManager[DataFrame]], DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, DataFrame]:
-    """Children with their pools (the rated documents), and the lazy rated frame."""
+    """Children with their pools (the rated documents), and the lazy rated frame.
+
+    ``hold`` (an ``ExitStack.enter_context``) keeps the rated frame persisted until the
+    caller's stack closes, so the planner's several jobs over it rank once."""
     rated = rated_codes(codes, signals, w, s)
+    if hold is not None:
+        rated = hold(persisted(rated))
     out = children.merge(quadmix_pools(rated), on="child", how="left")
     for col in ("pool_docs", "pool_tokens"):
         out[col] = out[col].fillna(0).astype(np.int64)

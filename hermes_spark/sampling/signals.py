@@ -9,25 +9,31 @@ a weighted signal, gets no quality (it is outside every quality pool). One colum
 thresholds keeps the column itself as the quality (today's behaviour).
 
 The signals are columns of the codes table (``annotate --keep-cols edu,dclm`` copies them
-there), so ranking never touches the corpus text. Ranks are exact and deterministic: a
-histogram of each signal per child (:data:`RANK_BINS` equal-width bins, executors) gives
-the count below every bin, and only the documents of one (child, bin) are ranked together
-(a window over that bin alone, never a whole child in one task).
+there), so ranking never touches the corpus text. Ranks are exact and deterministic, and
+come from counts of distinct values: tied documents collapse to one row before any window,
+and a histogram of the distinct values per child (equal-width bins, dense bins split
+again) bounds what one task ranks, never a whole child or a whole tie in one task.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
 
-#: Equal-width bins per child and signal of the rank histogram.
+#: Equal-width bins per child and signal of the rank histogram (and per dense bin).
 RANK_BINS = 4096
+#: A bin with more distinct values than this is split again (into bins of about this many).
+RANK_DENSE_LIMIT = 50_000
+#: A value held by more rows than this (of one group) joins its ranks by broadcast.
+RANK_TIE_ROWS = 100_000
 _ITEM = re.compile(
     r"^\s*(?P<name>[A-Za-z_][A-Za-z0-9_.]*)\s*"
     r"(?:(?P<op>>=|<=|>|<)\s*(?P<thr>[-+0-9.eE]+|inf|-inf))?\s*"
@@ -103,23 +109,88 @@ def _finite(col: Column) -> Column:
 
 
 def _rank(df: DataFrame, col: str, out: str) -> DataFrame:
-    """Add ``out``: the fraction of the group's (``_g``) rows with a lower ``col`` (exact)."""
-    v = F.col(col)
-    bounds = df.groupBy("_g").agg(
-        F.min(v).alias("_lo"), F.max(v).alias("_hi"), F.count(F.lit(1)).alias("_n")
+    """Add ``out``: the fraction of the group's (``_g``) rows with a lower ``col`` (exact).
+
+    Lazy; executors. Ranks come from counts of distinct values, never from a window over
+    rows: ties collapse to one ``(group, value, count)`` row first. The distinct values
+    are histogrammed into :data:`RANK_BINS` equal-width bins per group, and a bin with
+    more than :data:`RANK_DENSE_LIMIT` distinct values is split again into up to
+    :data:`RANK_BINS` bins of its own range. The count below a value is the count below
+    its bin, plus below its sub-bin within the bin (running sums over at most
+    :data:`RANK_BINS` histogram rows each), plus the count of the lower values of its
+    sub-bin (a window over at most about :data:`RANK_DENSE_LIMIT` distinct values).
+    """
+    values = df.groupBy("_g", F.col(col).alias("_v")).agg(F.count(F.lit(1)).alias("_c"))
+    bounds = values.groupBy("_g").agg(
+        F.min("_v").alias("_lo"), F.max("_v").alias("_hi"), F.sum("_c").alias("_n")
     )
-    width = F.col("_hi") - F.col("_lo")
-    scaled = F.floor((v - F.col("_lo")) / width * RANK_BINS)
-    bin_ = F.when(width > 0, F.least(scaled, F.lit(RANK_BINS - 1))).otherwise(F.lit(0))
-    binned = df.join(F.broadcast(bounds), "_g").withColumn("_bin", bin_.cast("int"))
-    hist = binned.groupBy("_g", "_bin").agg(F.count(F.lit(1)).alias("_c"))
-    running = Window.partitionBy("_g").orderBy("_bin").rowsBetween(Window.unboundedPreceding, -1)
-    hist = hist.withColumn("_below", F.coalesce(F.sum("_c").over(running), F.lit(0)))
-    within = F.rank().over(Window.partitionBy("_g", "_bin").orderBy(v)) - 1
-    ranked = binned.join(hist.select("_g", "_bin", "_below"), ["_g", "_bin"])
-    return ranked.withColumn(out, (F.col("_below") + within) / F.col("_n")).drop(
-        "_lo", "_hi", "_n", "_bin", "_below"
+    binned = values.join(F.broadcast(bounds), "_g").withColumn(
+        "_bin", _bin_of(F.col("_v"), F.col("_lo"), F.col("_hi"), F.lit(RANK_BINS))
     )
+    bins = binned.groupBy("_g", "_bin").agg(
+        F.count(F.lit(1)).alias("_d"),
+        F.sum("_c").alias("_cb"),
+        F.min("_v").alias("_blo"),
+        F.max("_v").alias("_bhi"),
+    )
+    by_bin = Window.partitionBy("_g").orderBy("_bin").rowsBetween(Window.unboundedPreceding, -1)
+    bins = bins.withColumn("_below_bin", F.coalesce(F.sum("_cb").over(by_bin), F.lit(0)))
+    parts = F.least(F.ceil(F.col("_d") / RANK_DENSE_LIMIT), F.lit(RANK_BINS))
+    cells = binned.join(bins, ["_g", "_bin"]).withColumn(
+        "_sub", _bin_of(F.col("_v"), F.col("_blo"), F.col("_bhi"), parts)
+    )
+    subs = cells.groupBy("_g", "_bin", "_sub").agg(F.sum("_c").alias("_cs"))
+    by_sub = (
+        Window.partitionBy("_g", "_bin").orderBy("_sub").rowsBetween(Window.unboundedPreceding, -1)
+    )
+    subs = subs.withColumn("_below_sub", F.coalesce(F.sum("_cs").over(by_sub), F.lit(0)))
+    lower = (
+        Window.partitionBy("_g", "_bin", "_sub")
+        .orderBy("_v")
+        .rowsBetween(Window.unboundedPreceding, -1)
+    )
+    below = (
+        F.col("_below_bin") + F.col("_below_sub") + F.coalesce(F.sum("_c").over(lower), F.lit(0))
+    )
+    ranks = cells.join(subs, ["_g", "_bin", "_sub"]).select(
+        "_g", "_v", "_c", (below / F.col("_n")).alias(out)
+    )
+    return _attach(df, ranks, col, out)
+
+
+def _attach(df: DataFrame, ranks: DataFrame, col: str, out: str) -> DataFrame:
+    """``df`` with each row's ``out`` from ``ranks`` (``_g, _v, _c, out``), joined on the
+    group and value. Values held by more than :data:`RANK_TIE_ROWS` rows are few (at most
+    rows / RANK_TIE_ROWS) and broadcast; only the others go through a shuffle join on
+    ``(group, value)``, so no join task receives more than that many rows of one key
+    (the tied rows take a spread-out key, a negative group that matches nothing there)."""
+    heavy = F.broadcast(
+        ranks.where(F.col("_c") > RANK_TIE_ROWS).select(
+            F.col("_g").alias("_hg"), F.col("_v").alias("_hv"), F.col(out).alias("_hr")
+        )
+    )
+    light = ranks.where(F.col("_c") <= RANK_TIE_ROWS).select(
+        F.col("_g").alias("_jg"), F.col("_v").alias("_jv"), F.col(out).alias("_lr")
+    )
+    spread = F.pmod(F.xxhash64(*(["doc_id"] if "doc_id" in df.columns else df.columns)), 1 << 31)
+    tied = F.col("_hr").isNotNull()
+    tagged = df.join(
+        heavy, (F.col("_g") == F.col("_hg")) & (F.col(col) == F.col("_hv")), "left"
+    ).select(
+        *df.columns,
+        "_hr",
+        F.when(tied, -1 - spread).otherwise(F.col("_g").cast("long")).alias("_jg"),
+        F.when(tied, spread.cast("double")).otherwise(F.col(col)).alias("_jv"),
+    )
+    joined = tagged.join(light, ["_jg", "_jv"], "left")
+    return joined.select(*df.columns, F.coalesce("_hr", "_lr").alias(out))
+
+
+def _bin_of(v: Column, lo: Column, hi: Column, bins: Column) -> Column:
+    """The equal-width bin (``0 .. bins - 1``) of ``v`` in ``[lo, hi]``."""
+    width = hi - lo
+    scaled = F.floor((v - lo) / width * bins)
+    return F.when(width > 0, F.least(scaled, bins - 1)).otherwise(F.lit(0)).cast("int")
 
 
 def with_merged_quality(
@@ -158,3 +229,14 @@ def with_merged_quality(
     unrated = keyed.where(~F.col("_ok")).withColumn("quality", F.lit(None).cast("double"))
     cols = codes.columns
     return rated.select(*cols).unionByName(unrated.select(*cols))
+
+
+@contextlib.contextmanager
+def persisted(df: DataFrame) -> Iterator[DataFrame]:
+    """``df`` persisted (memory and disk, on executors) while the block runs its several
+    jobs over it, then released: a rated frame is ranked once per plan, not once per job."""
+    held = df.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield held
+    finally:
+        held.unpersist()

@@ -75,7 +75,8 @@ log = logging.getLogger(__name__)
 
 #: Layout of a new codes table: native Delta clusters it by (codebook_version, bucket1,
 #: bucket2) (liquid clustering), so a code-prefix query skips most files; the embedded
-#: writer partitions by version and sorts each task's rows by these buckets.
+#: writer partitions by version. Either way each chunk's files are range-partitioned by
+#: these buckets (:func:`clustered_files`) and ``hermes optimize`` clusters the table.
 CODES_CLUSTER_BY = ("bucket1", "bucket2")
 
 
@@ -465,12 +466,7 @@ def _write_chunk(
         n_good = counts.pop(None, 0)
         bad_counts = counts
         good = coded.where(F.col(REASON_COL).isNull())
-        codes = _codes_output(good, run)
-        # files sized by rows (the count is known), not by the cluster's task count:
-        # delta.rows_per_file, the same key that caps every table's files
-        per_file = run.store.options.rows_per_file
-        if per_file:
-            codes = codes.repartition(max(1, math.ceil(n_good / per_file)), "doc_id")
+        codes = clustered_files(_codes_output(good, run), n_good, run.store, tasks)
         meta = {
             "hermes.chunk": str(index),
             VERSION_META: version,
@@ -489,6 +485,20 @@ def _write_chunk(
         coded.unpersist()
     log.info("chunk %d committed=%s rejects=%s", index + 1, committed, bad_counts)
     return written, bad_counts, committed
+
+
+def clustered_files(codes: DataFrame, rows: int, store: DeltaStore, tasks: int) -> DataFrame:
+    """A chunk's codes laid out for code-prefix reads: range-partitioned by
+    ``CODES_CLUSTER_BY`` so each file holds a narrow run of ``(bucket1, bucket2)`` (the
+    store then sorts within each file) and ``bucket1 = k`` reads few files.
+
+    Lazy: Spark samples the bucket ranges (a small job over the chunk's persisted rows)
+    and shuffles the codes (not the text) once on executors. Files are sized by rows
+    (``delta.rows_per_file``, the key that caps every table's files), else one per task.
+    """
+    per_file = store.options.rows_per_file
+    files = max(1, math.ceil(rows / per_file)) if per_file else tasks
+    return codes.repartitionByRange(files, *CODES_CLUSTER_BY)
 
 
 def _settle(run: _Run, view: seen.Seen, good: DataFrame, report: AnnotateReport) -> None:

@@ -23,6 +23,8 @@ from tests.spark.test_sampling_spark import LEVELS
 
 pytestmark = pytest.mark.spark
 
+COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"
+
 
 @pytest.fixture(scope="module")
 def data(shared_codes):
@@ -54,9 +56,17 @@ def reference(pdf: pd.DataFrame, s: int, weights, filters) -> pd.Series:
     return merged.reindex(pdf.index)
 
 
-@pytest.mark.parametrize("bins", [4096, 3])
-def test_merged_quality_equals_the_plain_rank_definition(spark, codes_df, monkeypatch, bins):
+@pytest.mark.parametrize(
+    "bins, dense, ties",
+    [(4096, 50_000, 100_000), (3, 20, 2)],
+    ids=["defaults", "big-bins-split-again-ties-broadcast"],
+)
+def test_merged_quality_equals_the_plain_rank_definition(
+    spark, codes_df, monkeypatch, bins, dense, ties
+):
     monkeypatch.setattr(signals_mod, "RANK_BINS", bins)  # 3 bins: big bins, ties within
+    monkeypatch.setattr(signals_mod, "RANK_DENSE_LIMIT", dense)  # 20: every bin split again
+    monkeypatch.setattr(signals_mod, "RANK_TIE_ROWS", ties)  # 2: dclm's ties broadcast
     spec = "edu:0.6,dclm:0.4,edu>=0.25"
     got = with_merged_quality(codes_df, parse_quality_cols(spec), 2)
     pdf = got.select("doc_id", "quality").toPandas().set_index("doc_id")["quality"]
@@ -66,6 +76,92 @@ def test_merged_quality_equals_the_plain_rank_definition(spark, codes_df, monkey
     assert pdf.isna().equals(want.loc[pdf.index].isna())
     assert np.allclose(pdf.dropna(), want.loc[pdf.dropna().index], rtol=0, atol=1e-12)
     assert pdf.isna().sum() >= (src["edu"] < 0.25).sum()
+
+
+def shuffle_reads_per_task(spark, group: str) -> list[int]:
+    """Shuffle records read by every task of ``group``'s jobs (Spark's task metrics)."""
+    sc = spark.sparkContext
+    tracker, store = sc.statusTracker(), sc._jsc.sc().statusStore()
+    reads = []
+    for job in tracker.getJobIdsForGroup(group):
+        for stage in tracker.getJobInfo(job).stageIds:
+            info = tracker.getStageInfo(stage)
+            if info is None:
+                continue
+            tasks = store.taskList(stage, info.currentAttemptId, 1_000_000)
+            for i in range(tasks.size()):
+                metrics = tasks.apply(i).taskMetrics()
+                if metrics.isDefined():
+                    reads.append(int(metrics.get().shuffleReadMetrics().recordsRead()))
+    return reads
+
+
+def test_an_integer_score_never_puts_a_tie_in_one_task(spark, monkeypatch):
+    """FineWeb-Edu-like 0-5 scores over one child: ranked by value counts, the tied rows
+    spread over the join's tasks (old: each score's rows ranked in one window task)."""
+    monkeypatch.setattr(signals_mod, "RANK_TIE_ROWS", 100)  # scaled down with the data
+    n, parts = 6000, 24
+    codes = spark.range(n).select(
+        F.format_string("d%05d", "id").alias("doc_id"),
+        F.lit(7).cast("long").alias("bucket2"),
+        (F.col("id") % 6).cast("double").alias("score"),
+        F.lit(None).cast("double").alias("quality"),
+    )
+    saved = {k: spark.conf.get(k) for k in ("spark.sql.shuffle.partitions", COALESCE)}
+    spark.conf.set("spark.sql.shuffle.partitions", str(parts))
+    spark.conf.set(COALESCE, "false")
+    spark.sparkContext.setJobGroup("integer-score-rank", "integer-score-rank")
+    try:
+        got = with_merged_quality(codes, parse_quality_cols("score"), 2, force_rank=True)
+        pdf = got.select("doc_id", "score", "quality").toPandas()
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        for key, value in saved.items():
+            spark.conf.set(key, value)
+    assert len(pdf) == n
+    assert (pdf["quality"] == pdf["score"] * (n // 6) / n).all()  # share strictly below
+    reads = shuffle_reads_per_task(spark, "integer-score-rank")
+    assert sum(reads) > 0  # the metrics were read (the distinct values crossed a shuffle)
+    assert max(reads) <= n / 12, sorted(reads)[-5:]  # a sixth of the child: the old window
+
+
+def in_group(spark, group: str, fn):
+    """``fn()`` with its Spark jobs tagged ``group``."""
+    spark.sparkContext.setJobGroup(group, group)
+    try:
+        return fn()
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+
+
+def test_a_plan_ranks_its_signals_once(spark, codes_df):
+    """quality-top with merged signals: the pool search runs a dozen jobs over the rated
+    frame; they read it persisted, so the plan shuffles about one ranking's rows."""
+    spec = "edu:0.6,dclm:0.4"
+    once = in_group(
+        spark,
+        "rank-once",
+        lambda: with_merged_quality(codes_df, parse_quality_cols(spec), 2).count(),
+    )
+    assert once == codes_df.count()
+    plan = in_group(
+        spark,
+        "rank-plan",
+        lambda: plan_mixture(
+            None,
+            codes_df=codes_df,
+            levels=LEVELS,
+            budget_tokens=150_000,
+            weights="uniform",
+            stage2="quality-top:0.3",
+            quality_cols=spec,
+        ),
+    )
+    assert (plan.children["pool_docs"] > 0).any()
+    ranking = sum(shuffle_reads_per_task(spark, "rank-once"))
+    planning = sum(shuffle_reads_per_task(spark, "rank-plan"))
+    assert ranking > 0
+    assert planning < 2 * ranking, (planning, ranking)
 
 
 def test_one_column_keeps_todays_plan(spark, data, codes_df):

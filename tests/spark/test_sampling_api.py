@@ -72,6 +72,21 @@ def test_bucket_stats_equal_the_stats_table_and_add_up(spark, data, codes_df):
     assert math.isclose(lv.loc[1, "imbalance"], len(l1) * (l1**2).sum() / n**2, rel_tol=1e-9)
 
 
+def final_plan(df) -> str:
+    """The executed physical plan of ``df`` after running it (AQE's final plan only)."""
+    df.collect()
+    plan = df._jdf.queryExecution().executedPlan().toString()
+    return plan.split("== Initial Plan ==")[0]
+
+
+def test_bucket_stats_scan_the_codes_once(spark, data):
+    stats_df, _ = bucket_stats(get_store(spark).read(data["codes"]), LEVELS)
+    plan = final_plan(stats_df)
+    scans = [line for line in plan.splitlines() if "Scan " in line]
+    assert len(scans) == 1, plan
+    assert "ReusedExchange" not in plan  # one scan, not one scan shared by reuse
+
+
 def test_bucket_stats_read_level_sizes_from_column_metadata(spark, codes_df):
     big = (LEVELS[0] + 3, LEVELS[1], LEVELS[2])  # an unused code only the metadata knows
     _, levels_df = bucket_stats(with_levels_metadata(codes_df, big))

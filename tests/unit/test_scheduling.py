@@ -126,12 +126,12 @@ def test_every_bundle_task_parses_with_the_cli():
         commands.append(args.command)
         if args.command == "annotate":
             assert args.mode == "incremental"
-    assert commands == ["fit", "annotate", "stats"]
+    assert commands == ["fit", "annotate", "stats", "optimize"]
 
 
 def test_airflow_dag_runs_real_jobs_with_real_flags(built_bundle):
     tasks = airflow_tasks(hermes_home=REPO)
-    assert [t["task_id"] for t in tasks] == ["annotate", "stats"]
+    assert [t["task_id"] for t in tasks] == ["annotate", "stats", "optimize"]
     for task in tasks:
         application = Path(task["application"])
         assert application.is_file() and application.parent == REPO / "jobs"
@@ -159,14 +159,14 @@ def test_crontab_entries_are_single_lines_cron_can_run():
 
 def test_crontab_runs_real_jobs_with_real_flags():
     submits = crontab_submits()
-    assert len(submits) == 2
+    assert len(submits) == 3
     for argv in submits:
         command, args, options = job_of(argv)
         assert Path(argv[0]).name == "spark-submit" and Path(argv[0]).is_file()
         assert (REPO / "jobs" / f"{command}.py").is_file()
         assert options[options.index("--py-files") + 1] == str(REPO / "dist" / "hermes_spark.zip")
         _check_cli([command, *args])
-    assert [job_of(a)[0] for a in submits] == ["annotate", "stats"]
+    assert [job_of(a)[0] for a in submits] == ["annotate", "stats", "optimize"]
 
 
 def test_cron_submit_refuses_an_unknown_job_and_missing_spark(tmp_path):
