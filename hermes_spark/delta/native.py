@@ -284,6 +284,17 @@ class NativeDeltaStore(DeltaStore):
         old = reader.table(ref.text) if ref.is_name else reader.load(ref.text)
         return int(old.where(predicate).count())
 
+    def delete_matched(self, table: str, keys: DataFrame, condition: str) -> int:
+        """A Delta ``MERGE ... WHEN MATCHED THEN DELETE`` (a distributed join; ``keys`` is
+        never collected)."""
+        before = self.version(table)
+        target = self._delta_table(table).alias("t")
+        target.merge(keys.alias("s"), condition).whenMatchedDelete().execute()
+        last = self._delta_table(table).history(1).select("version", "operationMetrics").first()
+        if last is None or last["version"] == before:
+            return 0
+        return int((last["operationMetrics"] or {}).get("numTargetRowsDeleted", 0) or 0)
+
     def vacuum(
         self, table: str, *, dry_run: bool = False, retention_hours: int | None = None
     ) -> list[str]:

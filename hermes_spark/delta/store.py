@@ -305,6 +305,12 @@ class DeltaStore(ABC):
         """Delete the rows matching the SQL ``predicate``; returns how many were deleted."""
 
     @abstractmethod
+    def delete_matched(self, table: str, keys: DataFrame, condition: str) -> int:
+        """Delete the rows of ``table`` (alias ``t``) that match a row of ``keys`` (alias
+        ``s``) under the SQL join ``condition``: a MERGE, so the size of ``keys`` never
+        becomes the size of a predicate. Returns how many rows were deleted."""
+
+    @abstractmethod
     def txn_version(self, table: str, app_id: str) -> int | None:
         """Latest version committed by ``app_id``, None if never (or no table yet)."""
 

@@ -246,6 +246,8 @@ def annotate_table(
         store.check_writable(name)
     report = AnnotateReport(model.version, table, run.rejects, mode=options.mode)
     report.files_total = len(files.paths)
+    if options.mode != "full":
+        _settle_earlier_races(run, report)  # before any committed chunk is recorded
     rows_before = _version_rows(store, table, model.version)
     todo = [] if options.mode == "full" else _pending_chunks(run, files, report)
     probe_paths = files.paths if options.mode == "full" else [p for c in todo for p in c.paths]
@@ -315,6 +317,24 @@ def _check_dim(probe: DataFrame, corpus: CorpusConfig, model: HermesModel, path:
             f"holds {given}-dimensional vectors: use the codebook fitted on these "
             "embeddings or re-run hermes fit"
         )
+
+
+def _settle_earlier_races(run: _Run, report: AnnotateReport) -> None:
+    """Settle chunk commits that raced another writer and were never settled (driver).
+
+    A writer killed between a raced commit and its resolution leaves doubled rows and no
+    ledger rows for that chunk; the history names such commits, and the whole version is
+    then checked once for doubled ids (a narrow scan, only after such a kill).
+    """
+    raced = seen.raced_commits(run.store, run.table, run.version)
+    if not raced:
+        return
+    unsettled = set(raced) - ledger.recorded_chunks(run.store, run.table, run.version)
+    if not unsettled:
+        return
+    log.warning("%d raced chunk commits were never settled: settling them", len(unsettled))
+    report.duplicates_resolved += seen.resolve_duplicates(run.store, run.table, run.version, None)
+    ledger.record_settled(run.spark, run.store, run.table, run.version, sorted(unsettled))
 
 
 def _pending_chunks(run: _Run, files: InputFiles, report: AnnotateReport) -> list[_Chunk]:
@@ -465,6 +485,8 @@ def _write_chunk(
             LEVELS_META: ",".join(map(str, run.model.levels)),
             DEVICE_META: run.device,
         }
+        if view is not None:  # a later run tells a raced commit by this (see _settle)
+            meta[seen.LOOKED_UP_META] = str(view.table_version)
         prior = None if view is None else view.rejects
         rejects = _rejects_output(coded, run, prior) if bad_counts or app_id is None else None
         if run.store_embeddings:  # side table first: the codes commit marks the chunk done

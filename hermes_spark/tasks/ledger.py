@@ -66,6 +66,33 @@ def finished_files(store: DeltaStore, table: str, version: str) -> set[FileKey]:
     return {(r["file"], int(r["size"]), int(r["mtime_ns"])) for r in rows}
 
 
+#: ``file`` of a marker row: the chunk named in ``chunk`` raced another writer and its
+#: doubled rows were settled (no real file has this key).
+SETTLED_MARK = "hermes:settled"
+
+
+def recorded_chunks(store: DeltaStore, table: str, version: str) -> set[str]:
+    """Transaction ids of every chunk the ledger of ``table`` holds for ``version``
+    (recorded files or a settled-race marker; driver, one row per chunk)."""
+    name = ledger_table_name(table)
+    if not store.exists(name):
+        return set()
+    rows = (
+        store.read(name).where(F.col(VERSION_COL) == version).select("chunk").distinct().collect()
+    )
+    return {r["chunk"] for r in rows}
+
+
+def record_settled(
+    spark: SparkSession, store: DeltaStore, table: str, version: str, app_ids: Sequence[str]
+) -> None:
+    """Mark the raced chunks ``app_ids`` as settled (one append of marker rows; driver)."""
+    rows = [(version, SETTLED_MARK, 0, 0, app_id) for app_id in sorted(app_ids)]
+    frame = spark.createDataFrame(rows, LEDGER_SCHEMA.rsplit(",", 1)[0])
+    frame = frame.withColumn("recorded_at", F.current_timestamp()).coalesce(1)
+    store.append(frame, ledger_table_name(table), partition_by=(VERSION_COL,))
+
+
 def pending_entries(entries: Iterable[io.FileEntry], finished: set[FileKey]) -> list[io.FileEntry]:
     """The listed files the ledger does not hold (a changed size or mtime is pending)."""
     return [e for e in entries if file_key(e) not in finished]

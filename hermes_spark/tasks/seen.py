@@ -10,15 +10,15 @@ another writer commits meanwhile), never once per chunk:
 * :func:`prior_rejects` — rejects already recorded for rows of the pending files.
 * :func:`resolve_duplicates` — after a commit that raced another writer, the version keeps
   exactly one row per id of the chunk: the earliest annotated (deterministic, so two
-  writers resolving at once delete the same rows).
+  writers resolving at once delete the same rows), deleted by a MERGE on the doubled ids.
+* :func:`raced_commits` — chunk commits of the history that raced another writer; a run
+  settles those nobody settled (their writer was killed after committing) at its start.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
@@ -26,15 +26,23 @@ from pyspark.sql import functions as F
 
 from hermes_spark.corpus import file_key
 from hermes_spark.delta import DeltaStore
-from hermes_spark.errors import ConflictError, InvalidInputError
-from hermes_spark.schema import ANNOTATED_AT_COL, REASON_COL, SOURCE_COL, VERSION_COL
+from hermes_spark.delta.store import parse_txn_marker
+from hermes_spark.errors import InvalidInputError
+from hermes_spark.schema import (
+    ANNOTATED_AT_COL,
+    REASON_COL,
+    SOURCE_COL,
+    VERSION_COL,
+    VERSION_META,
+)
 
 log = logging.getLogger(__name__)
 
 #: Pending ids up to this many are broadcast to the table scan; more are shuffle-joined
 #: (Spark's runtime Bloom filter then prunes the table side).
 BROADCAST_IDS = 2_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Commit metadata of a chunk: the codes-table version its run's id look-up reflected.
+LOOKED_UP_META = "hermes.looked_up"
 
 
 @dataclass
@@ -125,57 +133,88 @@ def prior_rejects(
     return done
 
 
-def resolve_duplicates(store: DeltaStore, table: str, version: str, chunk_ids: DataFrame) -> int:
-    """Keep one row per id of ``chunk_ids`` in ``version``: the earliest annotated.
+def doubled_ids(store: DeltaStore, table: str, version: str, ids: DataFrame | None) -> DataFrame:
+    """``(doc_id, first_at, first_file)`` of every id with more than one row of ``version``.
 
-    Run after a commit that another writer's commit may have raced (driver; one scan of
-    the version's ``doc_id, annotated_at`` for the chunk's ids, then a delete of the later
-    copies). Both writers apply the same rule, so resolving twice deletes nothing more.
-    Returns the rows deleted.
+    Lazy; runs on executors: one scan of the version's ``doc_id, annotated_at,
+    source_file`` (joined with ``ids`` when given — a shuffle join, never a broadcast of
+    a chunk's ids) and a shuffle of those narrow columns. The keeper of an id is its
+    earliest annotated row (ties: the lowest ``source_file``), the same for every writer.
     """
     rows = (
         store.read(table)
         .where(F.col(VERSION_COL) == version)
-        .select("doc_id", ANNOTATED_AT_COL)
-        .join(F.broadcast(chunk_ids.select("doc_id").distinct()), "doc_id", "left_semi")
-        .groupBy("doc_id")
-        .agg(
-            F.count(F.lit(1)).alias("n"),
-            F.unix_micros(F.min(ANNOTATED_AT_COL)).alias("first"),
-        )
-        .where(F.col("n") > 1)
-        .collect()
+        .select("doc_id", ANNOTATED_AT_COL, SOURCE_COL)
     )
-    if not rows:
-        return 0
-    unsafe = [r["doc_id"] for r in rows if "\\" in r["doc_id"]]
-    if unsafe:
-        raise ConflictError(
-            f"a concurrent annotate run committed {len(rows)} documents of {version} that "
-            f"this run committed too (e.g. {unsafe[:3]!r}); their ids cannot be deleted by "
-            "predicate. Drop the version (hermes versions --drop) and re-run"
+    if ids is not None:
+        rows = rows.join(ids.select("doc_id").distinct(), "doc_id", "left_semi")
+    first = F.min(F.struct(F.col(ANNOTATED_AT_COL).alias("at"), F.col(SOURCE_COL).alias("file")))
+    return (
+        rows.groupBy("doc_id")
+        .agg(F.count(F.lit(1)).alias("n"), first.alias("first"))
+        .where(F.col("n") > 1)
+        .select(
+            "doc_id",
+            F.col("first.at").alias("first_at"),
+            F.col("first.file").alias("first_file"),
         )
-    deleted = store.delete(table, _later_copies_predicate(version, rows))
+    )
+
+
+#: The rows of a doubled id that are not its keeper (aliases: ``t`` table, ``s`` doubles).
+_LATER_COPY = (
+    "t.doc_id = s.doc_id AND t.{version_col} = '{version}' AND "
+    f"(t.{ANNOTATED_AT_COL} > s.first_at OR (t.{ANNOTATED_AT_COL} = s.first_at AND "
+    f"t.{SOURCE_COL} > s.first_file))"
+)
+
+
+def resolve_duplicates(
+    store: DeltaStore, table: str, version: str, chunk_ids: DataFrame | None
+) -> int:
+    """Keep one row per doubled id of ``version``: the earliest annotated (driver).
+
+    ``chunk_ids`` restricts the check to one chunk's ids (after a commit that raced
+    another writer); ``None`` checks the whole version (settling a race found in the
+    history). The later copies are deleted by a MERGE on the doubled ids
+    (:meth:`DeltaStore.delete_matched`). Every writer applies the same rule, so resolving
+    twice deletes nothing more. Returns the rows deleted.
+    """
+    doubles = doubled_ids(store, table, version, chunk_ids).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        n = doubles.count()
+        if n == 0:
+            return 0
+        quoted = version.replace("'", "''")
+        condition = _LATER_COPY.format(version_col=VERSION_COL, version=quoted)
+        deleted = store.delete_matched(table, doubles, condition)
+    finally:
+        doubles.unpersist()
     log.warning(
         "%s: %d ids of %s were committed by two writers; deleted %d later copies",
         table,
-        len(rows),
+        n,
         version,
         deleted,
     )
     return deleted
 
 
-def _later_copies_predicate(version: str, rows: Sequence[object]) -> str:
-    def quote(text: str) -> str:
-        return "'" + text.replace("'", "''") + "'"
+def raced_commits(store: DeltaStore, table: str, version: str) -> list[str]:
+    """Transaction ids of ``version``'s chunk commits that raced another writer (driver).
 
-    clauses = []
-    for r in rows:
-        micros = int(r["first"])  # type: ignore[index]
-        first = (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%f")
-        clauses.append(
-            f"(doc_id = {quote(r['doc_id'])} AND "  # type: ignore[index]
-            f"{ANNOTATED_AT_COL} > '{first}Z')"  # a string literal: both engines cast it
-        )
-    return f"{VERSION_COL} = {quote(version)} AND ({' OR '.join(clauses)})"
+    A chunk commit records the table version its run's id look-up reflected
+    (``hermes.looked_up``); a commit more than one version after it was preceded by
+    another writer's commit, which may hold the same documents. Reads the history only.
+    """
+    if not store.exists(table):
+        return []
+    raced = []
+    for commit in store.history(table):
+        looked_up, txn = commit.get(LOOKED_UP_META), commit.get("hermes.txn")
+        if commit.get(VERSION_META) != version or looked_up is None or txn is None:
+            continue
+        parsed = parse_txn_marker(str(txn))
+        if parsed is not None and int(str(commit["version"])) > int(str(looked_up)) + 1:
+            raced.append(parsed[0])
+    return raced
