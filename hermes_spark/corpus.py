@@ -514,3 +514,20 @@ def require_rows(df: DataFrame, cfg: CorpusConfig) -> None:
     """Raise :class:`InvalidInputError` when the corpus holds no rows at all."""
     if df.limit(1).count() == 0:
         raise InvalidInputError(f"corpus {cfg.input} holds no rows: nothing to do")
+
+
+def mark_repeated_ids(prepared: DataFrame) -> DataFrame:
+    """Mark every valid row whose id an earlier valid row has (input order, ``_order``)
+    as ``duplicate_doc_id``: the rule of :func:`duplicate_losers`, as one window.
+
+    Lazy; on executors. Over a frame already hash-partitioned by ``doc_id`` (annotate's
+    one shuffle of the text) the window adds a sort within partitions, no shuffle.
+    """
+    from pyspark.sql import Window
+
+    invalid_last = F.col(REASON_COL).isNotNull()
+    rank = F.row_number().over(Window.partitionBy("doc_id").orderBy(invalid_last, ORDER_COL))
+    later = F.col(REASON_COL).isNull() & F.col("doc_id").isNotNull() & (rank > 1)
+    return prepared.withColumn(
+        REASON_COL, F.when(later, F.lit("duplicate_doc_id")).otherwise(F.col(REASON_COL))
+    )

@@ -37,18 +37,17 @@ from hermes_spark.coding import code_rows, gpu_profile, model_settings
 from hermes_spark.config import AnnotateConfig, CorpusConfig, HermesConfig
 from hermes_spark.corpus import (
     InputFiles,
-    apply_duplicates,
     check_columns,
     chunk_entries,
     chunk_of_files,
     cross_chunk_duplicates,
     doc_id_column,
-    duplicate_losers,
     embedding_col_dim,
     file_key,
     keep_name,
     list_input_files,
     listed_files,
+    mark_repeated_ids,
     prepare,
     read_corpus,
     reject_later_copies,
@@ -56,6 +55,7 @@ from hermes_spark.corpus import (
 )
 from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import ArtifactError, InvalidInputError
+from hermes_spark.paths import canonical_file_key, canonical_file_key_col
 from hermes_spark.runtime import Progress, default_parallelism, job_description
 from hermes_spark.schema import (
     ANNOTATED_AT_COL,
@@ -69,7 +69,7 @@ from hermes_spark.schema import (
     own_columns,
     rejects_table_name,
 )
-from hermes_spark.tasks import ledger, seen
+from hermes_spark.tasks import corpus_log, ledger, seen
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,8 @@ class _Run:
     rejects: str
     store_embeddings: bool = False
     device: str = ""
+    #: version of the Delta corpus the listing reflects (None: not a Delta path corpus)
+    corpus_version: int | None = None
 
     @property
     def version(self) -> str:
@@ -172,7 +174,7 @@ def skip_or_reject_annotated(prepared: DataFrame, done: DataFrame, listed: DataF
         .join(F.broadcast(still_listed), "_seen_key", "left")
         .drop("_seen_key")
     )
-    joined = prepared.join(seen_rows, "doc_id", "left")  # few, cached: broadcast
+    joined = prepared.join(F.broadcast(seen_rows), "doc_id", "left")  # the chunk's few hits
     valid = F.col(REASON_COL).isNull()
     seen_in = F.col("_seen_in")
     other_file = seen_in != F.col(SOURCE_COL)
@@ -239,9 +241,13 @@ def annotate_table(
     Checks columns, dimensions and table writability before any heavy job.
     """
     t0 = time.perf_counter()
+    listed_at = _delta_corpus_version(corpus)
     files = list_input_files(corpus, spark)  # listed once per run
+    if listed_at is not None and _delta_corpus_version(corpus) != listed_at:
+        listed_at = None  # a commit landed while listing: no version to record
     store = get_store(spark)
     run = _Run(spark, model, corpus, options, store, table, rejects_table_name(table))
+    run = dataclasses.replace(run, corpus_version=listed_at)
     for name in (table, run.rejects, ledger.ledger_table_name(table)):
         store.check_writable(name)
     report = AnnotateReport(model.version, table, run.rejects, mode=options.mode)
@@ -264,6 +270,8 @@ def annotate_table(
         reasons = _annotate_full(run, files, report)
     else:
         reasons = _annotate_chunks(run, todo, files, report)
+    if listed_at is not None and ledger.corpus_version(store, table, model.version) != listed_at:
+        ledger.record_corpus_version(spark, store, table, model.version, listed_at)
     report.reject_reasons = dict(reasons)
     report.rejects_written = sum(reasons.values())
     report.table_rows = _version_rows(store, table, model.version)
@@ -337,11 +345,26 @@ def _settle_earlier_races(run: _Run, report: AnnotateReport) -> None:
     ledger.record_settled(run.spark, run.store, run.table, run.version, sorted(unsettled))
 
 
+def _delta_corpus_version(corpus: CorpusConfig) -> int | None:
+    """The current version of a Delta path corpus (None for any other corpus)."""
+    if corpus.format != "delta" or corpus.table or not corpus.input:
+        return None
+    return corpus_log.table_version(corpus.input)
+
+
 def _pending_chunks(run: _Run, files: InputFiles, report: AnnotateReport) -> list[_Chunk]:
     """Chunks of the files the ledger does not hold; chunks whose codes commit is in the
-    table already (a run killed before its ledger commit) get their ledger rows now."""
+    table already (a run killed before its ledger commit) get their ledger rows now.
+
+    A Delta corpus whose version a run finished entirely is pending only in the files its
+    log added with new rows since then (a compaction's rewrites are not new)."""
     finished = ledger.finished_files(run.store, run.table, run.version)
     pending = ledger.pending_entries(files.entries, finished)
+    since = ledger.corpus_version(run.store, run.table, run.version)
+    if run.corpus_version is not None and since is not None and since <= run.corpus_version:
+        fresh = corpus_log.fresh_files(run.corpus.input or "", since, run.corpus_version)
+        if fresh is not None:
+            pending = [e for e in pending if canonical_file_key(e.uri) in fresh]
     report.files_finished_before = len(files.entries) - len(pending)
     groups = chunk_entries(pending, run.options.files_per_chunk)
     chunks = [_Chunk(i, group, chunk_app_id(run.version, group)) for i, group in enumerate(groups)]
@@ -368,16 +391,29 @@ def _record_files(run: _Run, chunk: _Chunk) -> None:
 
 
 def _look_up(run: _Run, chunks: Sequence[_Chunk]) -> seen.Seen:
-    """What the tables hold for the ids of ``chunks`` (once per run; driver)."""
+    """What the tables hold for the ids of ``chunks`` (once per run; driver).
+
+    Hits and prior rejects carry the chunk they belong to (``chunk``; null where a file
+    key did not match, which every chunk then joins), so a chunk joins only its own.
+    """
     version_now = seen.table_version(run.store, run.table)
     paths = [p for chunk in chunks for p in chunk.paths]
     raw = read_corpus(run.spark, run.corpus, paths)
-    ids = raw.select(doc_id_column(raw.schema, run.corpus).alias("doc_id"))
+    files = _chunk_keys(run, chunks)
+    ids = raw.select(
+        doc_id_column(raw.schema, run.corpus).alias("doc_id"),
+        canonical_file_key_col(F.col("_metadata.file_path")).alias("file"),
+    ).join(F.broadcast(files), "file", "left")
     hits, n_hits = seen.annotated_hits(run.store, run.table, run.version, ids)
-    rejects = seen.prior_rejects(
-        run.store, run.rejects, run.version, listed_files(run.spark, paths)
-    )
+    rejects = seen.prior_rejects(run.store, run.rejects, run.version, files)
     return seen.Seen(hits, rejects, n_hits, version_now)
+
+
+def _chunk_keys(run: _Run, chunks: Sequence[_Chunk]) -> DataFrame:
+    """``(file, chunk)``: the canonical key of every pending file and its chunk (a few
+    rows per chunk, built on the driver from the listing)."""
+    rows = [(canonical_file_key(e.uri), c.index) for c in chunks for e in c.entries]
+    return run.spark.createDataFrame(rows, "file string, chunk int")
 
 
 def _annotate_chunks(
@@ -403,12 +439,13 @@ def _annotate_chunks(
                 view = _look_up(run, todo[n - 1 :])
                 if view.hits is not None and listed is None:
                     listed = listed_files(run.spark, files.paths)
-            prepared = _prepared_chunk(run, chunk.paths)
+            prepared = _prepared_chunk(run, chunk.paths, shuffled=True)
             if repeated is not None:
                 prepared = reject_later_copies(prepared, repeated, chunk.index)
             if view.hits is not None and listed is not None:
-                prepared = skip_or_reject_annotated(prepared, view.hits, listed)
-            prepared = apply_duplicates(prepared, duplicate_losers(prepared))
+                hits = seen.of_chunk(view.hits, chunk.index)
+                prepared = skip_or_reject_annotated(prepared, hits, listed)
+            prepared = mark_repeated_ids(prepared)  # co-partitioned: no shuffle
             label = f"hermes annotate chunk {n}/{len(todo)}"
             with job_description(run.spark, label):
                 written, bad_counts, committed = _write_chunk(run, prepared, chunk, view, report)
@@ -427,10 +464,10 @@ def _annotate_chunks(
 def _annotate_full(run: _Run, files: InputFiles, report: AnnotateReport) -> Counter[str]:
     """Full mode: re-annotate every document, replace the version's rows in one commit."""
     report.chunks_total = 1
-    prepared = _prepared_chunk(run, files.paths)
+    prepared = _prepared_chunk(run, files.paths, shuffled=True)
     if run.options.on_duplicate == "error":
         _refuse_duplicates(prepared)
-    prepared = apply_duplicates(prepared, duplicate_losers(prepared))
+    prepared = mark_repeated_ids(prepared)
     with job_description(run.spark, "hermes annotate --mode full"):
         written, bad_counts, _ = _write_chunk(run, prepared, None, None, report)
     ledger.replace_version(run.spark, run.store, run.table, run.version, files.entries)
@@ -438,9 +475,15 @@ def _annotate_full(run: _Run, files: InputFiles, report: AnnotateReport) -> Coun
     return Counter(bad_counts)
 
 
-def _prepared_chunk(run: _Run, files: Sequence[str]) -> DataFrame:
+def _prepared_chunk(run: _Run, files: Sequence[str], *, shuffled: bool = False) -> DataFrame:
+    """The annotate input of ``files`` (lazy). ``shuffled``: hash-partitioned by
+    ``doc_id`` — the one shuffle of the text, which the duplicate marking, the broadcast
+    joins with the run's hits and the coding all reuse."""
     raw = read_corpus(run.spark, run.corpus, files)
-    return prepare(raw, run.corpus, run.model.codebook.dim)
+    prepared = prepare(raw, run.corpus, run.model.codebook.dim)
+    if shuffled:
+        prepared = prepared.repartition(2 * default_parallelism(run.spark), "doc_id")
+    return prepared
 
 
 def _write_chunk(
@@ -455,10 +498,9 @@ def _write_chunk(
     version = run.version
     app_id = None if chunk is None else chunk.app_id
     index = 0 if chunk is None else chunk.index
-    tasks = 2 * default_parallelism(run.spark)
     keep = [keep_name(c) for c in run.corpus.keep_cols]
     coded = code_rows(
-        prepared.repartition(tasks, "doc_id"),  # the chunk's text is shuffled once, here
+        prepared,  # hash-partitioned by doc_id: the chunk's one shuffle of its text
         run.model.codebook,
         run.model.run,
         run.model.roles.inputs(),
@@ -487,7 +529,7 @@ def _write_chunk(
         }
         if view is not None:  # a later run tells a raced commit by this (see _settle)
             meta[seen.LOOKED_UP_META] = str(view.table_version)
-        prior = None if view is None else view.rejects
+        prior = None if view is None or view.rejects is None else seen.of_chunk(view.rejects, index)
         rejects = _rejects_output(coded, run, prior) if bad_counts or app_id is None else None
         if run.store_embeddings:  # side table first: the codes commit marks the chunk done
             _write_embeddings(run, good, app_id)

@@ -93,6 +93,35 @@ def record_settled(
     store.append(frame, ledger_table_name(table), partition_by=(VERSION_COL,))
 
 
+#: ``file`` of a marker row: every file of the Delta corpus as of version ``size`` was
+#: finished by one run (later runs read only files the corpus's log added since).
+CORPUS_MARK = "hermes:corpus-version"
+
+
+def corpus_version(store: DeltaStore, table: str, version: str) -> int | None:
+    """The newest Delta corpus version a run of ``version`` finished entirely (driver)."""
+    name = ledger_table_name(table)
+    if not store.exists(name):
+        return None
+    row = (
+        store.read(name)
+        .where((F.col(VERSION_COL) == version) & (F.col("file") == CORPUS_MARK))
+        .agg(F.max("size").alias("v"))
+        .first()
+    )
+    return None if row is None or row["v"] is None else int(row["v"])
+
+
+def record_corpus_version(
+    spark: SparkSession, store: DeltaStore, table: str, version: str, corpus_version: int
+) -> None:
+    """Record that every file of the corpus at ``corpus_version`` is finished (driver)."""
+    rows = [(version, CORPUS_MARK, int(corpus_version), 0, f"corpus@{corpus_version}")]
+    frame = spark.createDataFrame(rows, LEDGER_SCHEMA.rsplit(",", 1)[0])
+    frame = frame.withColumn("recorded_at", F.current_timestamp()).coalesce(1)
+    store.append(frame, ledger_table_name(table), partition_by=(VERSION_COL,))
+
+
 def pending_entries(entries: Iterable[io.FileEntry], finished: set[FileKey]) -> list[io.FileEntry]:
     """The listed files the ledger does not hold (a changed size or mtime is pending)."""
     return [e for e in entries if file_key(e) not in finished]
