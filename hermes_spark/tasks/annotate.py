@@ -50,11 +50,10 @@ from hermes_spark.corpus import (
     mark_repeated_ids,
     prepare,
     read_corpus,
-    reject_later_copies,
     require_rows,
 )
 from hermes_spark.delta import DeltaStore, get_store
-from hermes_spark.errors import ArtifactError, InvalidInputError
+from hermes_spark.errors import ArtifactError, HermesError, InvalidInputError
 from hermes_spark.paths import canonical_file_key, canonical_file_key_col
 from hermes_spark.runtime import Progress, default_parallelism, job_description
 from hermes_spark.schema import (
@@ -397,16 +396,26 @@ def _look_up(run: _Run, chunks: Sequence[_Chunk]) -> seen.Seen:
     key did not match, which every chunk then joins), so a chunk joins only its own.
     """
     version_now = seen.table_version(run.store, run.table)
+    ids = _pending_ids(run, chunks)
+    hits, n_hits = seen.annotated_hits(run.store, run.table, run.version, ids)
+    rejects = seen.prior_rejects(run.store, run.rejects, run.version, _chunk_keys(run, chunks))
+    return seen.Seen(hits, rejects, n_hits, version_now)
+
+
+def _pending_ids(run: _Run, chunks: Sequence[_Chunk]) -> DataFrame:
+    """``(doc_id, chunk)`` of every row of ``chunks`` (lazy): a scan of the id column and
+    the file name only (Parquet), the chunk from a broadcast of the file keys; null
+    where a file key matched none."""
     paths = [p for chunk in chunks for p in chunk.paths]
     raw = read_corpus(run.spark, run.corpus, paths)
-    files = _chunk_keys(run, chunks)
-    ids = raw.select(
-        doc_id_column(raw.schema, run.corpus).alias("doc_id"),
-        canonical_file_key_col(F.col("_metadata.file_path")).alias("file"),
-    ).join(F.broadcast(files), "file", "left")
-    hits, n_hits = seen.annotated_hits(run.store, run.table, run.version, ids)
-    rejects = seen.prior_rejects(run.store, run.rejects, run.version, files)
-    return seen.Seen(hits, rejects, n_hits, version_now)
+    return (
+        raw.select(
+            doc_id_column(raw.schema, run.corpus).alias("doc_id"),
+            canonical_file_key_col(F.col("_metadata.file_path")).alias("file"),
+        )
+        .join(F.broadcast(_chunk_keys(run, chunks)), "file", "left")
+        .drop("file")
+    )
 
 
 def _chunk_keys(run: _Run, chunks: Sequence[_Chunk]) -> DataFrame:
@@ -424,6 +433,7 @@ def _annotate_chunks(
     if not todo:
         return reasons
     repeated = _scan_duplicates(run, todo)
+    kept: set[str] = set()  # ids repeated across chunks that a chunk of this run wrote
     view = _look_up(run, todo)
     listed: DataFrame | None = None  # the corpus's files, listed when first needed
     if view.hits is not None:
@@ -440,15 +450,19 @@ def _annotate_chunks(
                 if view.hits is not None and listed is None:
                     listed = listed_files(run.spark, files.paths)
             prepared = _prepared_chunk(run, chunk.paths, shuffled=True)
-            if repeated is not None:
-                prepared = reject_later_copies(prepared, repeated, chunk.index)
+            mine = _chunk_repeats(run, repeated, chunk)
+            if mine:  # ids of this chunk that an earlier chunk of this run committed
+                prepared = _reject_copies(run, prepared, sorted(set(mine) & kept))
             if view.hits is not None and listed is not None:
                 hits = seen.of_chunk(view.hits, chunk.index)
                 prepared = skip_or_reject_annotated(prepared, hits, listed)
             prepared = mark_repeated_ids(prepared)  # co-partitioned: no shuffle
             label = f"hermes annotate chunk {n}/{len(todo)}"
             with job_description(run.spark, label):
-                written, bad_counts, committed = _write_chunk(run, prepared, chunk, view, report)
+                written, bad_counts, committed, wrote = _write_chunk(
+                    run, prepared, chunk, view, report, track=mine
+                )
+            kept.update(wrote)
             _record_files(run, chunk)
             if not committed:
                 report.chunks_skipped += 1
@@ -469,7 +483,7 @@ def _annotate_full(run: _Run, files: InputFiles, report: AnnotateReport) -> Coun
         _refuse_duplicates(prepared)
     prepared = mark_repeated_ids(prepared)
     with job_description(run.spark, "hermes annotate --mode full"):
-        written, bad_counts, _ = _write_chunk(run, prepared, None, None, report)
+        written, bad_counts, _, _ = _write_chunk(run, prepared, None, None, report)
     ledger.replace_version(run.spark, run.store, run.table, run.version, files.entries)
     Progress("annotate full", 1).step(written)
     return Counter(bad_counts)
@@ -492,9 +506,12 @@ def _write_chunk(
     chunk: _Chunk | None,
     view: seen.Seen | None,
     report: AnnotateReport,
-) -> tuple[int, dict[str, int], bool]:
+    *,
+    track: Sequence[str] = (),
+) -> tuple[int, dict[str, int], bool, list[str]]:
     """Code one chunk once (persisted), commit codes and rejects; ``chunk=None`` replaces
-    the version's rows instead (full mode). Returns ``(rows, reject counts, committed)``."""
+    the version's rows instead (full mode). Returns ``(rows, reject counts, committed,
+    the ids of track that the chunk wrote)``."""
     version = run.version
     app_id = None if chunk is None else chunk.app_id
     index = 0 if chunk is None else chunk.index
@@ -537,10 +554,44 @@ def _write_chunk(
         if committed and view is not None:
             _settle(run, view, good, report)
         written = n_good if committed else 0
+        wrote = _written_of(run, good, track)
     finally:
         coded.unpersist()
     log.info("chunk %d committed=%s rejects=%s", index + 1, committed, bad_counts)
-    return written, bad_counts, committed
+    return written, bad_counts, committed, wrote
+
+
+def _written_of(run: _Run, good: DataFrame, ids: Sequence[str]) -> list[str]:
+    """Which of ``ids`` (a chunk's ids repeated in other chunks; few) the chunk wrote."""
+    if not ids:
+        return []
+    wanted = run.spark.createDataFrame([(i,) for i in ids], "doc_id string")
+    rows = good.join(F.broadcast(wanted), "doc_id", "left_semi").select("doc_id").distinct()
+    return [r["doc_id"] for r in rows.collect()]
+
+
+def _chunk_repeats(run: _Run, repeated: DataFrame | None, chunk: _Chunk) -> list[str]:
+    """The ids of ``chunk`` that other pending chunks hold too (from the run's id scan)."""
+    if repeated is None:
+        return []
+    rows = repeated.where(F.col("chunk") == chunk.index).select("doc_id").collect()
+    return [r["doc_id"] for r in rows]
+
+
+def _reject_copies(run: _Run, prepared: DataFrame, ids: Sequence[str]) -> DataFrame:
+    """Valid rows whose id is in ``ids`` (an earlier chunk wrote it) become later copies
+    (``duplicate_doc_id``); a broadcast join, so the chunk's partitioning stays."""
+    if not ids:
+        return prepared
+    earlier = run.spark.createDataFrame([(i, True) for i in ids], "doc_id string, _later boolean")
+    later = F.col(REASON_COL).isNull() & F.coalesce(F.col("_later"), F.lit(False))
+    return (
+        prepared.join(F.broadcast(earlier), "doc_id", "left")
+        .withColumn(
+            REASON_COL, F.when(later, F.lit("duplicate_doc_id")).otherwise(F.col(REASON_COL))
+        )
+        .drop("_later")
+    )
 
 
 def _settle(run: _Run, view: seen.Seen, good: DataFrame, report: AnnotateReport) -> None:
@@ -673,30 +724,39 @@ def _raise_if_duplicates(dups: DataFrame) -> None:
 
 
 def _scan_duplicates(run: _Run, pending: Sequence[_Chunk]) -> DataFrame | None:
-    """Find ids repeated anywhere in the pending chunks, before any of them is committed.
+    """Find ids repeated across the pending chunks, before any of them is committed.
 
-    ``--on-duplicate error`` refuses the run here. For ``keep-first`` with several pending
-    chunks, returns the (cached) ids whose first copy is in an earlier chunk than a later
-    copy, so every chunk can reject its later copies; ``None`` when there is nothing to do.
-    Costs one scan of the pending files' id and text columns and a shuffle of ids only.
+    ``--on-duplicate error`` refuses the run here (one scan of the pending files' id and
+    text columns: validity decides what counts). For ``keep-first`` with several pending
+    chunks, returns the (cached) ``(doc_id, chunk)`` of every id held by more than one
+    chunk, from a scan of the id column only; each chunk then rejects its copies of the
+    ids an earlier chunk of the run wrote (the first valid copy wins, as one chunk would
+    decide). ``None`` when there is nothing to do.
     """
     error = run.options.on_duplicate == "error"
     if not pending or (len(pending) == 1 and not error):
         return None
-    files = [f for chunk in pending for f in chunk.paths]
-    prepared = _prepared_chunk(run, files)
-    chunk_files = chunk_of_files(run.spark, [(chunk.index, chunk.paths) for chunk in pending])
-    dups = cross_chunk_duplicates(prepared, chunk_files)
     if error:
-        _raise_if_duplicates(dups)
+        files = [f for chunk in pending for f in chunk.paths]
+        prepared = _prepared_chunk(run, files)
+        chunk_files = chunk_of_files(run.spark, [(chunk.index, chunk.paths) for chunk in pending])
+        _raise_if_duplicates(cross_chunk_duplicates(prepared, chunk_files))
         return None
-    across = (
-        dups.where(F.col("first_chunk") != F.col("last_chunk"))
-        .select("doc_id", "first_chunk")
-        .cache()
-    )
-    n = across.count()
-    log.info("%d document ids repeat across the %d pending chunks", n, len(pending))
+    ids = _pending_ids(run, pending).where(F.col("doc_id").isNotNull())
+    ids = ids.select("doc_id", "chunk").distinct().persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        if ids.where(F.col("chunk").isNull()).limit(1).count():
+            raise HermesError(
+                "the corpus files Spark read do not match the files listed for the run's "
+                "chunks (file keys differ); nothing was written. Please report this with "
+                "the corpus URI"
+            )
+        multi = ids.groupBy("doc_id").agg(F.count(F.lit(1)).alias("n")).where(F.col("n") > 1)
+        across = ids.join(multi.select("doc_id"), "doc_id", "left_semi").cache()
+        n = across.count()
+    finally:
+        ids.unpersist()
+    log.info("%d (id, chunk) pairs repeat across the %d pending chunks", n, len(pending))
     if n == 0:
         across.unpersist()
         return None

@@ -146,23 +146,38 @@ def test_a_compacted_delta_corpus_is_not_read_again(spark, book, tmp_path, monke
 def test_a_chunk_reads_its_corpus_once_and_shuffles_its_text_once(
     spark, book, tmp_path, monkeypatch
 ):
-    """Plan shape of a chunk's coding input, with a repeated id inside the chunk (the
-    duplicate marking must cost neither a scan nor a shuffle of the text)."""
+    """Plan shape of the run's id scan and of each chunk's coding input, with an id
+    repeated across the two chunks and one repeated inside a chunk: finding them costs
+    no scan of the text beyond the chunk's own, and no shuffle of it."""
     corpus = write_embedded_corpus(tmp_path / "corpus", n=200, dim=32, files=2)
     part = corpus / "part-001.parquet"
     t = pq.read_table(part)
-    pq.write_table(t.set_column(0, "id", pa.array(["doc-00000", *t["id"].to_pylist()[1:]])), part)
-    inputs = []
-    real = annotate_task.code_rows
+    ids = t["id"].to_pylist()
+    ids[0], ids[2] = "doc-00000", ids[1]  # a copy of a chunk-0 id; a repeat inside chunk 1
+    pq.write_table(t.set_column(0, "id", pa.array(ids)), part)
+    inputs, scans = [], []
+    real_code, real_scan = annotate_task.code_rows, annotate_task._scan_duplicates
 
     def recording(prepared, *args, **kw):
         inputs.append(prepared)
-        return real(prepared, *args, **kw)
+        return real_code(prepared, *args, **kw)
+
+    def recording_scan(*args, **kw):
+        scans.append(real_scan(*args, **kw))
+        return scans[-1]
 
     monkeypatch.setattr(annotate_task, "code_rows", recording)
-    report = annotate(spark, _cfg(corpus, 64), book, str(tmp_path / "codes"))
-    assert report.reject_reasons == {"duplicate_doc_id": 1} and report.rows_written == 199
-    plan = plan_of(inputs[0])
-    assert len(scans_of(plan, "text")) == 1, "the chunk's corpus is scanned more than once"
-    text_shuffles = [s for s in shuffles(plan) if "text" in output_names(s)]
-    assert len(text_shuffles) == 1, [s.toString() for s in text_shuffles]
+    monkeypatch.setattr(annotate_task, "_scan_duplicates", recording_scan)
+    report = annotate(spark, _cfg(corpus, 1), book, str(tmp_path / "codes"))
+    assert report.reject_reasons == {"duplicate_doc_id": 2} and report.rows_written == 198
+    assert scans[0] is not None and not scans_of(plan_of(scans[0]), "text")
+    assert len(inputs) == 2
+    for chunk_input in inputs:
+        plan = plan_of(chunk_input)
+        assert len(scans_of(plan, "text")) == 1, "a chunk's corpus is scanned more than once"
+        text_shuffles = [s for s in shuffles(plan) if "text" in output_names(s)]
+        assert len(text_shuffles) == 1, [s.toString() for s in text_shuffles]
+    kept = DeltaTable(str(tmp_path / "codes")).to_pandas(columns=["doc_id", "source_file"])
+    assert kept["doc_id"].is_unique
+    first = kept.set_index("doc_id").loc["doc-00000", "source_file"]
+    assert first.endswith("part-000.parquet")  # the first copy (lowest chunk) is kept
