@@ -22,22 +22,30 @@ _SCHEME = r"^([A-Za-z][A-Za-z0-9+.-]*):/+"
 
 
 def canonical_file_key(uri: str) -> str:
-    """``scheme:/path`` with the path percent-decoded; no scheme means ``file``; every
-    S3 connector scheme becomes ``s3`` (so ``s3a://b/k`` and ``s3://b/k`` are equal)."""
-    text = uri.strip()
-    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) or re.match(r"^[A-Za-z]:[\\/]", text):
+    """``scheme:/path``; no scheme means ``file``; every S3 connector scheme becomes
+    ``s3`` (so ``s3a://b/k`` and ``s3://b/k`` are equal).
+
+    A URI with a scheme is percent-decoded (Spark's spelling); a bare path is taken
+    literally (a local listing's spelling, where ``%`` is just a character). Hermes'
+    object-store listings are not encoded either, so a key with a literal ``%XX`` in it
+    is the one spelling that can be misread.
+    """
+    text = uri
+    bare = not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) or bool(
+        re.match(r"^[A-Za-z]:[\\/]", text)
+    )
+    if bare:
         text = "file:" + text  # a bare local path (or a Windows drive path)
     text = re.sub(_S3_SCHEMES, "s3:", text, flags=re.IGNORECASE)
     scheme, _, rest = text.partition(":")
     rest = "/" + rest.lstrip("/")
-    return f"{scheme.lower()}:{unquote(rest)}"
+    return f"{scheme.lower()}:{rest if bare else unquote(rest)}"
 
 
 def canonical_file_key_col(uri: Column) -> Column:
-    """:func:`canonical_file_key` as a Column expression (no Python per row).
-
-    ``url_decode`` would read ``+`` as a space, so ``+`` is escaped first.
-    """
+    """:func:`canonical_file_key` of a URI Spark wrote (``_metadata.file_path``, always
+    percent-encoded; a bare path gets ``file:``) as a Column expression (no Python per
+    row). ``url_decode`` would read ``+`` as a space, so ``+`` is escaped first."""
     bare = F.when(uri.rlike(r"^[A-Za-z][A-Za-z0-9+.-]*:"), uri).otherwise(
         F.concat(F.lit("file:"), uri)
     )

@@ -73,5 +73,6 @@ def _key(root: str, path: str) -> str:
     """The canonical key of a log path (relative and percent-encoded, or absolute)."""
     if "://" in path or path.startswith("file:"):
         return canonical_file_key(path)
-    base = os.path.abspath(root) if io.scheme(root) == "" else root
-    return canonical_file_key(io.join(base, unquote(path)))
+    if io.scheme(root) == "":  # a bare local path is taken literally: decode here
+        return canonical_file_key(os.path.join(os.path.abspath(root), unquote(path)))
+    return canonical_file_key(io.join(root, path))  # a URI: decoded by the key
