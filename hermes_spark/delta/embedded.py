@@ -175,9 +175,9 @@ class EmbeddedDeltaStore(DeltaStore):
     def version(self, table: str) -> int:
         return self._open_existing(table)[1].version()
 
-    def history(self, table: str) -> list[dict[str, object]]:
+    def history(self, table: str, limit: int | None = None) -> list[dict[str, object]]:
         _, delta_table = self._open_existing(table)
-        commits = sorted(delta_table.history(), key=lambda c: -int(c.get("version", 0)))
+        commits = sorted(delta_table.history(limit), key=lambda c: -int(c.get("version", 0)))
         return [
             {"version": int(c.get("version", 0)), "operation": c.get("operation"), **_keys(c)}
             for c in commits

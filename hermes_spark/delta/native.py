@@ -120,8 +120,8 @@ class NativeDeltaStore(DeltaStore):
     def version(self, table: str) -> int:
         return int(self._history_rows(table, 1)[0]["version"])
 
-    def history(self, table: str) -> list[dict[str, object]]:
-        rows = sorted(self._history_rows(table), key=lambda r: -int(r["version"]))
+    def history(self, table: str, limit: int | None = None) -> list[dict[str, object]]:
+        rows = sorted(self._history_rows(table, limit), key=lambda r: -int(r["version"]))
         return [
             {"version": int(r["version"]), "operation": r["operation"], **_user_keys(r)}
             for r in rows

@@ -288,8 +288,9 @@ class DeltaStore(ABC):
         """The ``hermes.*`` metadata of every commit still in the log, newest first (driver)."""
 
     @abstractmethod
-    def history(self, table: str) -> list[dict[str, object]]:
-        """``version``, ``operation`` and ``hermes.*`` keys of each commit, newest first."""
+    def history(self, table: str, limit: int | None = None) -> list[dict[str, object]]:
+        """``version``, ``operation`` and ``hermes.*`` keys of each commit, newest first
+        (the newest ``limit`` commits only, when given: the log is read no further)."""
 
     @abstractmethod
     def replace_partition(self, df: DataFrame, table: str, column: str, value: str) -> None:

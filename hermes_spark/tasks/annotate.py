@@ -330,18 +330,22 @@ def _settle_earlier_races(run: _Run, report: AnnotateReport) -> None:
     """Settle chunk commits that raced another writer and were never settled (driver).
 
     A writer killed between a raced commit and its resolution leaves doubled rows and no
-    ledger rows for that chunk; the history names such commits, and the whole version is
-    then checked once for doubled ids (a narrow scan, only after such a kill).
+    ledger rows for that chunk; the history after the last check names such commits, and
+    the whole version is then checked once for doubled ids (a narrow scan, only after
+    such a kill). The check's table version is recorded, so the history is read once.
     """
-    raced = seen.raced_commits(run.store, run.table, run.version)
-    if not raced:
+    checked = ledger.races_checked(run.store, run.table, run.version)
+    raced, now = seen.raced_commits(run.store, run.table, run.version, after=checked)
+    if now <= checked:
         return
     unsettled = set(raced) - ledger.recorded_chunks(run.store, run.table, run.version)
-    if not unsettled:
-        return
-    log.warning("%d raced chunk commits were never settled: settling them", len(unsettled))
-    report.duplicates_resolved += seen.resolve_duplicates(run.store, run.table, run.version, None)
-    ledger.record_settled(run.spark, run.store, run.table, run.version, sorted(unsettled))
+    if unsettled:
+        log.warning("%d raced chunk commits were never settled: settling them", len(unsettled))
+        report.duplicates_resolved += seen.resolve_duplicates(
+            run.store, run.table, run.version, None
+        )
+        ledger.record_settled(run.spark, run.store, run.table, run.version, sorted(unsettled))
+    ledger.record_races_checked(run.spark, run.store, run.table, run.version, now)
 
 
 def _delta_corpus_version(corpus: CorpusConfig) -> int | None:

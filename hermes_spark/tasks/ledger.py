@@ -100,23 +100,59 @@ CORPUS_MARK = "hermes:corpus-version"
 
 def corpus_version(store: DeltaStore, table: str, version: str) -> int | None:
     """The newest Delta corpus version a run of ``version`` finished entirely (driver)."""
-    name = ledger_table_name(table)
-    if not store.exists(name):
-        return None
-    row = (
-        store.read(name)
-        .where((F.col(VERSION_COL) == version) & (F.col("file") == CORPUS_MARK))
-        .agg(F.max("size").alias("v"))
-        .first()
-    )
-    return None if row is None or row["v"] is None else int(row["v"])
+    found = _max_mark(store, table, version, CORPUS_MARK, -1)
+    return None if found < 0 else found
 
 
 def record_corpus_version(
     spark: SparkSession, store: DeltaStore, table: str, version: str, corpus_version: int
 ) -> None:
     """Record that every file of the corpus at ``corpus_version`` is finished (driver)."""
-    rows = [(version, CORPUS_MARK, int(corpus_version), 0, f"corpus@{corpus_version}")]
+    _append_mark(
+        spark, store, table, version, CORPUS_MARK, corpus_version, f"corpus@{corpus_version}"
+    )
+
+
+#: ``file`` of a marker row: every codes commit up to table version ``size`` was checked
+#: for unsettled races (a later run reads only the history after it).
+RACES_MARK = "hermes:races-checked"
+
+
+def races_checked(store: DeltaStore, table: str, version: str) -> int:
+    """The codes-table version up to which races were checked (-1: never; driver)."""
+    return _max_mark(store, table, version, RACES_MARK, -1)
+
+
+def record_races_checked(
+    spark: SparkSession, store: DeltaStore, table: str, version: str, through: int
+) -> None:
+    """Record that every codes commit up to ``through`` was checked for races (driver)."""
+    _append_mark(spark, store, table, version, RACES_MARK, through, f"races@{through}")
+
+
+def _max_mark(store: DeltaStore, table: str, version: str, mark: str, default: int) -> int:
+    name = ledger_table_name(table)
+    if not store.exists(name):
+        return default
+    row = (
+        store.read(name)
+        .where((F.col(VERSION_COL) == version) & (F.col("file") == mark))
+        .agg(F.max("size").alias("v"))
+        .first()
+    )
+    return default if row is None or row["v"] is None else int(row["v"])
+
+
+def _append_mark(
+    spark: SparkSession,
+    store: DeltaStore,
+    table: str,
+    version: str,
+    mark: str,
+    value: int,
+    chunk: str,
+) -> None:
+    rows = [(version, mark, int(value), 0, chunk)]
     frame = spark.createDataFrame(rows, LEDGER_SCHEMA.rsplit(",", 1)[0])
     frame = frame.withColumn("recorded_at", F.current_timestamp()).coalesce(1)
     store.append(frame, ledger_table_name(table), partition_by=(VERSION_COL,))

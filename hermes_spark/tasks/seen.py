@@ -248,21 +248,30 @@ def resolve_duplicates(
     return deleted
 
 
-def raced_commits(store: DeltaStore, table: str, version: str) -> list[str]:
-    """Transaction ids of ``version``'s chunk commits that raced another writer (driver).
+def raced_commits(
+    store: DeltaStore, table: str, version: str, after: int = -1
+) -> tuple[list[str], int]:
+    """Transaction ids of ``version``'s chunk commits newer than table version ``after``
+    that raced another writer, and the table version the history was read at (driver).
 
     A chunk commit records the table version its run's id look-up reflected
     (``hermes.looked_up``); a commit more than one version after it was preceded by
-    another writer's commit, which may hold the same documents. Reads the history only.
+    another writer's commit, which may hold the same documents. Reads only the commits
+    after ``after`` from the history (never the data).
     """
     if not store.exists(table):
-        return []
+        return [], -1
+    now = store.version(table)
+    if now <= after:
+        return [], now
     raced = []
-    for commit in store.history(table):
+    for commit in store.history(table, limit=now - after):
         looked_up, txn = commit.get(LOOKED_UP_META), commit.get("hermes.txn")
-        if commit.get(VERSION_META) != version or looked_up is None or txn is None:
+        if int(str(commit["version"])) <= after or commit.get(VERSION_META) != version:
+            continue
+        if looked_up is None or txn is None:
             continue
         parsed = parse_txn_marker(str(txn))
         if parsed is not None and int(str(commit["version"])) > int(str(looked_up)) + 1:
             raced.append(parsed[0])
-    return raced
+    return raced, now
