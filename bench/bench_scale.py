@@ -70,6 +70,7 @@ class Tasks:
     largest: int
     median: int
     stage: str  # the stage with the most input, where largest/median are measured
+    shuffled: int = 0  # shuffle bytes written by the group's tasks
 
     @property
     def skew(self) -> float:
@@ -88,7 +89,7 @@ def group_tasks(spark: SparkSession, group: str) -> Tasks:
     api = f"{base}/api/v1/applications/{app}"
     jobs = [j for j in _get(f"{api}/jobs") if j.get("jobGroup") == group]
     per_stage: dict[str, list[int]] = {}
-    read = 0
+    read = shuffled = 0
     for job in jobs:
         for stage_id in job["stageIds"]:
             for attempt in _get(f"{api}/stages/{stage_id}"):
@@ -109,6 +110,7 @@ def group_tasks(spark: SparkSession, group: str) -> Tasks:
                     )
                     inputs.append(got)
                     read += int(m.get("inputMetrics", {}).get("bytesRead", 0))
+                    shuffled += int(m.get("shuffleWriteMetrics", {}).get("bytesWritten", 0))
                 per_stage[key] = inputs
     if not per_stage:
         return Tasks(len(jobs), 0, 0, 0, 0, "-")
@@ -120,6 +122,7 @@ def group_tasks(spark: SparkSession, group: str) -> Tasks:
         max(inputs),
         int(statistics.median(inputs)),
         f"{stage} ({len(inputs)} tasks)",
+        shuffled,
     )
 
 
@@ -249,7 +252,7 @@ def bench_annotate(spark: SparkSession, root: Path, scale: float) -> list[dict[s
     # warm-up: workers, JIT, the codebook broadcast path
     corpus, table = build_annotated_table(spark, root / "warm", 20_000, version, snapshot)
     annotate(spark, _cfg(corpus), str(root / "codebook"), table)
-    results = []
+    results = [{"plain": _plain_passes(spark, snapshot)}]
     for rows in (max(20_000, int(n * scale)) for n in ANNOTATE_TABLES):
         where = root / f"t{rows}"
         corpus, table = build_annotated_table(spark, where, rows, version, snapshot)
@@ -266,6 +269,20 @@ def bench_annotate(spark: SparkSession, root: Path, scale: float) -> list[dict[s
         print(f"[bench-scale] annotate into {rows:,} rows: {seconds:.1f} s", flush=True)
         shutil.rmtree(where, ignore_errors=True)
     return results
+
+
+def _plain_passes(spark: SparkSession, snapshot: Path) -> tuple[Tasks, Tasks]:
+    """Task metrics of one plain scan and one plain shuffle of the snapshot (all columns):
+    the units annotate's bytes read and shuffled are given in."""
+    frame = spark.read.parquet(str(snapshot))
+    _, scan, _ = timed(
+        spark, "plain-scan", lambda: frame.write.format("noop").mode("overwrite").save()
+    )
+    shuffled = frame.repartition(16, "id")
+    _, shuffle, _ = timed(
+        spark, "plain-shuffle", lambda: shuffled.write.format("noop").mode("overwrite").save()
+    )
+    return scan, shuffle
 
 
 # --------------------------------------------------------------- stats / sample / export
@@ -376,14 +393,25 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:,.1f} MB"
 
 
-def _print_annotate(ann: list[dict]) -> None:
+def _print_annotate(runs: list[dict]) -> None:
+    scan, shuffle = runs[0]["plain"]
+    ann = runs[1:]
     print(f"1. incremental annotate of a {SNAPSHOT:,}-doc snapshot into a table of N rows")
-    print(f"  {'N rows':>11} {'files':>6} {'seconds':>8} {'tasks':>6} {'largest/median':>15}")
+    print(
+        f"  bytes read / shuffled are over one plain scan ({_mb(scan.bytes_read)}) / one "
+        f"plain shuffle ({_mb(shuffle.shuffled)}) of the snapshot (goal <= 1.3 each)"
+    )
+    print(
+        f"  {'N rows':>11} {'files':>6} {'seconds':>8} {'tasks':>6} {'largest/median':>15} "
+        f"{'read':>6} {'shuffled':>9}"
+    )
     for r in ann:
         k = r["tasks"]
+        read = k.bytes_read / scan.bytes_read if scan.bytes_read else float("nan")
+        moved = k.shuffled / shuffle.shuffled if shuffle.shuffled else float("nan")
         print(
             f"  {r['rows']:>11,} {r['files']:>6} {r['seconds']:>8.1f} {k.tasks:>6} "
-            f"{_mb(k.largest):>9}/{_mb(k.median)}"
+            f"{_mb(k.largest):>9}/{_mb(k.median)} {read:>5.2f}x {moved:>8.2f}x"
         )
     ratio = ann[-1]["seconds"] / ann[0]["seconds"]
     grow = ann[-1]["rows"] / ann[0]["rows"]

@@ -18,7 +18,7 @@ from pyspark.sql import types as T
 from hermes_spark import io
 from hermes_spark.config import CorpusConfig
 from hermes_spark.errors import InvalidInputError
-from hermes_spark.paths import canonical_file_key, file_key_col
+from hermes_spark.paths import canonical_file_key, canonical_file_key_col
 from hermes_spark.schema import REASON_COL, REJECT_REASONS, SOURCE_COL
 
 log = logging.getLogger(__name__)
@@ -461,8 +461,8 @@ def duplicate_losers(prepared: DataFrame) -> DataFrame:
 
 
 def file_key(path: Column) -> Column:
-    """A file's URI in its canonical form (:func:`hermes_spark.paths.file_key_col`)."""
-    return file_key_col(path)
+    """A file's URI in its canonical form (:func:`hermes_spark.paths.canonical_file_key_col`)."""
+    return canonical_file_key_col(path)
 
 
 def chunk_of_files(spark: SparkSession, chunks: Sequence[tuple[int, Sequence[str]]]) -> DataFrame:
@@ -563,3 +563,20 @@ def require_rows(df: DataFrame, cfg: CorpusConfig) -> None:
     """Raise :class:`InvalidInputError` when the corpus holds no rows at all."""
     if df.limit(1).count() == 0:
         raise InvalidInputError(f"corpus {cfg.input} holds no rows: nothing to do")
+
+
+def mark_repeated_ids(prepared: DataFrame) -> DataFrame:
+    """Mark every valid row whose id an earlier valid row has (input order, ``_order``)
+    as ``duplicate_doc_id``: the rule of :func:`duplicate_losers`, as one window.
+
+    Lazy; on executors. Over a frame already hash-partitioned by ``doc_id`` (annotate's
+    one shuffle of the text) the window adds a sort within partitions, no shuffle.
+    """
+    from pyspark.sql import Window
+
+    invalid_last = F.col(REASON_COL).isNotNull()
+    rank = F.row_number().over(Window.partitionBy("doc_id").orderBy(invalid_last, ORDER_COL))
+    later = F.col(REASON_COL).isNull() & F.col("doc_id").isNotNull() & (rank > 1)
+    return prepared.withColumn(
+        REASON_COL, F.when(later, F.lit("duplicate_doc_id")).otherwise(F.col(REASON_COL))
+    )

@@ -175,9 +175,9 @@ class EmbeddedDeltaStore(DeltaStore):
     def version(self, table: str) -> int:
         return self._open_existing(table)[1].version()
 
-    def history(self, table: str) -> list[dict[str, object]]:
+    def history(self, table: str, limit: int | None = None) -> list[dict[str, object]]:
         _, delta_table = self._open_existing(table)
-        commits = sorted(delta_table.history(), key=lambda c: -int(c.get("version", 0)))
+        commits = sorted(delta_table.history(limit), key=lambda c: -int(c.get("version", 0)))
         return [
             {"version": int(c.get("version", 0)), "operation": c.get("operation"), **_keys(c)}
             for c in commits
@@ -317,6 +317,28 @@ class EmbeddedDeltaStore(DeltaStore):
                 f"delete from {table} conflicted with a concurrent commit: {exc}; re-run it"
             ) from exc
         return int(metrics.get("num_deleted_rows", 0) or 0)
+
+    def delete_matched(self, table: str, keys: DataFrame, condition: str) -> int:
+        """A delta-rs ``MERGE ... WHEN MATCHED THEN DELETE`` on the driver.
+
+        ``keys`` is brought to the driver as Arrow (delta-rs merges from local data): it
+        must be small (e.g. the ids two writers doubled), never a table-sized frame.
+        """
+        _, delta_table = self._open_existing(table)
+        source = keys.toArrow()
+        if source.num_rows == 0:
+            return 0
+        try:
+            metrics = (
+                delta_table.merge(source, condition, source_alias="s", target_alias="t")
+                .when_matched_delete()
+                .execute()
+            )
+        except CommitFailedError as exc:
+            raise ConflictError(
+                f"delete from {table} conflicted with a concurrent commit: {exc}; re-run it"
+            ) from exc
+        return int(metrics.get("num_target_rows_deleted", 0) or 0)
 
     def vacuum(
         self, table: str, *, dry_run: bool = False, retention_hours: int | None = None

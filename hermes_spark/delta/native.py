@@ -120,8 +120,8 @@ class NativeDeltaStore(DeltaStore):
     def version(self, table: str) -> int:
         return int(self._history_rows(table, 1)[0]["version"])
 
-    def history(self, table: str) -> list[dict[str, object]]:
-        rows = sorted(self._history_rows(table), key=lambda r: -int(r["version"]))
+    def history(self, table: str, limit: int | None = None) -> list[dict[str, object]]:
+        rows = sorted(self._history_rows(table, limit), key=lambda r: -int(r["version"]))
         return [
             {"version": int(r["version"]), "operation": r["operation"], **_user_keys(r)}
             for r in rows
@@ -311,6 +311,17 @@ class NativeDeltaStore(DeltaStore):
         reader = self.spark.read.format("delta").option("versionAsOf", before)
         old = reader.table(ref.text) if ref.is_name else reader.load(ref.text)
         return int(old.where(predicate).count())
+
+    def delete_matched(self, table: str, keys: DataFrame, condition: str) -> int:
+        """A Delta ``MERGE ... WHEN MATCHED THEN DELETE`` (a distributed join; ``keys`` is
+        never collected)."""
+        before = self.version(table)
+        target = self._delta_table(table).alias("t")
+        target.merge(keys.alias("s"), condition).whenMatchedDelete().execute()
+        last = self._delta_table(table).history(1).select("version", "operationMetrics").first()
+        if last is None or last["version"] == before:
+            return 0
+        return int((last["operationMetrics"] or {}).get("numTargetRowsDeleted", 0) or 0)
 
     def vacuum(
         self, table: str, *, dry_run: bool = False, retention_hours: int | None = None

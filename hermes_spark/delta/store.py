@@ -288,8 +288,9 @@ class DeltaStore(ABC):
         """The ``hermes.*`` metadata of every commit still in the log, newest first (driver)."""
 
     @abstractmethod
-    def history(self, table: str) -> list[dict[str, object]]:
-        """``version``, ``operation`` and ``hermes.*`` keys of each commit, newest first."""
+    def history(self, table: str, limit: int | None = None) -> list[dict[str, object]]:
+        """``version``, ``operation`` and ``hermes.*`` keys of each commit, newest first
+        (the newest ``limit`` commits only, when given: the log is read no further)."""
 
     @abstractmethod
     def replace_partition(self, df: DataFrame, table: str, column: str, value: str) -> None:
@@ -314,6 +315,12 @@ class DeltaStore(ABC):
     @abstractmethod
     def delete(self, table: str, predicate: str) -> int:
         """Delete the rows matching the SQL ``predicate``; returns how many were deleted."""
+
+    @abstractmethod
+    def delete_matched(self, table: str, keys: DataFrame, condition: str) -> int:
+        """Delete the rows of ``table`` (alias ``t``) that match a row of ``keys`` (alias
+        ``s``) under the SQL join ``condition``: a MERGE, so the size of ``keys`` never
+        becomes the size of a predicate. Returns how many rows were deleted."""
 
     @abstractmethod
     def txn_version(self, table: str, app_id: str) -> int | None:

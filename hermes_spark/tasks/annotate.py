@@ -37,25 +37,24 @@ from hermes_spark.coding import code_rows, gpu_profile, model_settings
 from hermes_spark.config import AnnotateConfig, CorpusConfig, HermesConfig
 from hermes_spark.corpus import (
     InputFiles,
-    apply_duplicates,
     check_columns,
     chunk_entries,
     chunk_of_files,
     cross_chunk_duplicates,
     doc_id_column,
-    duplicate_losers,
     embedding_col_dim,
     file_key,
     keep_name,
     list_input_files,
     listed_files,
+    mark_repeated_ids,
     prepare,
     read_corpus,
-    reject_later_copies,
     require_rows,
 )
 from hermes_spark.delta import DeltaStore, get_store
-from hermes_spark.errors import ArtifactError, InvalidInputError
+from hermes_spark.errors import ArtifactError, HermesError, InvalidInputError
+from hermes_spark.paths import canonical_file_key, canonical_file_key_col
 from hermes_spark.runtime import Progress, default_parallelism, job_description
 from hermes_spark.schema import (
     ANNOTATED_AT_COL,
@@ -69,7 +68,7 @@ from hermes_spark.schema import (
     own_columns,
     rejects_table_name,
 )
-from hermes_spark.tasks import ledger, seen
+from hermes_spark.tasks import corpus_log, ledger, seen
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +117,8 @@ class _Run:
     rejects: str
     store_embeddings: bool = False
     device: str = ""
+    #: version of the Delta corpus the listing reflects (None: not a Delta path corpus)
+    corpus_version: int | None = None
 
     @property
     def version(self) -> str:
@@ -173,7 +174,7 @@ def skip_or_reject_annotated(prepared: DataFrame, done: DataFrame, listed: DataF
         .join(F.broadcast(still_listed), "_seen_key", "left")
         .drop("_seen_key")
     )
-    joined = prepared.join(seen_rows, "doc_id", "left")  # few, cached: broadcast
+    joined = prepared.join(F.broadcast(seen_rows), "doc_id", "left")  # the chunk's few hits
     valid = F.col(REASON_COL).isNull()
     seen_in = F.col("_seen_in")
     other_file = seen_in != F.col(SOURCE_COL)
@@ -240,13 +241,19 @@ def annotate_table(
     Checks columns, dimensions and table writability before any heavy job.
     """
     t0 = time.perf_counter()
+    listed_at = _delta_corpus_version(corpus)
     files = list_input_files(corpus, spark)  # listed once per run
+    if listed_at is not None and _delta_corpus_version(corpus) != listed_at:
+        listed_at = None  # a commit landed while listing: no version to record
     store = get_store(spark)
     run = _Run(spark, model, corpus, options, store, table, rejects_table_name(table))
+    run = dataclasses.replace(run, corpus_version=listed_at)
     for name in (table, run.rejects, ledger.ledger_table_name(table)):
         store.check_writable(name)
     report = AnnotateReport(model.version, table, run.rejects, mode=options.mode)
     report.files_total = len(files.paths)
+    if options.mode != "full":
+        _settle_earlier_races(run, report)  # before any committed chunk is recorded
     rows_before = _version_rows(store, table, model.version)
     todo = [] if options.mode == "full" else _pending_chunks(run, files, report)
     probe_paths = files.paths if options.mode == "full" else [p for c in todo for p in c.paths]
@@ -263,6 +270,8 @@ def annotate_table(
         reasons = _annotate_full(run, files, report)
     else:
         reasons = _annotate_chunks(run, todo, files, report)
+    if listed_at is not None and ledger.corpus_version(store, table, model.version) != listed_at:
+        ledger.record_corpus_version(spark, store, table, model.version, listed_at)
     report.reject_reasons = dict(reasons)
     report.rejects_written = sum(reasons.values())
     report.table_rows = _version_rows(store, table, model.version)
@@ -330,11 +339,48 @@ def _check_dim(probe: DataFrame, corpus: CorpusConfig, model: HermesModel, path:
         )
 
 
+def _settle_earlier_races(run: _Run, report: AnnotateReport) -> None:
+    """Settle chunk commits that raced another writer and were never settled (driver).
+
+    A writer killed between a raced commit and its resolution leaves doubled rows and no
+    ledger rows for that chunk; the history after the last check names such commits, and
+    the whole version is then checked once for doubled ids (a narrow scan, only after
+    such a kill). The check's table version is recorded, so the history is read once.
+    """
+    checked = ledger.races_checked(run.store, run.table, run.version)
+    raced, now = seen.raced_commits(run.store, run.table, run.version, after=checked)
+    if now <= checked:
+        return
+    unsettled = set(raced) - ledger.recorded_chunks(run.store, run.table, run.version)
+    if unsettled:
+        log.warning("%d raced chunk commits were never settled: settling them", len(unsettled))
+        report.duplicates_resolved += seen.resolve_duplicates(
+            run.store, run.table, run.version, None
+        )
+        ledger.record_settled(run.spark, run.store, run.table, run.version, sorted(unsettled))
+    ledger.record_races_checked(run.spark, run.store, run.table, run.version, now)
+
+
+def _delta_corpus_version(corpus: CorpusConfig) -> int | None:
+    """The current version of a Delta path corpus (None for any other corpus)."""
+    if corpus.format != "delta" or corpus.table or not corpus.input:
+        return None
+    return corpus_log.table_version(corpus.input)
+
+
 def _pending_chunks(run: _Run, files: InputFiles, report: AnnotateReport) -> list[_Chunk]:
     """Chunks of the files the ledger does not hold; chunks whose codes commit is in the
-    table already (a run killed before its ledger commit) get their ledger rows now."""
+    table already (a run killed before its ledger commit) get their ledger rows now.
+
+    A Delta corpus whose version a run finished entirely is pending only in the files its
+    log added with new rows since then (a compaction's rewrites are not new)."""
     finished = ledger.finished_files(run.store, run.table, run.version)
     pending = ledger.pending_entries(files.entries, finished)
+    since = ledger.corpus_version(run.store, run.table, run.version)
+    if run.corpus_version is not None and since is not None and since <= run.corpus_version:
+        fresh = corpus_log.fresh_files(run.corpus.input or "", since, run.corpus_version)
+        if fresh is not None:
+            pending = [e for e in pending if canonical_file_key(e.uri) in fresh]
     report.files_finished_before = len(files.entries) - len(pending)
     groups = chunk_entries(pending, run.options.files_per_chunk)
     chunks = [_Chunk(i, group, chunk_app_id(run.version, group)) for i, group in enumerate(groups)]
@@ -361,16 +407,39 @@ def _record_files(run: _Run, chunk: _Chunk) -> None:
 
 
 def _look_up(run: _Run, chunks: Sequence[_Chunk]) -> seen.Seen:
-    """What the tables hold for the ids of ``chunks`` (once per run; driver)."""
+    """What the tables hold for the ids of ``chunks`` (once per run; driver).
+
+    Hits and prior rejects carry the chunk they belong to (``chunk``; null where a file
+    key did not match, which every chunk then joins), so a chunk joins only its own.
+    """
     version_now = seen.table_version(run.store, run.table)
+    ids = _pending_ids(run, chunks)
+    hits, n_hits = seen.annotated_hits(run.store, run.table, run.version, ids)
+    rejects = seen.prior_rejects(run.store, run.rejects, run.version, _chunk_keys(run, chunks))
+    return seen.Seen(hits, rejects, n_hits, version_now)
+
+
+def _pending_ids(run: _Run, chunks: Sequence[_Chunk]) -> DataFrame:
+    """``(doc_id, chunk)`` of every row of ``chunks`` (lazy): a scan of the id column and
+    the file name only (Parquet), the chunk from a broadcast of the file keys; null
+    where a file key matched none."""
     paths = [p for chunk in chunks for p in chunk.paths]
     raw = read_corpus(run.spark, run.corpus, paths)
-    ids = raw.select(doc_id_column(raw.schema, run.corpus).alias("doc_id"))
-    hits, n_hits = seen.annotated_hits(run.store, run.table, run.version, ids)
-    rejects = seen.prior_rejects(
-        run.store, run.rejects, run.version, listed_files(run.spark, paths)
+    return (
+        raw.select(
+            doc_id_column(raw.schema, run.corpus).alias("doc_id"),
+            canonical_file_key_col(F.col("_metadata.file_path")).alias("file"),
+        )
+        .join(F.broadcast(_chunk_keys(run, chunks)), "file", "left")
+        .drop("file")
     )
-    return seen.Seen(hits, rejects, n_hits, version_now)
+
+
+def _chunk_keys(run: _Run, chunks: Sequence[_Chunk]) -> DataFrame:
+    """``(file, chunk)``: the canonical key of every pending file and its chunk (a few
+    rows per chunk, built on the driver from the listing)."""
+    rows = [(canonical_file_key(e.uri), c.index) for c in chunks for e in c.entries]
+    return run.spark.createDataFrame(rows, "file string, chunk int")
 
 
 def _annotate_chunks(
@@ -381,6 +450,7 @@ def _annotate_chunks(
     if not todo:
         return reasons
     repeated = _scan_duplicates(run, todo)
+    kept: set[str] = set()  # ids repeated across chunks that a chunk of this run wrote
     view = _look_up(run, todo)
     listed: DataFrame | None = None  # the corpus's files, listed when first needed
     if view.hits is not None:
@@ -396,15 +466,20 @@ def _annotate_chunks(
                 view = _look_up(run, todo[n - 1 :])
                 if view.hits is not None and listed is None:
                     listed = listed_files(run.spark, files.paths)
-            prepared = _prepared_chunk(run, chunk.paths)
-            if repeated is not None:
-                prepared = reject_later_copies(prepared, repeated, chunk.index)
+            prepared = _prepared_chunk(run, chunk.paths, shuffled=True)
+            mine = _chunk_repeats(run, repeated, chunk)
+            if mine:  # ids of this chunk that an earlier chunk of this run committed
+                prepared = _reject_copies(run, prepared, sorted(set(mine) & kept))
             if view.hits is not None and listed is not None:
-                prepared = skip_or_reject_annotated(prepared, view.hits, listed)
-            prepared = apply_duplicates(prepared, duplicate_losers(prepared))
+                hits = seen.of_chunk(view.hits, chunk.index)
+                prepared = skip_or_reject_annotated(prepared, hits, listed)
+            prepared = mark_repeated_ids(prepared)  # co-partitioned: no shuffle
             label = f"hermes annotate chunk {n}/{len(todo)}"
             with job_description(run.spark, label):
-                written, bad_counts, committed = _write_chunk(run, prepared, chunk, view, report)
+                written, bad_counts, committed, wrote = _write_chunk(
+                    run, prepared, chunk, view, report, track=mine
+                )
+            kept.update(wrote)
             _record_files(run, chunk)
             if not committed:
                 report.chunks_skipped += 1
@@ -420,20 +495,26 @@ def _annotate_chunks(
 def _annotate_full(run: _Run, files: InputFiles, report: AnnotateReport) -> Counter[str]:
     """Full mode: re-annotate every document, replace the version's rows in one commit."""
     report.chunks_total = 1
-    prepared = _prepared_chunk(run, files.paths)
+    prepared = _prepared_chunk(run, files.paths, shuffled=True)
     if run.options.on_duplicate == "error":
         _refuse_duplicates(prepared)
-    prepared = apply_duplicates(prepared, duplicate_losers(prepared))
+    prepared = mark_repeated_ids(prepared)
     with job_description(run.spark, "hermes annotate --mode full"):
-        written, bad_counts, _ = _write_chunk(run, prepared, None, None, report)
+        written, bad_counts, _, _ = _write_chunk(run, prepared, None, None, report)
     ledger.replace_version(run.spark, run.store, run.table, run.version, files.entries)
     Progress("annotate full", 1).step(written)
     return Counter(bad_counts)
 
 
-def _prepared_chunk(run: _Run, files: Sequence[str]) -> DataFrame:
+def _prepared_chunk(run: _Run, files: Sequence[str], *, shuffled: bool = False) -> DataFrame:
+    """The annotate input of ``files`` (lazy). ``shuffled``: hash-partitioned by
+    ``doc_id`` — the one shuffle of the text, which the duplicate marking, the broadcast
+    joins with the run's hits and the coding all reuse."""
     raw = read_corpus(run.spark, run.corpus, files)
-    return prepare(raw, run.corpus, run.model.codebook.dim)
+    prepared = prepare(raw, run.corpus, run.model.codebook.dim)
+    if shuffled:
+        prepared = prepared.repartition(2 * default_parallelism(run.spark), "doc_id")
+    return prepared
 
 
 def _write_chunk(
@@ -442,16 +523,18 @@ def _write_chunk(
     chunk: _Chunk | None,
     view: seen.Seen | None,
     report: AnnotateReport,
-) -> tuple[int, dict[str, int], bool]:
+    *,
+    track: Sequence[str] = (),
+) -> tuple[int, dict[str, int], bool, list[str]]:
     """Code one chunk once (persisted), commit codes and rejects; ``chunk=None`` replaces
-    the version's rows instead (full mode). Returns ``(rows, reject counts, committed)``."""
+    the version's rows instead (full mode). Returns ``(rows, reject counts, committed,
+    the ids of track that the chunk wrote)``."""
     version = run.version
     app_id = None if chunk is None else chunk.app_id
     index = 0 if chunk is None else chunk.index
-    tasks = 2 * default_parallelism(run.spark)
     keep = [keep_name(c) for c in run.corpus.keep_cols]
     coded = code_rows(
-        prepared.repartition(tasks, "doc_id"),  # the chunk's text is shuffled once, here
+        prepared,  # hash-partitioned by doc_id: the chunk's one shuffle of its text
         run.model.codebook,
         run.model.run,
         run.model.roles.inputs(),
@@ -466,6 +549,7 @@ def _write_chunk(
         n_good = counts.pop(None, 0)
         bad_counts = counts
         good = coded.where(F.col(REASON_COL).isNull())
+        tasks = 2 * default_parallelism(run.spark)  # without rows_per_file: files per chunk
         codes = clustered_files(_codes_output(good, run), n_good, run.store, tasks)
         meta = {
             "hermes.chunk": str(index),
@@ -473,7 +557,9 @@ def _write_chunk(
             LEVELS_META: ",".join(map(str, run.model.levels)),
             DEVICE_META: run.device,
         }
-        prior = None if view is None else view.rejects
+        if view is not None:  # a later run tells a raced commit by this (see _settle)
+            meta[seen.LOOKED_UP_META] = str(view.table_version)
+        prior = None if view is None or view.rejects is None else seen.of_chunk(view.rejects, index)
         rejects = _rejects_output(coded, run, prior) if bad_counts or app_id is None else None
         if run.store_embeddings:  # side table first: the codes commit marks the chunk done
             _write_embeddings(run, good, app_id)
@@ -481,10 +567,44 @@ def _write_chunk(
         if committed and view is not None:
             _settle(run, view, good, report)
         written = n_good if committed else 0
+        wrote = _written_of(run, good, track)
     finally:
         coded.unpersist()
     log.info("chunk %d committed=%s rejects=%s", index + 1, committed, bad_counts)
-    return written, bad_counts, committed
+    return written, bad_counts, committed, wrote
+
+
+def _written_of(run: _Run, good: DataFrame, ids: Sequence[str]) -> list[str]:
+    """Which of ``ids`` (a chunk's ids repeated in other chunks; few) the chunk wrote."""
+    if not ids:
+        return []
+    wanted = run.spark.createDataFrame([(i,) for i in ids], "doc_id string")
+    rows = good.join(F.broadcast(wanted), "doc_id", "left_semi").select("doc_id").distinct()
+    return [r["doc_id"] for r in rows.collect()]
+
+
+def _chunk_repeats(run: _Run, repeated: DataFrame | None, chunk: _Chunk) -> list[str]:
+    """The ids of ``chunk`` that other pending chunks hold too (from the run's id scan)."""
+    if repeated is None:
+        return []
+    rows = repeated.where(F.col("chunk") == chunk.index).select("doc_id").collect()
+    return [r["doc_id"] for r in rows]
+
+
+def _reject_copies(run: _Run, prepared: DataFrame, ids: Sequence[str]) -> DataFrame:
+    """Valid rows whose id is in ``ids`` (an earlier chunk wrote it) become later copies
+    (``duplicate_doc_id``); a broadcast join, so the chunk's partitioning stays."""
+    if not ids:
+        return prepared
+    earlier = run.spark.createDataFrame([(i, True) for i in ids], "doc_id string, _later boolean")
+    later = F.col(REASON_COL).isNull() & F.coalesce(F.col("_later"), F.lit(False))
+    return (
+        prepared.join(F.broadcast(earlier), "doc_id", "left")
+        .withColumn(
+            REASON_COL, F.when(later, F.lit("duplicate_doc_id")).otherwise(F.col(REASON_COL))
+        )
+        .drop("_later")
+    )
 
 
 def clustered_files(codes: DataFrame, rows: int, store: DeltaStore, tasks: int) -> DataFrame:
@@ -631,30 +751,39 @@ def _raise_if_duplicates(dups: DataFrame) -> None:
 
 
 def _scan_duplicates(run: _Run, pending: Sequence[_Chunk]) -> DataFrame | None:
-    """Find ids repeated anywhere in the pending chunks, before any of them is committed.
+    """Find ids repeated across the pending chunks, before any of them is committed.
 
-    ``--on-duplicate error`` refuses the run here. For ``keep-first`` with several pending
-    chunks, returns the (cached) ids whose first copy is in an earlier chunk than a later
-    copy, so every chunk can reject its later copies; ``None`` when there is nothing to do.
-    Costs one scan of the pending files' id and text columns and a shuffle of ids only.
+    ``--on-duplicate error`` refuses the run here (one scan of the pending files' id and
+    text columns: validity decides what counts). For ``keep-first`` with several pending
+    chunks, returns the (cached) ``(doc_id, chunk)`` of every id held by more than one
+    chunk, from a scan of the id column only; each chunk then rejects its copies of the
+    ids an earlier chunk of the run wrote (the first valid copy wins, as one chunk would
+    decide). ``None`` when there is nothing to do.
     """
     error = run.options.on_duplicate == "error"
     if not pending or (len(pending) == 1 and not error):
         return None
-    files = [f for chunk in pending for f in chunk.paths]
-    prepared = _prepared_chunk(run, files)
-    chunk_files = chunk_of_files(run.spark, [(chunk.index, chunk.paths) for chunk in pending])
-    dups = cross_chunk_duplicates(prepared, chunk_files)
     if error:
-        _raise_if_duplicates(dups)
+        files = [f for chunk in pending for f in chunk.paths]
+        prepared = _prepared_chunk(run, files)
+        chunk_files = chunk_of_files(run.spark, [(chunk.index, chunk.paths) for chunk in pending])
+        _raise_if_duplicates(cross_chunk_duplicates(prepared, chunk_files))
         return None
-    across = (
-        dups.where(F.col("first_chunk") != F.col("last_chunk"))
-        .select("doc_id", "first_chunk")
-        .cache()
-    )
-    n = across.count()
-    log.info("%d document ids repeat across the %d pending chunks", n, len(pending))
+    ids = _pending_ids(run, pending).where(F.col("doc_id").isNotNull())
+    ids = ids.select("doc_id", "chunk").distinct().persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        if ids.where(F.col("chunk").isNull()).limit(1).count():
+            raise HermesError(
+                "the corpus files Spark read do not match the files listed for the run's "
+                "chunks (file keys differ); nothing was written. Please report this with "
+                "the corpus URI"
+            )
+        multi = ids.groupBy("doc_id").agg(F.count(F.lit(1)).alias("n")).where(F.col("n") > 1)
+        across = ids.join(multi.select("doc_id"), "doc_id", "left_semi").cache()
+        n = across.count()
+    finally:
+        ids.unpersist()
+    log.info("%d (id, chunk) pairs repeat across the %d pending chunks", n, len(pending))
     if n == 0:
         across.unpersist()
         return None

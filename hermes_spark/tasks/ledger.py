@@ -66,6 +66,98 @@ def finished_files(store: DeltaStore, table: str, version: str) -> set[FileKey]:
     return {(r["file"], int(r["size"]), int(r["mtime_ns"])) for r in rows}
 
 
+#: ``file`` of a marker row: the chunk named in ``chunk`` raced another writer and its
+#: doubled rows were settled (no real file has this key).
+SETTLED_MARK = "hermes:settled"
+
+
+def recorded_chunks(store: DeltaStore, table: str, version: str) -> set[str]:
+    """Transaction ids of every chunk the ledger of ``table`` holds for ``version``
+    (recorded files or a settled-race marker; driver, one row per chunk)."""
+    name = ledger_table_name(table)
+    if not store.exists(name):
+        return set()
+    rows = (
+        store.read(name).where(F.col(VERSION_COL) == version).select("chunk").distinct().collect()
+    )
+    return {r["chunk"] for r in rows}
+
+
+def record_settled(
+    spark: SparkSession, store: DeltaStore, table: str, version: str, app_ids: Sequence[str]
+) -> None:
+    """Mark the raced chunks ``app_ids`` as settled (one append of marker rows; driver)."""
+    rows = [(version, SETTLED_MARK, 0, 0, app_id) for app_id in sorted(app_ids)]
+    frame = spark.createDataFrame(rows, LEDGER_SCHEMA.rsplit(",", 1)[0])
+    frame = frame.withColumn("recorded_at", F.current_timestamp()).coalesce(1)
+    store.append(frame, ledger_table_name(table), partition_by=(VERSION_COL,))
+
+
+#: ``file`` of a marker row: every file of the Delta corpus as of version ``size`` was
+#: finished by one run (later runs read only files the corpus's log added since).
+CORPUS_MARK = "hermes:corpus-version"
+
+
+def corpus_version(store: DeltaStore, table: str, version: str) -> int | None:
+    """The newest Delta corpus version a run of ``version`` finished entirely (driver)."""
+    found = _max_mark(store, table, version, CORPUS_MARK, -1)
+    return None if found < 0 else found
+
+
+def record_corpus_version(
+    spark: SparkSession, store: DeltaStore, table: str, version: str, corpus_version: int
+) -> None:
+    """Record that every file of the corpus at ``corpus_version`` is finished (driver)."""
+    _append_mark(
+        spark, store, table, version, CORPUS_MARK, corpus_version, f"corpus@{corpus_version}"
+    )
+
+
+#: ``file`` of a marker row: every codes commit up to table version ``size`` was checked
+#: for unsettled races (a later run reads only the history after it).
+RACES_MARK = "hermes:races-checked"
+
+
+def races_checked(store: DeltaStore, table: str, version: str) -> int:
+    """The codes-table version up to which races were checked (-1: never; driver)."""
+    return _max_mark(store, table, version, RACES_MARK, -1)
+
+
+def record_races_checked(
+    spark: SparkSession, store: DeltaStore, table: str, version: str, through: int
+) -> None:
+    """Record that every codes commit up to ``through`` was checked for races (driver)."""
+    _append_mark(spark, store, table, version, RACES_MARK, through, f"races@{through}")
+
+
+def _max_mark(store: DeltaStore, table: str, version: str, mark: str, default: int) -> int:
+    name = ledger_table_name(table)
+    if not store.exists(name):
+        return default
+    row = (
+        store.read(name)
+        .where((F.col(VERSION_COL) == version) & (F.col("file") == mark))
+        .agg(F.max("size").alias("v"))
+        .first()
+    )
+    return default if row is None or row["v"] is None else int(row["v"])
+
+
+def _append_mark(
+    spark: SparkSession,
+    store: DeltaStore,
+    table: str,
+    version: str,
+    mark: str,
+    value: int,
+    chunk: str,
+) -> None:
+    rows = [(version, mark, int(value), 0, chunk)]
+    frame = spark.createDataFrame(rows, LEDGER_SCHEMA.rsplit(",", 1)[0])
+    frame = frame.withColumn("recorded_at", F.current_timestamp()).coalesce(1)
+    store.append(frame, ledger_table_name(table), partition_by=(VERSION_COL,))
+
+
 def pending_entries(entries: Iterable[io.FileEntry], finished: set[FileKey]) -> list[io.FileEntry]:
     """The listed files the ledger does not hold (a changed size or mtime is pending)."""
     return [e for e in entries if file_key(e) not in finished]

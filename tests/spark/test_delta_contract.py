@@ -330,3 +330,21 @@ def test_tables_explain_themselves_on_both_engines(store, spark, tmp_path):
     props = spark.sql(f"SHOW TBLPROPERTIES delta.`{table}`").collect()
     assert {r["key"]: r["value"] for r in props}["hermes.levels"] == "8,4"
     assert rows_of(store.read(table)) == rows_of(codes(spark, 20))  # data untouched
+
+
+def test_delete_matched_deletes_the_rows_a_key_frame_matches(store, spark, tmp_path) -> None:
+    """A MERGE delete: 3,000 keys (a predicate of 3,000 clauses is what it replaces), a
+    condition on the key's columns, other partitions untouched."""
+    table = str(tmp_path / "t")
+    store.append(codes(spark, 6_000), table, partition_by=("codebook_version",))
+    store.append(codes(spark, 100, version="cb-b"), table, partition_by=("codebook_version",))
+    keys = spark.createDataFrame(
+        [(f"d{i:05d}", 2) for i in range(0, 6_000, 2)], "doc_id string, below bigint"
+    )
+    condition = "t.doc_id = s.doc_id AND t.codebook_version = 'cb-a' AND t.bucket1 > s.below"
+    deleted = store.delete_matched(table, keys, condition)
+    kept = [r for r in rows_of(codes(spark, 6_000)) if int(r[0][1:]) % 2 or r[1] <= 2]
+    assert deleted == 6_000 - len(kept) > 0
+    assert deltalake_rows(tmp_path / "t") == sorted(
+        kept + rows_of(codes(spark, 100, version="cb-b"))
+    )

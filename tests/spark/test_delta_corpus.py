@@ -14,7 +14,7 @@ from hermes_spark.cli import execute
 from hermes_spark.corpus import _check_embedded_readable
 from hermes_spark.delta import native_delta_available
 from hermes_spark.errors import InvalidInputError
-from hermes_spark.paths import canonical_file_key, file_key_col
+from hermes_spark.paths import canonical_file_key, canonical_file_key_col
 from tests.helpers import assert_clean_error, run_cli, write_embedded_corpus
 
 pytestmark = pytest.mark.spark
@@ -135,7 +135,7 @@ def test_driver_and_column_file_keys_agree(spark):
         "s3://bucket/x/part-0.parquet": "s3:/bucket/x/part-0.parquet",
     }
     df = spark.createDataFrame([(k,) for k in spellings], "p string")
-    got = dict(df.select("p", file_key_col(F.col("p")).alias("k")).collect())
+    got = dict(df.select("p", canonical_file_key_col(F.col("p")).alias("k")).collect())
     assert got == spellings
     assert {k: canonical_file_key(k) for k in spellings} == spellings
     assert canonical_file_key("/data/a b+c.parquet") == "file:/data/a b+c.parquet"
