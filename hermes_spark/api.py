@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from hermes_spark import io
+from hermes_spark.artifacts import FIT_REPORT, load_codebook, save_codebook
 from hermes_spark.coding import Inputs, RunOptions, code_rows, model_settings
 from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, FitConfig, ModelConfig
 from hermes_spark.corpus import ORDER_COL, check_columns, embedding_col_dim, keep_name, prepare
@@ -48,7 +47,6 @@ from udfs.annotate_udf import embed_schema, make_annotate_fn, make_embed_fn
 
 log = logging.getLogger(__name__)
 
-FIT_REPORT = "fit_report.json"
 #: The column roles a saved :class:`HermesModel` restores on load.
 MODEL_PARAMS = "model.json"
 #: Salt of the fitting sample's hash; evaluation draws with another salt (out of sample).
@@ -514,25 +512,6 @@ def prepare_pandas(corpus: pd.DataFrame, roles: ColumnRoles) -> pd.DataFrame:
         pdf["quality"] = corpus[roles.quality_col].astype("float64").to_numpy()
     pdf[REASON_COL] = np.where(pdf["doc_id"].isna(), "null_id", None)
     return pdf
-
-
-def save_codebook(codebook: Codebook, path: str, report: Mapping[str, Any] | None) -> None:
-    """Write the artifact directory (and ``fit_report.json``) to any URI (driver)."""
-    with io.staged_dir(path) as local:
-        codebook.save(local)
-    if report is not None:
-        io.write_json(io.join(path, FIT_REPORT), dict(report))
-
-
-def load_codebook(path: str) -> Codebook:
-    """Read an artifact directory from any URI (driver)."""
-    if not io.is_local(path) and not io.exists(path):
-        raise ArtifactError(f"codebook {path} does not exist")
-    if io.is_local(path):
-        return Codebook.load(io.local_path(path))
-    with tempfile.TemporaryDirectory(prefix="hermes-codebook-") as tmp:
-        local = io.download_dir(path, os.path.join(tmp, "cb"))
-        return Codebook.load(local)
 
 
 __all__ = [

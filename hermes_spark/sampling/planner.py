@@ -608,7 +608,7 @@ def target_scored_codes(
         InvalidInputError: no document vectors (see :func:`_vector_spec`).
         VersionMismatchError: the artifact is not the codes' version.
     """
-    from hermes_spark.quantize.codebook import Codebook
+    from hermes_spark.artifacts import load_codebook
     from hermes_spark.sampling.similarity import (
         read_target_frame,
         scored_codes_from_settings,
@@ -627,7 +627,7 @@ def target_scored_codes(
             "target-top:p keeps the documents most similar to target examples: pass "
             "--target PATH (a corpus of a few hundred target texts)"
         )
-    cb = Codebook.load(codebook)
+    cb = load_codebook(codebook)
     if cb.version != version:
         raise VersionMismatchError(
             f"--codebook is version {cb.version}, the codes are {version}: score with the "
@@ -662,9 +662,9 @@ def _target_mapping(
         raise InvalidConfigError(
             "--weights target:PATH codes the target texts with the artifact: pass --codebook"
         )
-    from hermes_spark.quantize.codebook import Codebook
+    from hermes_spark.artifacts import load_codebook
 
-    sizes = levels or tuple(int(k) for k in Codebook.load(codebook).levels)
+    sizes = levels or tuple(int(k) for k in load_codebook(codebook).levels)
     store = get_store(spark)
     w = settings.weights_level
     if stats is not None:

@@ -488,9 +488,9 @@ def scored_codes_from_settings(
                 f"made through the API): pass codes with their {SIM_COL} column "
                 "(with_target_similarity) to sample"
             )
-        from hermes_spark.quantize.codebook import Codebook
+        from hermes_spark.artifacts import load_codebook
 
-        codebook = Codebook.load(str(doc["codebook"]))
+        codebook = load_codebook(str(doc["codebook"]))
     target = TargetCentroids.from_dict(doc)
     if vec.get("kind") == "embeddings_table":
         store = get_store(spark)
