@@ -6,7 +6,6 @@ Only the CLI (and ``jobs/``) print for humans; the functions called here log.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from typing import Any
@@ -25,11 +24,10 @@ def _need(value: Any, flag: str) -> Any:
 def _spark(cfg: HermesConfig):
     """The session for a command; a person at a terminal also gets Spark's progress bar
     (when hermes builds the session: an attached one keeps its own settings)."""
-    from hermes_spark.delta import configure
+    from hermes_spark.delta import bind_settings
     from hermes_spark.object_stores import configure_from_session
     from hermes_spark.session import get_spark
 
-    configure(**dataclasses.asdict(cfg.delta))
     conf = dict(cfg.spark.conf)
     if cfg.catalog.warehouse:
         from hermes_spark.catalog import local_catalog_conf
@@ -44,6 +42,7 @@ def _spark(cfg: HermesConfig):
         delta_engine=cfg.delta.engine,
         remote=cfg.spark.remote,
     )
+    bind_settings(spark, cfg.delta)  # every table this command touches uses cfg.delta
     configure_from_session(spark)  # the session's fs.s3a.* settings serve io.py too
     return spark
 

@@ -4,7 +4,7 @@ Import from here: :func:`get_store`, :class:`DeltaStore`, :func:`rejects_table`,
 :func:`parse_table`. Which backend runs is decided in :mod:`hermes_spark.delta.store`.
 """
 
-from hermes_spark.delta.engine import get_store
+from hermes_spark.delta.engine import bind_settings, bound_settings, get_store
 from hermes_spark.delta.files import DATA_DIR, delta_schema, file_stats, spark_schema
 from hermes_spark.delta.store import (
     DEFAULT_RETENTION_HOURS,
@@ -12,12 +12,10 @@ from hermes_spark.delta.store import (
     DeltaSettings,
     DeltaStore,
     TableRef,
-    configure,
     is_catalog_name,
     native_delta_available,
     parse_table,
     rejects_table,
-    settings,
 )
 
 __all__ = [
@@ -27,7 +25,8 @@ __all__ = [
     "DeltaSettings",
     "DeltaStore",
     "TableRef",
-    "configure",
+    "bind_settings",
+    "bound_settings",
     "delta_schema",
     "file_stats",
     "get_store",
@@ -35,6 +34,5 @@ __all__ = [
     "native_delta_available",
     "parse_table",
     "rejects_table",
-    "settings",
     "spark_schema",
 ]
