@@ -32,7 +32,7 @@ from pyspark.sql.window import Window
 from hermes_spark import io
 from hermes_spark.artifacts import FIT_REPORT, load_codebook, save_codebook
 from hermes_spark.coding import Inputs, RunOptions, code_rows, model_settings
-from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, FitConfig, ModelConfig
+from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, FitConfig, HermesConfig, ModelConfig
 from hermes_spark.corpus import ORDER_COL, check_columns, embedding_col_dim, keep_name, prepare
 from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
 from hermes_spark.embedding.device import cluster_has_gpus
@@ -62,6 +62,17 @@ class ColumnRoles:
     embedding_col: str | None = None
     quality_col: str | None = None
     tokens_col: str | None = None
+
+    @classmethod
+    def from_config(cls, corpus: CorpusConfig) -> ColumnRoles:
+        """The roles the ``corpus`` config section names."""
+        return cls(
+            id_col=corpus.id_col,
+            text_col=corpus.text_col,
+            embedding_col=corpus.embedding_col,
+            quality_col=corpus.quality_col,
+            tokens_col=corpus.tokens_col,
+        )
 
     def corpus_config(self, keep_cols: Sequence[str] = ()) -> CorpusConfig:
         """The equivalent corpus section (no input path: the frame is given)."""
@@ -195,6 +206,34 @@ class HermesEstimator:
         )
         object.__setattr__(self, "levels", fit.levels)
         self.model_config()
+
+    @classmethod
+    def from_config(cls, cfg: HermesConfig) -> HermesEstimator:
+        """The estimator a config describes (its ``corpus``, ``model`` and ``fit``
+        sections): the CLI, ``jobs/`` and notebooks convert a config here, once."""
+        c, m, f = cfg.corpus, cfg.model, cfg.fit
+        return cls(
+            levels=f.levels,
+            model=m.name,
+            max_seq_length=m.max_seq_length,
+            lst_dim=f.lst_dim,
+            sample_size=f.sample_size,
+            seed=f.seed,
+            id_col=c.id_col,
+            text_col=c.text_col,
+            embedding_col=c.embedding_col,
+            quality_col=c.quality_col,
+            tokens_col=c.tokens_col,
+            batch_size=m.batch_size,
+            n_iter=f.n_iter,
+            device=m.device,
+            sort_window=m.sort_window,
+            backend=m.backend,
+            precision=m.precision,
+            batch_tokens=m.batch_tokens,
+            tokenizer=m.tokenizer,
+            quantizer=f.quantizer_options(),
+        )
 
     def model_config(self) -> ModelConfig:
         """The ``model`` config section these parameters amount to (validated)."""
@@ -346,6 +385,13 @@ class HermesModel:
         )
         run = dataclasses.replace(self.run, **{k: v for k, v in changes.items() if k in run_keys})
         return dataclasses.replace(self, roles=roles, run=run)
+
+    def with_config(self, cfg: HermesConfig) -> HermesModel:
+        """A copy with the column roles of ``cfg.corpus`` and the run options of
+        ``cfg.model`` (batch size, device, backend, ...; the codebook is unchanged)."""
+        return dataclasses.replace(
+            self, roles=ColumnRoles.from_config(cfg.corpus), run=RunOptions.from_config(cfg.model)
+        )
 
     # ------------------------------------------------------------------ transform
     def check_frame(self, corpus: DataFrame | pd.DataFrame) -> list[str]:

@@ -41,22 +41,20 @@ corpus_cfg = dataclasses.replace(
     embedding_col=w.get("embedding_col") or None,
     tokens_col=w.get("tokens_col") or None,
 )
-cfg = dataclasses.replace(cfg, corpus=corpus_cfg)
+fit_cfg = dataclasses.replace(
+    cfg.fit,
+    levels=tuple(int(k) for k in w.get("levels").split(",")),
+    sample_size=int(w.get("sample_size")),
+)
+cfg = dataclasses.replace(cfg, corpus=corpus_cfg, fit=fit_cfg)
 corpus = spark.read.format(w.get("input_format")).load(w.get("input"))
 
 # COMMAND ----------
 
 # Fit once per corpus family: later snapshots reuse the artifact (same codebook_version).
-estimator = HermesEstimator(
-    levels=tuple(int(k) for k in w.get("levels").split(",")),
-    model=cfg.model.name,
-    max_seq_length=cfg.model.max_seq_length,
-    sample_size=int(w.get("sample_size")),
-    seed=cfg.fit.seed,
-    lst_dim=cfg.fit.lst_dim,
-    embedding_col=corpus_cfg.embedding_col,
-    tokens_col=corpus_cfg.tokens_col,
-)
+# The config converts once: its corpus roles, model run options (a GPU config's batch
+# size included) and fit settings.
+estimator = HermesEstimator.from_config(cfg)
 model = estimator.fit(corpus)
 model.save(w.get("codebook"))
 model.fit_report
@@ -64,11 +62,7 @@ model.fit_report
 # COMMAND ----------
 
 # The codes of a few documents, computed lazily (nothing is written here).
-model = HermesModel.load(
-    w.get("codebook"),
-    embedding_col=corpus_cfg.embedding_col,
-    tokens_col=corpus_cfg.tokens_col,
-)
+model = HermesModel.load(w.get("codebook")).with_config(cfg)
 # transform keeps the corpus columns: pass the ones it reads (hermes adds quality, codes...)
 roles = [corpus_cfg.id_col, corpus_cfg.text_col, corpus_cfg.embedding_col, corpus_cfg.tokens_col]
 preview = model.transform(corpus.select(*[c for c in roles if c]).limit(20)).select(
