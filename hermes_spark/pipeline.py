@@ -17,9 +17,9 @@ from hermes_spark.config import HermesConfig
 from hermes_spark.delta import get_store
 from hermes_spark.demo import write_bbc_corpus
 from hermes_spark.schema import VERSION_COL
-from hermes_spark.stats import compute_stats
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.tasks.fit import fit
+from hermes_spark.tasks.stats import compute_stats
 
 log = logging.getLogger(__name__)
 

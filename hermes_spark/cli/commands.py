@@ -68,7 +68,7 @@ def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> None:
 
 def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> None:
     """``hermes stats``."""
-    from hermes_spark.stats import compute_stats
+    from hermes_spark.tasks.stats import compute_stats
 
     table = _need(cfg.paths.table, "--table")
     out = _need(cfg.paths.stats, "--out")

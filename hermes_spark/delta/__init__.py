@@ -1,7 +1,7 @@
 """Delta Lake tables behind one interface, with a native and an embedded backend.
 
-Import from here: :func:`get_store`, :class:`DeltaStore`, :func:`rejects_table`,
-:func:`parse_table`. Which backend runs is decided in :mod:`hermes_spark.delta.store`.
+Import from here: :func:`get_store`, :class:`DeltaStore`, :func:`parse_table`. Which
+backend runs is decided in :mod:`hermes_spark.delta.engine`.
 """
 
 from hermes_spark.delta.engine import bind_settings, bound_settings, get_store
@@ -15,7 +15,6 @@ from hermes_spark.delta.store import (
     is_catalog_name,
     native_delta_available,
     parse_table,
-    rejects_table,
 )
 
 __all__ = [
@@ -33,6 +32,5 @@ __all__ = [
     "is_catalog_name",
     "native_delta_available",
     "parse_table",
-    "rejects_table",
     "spark_schema",
 ]

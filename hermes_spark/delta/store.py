@@ -137,11 +137,6 @@ def is_catalog_name(table: str) -> bool:
     return "/" not in table and "://" not in table and not table.startswith(".")
 
 
-def rejects_table(table: str) -> str:
-    """Name or path of the rejects table that belongs to ``table``."""
-    return f"{table.rstrip('/')}_rejects"
-
-
 # --------------------------------------------------------------- shared helpers
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from hermes_spark.errors import ArtifactError, InvalidConfigError, InvalidInputError
 from hermes_spark.quantize.lst import as_float32_matrix
 
-__all__ = ["RVQ", "check_levels", "fit_rvq", "nearest_centroids", "refine_codebooks"]
+__all__ = ["RVQ", "check_level_sizes", "fit_rvq", "kmeans", "nearest_centroids", "refine_codebooks"]
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def _balance_bias(
     return (-eps * g).astype(np.float32)
 
 
-def _kmeans(
+def kmeans(
     x: np.ndarray,
     k: int,
     rng: np.random.Generator,
@@ -334,7 +334,7 @@ def _usage_stats(codes: np.ndarray, k: int) -> dict[str, float | int]:
     }
 
 
-def check_levels(levels: Sequence[int]) -> tuple[int, ...]:
+def check_level_sizes(levels: Sequence[int]) -> tuple[int, ...]:
     """Validate level sizes; :class:`InvalidConfigError` on anything but positive ints."""
     try:
         items = [levels] if isinstance(levels, (str, bytes)) else list(levels)
@@ -364,7 +364,7 @@ def fit_rvq(
     seeds with k-means++ (or starts from ``init[k]``) and runs ``n_iter`` Lloyd iterations,
     re-seeding empty clusters by splitting the largest one. ``spherical`` keeps stage-1
     centroids on the unit sphere; ``balance`` is the training-time Sinkhorn balance of
-    :func:`_kmeans` for stage 1 (the coarse buckets); ``refine_iters`` rounds of
+    :func:`kmeans` for stage 1 (the coarse buckets); ``refine_iters`` rounds of
     :func:`refine_codebooks` follow the greedy pass. Deterministic for a given ``seed``.
     Runs wherever it is called (the driver in ``fit``); numpy only.
 
@@ -375,7 +375,7 @@ def fit_rvq(
     per-round relative MSE after greedy re-encoding.
     """
     t0 = time.perf_counter()
-    sizes = check_levels(levels)
+    sizes = check_level_sizes(levels)
     arr = as_float32_matrix(x, "RVQ training sample")
     n = arr.shape[0]
     if n < max(sizes):
@@ -402,7 +402,7 @@ def fit_rvq(
         rng = np.random.default_rng(child)
         cap = k * max_points_per_centroid
         train = residual[np.sort(rng.choice(n, size=cap, replace=False))] if n > cap else residual
-        centroids, objective, splits = _kmeans(
+        centroids, objective, splits = kmeans(
             train,
             k,
             rng,

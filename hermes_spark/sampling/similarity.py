@@ -206,7 +206,7 @@ def fit_target_centroids(
         InvalidConfigError: ``k < 1``.
         InvalidInputError: no usable target vector.
     """
-    from hermes_spark.quantize.rvq import _kmeans
+    from hermes_spark.quantize.rvq import kmeans
 
     if int(k) < 1:
         raise InvalidConfigError(f"--target-centroids must be >= 1, got {k!r}")
@@ -216,7 +216,7 @@ def fit_target_centroids(
         raise InvalidInputError("no target example has a usable vector")
     kk = int(min(int(k), len(z)))
     x = np.ascontiguousarray(z, dtype=np.float32)
-    cents, _, _ = _kmeans(x, kk, np.random.default_rng(seed), n_iter, spherical=True)
+    cents, _, _ = kmeans(x, kk, np.random.default_rng(seed), n_iter, spherical=True)
     cents = cents.astype(np.float64)
     cents /= np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), _NORM_FLOOR)
     return TargetCentroids(cents.astype(np.float32), codebook.version, len(z), int(seed), source)

@@ -27,9 +27,9 @@ from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.quantiles import exact_kth_smallest, quality_rank
 from hermes_spark.sampling.select import run_sample, select_manifest
-from hermes_spark.stats import compute_stats
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.tasks.fit import fit
+from hermes_spark.tasks.stats import compute_stats
 from tests.conftest import shared_corpus
 from tests.helpers import assert_clean_error, clustered_vectors
 from tests.helpers import run_cli as run
