@@ -3,6 +3,7 @@ process-wide switch: the annotate task a notebook calls writes with ``cfg.delta`
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
@@ -29,7 +30,7 @@ def test_annotate_task_writes_with_the_configs_delta_section(spark, shared_codes
     annotate(spark, cfg, shared_codes["cb"], table)
 
     dt = DeltaTable(table)
-    files = dt.get_add_actions(flatten=True).to_pandas()
+    files = pa.table(dt.get_add_actions(flatten=True)).to_pandas()
     codes = dt.to_pandas()
     assert len(codes) == files["num_records"].sum() > 2 * ROWS_PER_FILE
     assert files["num_records"].max() <= ROWS_PER_FILE
