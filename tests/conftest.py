@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -16,16 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # contract suite, catalog names, Delta corpora with deletion vectors, and S3.
 os.environ.setdefault("HERMES_DELTA_ENGINE", "embedded")
 
-#: The shared real corpora (never copied into the repo); tests skip when absent.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def shared_corpus(name: str) -> Path:
-    """Path of a shared corpus file, or skip the test with the reason."""
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"shared corpus {path} is absent (only present next to the project checkout)")
-    return path
+from tests.helpers import SHARED_DATA, shared_corpus  # noqa: F401 (fixtures import it)
 
 
 @pytest.fixture(scope="session")
