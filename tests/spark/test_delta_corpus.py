@@ -9,7 +9,7 @@ from deltalake import DeltaTable
 from hermes_spark.corpus import _check_embedded_readable
 from hermes_spark.delta import native_delta_available
 from hermes_spark.errors import InvalidInputError
-from tests.helpers import assert_clean_error, run_cli, write_embedded_corpus
+from tests.helpers import assert_clean_error, run_cli, skip_or_fail_in_ci, write_embedded_corpus
 
 pytestmark = pytest.mark.spark
 
@@ -21,7 +21,7 @@ DELETED = ("doc-00003", "doc-00010", "doc-00150")
 def delta_corpus(spark, tmp_path, monkeypatch):
     monkeypatch.setenv("HERMES_DELTA_ENGINE", "native")  # the users' default with the jars
     if not native_delta_available(spark)[0]:
-        pytest.skip("native Delta is not configured (make setup fetches the jars)")
+        skip_or_fail_in_ci("native Delta is not configured (make setup fetches the jars)")
     parquet = write_embedded_corpus(tmp_path / "parquet", n=200, dim=16, files=2)
     path = str(tmp_path / "delta")
     spark.read.parquet(str(parquet)).repartition(3).write.format("delta").option(

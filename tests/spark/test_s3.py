@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from tests.helpers import write_embedded_corpus
+from tests.helpers import skip_or_fail_in_ci, write_embedded_corpus
 from tests.scheduling_defs import airflow_tasks, crontab_submits, job_of
 from tests.servers import s3_server
 
@@ -69,7 +69,7 @@ def _jars() -> list[str]:
     jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
     for needed in ("hadoop-aws-", "bundle-", "delta-spark_", "delta-storage-"):
         if not any(Path(j).name.startswith(needed) for j in jars):
-            pytest.skip(f"{needed}*.jar is not in {jars_dir} (make setup fetches it)")
+            skip_or_fail_in_ci(f"{needed}*.jar is not in {jars_dir} (make setup fetches it)")
     return jars
 
 
