@@ -34,7 +34,7 @@ MOVED_KEYS = {("annotate", "rows_per_file"): ("delta", "rows_per_file")}
 
 
 def _fail(section: str, key: str, why: str) -> None:
-    raise InvalidConfigError(f"config {section}.{key}: {why}")
+    raise InvalidConfigError(why, key=f"{section}.{key}")
 
 
 @dataclass(frozen=True)

@@ -103,8 +103,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def flag_for(setting: str, command: Command | None = None) -> str | None:
+    """The flag that sets ``setting`` (a config key, or a flag's destination for flags
+    without one): the running command's, else any command's. The flag table of
+    :mod:`.flags` is the one map from settings to flags."""
+    mine = (*COMMON, *(command.flags if command else ()))
+    for flag in (*mine, *(f for c in COMMANDS for f in c.flags)):
+        if setting == (flag.key if "." in setting else flag.attr):
+            return flag.names[0]
+    return None
+
+
 def execute(argv: Sequence[str] | None = None) -> int:
     """Run ``hermes ARGV`` in-process and return its exit code (never raises)."""
+    command: Command | None = None
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(
@@ -124,7 +136,8 @@ def execute(argv: Sequence[str] | None = None) -> int:
         getattr(commands, command.handler)(args, cfg)
         return 0
     except HermesError as exc:
-        print(f"hermes: error: {exc}", file=sys.stderr)
+        message = exc.naming(lambda setting: flag_for(setting, command))
+        print(f"hermes: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("hermes: interrupted", file=sys.stderr)

@@ -65,18 +65,18 @@ class DeltaSettings:
         object.__setattr__(self, "sort_by", tuple(sort_by or ()))  # type: ignore[call-overload]
         if self.engine not in ENGINES:
             raise InvalidConfigError(
-                f"config delta.engine: {self.engine!r} is not one of {', '.join(ENGINES)}"
+                f"{self.engine!r} is not one of {', '.join(ENGINES)}", key="delta.engine"
             )
         value = self.checkpoint_interval
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InvalidConfigError(
-                f"config delta.checkpoint_interval: must be a positive integer, got {value!r}"
+                f"must be a positive integer, got {value!r}", key="delta.checkpoint_interval"
             )
         for key in ("rows_per_file", "vacuum_retention_hours"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidConfigError(
-                    f"config delta.{key}: must be an integer >= 0, got {value!r}"
+                    f"must be an integer >= 0, got {value!r}", key=f"delta.{key}"
                 )
 
 

@@ -169,7 +169,7 @@ def evaluate(
     if isinstance(label_cols, str):
         label_cols = [c.strip() for c in label_cols.split(",") if c.strip()]
     if sample_size < 2:
-        raise InvalidInputError(f"--sample must be at least 2, got {sample_size}")
+        raise InvalidInputError(f"must be at least 2, got {sample_size}", param="sample_size")
     n_fit = int(baseline_sample or sample_size)
     codebook = load_codebook(codebook_path)
     codes, chosen = select_version(get_store(spark), table, version)

@@ -209,7 +209,7 @@ def fit_target_centroids(
     from hermes_spark.quantize.rvq import kmeans
 
     if int(k) < 1:
-        raise InvalidConfigError(f"--target-centroids must be >= 1, got {k!r}")
+        raise InvalidConfigError(f"must be >= 1, got {k!r}", key="sample.target_centroids")
     z = to_lst_space(np.asarray(vectors), lst_arrays(codebook))
     z = z[np.isfinite(z).all(axis=1)]
     if not len(z):
