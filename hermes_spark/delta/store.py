@@ -59,10 +59,10 @@ class DeltaSettings:
     liquid_clustering: bool = True
 
     def __post_init__(self) -> None:
-        sort_by: object = self.sort_by
+        sort_by: str | Sequence[str] | None = self.sort_by  # a config may give "a, b"
         if isinstance(sort_by, str):
-            sort_by = tuple(c.strip() for c in sort_by.split(",") if c.strip())
-        object.__setattr__(self, "sort_by", tuple(sort_by or ()))  # type: ignore[call-overload]
+            sort_by = [c.strip() for c in sort_by.split(",") if c.strip()]
+        object.__setattr__(self, "sort_by", tuple(sort_by or ()))
         if self.engine not in ENGINES:
             raise InvalidConfigError(
                 f"{self.engine!r} is not one of {', '.join(ENGINES)}", key="delta.engine"

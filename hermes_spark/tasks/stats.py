@@ -7,6 +7,7 @@ Driver orchestration: reads one codebook version of the codes table, writes ``ST
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -24,7 +25,7 @@ class StatsResult:
     stats_table: str
     levels_table: str
     codebook_version: str
-    levels: list[dict]
+    levels: list[dict[str, Any]]
 
 
 def compute_stats(
