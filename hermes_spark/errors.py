@@ -83,6 +83,11 @@ class ConflictError(HermesError):
     exit_code = 1
 
 
+class InvariantError(HermesError):
+    """Raised when a check of hermes' own invariants fails: a bug, or the data changed under
+    a running job (exit code 1, like any unexpected failure, but named)."""
+
+
 #: Failures Spark reports (as JVM exceptions) that mean the user's storage or paths are
 #: not usable: ``(pattern in the message, what to tell the user)``.
 _STORAGE_FAILURES = (
