@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # contract suite, catalog names, Delta corpora with deletion vectors, and S3.
 os.environ.setdefault("HERMES_DELTA_ENGINE", "embedded")
 
-from tests.helpers import SHARED_DATA, shared_corpus  # noqa: F401 (fixtures import it)
+from tests.helpers import SHARED_DATA, shared_corpus  # noqa: F401 (older imports)
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,7 @@ from hermes_spark.schema import recorded_levels
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.tasks.fit import fit
 from hermes_spark.tasks.stats import compute_stats
-from tests.conftest import shared_corpus
-from tests.helpers import write_embedded_corpus
+from tests.helpers import shared_corpus, write_embedded_corpus
 
 pytestmark = pytest.mark.spark
 

@@ -27,8 +27,7 @@ from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.quantiles import exact_kth_smallest, quality_rank
 from hermes_spark.sampling.select import run_sample, select_manifest
-from tests.conftest import shared_corpus
-from tests.helpers import CODES_DOCS, CODES_LEVELS, assert_clean_error, build_codes
+from tests.helpers import CODES_DOCS, CODES_LEVELS, assert_clean_error, build_codes, shared_corpus
 from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.spark
