@@ -116,6 +116,7 @@ bench-scale: setup
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) $(COMPAT) out spark-warehouse .pytest_cache

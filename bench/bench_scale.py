@@ -43,10 +43,10 @@ from hermes_spark.export import export_training_data
 from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.select import run_sample
 from hermes_spark.session import get_spark
-from hermes_spark.stats import compute_stats
 from hermes_spark.tasks import ledger
 from hermes_spark.tasks.annotate import CODES_CLUSTER_BY, annotate
 from hermes_spark.tasks.fit import fit
+from hermes_spark.tasks.stats import compute_stats
 
 DIM = 32
 SNAPSHOT = 20_000

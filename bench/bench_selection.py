@@ -52,7 +52,7 @@ def embedded_corpus(cache: Path, vectors: str) -> Path:
 
         vecs = embed_texts(load_model("all-MiniLM-L6-v2", 256, "cpu"), texts, 32)
     else:
-        from tests.spark.test_quality_pools_budget import hashed_bow
+        from tests.helpers import hashed_bow
 
         vecs = hashed_bow(texts)
     table = table.append_column(
@@ -245,8 +245,7 @@ def pools_regression(spark, cache: Path) -> None:
     from hermes_spark.config import SampleConfig
     from hermes_spark.sampling.allocate import stage1_targets, stage2_allocation
     from hermes_spark.sampling.planner import compute_plan
-    from tests.spark.test_quality_pools_budget import LEVELS as MIXED_LEVELS
-    from tests.spark.test_quality_pools_budget import write_mixed_corpus
+    from tests.helpers import MIXED_LEVELS, write_mixed_corpus
 
     root = cache / "mixed"
     codes = root / "codes"

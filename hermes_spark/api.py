@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +30,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from hermes_spark import io
+from hermes_spark.artifacts import FIT_REPORT, load_codebook, save_codebook
 from hermes_spark.coding import Inputs, RunOptions, code_rows, model_settings
-from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, FitConfig, ModelConfig
+from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, FitConfig, HermesConfig, ModelConfig
 from hermes_spark.corpus import ORDER_COL, check_columns, embedding_col_dim, keep_name, prepare
 from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
 from hermes_spark.embedding.device import cluster_has_gpus
@@ -49,7 +48,6 @@ from udfs.annotate_udf import embed_schema, make_annotate_fn, make_embed_fn
 
 log = logging.getLogger(__name__)
 
-FIT_REPORT = "fit_report.json"
 #: The column roles a saved :class:`HermesModel` restores on load.
 MODEL_PARAMS = "model.json"
 #: Salt of the fitting sample's hash; evaluation draws with another salt (out of sample).
@@ -65,6 +63,17 @@ class ColumnRoles:
     embedding_col: str | None = None
     quality_col: str | None = None
     tokens_col: str | None = None
+
+    @classmethod
+    def from_config(cls, corpus: CorpusConfig) -> ColumnRoles:
+        """The roles the ``corpus`` config section names."""
+        return cls(
+            id_col=corpus.id_col,
+            text_col=corpus.text_col,
+            embedding_col=corpus.embedding_col,
+            quality_col=corpus.quality_col,
+            tokens_col=corpus.tokens_col,
+        )
 
     def corpus_config(self, keep_cols: Sequence[str] = ()) -> CorpusConfig:
         """The equivalent corpus section (no input path: the frame is given)."""
@@ -202,6 +211,35 @@ class HermesEstimator:
         object.__setattr__(self, "levels", fit.levels)
         self.model_config()
 
+    @classmethod
+    def from_config(cls, cfg: HermesConfig) -> HermesEstimator:
+        """The estimator a config describes (its ``corpus``, ``model`` and ``fit``
+        sections): the CLI, ``jobs/`` and notebooks convert a config here, once."""
+        c, m, f = cfg.corpus, cfg.model, cfg.fit
+        return cls(
+            levels=f.levels,
+            model=m.name,
+            max_seq_length=m.max_seq_length,
+            lst_dim=f.lst_dim,
+            sample_size=f.sample_size,
+            seed=f.seed,
+            id_col=c.id_col,
+            text_col=c.text_col,
+            embedding_col=c.embedding_col,
+            quality_col=c.quality_col,
+            tokens_col=c.tokens_col,
+            batch_size=m.batch_size,
+            n_iter=f.n_iter,
+            device=m.device,
+            sort_window=m.sort_window,
+            backend=m.backend,
+            precision=m.precision,
+            batch_tokens=m.batch_tokens,
+            tokenizer=m.tokenizer,
+            quantizer=f.quantizer_options(),
+            init_from=f.init_from,
+        )
+
     def model_config(self) -> ModelConfig:
         """The ``model`` config section these parameters amount to (validated)."""
         return ModelConfig(
@@ -230,7 +268,7 @@ class HermesEstimator:
         problems raise :class:`InvalidInputError` before any Spark job starts.
         """
         t0 = time.perf_counter()
-        parent = None if self.init_from is None else Codebook.load(self.init_from)
+        parent = None if self.init_from is None else load_codebook(self.init_from)
         if parent is not None:  # before any Spark job: same model and level sizes
             check_parent(parent, {"name": self.model, "dim": parent.dim}, self.levels)
         spark = corpus.sparkSession
@@ -358,6 +396,13 @@ class HermesModel:
         )
         run = dataclasses.replace(self.run, **{k: v for k, v in changes.items() if k in run_keys})
         return dataclasses.replace(self, roles=roles, run=run)
+
+    def with_config(self, cfg: HermesConfig) -> HermesModel:
+        """A copy with the column roles of ``cfg.corpus`` and the run options of
+        ``cfg.model`` (batch size, device, backend, ...; the codebook is unchanged)."""
+        return dataclasses.replace(
+            self, roles=ColumnRoles.from_config(cfg.corpus), run=RunOptions.from_config(cfg.model)
+        )
 
     # ------------------------------------------------------------------ transform
     def check_frame(self, corpus: DataFrame | pd.DataFrame) -> list[str]:
@@ -524,25 +569,6 @@ def prepare_pandas(corpus: pd.DataFrame, roles: ColumnRoles) -> pd.DataFrame:
         pdf["quality"] = corpus[roles.quality_col].astype("float64").to_numpy()
     pdf[REASON_COL] = np.where(pdf["doc_id"].isna(), "null_id", None)
     return pdf
-
-
-def save_codebook(codebook: Codebook, path: str, report: Mapping[str, Any] | None) -> None:
-    """Write the artifact directory (and ``fit_report.json``) to any URI (driver)."""
-    with io.staged_dir(path) as local:
-        codebook.save(local)
-    if report is not None:
-        io.write_json(io.join(path, FIT_REPORT), dict(report))
-
-
-def load_codebook(path: str) -> Codebook:
-    """Read an artifact directory from any URI (driver)."""
-    if not io.is_local(path) and not io.exists(path):
-        raise ArtifactError(f"codebook {path} does not exist")
-    if io.is_local(path):
-        return Codebook.load(io.local_path(path))
-    with tempfile.TemporaryDirectory(prefix="hermes-codebook-") as tmp:
-        local = io.download_dir(path, os.path.join(tmp, "cb"))
-        return Codebook.load(local)
 
 
 __all__ = [

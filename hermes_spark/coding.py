@@ -16,6 +16,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from hermes_spark.config import ModelConfig
 from hermes_spark.corpus import ORDER_COL
 from hermes_spark.embedding.settings import ModelSettings, settings_for_annotate
 from hermes_spark.quantize.codebook import Codebook
@@ -42,6 +43,21 @@ class RunOptions:
     task_gpu_amount: float = 1.0
     #: use ``backend``/``precision`` although the artifact recorded others
     allow_backend_mismatch: bool = False
+
+    @classmethod
+    def from_config(cls, model: ModelConfig) -> RunOptions:
+        """The run-side fields of the ``model`` config section (the one conversion)."""
+        return cls(
+            batch_size=model.batch_size,
+            device=model.device,
+            sort_window=model.sort_window,
+            batch_tokens=model.batch_tokens,
+            tokenizer=model.tokenizer,
+            backend=model.backend,
+            precision=model.precision,
+            task_gpu_amount=model.task_gpu_amount,
+            allow_backend_mismatch=model.allow_backend_mismatch,
+        )
 
 
 @dataclass(frozen=True)

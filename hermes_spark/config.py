@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from hermes_spark.delta.store import DeltaSettings
 from hermes_spark.errors import InvalidConfigError
 from hermes_spark.packaged_conf import resolve_config
 from hermes_spark.quantize.options import QuantizerOptions
@@ -33,7 +34,7 @@ MOVED_KEYS = {("annotate", "rows_per_file"): ("delta", "rows_per_file")}
 
 
 def _fail(section: str, key: str, why: str) -> None:
-    raise InvalidConfigError(f"config {section}.{key}: {why}")
+    raise InvalidConfigError(why, key=f"{section}.{key}")
 
 
 @dataclass(frozen=True)
@@ -243,37 +244,8 @@ class SampleConfig:
             )
 
 
-@dataclass(frozen=True)
-class DeltaConfig:
-    """Delta backend and table layout (see docs/delta.md)."""
-
-    #: auto (native where Delta SQL answers, else embedded) | native | embedded
-    engine: str = "auto"
-    #: a checkpoint every this many commits keeps the log fast to read
-    checkpoint_interval: int = 10
-    #: at most this many rows per data file of every table hermes writes (Spark's
-    #: maxRecordsPerFile; annotate also sizes a chunk's codes files by it); 0 = no limit.
-    #: The one row-count key (``annotate.rows_per_file`` is its deprecated alias).
-    rows_per_file: int = 1_000_000
-    #: vacuum never removes files younger than this (protects writers still running)
-    vacuum_retention_hours: int = 168
-    #: a catalog is configured: a bare single word is a table name, not a path
-    catalog_names: bool = False
-    #: each write task sorts its rows by these columns (when present): data skipping
-    sort_by: tuple[str, ...] = ("bucket1", "bucket2")
-    #: native Delta: the codes table is created CLUSTER BY (codebook_version, bucket1,
-    #: bucket2) (liquid clustering) instead of partitioned; false: partitioned + Z-order
-    liquid_clustering: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sort_by", _as_tuple(self.sort_by))
-        if self.engine not in ("auto", "native", "embedded"):
-            _fail("delta", "engine", f"{self.engine!r} is not one of auto, native, embedded")
-        _positive("delta", "checkpoint_interval", self.checkpoint_interval)
-        for key in ("rows_per_file", "vacuum_retention_hours"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                _fail("delta", key, f"must be an integer >= 0, got {value!r}")
+#: Config section ``delta``: the Delta layer's own record, validated on construction.
+DeltaConfig = DeltaSettings
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,48 @@ code 2 with a one-paragraph message; anything else is an unexpected failure (exi
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+#: ``{section.key}`` (a config key) or ``{argument}`` (a library argument without one) in
+#: a message: a setting, named as the caller gave it.
+_SETTING = re.compile(r"\{([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)?)\}")
 
 
 class HermesError(Exception):
-    """Base class of every error hermes-spark raises on purpose."""
+    """Base class of every error hermes-spark raises on purpose.
+
+    Errors name settings the way the caller gave them. ``key`` (a config key such as
+    ``sample.budget_tokens``) or ``param`` (a library argument) is the setting the error
+    is about; ``{sample.max_epochs}`` or ``{allow_shortfall}`` in the message is another
+    one it mentions. ``str()``
+    names them as library arguments (``budget_tokens``) with the config key; the CLI names
+    its flags instead (:meth:`naming`), so a notebook user is never told about
+    ``--budget-tokens``.
+    """
 
     exit_code: int = 1
+
+    def __init__(self, message: str = "", *, key: str | None = None, param: str | None = None):
+        self.template = message
+        self.key = key
+        self.param = param if param is not None else (key.rsplit(".", 1)[-1] if key else None)
+        super().__init__(self.naming())
+
+    def naming(self, flag_of: Callable[[str], str | None] | None = None) -> str:
+        """The message with every setting named by ``flag_of`` (setting → CLI flag), else
+        (no flag) as the library argument, the setting of the error first."""
+
+        def name(setting: str) -> str:
+            flag = flag_of(setting) if flag_of else None
+            return flag or setting.rsplit(".", 1)[-1]
+
+        text = _SETTING.sub(lambda m: name(m.group(1)), self.template)
+        subject = self.key or self.param
+        if subject is None:
+            return text
+        flag = flag_of(subject) if flag_of else None
+        where = f" (config {self.key})" if self.key else ""
+        return f"{flag or self.param}{where}: {text}"
 
 
 class UserError(HermesError):
@@ -46,6 +81,11 @@ class ConflictError(HermesError):
     """Raised when a concurrent writer committed conflicting data to the same table."""
 
     exit_code = 1
+
+
+class InvariantError(HermesError):
+    """Raised when a check of hermes' own invariants fails: a bug, or the data changed under
+    a running job (exit code 1, like any unexpected failure, but named)."""
 
 
 #: Failures Spark reports (as JVM exceptions) that mean the user's storage or paths are

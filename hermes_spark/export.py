@@ -37,7 +37,7 @@ from hermes_spark import io
 from hermes_spark.config import CorpusConfig
 from hermes_spark.corpus import corpus_name, list_input_files
 from hermes_spark.delta import get_store
-from hermes_spark.errors import InvalidConfigError, InvalidInputError
+from hermes_spark.errors import InvalidConfigError, InvalidInputError, InvariantError
 from hermes_spark.io import jsonable, report_path_for, write_text
 from hermes_spark.outputs import guard_output
 from hermes_spark.sampling.exports import doremi_json, megatron_blend, regmix_csv
@@ -579,7 +579,7 @@ def _place_files(
         if entry.type == pafs.FileType.File and match and not name.startswith((".", "_")):
             part = int(match.group(1))
             if part in by_part:
-                raise RuntimeError(f"Spark wrote two files for partition {part} in {tmp}")
+                raise InvariantError(f"Spark wrote two files for partition {part} in {tmp}")
             by_part[part] = entry.path
     empty = None
     if ext == "parquet":

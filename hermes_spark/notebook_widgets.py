@@ -12,6 +12,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from hermes_spark.errors import InvalidInputError
+
 
 class LocalWidgets:
     """The subset of ``dbutils.widgets`` the notebooks use: text, dropdown, get."""
@@ -37,7 +39,7 @@ class LocalWidgets:
         value = os.environ.get(f"HERMES_{name.upper()}", self._defaults[name])
         choices = getattr(self, "_choices", {}).get(name)
         if choices and value not in choices:
-            raise ValueError(f"widget {name}={value!r} is not one of {', '.join(choices)}")
+            raise InvalidInputError(f"widget {name}={value!r} is not one of {', '.join(choices)}")
         return value
 
 

@@ -113,14 +113,6 @@ def codes_columns(levels: Sequence[int], version: str) -> list[Column]:
     return cols
 
 
-def levels_of(df: DataFrame) -> tuple[int, ...] | None:
-    """Level sizes recorded on ``c1`` of a transformed frame (None when absent)."""
-    if "c1" not in df.columns:
-        return None
-    sizes = df.schema["c1"].metadata.get(LEVELS_FIELD_META)
-    return tuple(int(k) for k in sizes) if sizes else None
-
-
 def recorded_levels(store: DeltaStore, table: str, version: str) -> list[int] | None:
     """Level sizes that annotate recorded in the commit metadata for ``version`` (driver);
     None when no such commit is left in the log (e.g. trimmed by log retention)."""
@@ -172,19 +164,6 @@ def select_version_df(
     if version is not None and rows.limit(1).count() == 0:
         raise VersionMismatchError(f"{table} has no rows of codebook version {version}")
     return rows, chosen
-
-
-def single_version(df: DataFrame, what: str = "codes frame") -> str:
-    """The one codebook version of ``df`` (column metadata, else one small aggregation);
-    :class:`VersionMismatchError` when ``df`` mixes versions."""
-    versions = [r[0] for r in df.select(VERSION_COL).distinct().limit(2).collect()]
-    if len(versions) != 1:
-        shown = ", ".join(map(str, versions)) or "none"
-        raise VersionMismatchError(
-            f"{what} holds rows of {'several' if versions else 'no'} codebook versions "
-            f"({shown}); filter it to one with .where(\"{VERSION_COL} = '...'\")"
-        )
-    return str(versions[0])
 
 
 def jsonable_levels(levels: Sequence[Any]) -> list[int]:

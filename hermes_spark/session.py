@@ -196,8 +196,3 @@ def delta_jar_conf() -> dict[str, str]:
         found["spark.driver.extraClassPath"] = classpath
         found["spark.executor.extraClassPath"] = classpath
     return found
-
-
-def is_connect(spark: SparkSession) -> bool:
-    """True for a Spark Connect session (no SparkContext, no JVM in this process)."""
-    return type(spark).__module__.startswith("pyspark.sql.connect")

@@ -1,8 +1,9 @@
 """Bucket statistics for every level (SPEC "Statistics tables").
 
 :func:`bucket_stats` is the API: a codes DataFrame in, the lazy ``STATS`` and
-``STATS_levels`` DataFrames out, nothing written. :func:`compute_stats` is the path-based
-layer of ``hermes stats`` that writes them as two Delta tables.
+``STATS_levels`` DataFrames out, nothing written; it reads no table and imports nothing
+above it. :func:`hermes_spark.tasks.stats.compute_stats` is the table side of ``hermes
+stats`` that writes them as two Delta tables.
 
 One aggregation (grouping sets ``(bucket1..bucketL), ..., (bucket1), ()``) scans the
 codes once on executors; every coarser level and the per-bucket children/entropy are
@@ -20,34 +21,19 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
-from hermes_spark.outputs import LEVELS_COLUMNS, STATS_COLUMNS, guard_output
-from hermes_spark.sampling.levels import infer_sizes
-from hermes_spark.sampling.sources import stats_rows
 from hermes_spark.schema import LEVELS_FIELD_META as LEVELS_META
-from hermes_spark.schema import REASON_COL, VERSION_COL, select_version
+from hermes_spark.schema import REASON_COL, VERSION_COL
 
 log = logging.getLogger(__name__)
 
 #: ``percentile_approx`` accuracy of ``quality_p50``/``quality_p70`` (rank error ≤ n/1000).
 QUALITY_ACCURACY = 1000
-
-
-@dataclass(frozen=True)
-class StatsResult:
-    """Where the two statistics tables went and the per-level summary rows."""
-
-    stats_table: str
-    levels_table: str
-    codebook_version: str
-    levels: list[dict]
 
 
 # ------------------------------------------------------------------ codes frames
@@ -198,7 +184,7 @@ def _stats_rows(agg: DataFrame, n: int, version: str) -> DataFrame:
     )
 
 
-def _cells_total(agg: DataFrame, n: int, sizes: Sequence[int] | None) -> DataFrame:
+def cells_total(agg: DataFrame, n: int, sizes: Sequence[int] | None) -> DataFrame:
     """``level, cells_total``: from the given sizes, else from the sizes inferred in the
     rollup's total row (``K1 = max(c1) + 1`` is then a lower bound)."""
     if sizes is not None:
@@ -274,44 +260,4 @@ def bucket_stats(
         )
     agg = _rollup(codes, n)
     stats = _stats_rows(agg, n, version)
-    return stats, level_stats(stats, _cells_total(agg, n, sizes), version)
-
-
-def compute_stats(
-    spark: SparkSession,
-    table: str,
-    out: str,
-    version: str | None = None,
-    sizes: list[int] | None = None,
-) -> StatsResult:
-    """Write ``out`` (bucket stats) and ``out + '_levels'`` for one codebook version.
-
-    Driver orchestration of :func:`bucket_stats`: the codes are scanned once (the STATS
-    write); ``STATS_levels`` is computed from the written STATS table.
-    """
-    from hermes_spark.delta.describe import describe_table
-    from hermes_spark.schema import recorded_levels
-
-    store = get_store(spark)
-    guard_output(out, "stats --out", store=store, columns=STATS_COLUMNS)
-    guard_output(f"{out}_levels", "stats --out", store=store, columns=LEVELS_COLUMNS)
-    codes, chosen = select_version(store, table, version)
-    if sizes is None:
-        sizes = recorded_levels(store, table, chosen)
-    if sizes is not None and len(sizes) != code_levels(codes):
-        sizes = None
-    stats, _ = bucket_stats(codes, sizes)
-    store.overwrite(stats, out)
-    written = store.read(out)
-    n = code_levels(codes)
-    if sizes is None:
-        by_level, _ = stats_rows(written, chosen, n, name=out)
-        sizes = list(infer_sizes(by_level))
-    levels_df = level_stats(written, _cells_total(written, n, sizes), chosen)
-    levels_table = f"{out}_levels"
-    store.overwrite(levels_df, levels_table)
-    props = {"codebook_version": chosen, "levels": ",".join(map(str, sizes or ()))}
-    describe_table(store, out, "stats", props)
-    describe_table(store, levels_table, "levels", props)
-    rows = [r.asDict() for r in store.read(levels_table).orderBy("level").collect()]
-    return StatsResult(out, levels_table, chosen, rows)
+    return stats, level_stats(stats, cells_total(agg, n, sizes), version)

@@ -13,9 +13,15 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from hermes_spark.delta import get_store, rejects_table
+from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
-from hermes_spark.schema import DEVICE_META, VERSION_COL, VERSION_META, embeddings_table_name
+from hermes_spark.schema import (
+    DEVICE_META,
+    VERSION_COL,
+    VERSION_META,
+    embeddings_table_name,
+    rejects_table_name,
+)
 from hermes_spark.tasks.ledger import forget_version, ledger_table_name
 
 log = logging.getLogger(__name__)
@@ -58,7 +64,7 @@ def list_versions(spark: SparkSession, table: str) -> list[VersionInfo]:
         .collect()
     )
     rejects: dict[str, int] = {}
-    rt = rejects_table(table)
+    rt = rejects_table_name(table)
     if store.exists(rt):
         rejects = {
             r[VERSION_COL]: r["n"]
@@ -103,7 +109,7 @@ def drop_version(spark: SparkSession, table: str, version: str) -> int:
     store = get_store(spark)
     predicate = f"{VERSION_COL} = '{version}'"
     deleted = store.delete(table, predicate)
-    rt = rejects_table(table)
+    rt = rejects_table_name(table)
     if store.exists(rt):
         store.delete(rt, predicate)
     forget_version(store, table, version)  # its files are no longer finished
@@ -121,7 +127,11 @@ def vacuum(spark: SparkSession, table: str, *, dry_run: bool = False) -> list[st
     """
     store = get_store(spark)
     removed = list(store.vacuum(table, dry_run=dry_run))
-    for sibling in (rejects_table(table), ledger_table_name(table), embeddings_table_name(table)):
+    for sibling in (
+        rejects_table_name(table),
+        ledger_table_name(table),
+        embeddings_table_name(table),
+    ):
         if store.exists(sibling):
             removed += store.vacuum(sibling, dry_run=dry_run)
     return removed

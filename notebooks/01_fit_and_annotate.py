@@ -72,20 +72,9 @@ else:
 codebook = w.get("codebook")
 fitted_now = not io.exists(codebook)
 if fitted_now:
-    estimator = HermesEstimator(
-        levels=cfg.fit.levels,
-        model=cfg.model.name,
-        max_seq_length=cfg.model.max_seq_length,
-        sample_size=cfg.fit.sample_size,
-        seed=cfg.fit.seed,
-        lst_dim=cfg.fit.lst_dim,
-        embedding_col=cfg.corpus.embedding_col,
-        tokens_col=cfg.corpus.tokens_col,
-    )
+    estimator = HermesEstimator.from_config(cfg)
     estimator.fit(corpus).save(codebook)
-model = HermesModel.load(
-    codebook, embedding_col=cfg.corpus.embedding_col, tokens_col=cfg.corpus.tokens_col
-)
+model = HermesModel.load(codebook).with_config(cfg)
 model.fit_report
 
 # COMMAND ----------

@@ -16,16 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # contract suite, catalog names, Delta corpora with deletion vectors, and S3.
 os.environ.setdefault("HERMES_DELTA_ENGINE", "embedded")
 
-#: The shared real corpora (never copied into the repo); tests skip when absent.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def shared_corpus(name: str) -> Path:
-    """Path of a shared corpus file, or skip the test with the reason."""
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"shared corpus {path} is absent (only present next to the project checkout)")
-    return path
+from tests.helpers import SHARED_DATA, shared_corpus  # noqa: F401 (older imports)
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +27,33 @@ def spark():
     session = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"})
     yield session
     session.stop()
+
+
+#: The tier of each test folder: its tests carry that marker (and may carry more, e.g. a
+#: spark test that also loads the model), so ``-m`` selects exactly what a folder holds.
+FOLDER_MARKERS = {
+    "unit": "unit",
+    "spark": "spark",
+    "model": "model",
+    "cluster": "cluster",
+    "connect": "connect",
+    "browser": "browser",
+    "drills": "drill",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test with its folder's tier; a ``model`` test outside tests/model or a
+    ``unit`` one outside tests/unit is a collection error (markers match folders)."""
+    root = Path(__file__).resolve().parent
+    misplaced = []
+    for item in items:
+        folder = Path(str(item.path)).resolve().relative_to(root).parts[0]
+        marker = FOLDER_MARKERS.get(folder)
+        if marker:
+            item.add_marker(getattr(pytest.mark, marker))
+        for tier in ("unit",):
+            if item.get_closest_marker(tier) and folder != tier:
+                misplaced.append(f"{item.nodeid} is marked {tier} but lives in tests/{folder}")
+    if misplaced:
+        raise pytest.UsageError("\n".join(misplaced))

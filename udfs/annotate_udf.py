@@ -75,29 +75,6 @@ def make_embed_fn(
     return embed_batches
 
 
-#: Job-scoped Spark local property for failure drills: when set to ``first-attempt`` every
-#: annotate task raises on its first attempt (Spark retries it; output must not duplicate).
-FAIL_PROPERTY = "hermes.inject_failure"
-
-
-class InjectedFailure(RuntimeError):
-    """Raised on purpose by a failure drill (see :data:`FAIL_PROPERTY`)."""
-
-
-def _maybe_fail() -> None:
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    if (
-        ctx is not None
-        and ctx.getLocalProperty(FAIL_PROPERTY) == "first-attempt"
-        and ctx.attemptNumber() == 0
-    ):
-        raise InjectedFailure(
-            f"injected failure in partition {ctx.partitionId()} attempt {ctx.attemptNumber()}"
-        )
-
-
 #: Largest token count the ``n_tokens int`` column holds.
 INT32_MAX = 2**31 - 1
 #: Input and output column carrying why a row has no codes (null = annotated).
@@ -423,7 +400,6 @@ def make_annotate_fn(
         checked = prefetched(frames, step.check) if ahead else map(step.check, frames)
         for frame in checked:
             yield step.finish(frame)
-            _maybe_fail()  # after output was produced, so a failed attempt leaves partial work
         stats = step.stats
         if stats is not None and stats.docs:
             log.info(

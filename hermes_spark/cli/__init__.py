@@ -136,6 +136,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def flag_for(setting: str, command: Command | None = None) -> str | None:
+    """The flag that sets ``setting`` (a config key, or a flag's destination for flags
+    without one): the running command's, else any command's. The flag table of
+    :mod:`.flags` is the one map from settings to flags."""
+    mine = (*COMMON, *(command.flags if command else ()))
+    for flag in (*mine, *(f for c in COMMANDS for f in c.flags)):
+        if setting == (flag.key if "." in setting else flag.attr):
+            return flag.names[0]
+    return None
+
+
+def _command_in(argv: Sequence[str]) -> Command | None:
+    """The command named in ``argv`` (for error messages), if any."""
+    names = {c.name: c for c in COMMANDS}
+    return next((names[a] for a in argv if a in names), None)
+
+
 #: Set for every run unless the caller set them: the model ships with the package (no hub),
 #: and tokenizers must not fork threads inside Spark's Python workers.
 RUN_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -171,8 +188,9 @@ def execute(argv: Sequence[str] | None = None) -> int:
     try:
         code, result = _run(argv)
     except HermesError as exc:
-        print(f"hermes: error: {exc}", file=sys.stderr)
-        code, result = exc.exit_code, {"error": str(exc), "exit_code": exc.exit_code}
+        message = exc.naming(lambda setting: flag_for(setting, _command_in(argv)))
+        print(f"hermes: error: {message}", file=sys.stderr)
+        code, result = exc.exit_code, {"error": message, "exit_code": exc.exit_code}
     except KeyboardInterrupt:
         print("hermes: interrupted", file=sys.stderr)
         code, result = 130, {"error": "interrupted", "exit_code": 130}

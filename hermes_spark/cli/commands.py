@@ -6,7 +6,6 @@ Only the CLI (and ``jobs/``) print for humans; the functions called here log.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -26,11 +25,10 @@ def _need(value: Any, flag: str) -> Any:
 def _spark(cfg: HermesConfig):
     """The session for a command; a person at a terminal also gets Spark's progress bar
     (when hermes builds the session: an attached one keeps its own settings)."""
-    from hermes_spark.delta import configure
+    from hermes_spark.delta import bind_settings
     from hermes_spark.object_stores import configure_from_session
     from hermes_spark.session import get_spark
 
-    configure(**dataclasses.asdict(cfg.delta))
     conf = dict(cfg.spark.conf)
     if cfg.catalog.warehouse:
         from hermes_spark.catalog import local_catalog_conf
@@ -46,6 +44,7 @@ def _spark(cfg: HermesConfig):
         remote=cfg.spark.remote,
         quiet=not logging.getLogger().isEnabledFor(logging.DEBUG),  # -v: Spark's own logs
     )
+    bind_settings(spark, cfg.delta)  # every table this command touches uses cfg.delta
     configure_from_session(spark)  # the session's fs.s3a.* settings serve io.py too
     return spark
 
@@ -80,7 +79,7 @@ def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
 def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes stats``."""
-    from hermes_spark.stats import compute_stats
+    from hermes_spark.tasks.stats import compute_stats
 
     table = _need(cfg.paths.table, "--table")
     out = _need(cfg.paths.stats, "--out")

@@ -1,10 +1,10 @@
 """Delta Lake tables behind one interface, with a native and an embedded backend.
 
-Import from here: :func:`get_store`, :class:`DeltaStore`, :func:`rejects_table`,
-:func:`parse_table`. Which backend runs is decided in :mod:`hermes_spark.delta.store`.
+Import from here: :func:`get_store`, :class:`DeltaStore`, :func:`parse_table`. Which
+backend runs is decided in :mod:`hermes_spark.delta.engine`.
 """
 
-from hermes_spark.delta.engine import get_store
+from hermes_spark.delta.engine import bind_settings, bound_settings, get_store
 from hermes_spark.delta.files import DATA_DIR, delta_schema, file_stats, spark_schema
 from hermes_spark.delta.store import (
     DEFAULT_RETENTION_HOURS,
@@ -12,12 +12,9 @@ from hermes_spark.delta.store import (
     DeltaSettings,
     DeltaStore,
     TableRef,
-    configure,
     is_catalog_name,
     native_delta_available,
     parse_table,
-    rejects_table,
-    settings,
 )
 
 __all__ = [
@@ -27,14 +24,13 @@ __all__ = [
     "DeltaSettings",
     "DeltaStore",
     "TableRef",
-    "configure",
+    "bind_settings",
+    "bound_settings",
     "delta_schema",
     "file_stats",
     "get_store",
     "is_catalog_name",
     "native_delta_available",
     "parse_table",
-    "rejects_table",
-    "settings",
     "spark_schema",
 ]

@@ -20,7 +20,7 @@ import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -35,51 +35,52 @@ DEFAULT_RETENTION_HOURS = 168
 
 @dataclass(frozen=True)
 class DeltaSettings:
-    """How hermes writes Delta tables (config section ``delta``)."""
+    """How hermes writes Delta tables: the one record of config section ``delta``
+    (``config.DeltaConfig`` is this class). Validated on construction."""
 
-    #: auto | native | embedded
+    #: auto (native where Delta SQL answers, else embedded) | native | embedded
     engine: str = "auto"
-    #: write a checkpoint every this many commits (embedded; native uses the table's
-    #: ``delta.checkpointInterval``, whose default is the same 10)
+    #: a checkpoint every this many commits keeps the log fast to read (embedded; native
+    #: uses the table's ``delta.checkpointInterval``, whose default is the same 10)
     checkpoint_interval: int = 10
-    #: at most this many rows per data file (Spark's ``maxRecordsPerFile``) of every table;
-    #: annotate also sizes a chunk's codes files by it; 0 = no limit
+    #: at most this many rows per data file of every table hermes writes (Spark's
+    #: maxRecordsPerFile; annotate also sizes a chunk's codes files by it); 0 = no limit.
+    #: The one row-count key (``annotate.rows_per_file`` is its deprecated alias).
     rows_per_file: int = 1_000_000
-    #: files younger than this are never vacuumed (protects writers still running)
+    #: vacuum never removes files younger than this (protects writers still running)
     vacuum_retention_hours: int = DEFAULT_RETENTION_HOURS
     #: a catalog is configured: a bare single word is a table name, not a relative path
     catalog_names: bool = False
-    #: columns each write task sorts its rows by (those present in the data), so with
+    #: each write task sorts its rows by these columns (when present), so with
     #: ``rows_per_file`` every file spans a narrow range and data skipping works
     sort_by: tuple[str, ...] = ("bucket1", "bucket2")
-    #: native Delta creates tables given ``cluster_by`` with liquid clustering (``CLUSTER
-    #: BY``) instead of partitions; false: partitioned, Z-ordered by ``optimize``
+    #: native Delta: tables given ``cluster_by`` are created CLUSTER BY (liquid
+    #: clustering) instead of partitioned; false: partitioned + Z-order by ``optimize``
     liquid_clustering: bool = True
 
+    def __post_init__(self) -> None:
+        sort_by: str | Sequence[str] | None = self.sort_by  # a config may give "a, b"
+        if isinstance(sort_by, str):
+            sort_by = [c.strip() for c in sort_by.split(",") if c.strip()]
+        object.__setattr__(self, "sort_by", tuple(sort_by or ()))
+        if self.engine not in ENGINES:
+            raise InvalidConfigError(
+                f"{self.engine!r} is not one of {', '.join(ENGINES)}", key="delta.engine"
+            )
+        value = self.checkpoint_interval
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InvalidConfigError(
+                f"must be a positive integer, got {value!r}", key="delta.checkpoint_interval"
+            )
+        for key in ("rows_per_file", "vacuum_retention_hours"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidConfigError(
+                    f"must be an integer >= 0, got {value!r}", key=f"delta.{key}"
+                )
 
-_settings = DeltaSettings()
+
 _detected: dict[int, tuple[bool, str]] = {}
-
-
-def configure(**changes: object) -> DeltaSettings:
-    """Set process-wide Delta settings (the CLI calls it once from the config); driver."""
-    global _settings
-    new = replace(_settings, **changes)
-    if new.engine not in ENGINES:
-        raise InvalidConfigError(f"config delta.engine: {new.engine!r} is not one of {ENGINES}")
-    for key in ("checkpoint_interval", "vacuum_retention_hours", "rows_per_file"):
-        value = getattr(new, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidConfigError(f"config delta.{key}: must be an integer >= 0, got {value!r}")
-    if isinstance(new.sort_by, str):
-        new = replace(new, sort_by=tuple(c.strip() for c in new.sort_by.split(",") if c.strip()))
-    _settings = new
-    return new
-
-
-def settings() -> DeltaSettings:
-    """The current process-wide Delta settings."""
-    return _settings
 
 
 # ----------------------------------------------------------------- table arguments
@@ -103,13 +104,14 @@ class TableRef:
         return "delta.`" + self.text.replace("`", "``") + "`"
 
 
-def parse_table(table: str, *, catalog: bool | None = None) -> TableRef:
+def parse_table(table: str, *, catalog: bool = False) -> TableRef:
     """Resolve ``table`` to a catalog name (``db.t``, ``cat.schema.t``) or a path.
 
     A path has a ``/`` or a URI scheme. A dotted identifier of 2 or 3 parts is a name. A
-    bare single word is a name only where a catalog is configured (``catalog`` or the
-    ``delta.catalog_names`` setting); otherwise it is refused, since it would silently
-    become a relative directory. Raises :class:`InvalidInputError` saying which it took.
+    bare single word is a name only where a catalog is configured (``catalog``, which a
+    store passes from its ``delta.catalog_names`` setting); otherwise it is refused, since
+    it would silently become a relative directory. Raises :class:`InvalidInputError`
+    saying which it took.
     """
     text = table.strip()
     if not text:
@@ -121,25 +123,18 @@ def parse_table(table: str, *, catalog: bool | None = None) -> TableRef:
             f"table {table!r} is neither a path (no '/') nor a catalog name like db.codes "
             "or catalog.schema.codes; write ./" + text + " for a relative path"
         )
-    if len(re.findall(_NAME_PART, text)) == 1:
-        allowed = _settings.catalog_names if catalog is None else catalog
-        if not allowed:
-            raise InvalidInputError(
-                f"table {table!r} is a bare word: taken as neither a path nor a catalog "
-                f"name. Write ./{text} for a directory here, or db.{text} for a table of "
-                "the Spark catalog (set delta.catalog_names: true to allow bare names)"
-            )
+    if len(re.findall(_NAME_PART, text)) == 1 and not catalog:
+        raise InvalidInputError(
+            f"table {table!r} is a bare word: taken as neither a path nor a catalog "
+            f"name. Write ./{text} for a directory here, or db.{text} for a table of "
+            "the Spark catalog (set delta.catalog_names: true to allow bare names)"
+        )
     return TableRef(text, True)
 
 
 def is_catalog_name(table: str) -> bool:
     """True when ``table`` is a catalog name (no ``/`` and no URI scheme), not a path."""
     return "/" not in table and "://" not in table and not table.startswith(".")
-
-
-def rejects_table(table: str) -> str:
-    """Name or path of the rejects table that belongs to ``table``."""
-    return f"{table.rstrip('/')}_rejects"
 
 
 # --------------------------------------------------------------- shared helpers
@@ -219,7 +214,7 @@ class DeltaStore(ABC):
 
     def __init__(self, spark: SparkSession, options: DeltaSettings | None = None) -> None:
         self.spark = spark
-        self.options = options or _settings
+        self.options = options or DeltaSettings()
 
     def clustered(self, df: DataFrame) -> DataFrame:
         """``df`` sorted within its partitions by the ``sort_by`` columns it has (no shuffle).
@@ -232,7 +227,7 @@ class DeltaStore(ABC):
 
     def ref(self, table: str) -> TableRef:
         """``table`` parsed as a path or catalog name (:func:`parse_table`)."""
-        return parse_table(table)
+        return parse_table(table, catalog=self.options.catalog_names)
 
     @abstractmethod
     def exists(self, table: str) -> bool:

@@ -12,7 +12,6 @@ from hermes_spark.embedding.models import (
     embed_texts,
     embedding_dim,
     load_model,
-    model_info,
     resolve_model_path,
 )
 from hermes_spark.embedding.vectors import decode_f16, encode_f16
@@ -27,7 +26,6 @@ __all__ = [
     "embedding_dim",
     "encode_f16",
     "load_model",
-    "model_info",
     "resolve_model_path",
     "task_cpus",
 ]

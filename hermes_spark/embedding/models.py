@@ -134,20 +134,6 @@ def count_tokens(model: Any, texts: Sequence[str]) -> np.ndarray:
     return np.fromiter((len(ids) for ids in encoded), dtype=np.int32, count=len(texts))
 
 
-def model_info(model: Any, name: str) -> dict[str, Any]:
-    """What the artifact records about the model (name, revision, dim)."""
-    revision = None
-    card = getattr(model, "model_card_data", None)
-    if card is not None:
-        revision = getattr(card, "base_model_revision", None)
-    return {
-        "name": name,
-        "revision": revision,
-        "dim": embedding_dim(model),
-        "max_seq_length": int(model.max_seq_length),
-    }
-
-
 def embedding_dim(model: Any) -> int:
     """Output dimension of a loaded sentence-transformers model."""
     getter = getattr(model, "get_embedding_dimension", None) or (

@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark import io
+from hermes_spark.artifacts import load_codebook
 from hermes_spark.config import HermesConfig
 from hermes_spark.corpus import check_columns, doc_id_column, read_corpus
 from hermes_spark.delta import get_store
@@ -168,9 +169,9 @@ def evaluate(
     if isinstance(label_cols, str):
         label_cols = [c.strip() for c in label_cols.split(",") if c.strip()]
     if sample_size < 2:
-        raise InvalidInputError(f"--sample must be at least 2, got {sample_size}")
+        raise InvalidInputError(f"must be at least 2, got {sample_size}", param="sample_size")
     n_fit = int(baseline_sample or sample_size)
-    codebook = Codebook.load(codebook_path)
+    codebook = load_codebook(codebook_path)
     codes, chosen = select_version(get_store(spark), table, version)
     if chosen != codebook.version:
         raise InvalidInputError(

@@ -36,7 +36,7 @@ from safetensors.numpy import load_file, save_file
 from hermes_spark.errors import ArtifactError, InvalidConfigError
 from hermes_spark.quantize.lst import LST, as_float32_matrix
 from hermes_spark.quantize.options import QuantizerOptions
-from hermes_spark.quantize.rvq import RVQ, check_levels, fit_rvq
+from hermes_spark.quantize.rvq import RVQ, check_level_sizes, fit_rvq
 from hermes_spark.quantize.tree import parent_depths
 from hermes_spark.quantize.warm_start import (
     check_parent,
@@ -163,14 +163,6 @@ class Codebook:
     def assign(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Codes int32 ``(n, L)`` and qerr float32 ``(n, L)`` for ``(n, dim)`` embeddings."""
         return self.rvq.encode(self.lst.transform(embeddings))
-
-    def check_compatible(self, model_name: str, dim: int) -> None:
-        """Raise :class:`ArtifactError` unless the codebook was fitted for this model/dim."""
-        if model_name != self.model["name"] or int(dim) != self.dim:
-            raise ArtifactError(
-                f"codebook {self.version} was fitted for model {self.model['name']!r} "
-                f"(dim {self.dim}), not {model_name!r} (dim {dim})"
-            )
 
     # ------------------------------------------------------------------ persistence
 
@@ -382,7 +374,7 @@ def fit_codebook(
             f"model {model['name']!r} declares dim {dim} but the embeddings have dim {arr.shape[1]}"
         )
     model = {**model, "dim": int(arr.shape[1])}
-    sizes = check_levels(levels)
+    sizes = check_level_sizes(levels)
     if arr.shape[0] < max(sizes):
         raise InvalidConfigError(
             f"level sizes {','.join(map(str, sizes))} need at least {max(sizes)} "

@@ -22,7 +22,7 @@ KMEANS_KINDS = ("euclidean", "spherical")
 
 
 def _bad(key: str, why: str) -> None:
-    raise InvalidConfigError(f"config fit.{key}: {why}")
+    raise InvalidConfigError(why, key=f"fit.{key}")
 
 
 @dataclass(frozen=True)

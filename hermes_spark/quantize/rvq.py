@@ -21,8 +21,9 @@ from hermes_spark.quantize.lst import as_float32_matrix
 
 __all__ = [
     "RVQ",
-    "check_levels",
+    "check_level_sizes",
     "fit_rvq",
+    "kmeans",
     "nearest_centroids",
     "nearest_in_parent",
     "refine_codebooks",
@@ -401,7 +402,7 @@ def _balance_bias(
     return (-eps * g).astype(np.float32)
 
 
-def _kmeans(
+def kmeans(
     x: np.ndarray,
     k: int,
     rng: np.random.Generator,
@@ -460,7 +461,7 @@ def _usage_stats(codes: np.ndarray, k: int) -> dict[str, float | int]:
     }
 
 
-def check_levels(levels: Sequence[int]) -> tuple[int, ...]:
+def check_level_sizes(levels: Sequence[int]) -> tuple[int, ...]:
     """Validate level sizes; :class:`InvalidConfigError` on anything but positive ints."""
     try:
         items = [levels] if isinstance(levels, (str, bytes)) else list(levels)
@@ -484,7 +485,7 @@ def _check_fit(
     """Validated ``(sizes, float32 sample, parent depths)`` of a :func:`fit_rvq` call."""
     from hermes_spark.quantize.tree import STAGE_BOOKS, parent_depths
 
-    sizes = check_levels(levels)
+    sizes = check_level_sizes(levels)
     arr = as_float32_matrix(x, "RVQ training sample")
     if arr.shape[0] < max(sizes):
         raise InvalidConfigError(
@@ -526,7 +527,7 @@ def fit_rvq(
     seeds with k-means++ (or starts from ``init[k]``) and runs ``n_iter`` Lloyd iterations,
     re-seeding empty clusters by splitting the largest one. ``spherical`` keeps stage-1
     centroids on the unit sphere; ``balance`` is the training-time Sinkhorn balance of
-    :func:`_kmeans` for stage 1 (the coarse buckets); ``refine_iters`` rounds of
+    :func:`kmeans` for stage 1 (the coarse buckets); ``refine_iters`` rounds of
     :func:`refine_codebooks` follow the greedy pass. ``stage_books`` other than ``shared``
     gives stages 2.. one codebook per parent cell (:mod:`hermes_spark.quantize.tree`),
     fitted after the shared one on all the training rows. Deterministic for a given
@@ -557,7 +558,7 @@ def fit_rvq(
         rng = np.random.default_rng(child)
         cap = k * max_points_per_centroid
         train = residual[np.sort(rng.choice(n, size=cap, replace=False))] if n > cap else residual
-        centroids, objective, splits = _kmeans(
+        centroids, objective, splits = kmeans(
             train,
             k,
             rng,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hermes_spark.quantize.rvq import _kmeans
+from hermes_spark.quantize.rvq import kmeans
 
 __all__ = ["STAGE_BOOKS", "fit_parent_books", "parent_depths"]
 
@@ -67,10 +67,10 @@ def fit_parent_books(
             rows = np.sort(rng.choice(rows, size=cap, replace=False))
         train = residual[rows]
         if fresh and rows.size >= k:
-            centroids, _, _ = _kmeans(train, k, rng, n_iter)
+            centroids, _, _ = kmeans(train, k, rng, n_iter)
             tally["fresh"] += 1
         else:
-            centroids, _, _ = _kmeans(train, k, rng, n_iter, shared, split_empty=False)
+            centroids, _, _ = kmeans(train, k, rng, n_iter, shared, split_empty=False)
             tally["refined"] += 1
         books[p * k : (p + 1) * k] = centroids
     return books, tally

@@ -14,11 +14,14 @@ def check_levels(weights_level: int, stage2_level: int | None, n_levels: int) ->
     s = w + 1 if stage2_level is None else int(stage2_level)
     if not 1 <= w < n_levels:
         raise InvalidConfigError(
-            f"--weights-level must be in 1..{n_levels - 1} (the table has {n_levels} code "
-            f"levels and Stage 2 needs a finer one), got {w}"
+            f"must be in 1..{n_levels - 1} (the table has {n_levels} code levels and Stage 2 "
+            f"needs a finer one), got {w}",
+            key="sample.weights_level",
         )
     if not w < s <= n_levels:
-        raise InvalidConfigError(f"--stage2-level must be in {w + 1}..{n_levels}, got {s}")
+        raise InvalidConfigError(
+            f"must be in {w + 1}..{n_levels}, got {s}", key="sample.stage2_level"
+        )
     return w, s
 
 

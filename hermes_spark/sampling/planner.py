@@ -193,9 +193,10 @@ def _stage1(
         pooled = " in its candidate pools" if (supply < tokens).any() else ""
         raise BudgetError(
             f"a budget of {budget:,.0f} tokens is impossible: the corpus holds "
-            f"{float(supply.sum()):,.0f} tokens{pooled} and --max-epochs {max_epochs:g} allows "
-            f"at most {capacity:,.0f}. Lower --budget-tokens, raise --max-epochs, or pass "
-            "--allow-shortfall to sample what there is and report the rest as unmet"
+            f"{float(supply.sum()):,.0f} tokens{pooled} and {{sample.max_epochs}} "
+            f"{max_epochs:g} allows at most {capacity:,.0f}. Lower {{sample.budget_tokens}}, "
+            "raise {sample.max_epochs}, or pass {allow_shortfall} to sample what there is "
+            "and report the rest as unmet"
         )
     stage1, shortfall = stage1_targets(resolved, supply, budget, max_epochs)
     return stage1, shortfall, winfo
@@ -280,8 +281,8 @@ def _check_budget_given(settings: SampleConfig) -> None:
     """The budget is given one way (exclusivity is :class:`SampleConfig`'s check)."""
     if settings.budget_tokens is None and settings.budget_share is None:
         raise InvalidConfigError(
-            "missing budget: give --budget-tokens N or --budget-share S "
-            "(or sample.budget_tokens / sample.budget_share)"
+            "missing budget: give {sample.budget_tokens} (tokens) or {sample.budget_share} "
+            "(a share of the version's tokens)"
         )
 
 
@@ -292,7 +293,9 @@ def resolve_budget(settings: SampleConfig, version_tokens: float) -> float:
         return float(settings.budget_tokens)
     assert settings.budget_share is not None
     if not version_tokens > 0:
-        raise InvalidInputError("--budget-share needs tokens: the chosen version has none")
+        raise InvalidInputError(
+            "needs tokens: the chosen version has none", key="sample.budget_share"
+        )
     return float(settings.budget_share) * version_tokens
 
 
@@ -644,7 +647,7 @@ def target_scored_codes(
         InvalidInputError: no document vectors (see :func:`_vector_spec`).
         VersionMismatchError: the artifact is not the codes' version.
     """
-    from hermes_spark.quantize.codebook import Codebook
+    from hermes_spark.artifacts import load_codebook
     from hermes_spark.sampling.similarity import (
         read_target_frame,
         scored_codes_from_settings,
@@ -663,7 +666,7 @@ def target_scored_codes(
             "target-top:p keeps the documents most similar to target examples: pass "
             "--target PATH (a corpus of a few hundred target texts)"
         )
-    cb = Codebook.load(codebook)
+    cb = load_codebook(codebook)
     if cb.version != version:
         raise VersionMismatchError(
             f"--codebook is version {cb.version}, the codes are {version}: score with the "
@@ -698,9 +701,9 @@ def _target_mapping(
         raise InvalidConfigError(
             "--weights target:PATH codes the target texts with the artifact: pass --codebook"
         )
-    from hermes_spark.quantize.codebook import Codebook
+    from hermes_spark.artifacts import load_codebook
 
-    sizes = levels or tuple(int(k) for k in Codebook.load(codebook).levels)
+    sizes = levels or tuple(int(k) for k in load_codebook(codebook).levels)
     store = get_store(spark)
     w = settings.weights_level
     if stats is not None:

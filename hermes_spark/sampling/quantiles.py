@@ -12,6 +12,8 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from hermes_spark.errors import InvariantError
+
 #: Histogram bins per round of the exact quantile search, and the most documents of one
 #: child's boundary bin that are sorted by one task (else the bin is refined again).
 KTH_BINS = 1024
@@ -80,7 +82,7 @@ def exact_kth_smallest(values: DataFrame, wanted: pd.DataFrame) -> dict[int, flo
         )
         merged = todo.merge(found, on="g", how="left")
         if merged["n"].isna().any():
-            raise RuntimeError("quantile search lost a group; the codes table changed meanwhile?")
+            raise InvariantError("quantile search lost a group; the codes table changed meanwhile?")
         merged["k"] = (merged["k"] - merged["below"]).astype(np.int64)
         merged["lo"], merged["hi"] = merged["bmin"], merged["bmax"]
         small = (merged["n"] <= KTH_SORT_LIMIT) & (merged["lo"] != merged["hi"])
@@ -103,5 +105,5 @@ def exact_kth_smallest(values: DataFrame, wanted: pd.DataFrame) -> dict[int, flo
         out.update(zip(picked["g"].tolist(), picked["v"].tolist(), strict=True))
     missing = set(wanted["g"].tolist()) - set(out)
     if missing:
-        raise RuntimeError(f"quantile search found no value for {len(missing)} group(s)")
+        raise InvariantError(f"quantile search found no value for {len(missing)} group(s)")
     return out

@@ -206,17 +206,17 @@ def fit_target_centroids(
         InvalidConfigError: ``k < 1``.
         InvalidInputError: no usable target vector.
     """
-    from hermes_spark.quantize.rvq import _kmeans
+    from hermes_spark.quantize.rvq import kmeans
 
     if int(k) < 1:
-        raise InvalidConfigError(f"--target-centroids must be >= 1, got {k!r}")
+        raise InvalidConfigError(f"must be >= 1, got {k!r}", key="sample.target_centroids")
     z = to_lst_space(np.asarray(vectors), lst_arrays(codebook))
     z = z[np.isfinite(z).all(axis=1)]
     if not len(z):
         raise InvalidInputError("no target example has a usable vector")
     kk = int(min(int(k), len(z)))
     x = np.ascontiguousarray(z, dtype=np.float32)
-    cents, _, _ = _kmeans(x, kk, np.random.default_rng(seed), n_iter, spherical=True)
+    cents, _, _ = kmeans(x, kk, np.random.default_rng(seed), n_iter, spherical=True)
     cents = cents.astype(np.float64)
     cents /= np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), _NORM_FLOOR)
     return TargetCentroids(cents.astype(np.float32), codebook.version, len(z), int(seed), source)
@@ -488,9 +488,9 @@ def scored_codes_from_settings(
                 f"made through the API): pass codes with their {SIM_COL} column "
                 "(with_target_similarity) to sample"
             )
-        from hermes_spark.quantize.codebook import Codebook
+        from hermes_spark.artifacts import load_codebook
 
-        codebook = Codebook.load(str(doc["codebook"]))
+        codebook = load_codebook(str(doc["codebook"]))
     target = TargetCentroids.from_dict(doc)
     if vec.get("kind") == "embeddings_table":
         store = get_store(spark)

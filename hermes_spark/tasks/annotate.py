@@ -186,23 +186,7 @@ def skip_or_reject_annotated(prepared: DataFrame, done: DataFrame, listed: DataF
 
 def model_for(cfg: HermesConfig, codebook_path: str) -> HermesModel:
     """The artifact at ``codebook_path`` with this run's column roles and run options."""
-    c = cfg.corpus
-    return HermesModel(load_codebook(codebook_path)).with_options(
-        id_col=c.id_col,
-        text_col=c.text_col,
-        embedding_col=c.embedding_col,
-        quality_col=c.quality_col,
-        tokens_col=c.tokens_col,
-        batch_size=cfg.model.batch_size,
-        device=cfg.model.device,
-        sort_window=cfg.model.sort_window,
-        batch_tokens=cfg.model.batch_tokens,
-        tokenizer=cfg.model.tokenizer,
-        backend=cfg.model.backend,
-        precision=cfg.model.precision,
-        task_gpu_amount=cfg.model.task_gpu_amount,
-        allow_backend_mismatch=cfg.model.allow_backend_mismatch,
-    )
+    return HermesModel(load_codebook(codebook_path)).with_config(cfg)
 
 
 def annotate(
@@ -213,7 +197,8 @@ def annotate(
     *,
     store_embeddings: bool = False,
 ) -> AnnotateReport:
-    """Annotate ``cfg.corpus`` with the codebook at ``codebook_path`` into ``table``."""
+    """Annotate ``cfg.corpus`` with the codebook at ``codebook_path`` into ``table``,
+    writing with ``cfg.delta`` (engine, rows per file, sort columns, ...)."""
     model = model_for(cfg, codebook_path)
     return annotate_table(
         spark,
@@ -223,6 +208,7 @@ def annotate(
         cfg.annotate,
         store_embeddings=store_embeddings,
         codebook_path=codebook_path,
+        store=get_store(spark, settings=cfg.delta),
     )
 
 
@@ -235,8 +221,10 @@ def annotate_table(
     *,
     store_embeddings: bool = False,
     codebook_path: str = "the codebook",
+    store: DeltaStore | None = None,
 ) -> AnnotateReport:
-    """Write ``model``'s codes for the corpus files of ``corpus`` into ``table`` (driver).
+    """Write ``model``'s codes for the corpus files of ``corpus`` into ``table`` (driver),
+    through ``store`` (default: the session's, :func:`~hermes_spark.delta.get_store`).
 
     Checks columns, dimensions and table writability before any heavy job.
     """
@@ -245,7 +233,7 @@ def annotate_table(
     files = list_input_files(corpus, spark)  # listed once per run
     if listed_at is not None and _delta_corpus_version(corpus) != listed_at:
         listed_at = None  # a commit landed while listing: no version to record
-    store = get_store(spark)
+    store = store or get_store(spark)
     run = _Run(spark, model, corpus, options, store, table, rejects_table_name(table))
     run = dataclasses.replace(run, corpus_version=listed_at)
     for name in (table, run.rejects, ledger.ledger_table_name(table)):

@@ -30,31 +30,8 @@ class FitResult:
 
 
 def estimator_for(cfg: HermesConfig) -> HermesEstimator:
-    """The estimator a config describes (``corpus``, ``model`` and ``fit`` sections)."""
-    c, m, f = cfg.corpus, cfg.model, cfg.fit
-    return HermesEstimator(
-        levels=f.levels,
-        model=m.name,
-        max_seq_length=m.max_seq_length,
-        lst_dim=f.lst_dim,
-        sample_size=f.sample_size,
-        seed=f.seed,
-        id_col=c.id_col,
-        text_col=c.text_col,
-        embedding_col=c.embedding_col,
-        quality_col=c.quality_col,
-        tokens_col=c.tokens_col,
-        batch_size=m.batch_size,
-        n_iter=f.n_iter,
-        device=m.device,
-        sort_window=m.sort_window,
-        backend=m.backend,
-        precision=m.precision,
-        batch_tokens=m.batch_tokens,
-        tokenizer=m.tokenizer,
-        quantizer=f.quantizer_options(),
-        init_from=f.init_from,
-    )
+    """The estimator a config describes (:meth:`HermesEstimator.from_config`)."""
+    return HermesEstimator.from_config(cfg)
 
 
 def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:

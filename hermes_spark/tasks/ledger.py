@@ -42,7 +42,7 @@ def ledger_table_name(table: str) -> str:
     return f"{table.rstrip('/')}_files"
 
 
-def file_key(entry: io.FileEntry) -> FileKey:
+def entry_key(entry: io.FileEntry) -> FileKey:
     """What identifies one finished file: URI, size and modification time."""
     return (entry.uri, int(entry.size), int(entry.mtime_ns))
 
@@ -160,7 +160,7 @@ def _append_mark(
 
 def pending_entries(entries: Iterable[io.FileEntry], finished: set[FileKey]) -> list[io.FileEntry]:
     """The listed files the ledger does not hold (a changed size or mtime is pending)."""
-    return [e for e in entries if file_key(e) not in finished]
+    return [e for e in entries if entry_key(e) not in finished]
 
 
 def _rows_frame(

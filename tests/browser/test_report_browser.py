@@ -19,7 +19,7 @@ SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "report.png"
 
 @pytest.fixture(scope="module")
 def page(spark, tmp_path_factory):
-    from tests.spark.test_sampling_spark import build_codes
+    from tests.helpers import build_codes
 
     root = tmp_path_factory.mktemp("browser_report")
     data = build_codes(spark, root)

@@ -40,9 +40,9 @@ import pytest
 from deltalake import DeltaTable
 
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig
-from hermes_spark.stats import compute_stats
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.tasks.fit import fit
+from hermes_spark.tasks.stats import compute_stats
 from tests.helpers import write_embedded_corpus
 
 pytestmark = [pytest.mark.spark, pytest.mark.cluster]
@@ -76,7 +76,7 @@ _CLUSTER_RUN = textwrap.dedent("""
     from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig
     from hermes_spark.tasks.fit import fit
     from hermes_spark.session import get_spark
-    from hermes_spark.stats import compute_stats
+    from hermes_spark.tasks.stats import compute_stats
 
     a = json.loads(sys.argv[1])
     t = [time.monotonic()]

@@ -170,8 +170,32 @@ _FAILING_RUN = textwrap.dedent("""
     from hermes_spark.config import AnnotateConfig, CorpusConfig, FitConfig, HermesConfig
     from hermes_spark.tasks.fit import fit
     from hermes_spark.session import get_spark
-    from udfs.annotate_udf import FAIL_PROPERTY
+    import hermes_spark.coding as coding
 
+    FAIL_PROPERTY = "hermes.drill.fail"  # job-scoped: only the annotate jobs below fail
+
+    class InjectedFailure(RuntimeError):
+        pass
+
+    # The test seam: the executor function, wrapped so that every task of a job with
+    # FAIL_PROPERTY set raises on its first attempt after yielding its first output (a
+    # failed attempt leaves partial work; Spark retries it). Production code has no branch.
+    def failing_first_attempts(make_annotate_fn):
+        def make(*args, **kwargs):
+            inner = make_annotate_fn(*args, **kwargs)
+            def run(batches):
+                from pyspark import TaskContext
+                ctx = TaskContext.get()
+                for out in inner(batches):
+                    yield out
+                    if (ctx is not None and ctx.attemptNumber() == 0
+                            and ctx.getLocalProperty(FAIL_PROPERTY) == "first-attempt"):
+                        raise InjectedFailure(
+                            f"injected failure in partition {ctx.partitionId()} attempt 0")
+            return run
+        return make
+
+    coding.make_annotate_fn = failing_first_attempts(coding.make_annotate_fn)
     a = json.loads(sys.argv[1])
     spark = get_spark("local[2,2]", {"spark.sql.shuffle.partitions": "4"})
     sc = spark.sparkContext

@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
 from hermes_spark import HermesEstimator, bucket_stats, materialize, plan_mixture, sample
-from tests.conftest import shared_corpus
+from tests.helpers import shared_corpus
 
 pytestmark = [pytest.mark.model, pytest.mark.spark]
 

@@ -24,7 +24,7 @@ from hermes_spark.embedding.encoder import Encoder
 from hermes_spark.embedding.settings import ModelSettings
 from hermes_spark.embedding.tokenize import TextTokenizer, load_tokenizer
 from hermes_spark.errors import InvalidConfigError
-from tests.conftest import shared_corpus
+from tests.helpers import shared_corpus
 from udfs.annotate_udf import regroup
 
 TEXTS = [

@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 from hermes_spark import HermesEstimator, plan_mixture, sample
 from hermes_spark.config import CorpusConfig
 from hermes_spark.sampling.similarity import VectorSource, target_centroids, with_target_similarity
-from tests.conftest import shared_corpus
+from tests.helpers import shared_corpus
 
 pytestmark = [pytest.mark.model, pytest.mark.spark]
 

@@ -9,6 +9,6 @@ import pytest
 def shared_codes(spark, tmp_path_factory) -> dict[str, str]:
     """One synthetic corpus → codebook → codes → stats for the modules that only read it
     (built once per test session: fit + annotate are the slow part)."""
-    from tests.spark.test_sampling_spark import build_codes
+    from tests.helpers import build_codes
 
     return build_codes(spark, tmp_path_factory.mktemp("shared_codes"))

@@ -15,7 +15,7 @@ from hermes_spark.corpus import _check_embedded_readable
 from hermes_spark.delta import native_delta_available
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.paths import canonical_file_key, canonical_file_key_col
-from tests.helpers import assert_clean_error, run_cli, write_embedded_corpus
+from tests.helpers import assert_clean_error, run_cli, skip_or_fail_in_ci, write_embedded_corpus
 
 pytestmark = pytest.mark.spark
 
@@ -29,7 +29,7 @@ def delta_corpus(spark, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HERMES_DELTA_ENGINE", "native")  # the users' default with the jars
         if not native_delta_available(spark)[0]:
-            pytest.skip("native Delta is not configured (make setup fetches the jars)")
+            skip_or_fail_in_ci("native Delta is not configured (make setup fetches the jars)")
         root = tmp_path_factory.mktemp("delta_corpus")
         parquet = write_embedded_corpus(root / "parquet", n=200, dim=16, files=2)
         path = str(root / "delta")

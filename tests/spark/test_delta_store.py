@@ -23,9 +23,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from hermes_spark.delta import DATA_DIR, file_stats, is_catalog_name, rejects_table
+from hermes_spark.delta import DATA_DIR, file_stats, is_catalog_name
 from hermes_spark.delta.embedded import EmbeddedDeltaStore
 from hermes_spark.errors import ConflictError, InvalidInputError
+from hermes_spark.schema import rejects_table_name
 
 pytestmark = pytest.mark.spark
 
@@ -134,8 +135,8 @@ def test_names_and_rejects_table() -> None:
     assert is_catalog_name("main.hermes.codes")
     assert not is_catalog_name("/data/codes")
     assert not is_catalog_name("s3://bucket/codes")
-    assert rejects_table("/data/codes/") == "/data/codes_rejects"
-    assert rejects_table("main.hermes.codes") == "main.hermes.codes_rejects"
+    assert rejects_table_name("/data/codes/") == "/data/codes_rejects"
+    assert rejects_table_name("main.hermes.codes") == "main.hermes.codes_rejects"
 
 
 # ---------------------------------------------------------------- append and read
@@ -498,7 +499,7 @@ def test_native_catalog_table_by_name(spark, codes, tmp_path) -> None:
         assert spark.table(name).count() == 5  # a real catalog table
         assert (tmp_path / "wh" / "codes" / "_delta_log").is_dir()
         assert native.delete(name, "c1 = 0") == sum(1 for i in range(5) if i % 7 == 0)
-        assert rejects_table(name) == "hermes_t.codes_rejects"
+        assert rejects_table_name(name) == "hermes_t.codes_rejects"
     finally:
         spark.sql("DROP DATABASE IF EXISTS hermes_t CASCADE")
 

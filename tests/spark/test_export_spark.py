@@ -20,7 +20,8 @@ from hermes_spark.export import bucket_shards, export_training_data
 from hermes_spark.paths import canonical_file_key
 from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.select import run_sample
-from tests.spark.test_sampling_spark import assert_clean_error, build_codes, run
+from tests.helpers import assert_clean_error, build_codes
+from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.spark
 

@@ -16,11 +16,10 @@ from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, ModelConf
 from hermes_spark.delta import get_store
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.schema import recorded_levels
-from hermes_spark.stats import compute_stats
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.tasks.fit import fit
-from tests.conftest import shared_corpus
-from tests.helpers import write_embedded_corpus
+from hermes_spark.tasks.stats import compute_stats
+from tests.helpers import shared_corpus, write_embedded_corpus
 
 pytestmark = pytest.mark.spark
 

@@ -16,9 +16,9 @@ from hermes_spark.sampling.planner import plan_mixture
 from hermes_spark.sampling.quadmix_math import expected_repeats
 from hermes_spark.sampling.select import sample
 from hermes_spark.sampling.signals import parse_quality_cols, with_merged_quality
+from tests.helpers import CODES_LEVELS as LEVELS
 from tests.helpers import assert_clean_error
 from tests.helpers import run_cli as run
-from tests.spark.test_sampling_spark import LEVELS
 
 pytestmark = pytest.mark.spark
 BUDGET = 400_000

@@ -10,13 +10,8 @@ built-in scorer, tokens are word counts. Codes 16·8·8, weights ∝ bucket id, 
 from __future__ import annotations
 
 import json
-import re
-import zlib
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
@@ -25,51 +20,11 @@ from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.select import run_sample
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.tasks.fit import fit
-from tests.conftest import shared_corpus
-from udfs.quality import quality_scores
+from tests.helpers import MIXED_CORPORA, MIXED_DIM, MIXED_LEVELS, write_mixed_corpus
 
 pytestmark = pytest.mark.spark
 
-LEVELS = (16, 8, 8)
-DIM = 64
-CORPORA = ("ag_news_test.parquet", "dbpedia_hier_10k.parquet", "arxiv_0704_2k.parquet")
-
-
-def hashed_bow(texts: list[str], dim: int = DIM) -> np.ndarray:
-    """Unit feature-hashed bags of words (crc32 of the lower-cased word; signed)."""
-    out = np.zeros((len(texts), dim), dtype=np.float32)
-    for i, text in enumerate(texts):
-        for word in re.findall(r"[a-z]{3,}", text.lower()):
-            h = zlib.crc32(word.encode())
-            out[i, h % dim] += 1.0 if (h >> 16) & 1 else -1.0
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.where(norms > 0, norms, 1.0)
-
-
-def write_mixed_corpus(root) -> tuple[str, pd.DataFrame]:
-    frames = []
-    for name in CORPORA:
-        t = pq.read_table(shared_corpus(name), columns=["id", "text"]).to_pandas()
-        t["id"] = name.split("_")[0] + ":" + t["id"].astype(str)
-        frames.append(t)
-    docs = pd.concat(frames, ignore_index=True)
-    docs["tokens"] = docs["text"].str.split().str.len().clip(lower=1).astype(np.int64)
-    docs["quality"] = quality_scores(docs["text"]).to_numpy()
-    vecs = hashed_bow(docs["text"].tolist())
-    root.mkdir(parents=True, exist_ok=True)
-    for f, part in enumerate(np.array_split(np.arange(len(docs)), 4)):
-        sub = docs.iloc[part]
-        table = pa.table(
-            {
-                "id": sub["id"].tolist(),
-                "text": sub["text"].tolist(),
-                "tokens": pa.array(sub["tokens"].to_numpy(), type=pa.int64()),
-                "quality": pa.array(sub["quality"].to_numpy(), type=pa.float64()),
-                "emb": pa.array([list(map(float, v)) for v in vecs[part]], pa.list_(pa.float32())),
-            }
-        )
-        pq.write_table(table, root / f"part-{f}.parquet")
-    return str(root), docs
+LEVELS, DIM, CORPORA = MIXED_LEVELS, MIXED_DIM, MIXED_CORPORA
 
 
 @pytest.fixture(scope="module")

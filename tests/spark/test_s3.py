@@ -7,7 +7,9 @@ pyarrow with the same settings, copied from the session. One driver process
 builds the session the way spark-submit would hand it over (the ``fs.s3a.*`` settings in
 the session conf), then runs the ``hermes`` commands in it: fit, then **exactly** the
 arguments of the Airflow DAG's annotate and stats tasks (the crontab runs the same), then
-sample and export. Nothing of the pipeline touches a local path.
+sample and export; then the three commands that read the artifact by a user path besides
+annotate: evaluate, ``--weights target:`` and ``--stage2 target-top`` (target texts on S3
+too). Nothing of the pipeline touches a local path.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from tests.helpers import write_embedded_corpus
+from tests.helpers import skip_or_fail_in_ci, write_embedded_corpus
 from tests.scheduling_defs import airflow_tasks, crontab_submits, job_of
 from tests.servers import s3_server
 
@@ -37,6 +39,8 @@ REPO = Path(__file__).resolve().parents[2]
 N_DOCS = 60
 CORPUS = "s3a://corpora/web/"
 CODEBOOK = "s3a://hermes/codebook"
+TARGET = "s3a://corpora/target/"
+N_TARGET = 12
 
 _DRIVER = textwrap.dedent("""
     import contextlib, io, json, sys
@@ -65,7 +69,7 @@ def _jars() -> list[str]:
     jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
     for needed in ("hadoop-aws-", "bundle-", "delta-spark_", "delta-storage-"):
         if not any(Path(j).name.startswith(needed) for j in jars):
-            pytest.skip(f"{needed}*.jar is not in {jars_dir} (make setup fetches it)")
+            skip_or_fail_in_ci(f"{needed}*.jar is not in {jars_dir} (make setup fetches it)")
     return jars
 
 
@@ -110,6 +114,10 @@ def test_pipeline_with_every_path_on_s3a(tmp_path):
         client = s3.client()
         for part in sorted(local.glob("*.parquet")):
             client.upload_file(str(part), "corpora", f"web/{part.name}")
+        target = pq.read_table(sorted(local.glob("*.parquet"))[0]).slice(0, N_TARGET)
+        target = target.set_column(0, "id", [[f"t-{i}" for i in range(N_TARGET)]])
+        pq.write_table(target.select(["id", "text"]), tmp_path / "target.parquet")
+        client.upload_file(str(tmp_path / "target.parquet"), "corpora", "target/part-0.parquet")
         conf = _session_conf(s3, jars)
         commands = [
             ["fit", "--config", "default", "--input", CORPUS, "--tokens-col", "tokens",
@@ -122,6 +130,16 @@ def test_pipeline_with_every_path_on_s3a(tmp_path):
              "uniform", "--stage2", "random", "--seed", "5", "--codebook", CODEBOOK],
             ["export", "--config", "default", "--manifest", "s3a://hermes/manifest",
              "--input", CORPUS, "--out", "s3a://hermes/train", "--shards", "2"],
+            ["evaluate", "--config", "default", "--input", CORPUS, "--table",
+             "s3a://hermes/codes", "--codebook", CODEBOOK, "--in-sample", "--sample", "40",
+             "--baselines", "kmeans", "--label-cols", "cluster", "--out", "s3a://hermes/eval"],
+            ["sample", "--config", "default", "--table", "s3a://hermes/codes",
+             "--out", "s3a://hermes/target_w", "--budget-tokens", "200", "--weights",
+             f"target:{TARGET}", "--stage2", "random", "--seed", "5", "--codebook", CODEBOOK],
+            ["sample", "--config", "default", "--table", "s3a://hermes/codes",
+             "--out", "s3a://hermes/target_top", "--budget-tokens", "200", "--weights",
+             "uniform", "--stage2", "target-top:0.5", "--seed", "5", "--codebook", CODEBOOK,
+             "--target", TARGET, "--input", CORPUS],
         ]  # fmt: skip
         results = _run_driver(tmp_path, conf, commands)
         for r in results:
@@ -140,6 +158,17 @@ def test_pipeline_with_every_path_on_s3a(tmp_path):
         codes = DeltaTable("s3://hermes/codes", storage_options=opts).to_pandas()
         stats = DeltaTable("s3://hermes/stats", storage_options=opts).to_pandas()
         manifest = DeltaTable("s3://hermes/manifest", storage_options=opts).to_pandas()
+        target_w = DeltaTable("s3://hermes/target_w", storage_options=opts).to_pandas()
+        target_top = DeltaTable("s3://hermes/target_top", storage_options=opts).to_pandas()
+        evaluation = json.loads(
+            client.get_object(Bucket="hermes", Key="eval/evaluation.json")["Body"].read()
+        )
+        reports = {
+            name: json.loads(
+                client.get_object(Bucket="hermes", Key=f"{name}_report.json")["Body"].read()
+            )
+            for name in ("target_w", "target_top")
+        }
         fs = pafs.S3FileSystem(
             access_key=s3.access_key, secret_key=s3.secret_key, region=s3.region,
             endpoint_override=s3.endpoint.split("://", 1)[1], scheme="http",
@@ -159,6 +188,12 @@ def test_pipeline_with_every_path_on_s3a(tmp_path):
     assert len(shards) == 2 and exported == manifest["repeats"].sum()
     assert any(k.startswith("manifest") and k.endswith("report.json") for k in keys), sorted(keys)
     assert any(k.startswith("codes/_delta_log/") for k in keys)
+    # The artifact on S3 also served evaluate, target: weights and target-top.
+    assert evaluation["codebook_version"] == meta["codebook_version"], evaluation.keys()
+    assert reports["target_w"]["settings"]["weights"] == f"target:{TARGET}"
+    assert reports["target_top"]["settings"]["target_top"]["codebook"] == CODEBOOK
+    assert len(target_w) > 0 and len(target_top) > 0
+    assert set(target_top["doc_id"]) <= set(codes["doc_id"])
 
 
 def _assert_one_paragraph(result: dict, needles: tuple[str, ...]) -> None:

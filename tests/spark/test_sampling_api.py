@@ -19,7 +19,7 @@ from hermes_spark.sampling.materialize import materialize
 from hermes_spark.sampling.planner import compute_plan, plan_mixture
 from hermes_spark.sampling.select import run_sample, sample
 from hermes_spark.stats import bucket_stats
-from tests.spark.test_sampling_spark import LEVELS
+from tests.helpers import CODES_LEVELS as LEVELS
 
 pytestmark = pytest.mark.spark
 

@@ -17,7 +17,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, SampleConfig
+from hermes_spark.config import SampleConfig
 from hermes_spark.delta import get_store
 from hermes_spark.hashing import uniform
 from hermes_spark.sampling import quantiles as quantiles_mod
@@ -27,71 +27,13 @@ from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.quantiles import exact_kth_smallest, quality_rank
 from hermes_spark.sampling.select import run_sample, select_manifest
-from hermes_spark.stats import compute_stats
-from hermes_spark.tasks.annotate import annotate
-from hermes_spark.tasks.fit import fit
-from tests.conftest import shared_corpus
-from tests.helpers import assert_clean_error, clustered_vectors
+from tests.helpers import CODES_DOCS, CODES_LEVELS, assert_clean_error, build_codes, shared_corpus
 from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.spark
 
 
-LEVELS = (4, 4, 3)
-N_DOCS = 3000
-
-
-def write_corpus(path: Path, n: int = N_DOCS, dim: int = 32, seed: int = 0, files: int = 3) -> Path:
-    """``id, text, emb, tokens, quality`` (about 3% of qualities null) over ``files`` files."""
-    x = clustered_vectors(n, dim, clusters=24, seed=seed)
-    rng = np.random.default_rng(seed + 7)
-    tokens = rng.integers(20, 600, size=n)
-    quality = rng.random(n)
-    no_quality = rng.random(n) < 0.03
-    path.mkdir(parents=True, exist_ok=True)
-    per = -(-n // files)
-    for f in range(files):
-        lo, hi = f * per, min(n, (f + 1) * per)
-        table = pa.table(
-            {
-                "id": [f"d{i:05d}" for i in range(lo, hi)],
-                "text": [
-                    f"Document {i} talks about topic {i % 11}. It has several words in it."
-                    for i in range(lo, hi)
-                ],
-                "emb": pa.array(
-                    [list(map(float, v)) for v in x[lo:hi]], type=pa.list_(pa.float32())
-                ),
-                "tokens": pa.array(tokens[lo:hi], type=pa.int64()),
-                "quality": pa.array(
-                    [None if no_quality[i] else float(quality[i]) for i in range(lo, hi)],
-                    type=pa.float64(),
-                ),
-            }
-        )
-        pq.write_table(table, path / f"part-{f:03d}.parquet")
-    return path
-
-
-def build_codes(spark, root: Path) -> dict[str, str]:
-    """Corpus → fit → annotate (synthetic vectors, no model) → stats."""
-    corpus = write_corpus(root / "corpus")
-    cfg = HermesConfig(
-        corpus=CorpusConfig(
-            input=str(corpus), embedding_col="emb", tokens_col="tokens", quality_col="quality"
-        ),
-        fit=FitConfig(levels=LEVELS, sample_size=1500, seed=1, n_iter=10),
-    )
-    fit(spark, cfg, str(root / "cb"))
-    annotate(spark, cfg, str(root / "cb"), str(root / "codes"))
-    compute_stats(spark, str(root / "codes"), str(root / "stats"), None, list(LEVELS))
-    return {
-        "root": str(root),
-        "corpus": str(corpus),
-        "codes": str(root / "codes"),
-        "stats": str(root / "stats"),
-        "cb": str(root / "cb"),
-    }
+LEVELS, N_DOCS = CODES_LEVELS, CODES_DOCS
 
 
 @pytest.fixture(scope="module")

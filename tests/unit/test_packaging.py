@@ -142,6 +142,7 @@ def test_configs_ship_as_package_data_identical_to_conf(dist):
             for name in PACKAGED:
                 assert zf.read(f"hermes_spark/conf/{name}") == (REPO / "conf" / name).read_bytes()
             assert any(n == "udfs/annotate_udf.py" for n in names), key
+            assert "hermes_spark/py.typed" in names, key  # PEP 561: hints are shipped
     with zipfile.ZipFile(dist["zip"]) as zf:
         assert not [n for n in zf.namelist() if ".dist-info" in n]
     with zipfile.ZipFile(dist["wheel"]) as zw, zipfile.ZipFile(dist["zip"]) as zz:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hermes_spark.errors import InvalidInputError
-from tests.conftest import shared_corpus
+from tests.helpers import shared_corpus
 from udfs.quality import N_CHECKS, quality_scores
 
 PROSE = (

@@ -190,7 +190,7 @@ def test_split_recovers_from_collapsed_init() -> None:
     blob = np.array([[5.0, 0.0], [-5.0, 0.0]])
     x = (blob[rng.integers(2, size=400)] + 0.1 * rng.standard_normal((400, 2))).astype(np.float32)
     init = np.zeros((2, 2), dtype=np.float32)  # identical centroids: one is empty at once
-    centroids, objective, splits = rvq_mod._kmeans(x, 2, rng, n_iter=10, init=init)
+    centroids, objective, splits = rvq_mod.kmeans(x, 2, rng, n_iter=10, init=init)
     assert splits >= 1
     assert sorted(np.round(centroids[:, 0]).tolist()) == [-5.0, 5.0]
     assert objective[-1] < 0.05 * objective[0]
@@ -298,14 +298,6 @@ def test_codebook_assign_and_metrics(data: np.ndarray, book: Codebook) -> None:
     assert len(metrics["stages"]) == 3
     assert metrics["lst"]["out_dim"] == 16 and 0.0 < metrics["lst"]["explained_variance"] <= 1.0
     assert book.fit["sample_size"] == len(data) and book.fit["seed"] == 3
-
-
-def test_check_compatible(book: Codebook) -> None:
-    book.check_compatible("test/mini", DIM)
-    with pytest.raises(ArtifactError, match="other/model"):
-        book.check_compatible("other/model", DIM)
-    with pytest.raises(ArtifactError, match="dim 25"):
-        book.check_compatible("test/mini", 25)
 
 
 def test_fit_codebook_rejects_mismatched_model_dim(data: np.ndarray) -> None:

@@ -25,7 +25,7 @@ from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.schema import DEVICE_META
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.tasks.fit import fit
-from tests.conftest import shared_corpus
+from tests.helpers import shared_corpus
 
 pytestmark = [pytest.mark.spark, pytest.mark.model]
 

@@ -1,0 +1,137 @@
+"""The house's import rule, checked by reading every import (module level and inside
+functions) of ``hermes_spark/`` and ``udfs/``: a unit imports only units on lower floors
+(docs/ARCHITECTURE.md), and the DataFrame wing (``api``, ``stats``, ``sampling``) never
+reaches into tables (``delta``), executor functions (``udfs``) or a private name of
+``quantize``. Known debt is listed and may only shrink: a listed import that is gone
+fails too, so the list is kept honest."""
+
+from __future__ import annotations
+
+import ast
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Lowest first. A unit is a top-level module or subpackage of hermes_spark (or udfs/);
+#: the package root only holds the version and resolves its public names lazily.
+FLOORS: tuple[frozenset[str], ...] = tuple(
+    frozenset(f.split())
+    for f in (
+        "errors __init__",
+        "session runtime hashing packaged_conf catalog demo notebook_widgets",
+        "io",
+        "delta quantize embedding object_stores report",
+        "schema config artifacts udfs",
+        "corpus stats",
+        "coding evaluate",
+        "api",
+        "sampling",
+        "tasks",
+        "export rescore versions pipeline",
+        "cli",
+    )
+)
+#: The DataFrame wing and what it must not import.
+DATAFRAME_WING = ("api", "stats", "sampling")
+FORBIDDEN = ("delta", "udfs")
+#: (importing unit, imported unit) pairs the house still has to move (docs/ARCHITECTURE.md).
+KNOWN_DEBT = {
+    ("api", "udfs"),  # the executor functions are wired in api.py, not in coding.py
+    ("sampling", "delta"),  # planner, select, similarity still read tables
+    ("sampling", "udfs"),  # similarity re-embeds target-top vectors
+}
+
+
+def _unit(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] == "udfs":
+        return "udfs"
+    if parts[0] != "hermes_spark":
+        return None
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _is_unit(name: str) -> bool:
+    return (REPO / "hermes_spark" / f"{name}.py").exists() or (
+        REPO / "hermes_spark" / name
+    ).is_dir()
+
+
+def _sources() -> Iterator[tuple[str, Path]]:
+    for path in sorted([*REPO.glob("hermes_spark/**/*.py"), *REPO.glob("udfs/**/*.py")]):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1]
+        name = ".".join(parts)
+        yield _unit(name) or name, path
+
+
+@functools.cache
+def _imports(path: Path) -> tuple[tuple[str, str, int], ...]:
+    """(imported module, imported name or "", line) for every absolute import."""
+    return tuple(_walk(path))
+
+
+def _walk(path: Path) -> Iterator[tuple[str, str, int]]:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, "", node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                if node.module == "hermes_spark" and _is_unit(alias.name):
+                    yield f"hermes_spark.{alias.name}", "", node.lineno  # import io
+                else:
+                    yield node.module, alias.name, node.lineno
+
+
+def _floor(unit: str) -> int:
+    found = [i for i, units in enumerate(FLOORS) if unit in units]
+    assert found, f"{unit} is on no floor: add it to FLOORS and docs/ARCHITECTURE.md"
+    return found[0]
+
+
+@functools.cache
+def _edges() -> dict[tuple[str, str], list[str]]:
+    edges: dict[tuple[str, str], list[str]] = {}
+    for unit, path in _sources():
+        for module, _name, line in _imports(path):
+            target = _unit(module)
+            if target is None or target == unit:
+                continue
+            where = f"{path.relative_to(REPO)}:{line} imports {module}"
+            edges.setdefault((unit, target), []).append(where)
+    return edges
+
+
+def test_every_import_goes_down_a_floor() -> None:
+    upward = [
+        f"{where} ({unit} is on floor {_floor(unit) + 1}, {target} on {_floor(target) + 1})"
+        for (unit, target), wheres in sorted(_edges().items())
+        for where in wheres
+        if _floor(target) >= _floor(unit)
+    ]
+    assert not upward, "imports that do not go down a floor:\n" + "\n".join(upward)
+
+
+def test_the_dataframe_wing_never_reaches_into_tables_or_executors() -> None:
+    edges = _edges()
+    found = {
+        (unit, target) for unit, target in edges if unit in DATAFRAME_WING and target in FORBIDDEN
+    }
+    new = sorted(found - KNOWN_DEBT)
+    assert not new, "\n".join(w for pair in new for w in edges[pair])
+    paid = sorted(KNOWN_DEBT - found)
+    assert not paid, f"{paid} no longer happen: take them off KNOWN_DEBT and the docs"
+
+
+def test_no_private_name_crosses_a_unit() -> None:
+    private = [
+        f"{path.relative_to(REPO)}:{line} imports {name} from {module}"
+        for unit, path in _sources()
+        for module, name, line in _imports(path)
+        if name.startswith("_") and not name.startswith("__") and _unit(module) not in (None, unit)
+    ]
+    assert not private, "\n".join(private)
