@@ -69,8 +69,9 @@ def test_the_shipped_dag_loads_in_real_airflow(airflow_python, tmp_path):
     bag = json.loads(done.stdout.strip().splitlines()[-1])
     assert bag["errors"] == {}
     dag = bag["dags"]["hermes_nightly_annotate"]
-    assert dag["tasks"] == ["annotate", "stats"]
+    assert dag["tasks"] == ["annotate", "optimize", "stats"]
     assert dag["upstream"]["stats"] == ["annotate"]  # statistics only after annotation
+    assert dag["upstream"]["optimize"] == ["annotate"]  # clustering the files annotate wrote
     assert dag["retries"] == 2
     assert "0 2 * * *" in dag["schedule"]
 

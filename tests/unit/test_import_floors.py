@@ -20,16 +20,17 @@ FLOORS: tuple[frozenset[str], ...] = tuple(
     frozenset(f.split())
     for f in (
         "errors __init__",
-        "session runtime hashing packaged_conf catalog demo notebook_widgets",
+        "paths jars",
+        "session runtime hashing packaged_conf catalog notebook_widgets",
         "io",
         "delta quantize embedding object_stores report",
-        "schema config artifacts udfs",
-        "corpus stats",
+        "schema config artifacts outputs udfs",
+        "corpus stats cards tracking",
         "coding evaluate",
         "api",
         "sampling",
         "tasks",
-        "export rescore versions pipeline",
+        "export rescore versions demo",
         "cli",
     )
 )
