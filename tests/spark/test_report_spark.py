@@ -8,7 +8,6 @@ import json
 import re
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
@@ -88,33 +87,3 @@ def test_stats_and_sample_write_the_page_and_report_json_keeps_its_old_meaning(
     assert code == 0 and "deprecated" in err and "--mixture-report" in err
     assert json.loads((tmp_path / "old.json").read_text())["totals"] == mixture["totals"]
     assert not (tmp_path / "m2_report.json").exists()
-
-
-def test_the_demo_mixture_exports_reports_and_prints_runnable_commands(
-    spark, shared_codes, tmp_path, capsys
-):
-    from hermes_spark.config import CorpusConfig
-    from hermes_spark.demo_mixture import BUDGET_SHARE, design_mixture
-
-    data = shared_codes
-    corpus = CorpusConfig(input=data["corpus"], embedding_col="emb", tokens_col="tokens")
-    version = DeltaTable(data["codes"]).to_pandas()["codebook_version"].iloc[0]
-    run_ = design_mixture(
-        spark, corpus, table=data["codes"], stats=data["stats"], codebook=data["cb"],
-        version=version, out_dir=str(tmp_path / "demo"),
-    )  # fmt: skip
-    total = DeltaTable(data["stats"]).to_pandas().query("level == 1")["tokens"].sum()
-    assert run_.realized_tokens == pytest.approx(BUDGET_SHARE * total, rel=0.05)
-    assert (Path(run_.export) / "megatron_blend.txt").exists()
-    html = Path(run_.report).read_text()
-    assert "Centroid map" in html and "bucket explorer" in html
-    assert (Path(run_.explorer) / "index.html").exists()
-    # the printed sample command, run as printed, writes the same manifest again
-    (sample,) = [c for c in run_.commands if c.startswith("hermes sample ")]
-    again = sample.replace(run_.manifest, str(tmp_path / "again")).split()[1:]
-    code, _, err = run(capsys, *again)
-    assert code == 0, err
-    first = DeltaTable(run_.manifest).to_pandas().sort_values("doc_id").reset_index(drop=True)
-    second = DeltaTable(str(tmp_path / "again")).to_pandas()
-    second = second.sort_values("doc_id").reset_index(drop=True)
-    pd.testing.assert_frame_equal(first[["doc_id", "repeats"]], second[["doc_id", "repeats"]])
