@@ -18,7 +18,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from hermes_spark.errors import InvalidInputError
-from hermes_spark.schema import VERSION_COL, single_version
+from hermes_spark.schema import VERSION_COL
+from hermes_spark.stats import codes_version
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ def bucket_cards(
     missing = [c for c in keep_cols if c not in codes.columns]
     if missing:
         raise InvalidInputError(f"keep columns {missing} are not in the codes table")
-    version = version or single_version(codes, "the codes")
+    version = version or codes_version(codes)
     rows = _level_rows(codes, 1, seed, keep_cols)
     for k in range(2, level + 1):
         rows = rows.unionByName(_level_rows(codes, k, seed, keep_cols))
