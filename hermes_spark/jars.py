@@ -69,7 +69,12 @@ def lock_text() -> str:
     packaged = resources.files("hermes_spark").joinpath("conf", "jars.lock")
     if packaged.is_file():
         return packaged.read_text()
-    return (_CHECKOUT / "conf" / "jars.lock").read_text()
+    checkout = _CHECKOUT / "conf" / "jars.lock"
+    try:
+        return checkout.read_text()
+    except OSError:  # a zip of the sources without conf/ (e.g. a hand-made --py-files)
+        log.info("no jars.lock in the package or at %s: no pinned jars to load", checkout)
+        return ""
 
 
 def parse_lock(text: str) -> list[LockedJar]:
