@@ -188,16 +188,27 @@ def commits(table: str) -> int:
     return int(latest.split(".")[0]) + 1 if latest else 0
 
 
+def _log_actions(table: str) -> list[list[dict]]:
+    """The actions of every JSON commit of ``table``'s log, in version order."""
+    log_dir = Path(table) / "_delta_log"
+    if not log_dir.is_dir():
+        return []
+    return [
+        [json.loads(line) for line in path.read_text().splitlines() if line]
+        for path in sorted(log_dir.glob("*.json"))
+    ]
+
+
 def chunk_commits(table: str) -> int:
-    """:func:`commits` less an empty first commit: native Delta creates a liquid-clustered
-    codes table with ``CREATE TABLE`` (no data, no txn) before the first chunk's append."""
-    first = Path(table) / "_delta_log" / f"{0:020d}.json"
-    try:
-        actions = [json.loads(line) for line in first.read_text().splitlines() if line]
-    except FileNotFoundError:
-        return commits(table)
-    empty = not any("add" in a or "txn" in a for a in actions)
-    return commits(table) - (1 if empty else 0)
+    """Commits of ``table`` that carry an application transaction (each annotate chunk's
+    codes commit does): the table's ``CREATE TABLE``, its metadata commits (table and
+    column comments) and an ``OPTIMIZE`` are not chunk commits."""
+    return sum(any("txn" in a for a in actions) for actions in _log_actions(table))
+
+
+def data_commits(table: str) -> int:
+    """Commits of ``table`` that add data files (metadata-only commits left out)."""
+    return sum(any("add" in a for a in actions) for actions in _log_actions(table))
 
 
 def disk_files(table: str) -> set[str]:

@@ -291,7 +291,7 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(spark, setup, tmp_path):
     assert killed.killed, (tmp_path / "killed.log").read_text()[-3000:]
     assert killed.survivors == []  # driver, JVM and Python workers are all gone
     assert killed.uncommitted_at_kill
-    assert drill.commits(str(rejects)) == 1
+    assert drill.data_commits(str(rejects)) == 1
     assert drill.chunk_commits(str(table)) == setup.chunks - 1
     orphans = set(killed.uncommitted_at_kill)
     assert not (drill.log_files(str(table)) | drill.log_files(str(rejects))) & orphans
@@ -305,7 +305,7 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(spark, setup, tmp_path):
     # one commit per chunk in each table: no chunk transaction twice
     assert drill.chunk_commits(str(table)) == setup.chunks
     assert len(set(drill.txn_app_ids(str(table)))) == setup.chunks
-    assert drill.commits(str(rejects)) == 1
+    assert drill.data_commits(str(rejects)) == 1
 
     in_log = drill.log_files(str(table)) | drill.log_files(str(rejects))
     assert not in_log & orphans
