@@ -273,7 +273,8 @@ def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     settings = cfg.with_overrides({"sample": values}).sample
     from hermes_spark.sampling.weights import precheck_weights
 
-    precheck_weights(settings.weights, settings.weights_level, _code_levels(args))
+    if not settings.weights_version:  # carried keys are another version's codes
+        precheck_weights(settings.weights, settings.weights_level, _code_levels(args))
     return settings
 
 

@@ -73,7 +73,7 @@ def test_carried_weights_realize_the_v1_mixture_in_v1_cells(two_codebooks, capsy
         capsys, "sample", "--table", two_codebooks["table"], "--codebook-version", v2,
         "--weights", two_codebooks["weights"], "--weights-version", v1, "--weights-level", "2",
         "--budget-share", "0.25", "--max-epochs", "4", "--stage2", "random",
-        "--out", out, "--report", report,
+        "--out", out, "--mixture-report", report,
     )  # fmt: skip
     assert code == 0, err
     assert f"weights carried from {v1} level 1 to level 2" in stdout
