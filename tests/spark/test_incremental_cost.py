@@ -120,7 +120,7 @@ def test_the_table_is_read_a_fixed_number_of_times_whatever_the_chunks(
             return real_read(name)
 
         monkeypatch.setattr(store, "read", read)
-        monkeypatch.setattr(annotate_task, "get_store", lambda _spark: store)
+        monkeypatch.setattr(annotate_task, "get_store", lambda _spark, *_a, **_k: store)
         report = annotate(spark, _cfg(corpus, files_per_chunk=1), book, table)
         monkeypatch.undo()
         assert report.chunks_total == n_new and report.rows_written == 30 * n_new
@@ -129,8 +129,9 @@ def test_the_table_is_read_a_fixed_number_of_times_whatever_the_chunks(
 
     reads[1] = counted_runs(1)
     reads[4] = counted_runs(4)
-    # rows before + rows after + one id look-up, never one per chunk
-    assert reads[4] == reads[1] <= 3, reads
+    # rows before + rows after + one id look-up + the start-of-run check for raced
+    # commits: a fixed number, never one per chunk
+    assert reads[4] == reads[1] <= 4, reads
 
 
 def test_a_file_added_in_the_middle_forms_one_new_chunk(spark, book, tmp_path):
