@@ -426,8 +426,8 @@ def test_rescore_recomputes_quality_without_embedding(spark, data, tmp_path, cap
 @pytest.mark.parametrize(
     ("content", "suffix", "needles"),
     [
-        ('{"0": 1, "7.1": 1}', ".json", ["not level-1 bucket codes"]),
-        ('{"0": -1, "1": 2}', ".json", ["finite and >= 0", "'0=-1'"]),
+        ('{"0": 1, "7.1": 1}', ".json", ["'7.1'", "level 1 keys need 1"]),
+        ('{"0": -1, "1": 2}', ".json", ["finite and >= 0", "0=-1"]),
         ('{"0": NaN, "1": 2}', ".json", ["finite and >= 0"]),
         ('{"0": 0, "1": 0}', ".json", ["sum to 0"]),
         ('{"0": 1,', ".json", ["not valid JSON"]),
