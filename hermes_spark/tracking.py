@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from hermes_spark import __version__
+from hermes_spark import __version__, io
 from hermes_spark.config import HermesConfig, MlflowConfig
 from hermes_spark.errors import InvalidConfigError
 
@@ -278,6 +278,8 @@ def log_sample(run: RunLog, cfg: HermesConfig, result: Mapping[str, Any]) -> Non
     run.metrics(metrics)
     run.text(plan.to_json(), "plan.json")
     run.json(report, "mixture_report.json")
+    if result.get("page"):  # the HTML page of --report, one self-contained file
+        run.text(io.read_text(result["page"]), "report.html")
 
 
 def log_export(run: RunLog, cfg: HermesConfig, result: Any) -> None:

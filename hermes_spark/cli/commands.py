@@ -419,6 +419,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         "report_path": result.report_path,
         "report": result.report,
         "plan": plan,
+        "page": page,
     }
 
 

@@ -49,7 +49,8 @@ def test_plan_sample_and_export_each_log_a_run(shared_codes, tmp_path, capsys, s
     code, _, err = run_cli(capsys, "plan", *common, "--out", str(tmp_path / "plan.json"))
     assert code == 0, err
     manifest = str(tmp_path / "manifest")
-    code, _, err = run_cli(capsys, "sample", *common, "--out", manifest)
+    page = tmp_path / "page.html"
+    code, _, err = run_cli(capsys, "sample", *common, "--out", manifest, "--report", str(page))
     assert code == 0, err
     code, _, err = run_cli(
         capsys, "export", "--config", _config(tmp_path, store), "--mlflow-experiment", "mix",
@@ -77,7 +78,7 @@ def test_plan_sample_and_export_each_log_a_run(shared_codes, tmp_path, capsys, s
     )
     assert m["max_repeats"] >= 1
     names = {a.path for a in client.list_artifacts(sample.info.run_id)}
-    assert {"plan.json", "mixture_report.json"} <= names
+    assert {"plan.json", "mixture_report.json", "report.html"} <= names
     local = mlflow.artifacts.download_artifacts(
         run_id=sample.info.run_id,
         artifact_path="mixture_report.json",
