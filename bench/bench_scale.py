@@ -12,6 +12,11 @@ here (vectors given with ``--embedding-col``: no model cost):
    the median task input (bytes read + shuffle read; from Spark's status REST API).
 3. **export** of a 1% sample of those tables: time ratio and bytes read.
 
+Every job's bytes read and bytes shuffled (Spark's task metrics) are also printed over one
+plain scan / one plain shuffle of its input in the same run: annotate (a first run over
+the snapshot, then the incremental runs) against the snapshot; stats, plan and sample
+against the codes table; export against the corpus.
+
 ``--scale`` (default 0.1, so a 2-core machine finishes in minutes; 1 = the sizes above)
 multiplies every table size (not the 20k snapshot); the output says which sizes ran.
 Table building is not timed; a small warm-up run goes first.
@@ -33,7 +38,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import Column, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark import io
@@ -75,6 +80,21 @@ class Tasks:
     @property
     def skew(self) -> float:
         return self.largest / self.median if self.median else float("nan")
+
+
+@dataclass
+class Plain:
+    """One plain scan and one plain shuffle of a job's input, measured in the same run."""
+
+    name: str
+    scan: Tasks
+    shuffle: Tasks
+
+    def ratios(self, job: Tasks) -> tuple[float, float]:
+        """The job's bytes read and shuffled over this input's plain scan and shuffle."""
+        read = job.bytes_read / self.scan.bytes_read if self.scan.bytes_read else float("nan")
+        moved = job.shuffled / self.shuffle.shuffled if self.shuffle.shuffled else float("nan")
+        return read, moved
 
 
 def _get(url: str) -> Any:
@@ -252,7 +272,17 @@ def bench_annotate(spark: SparkSession, root: Path, scale: float) -> list[dict[s
     # warm-up: workers, JIT, the codebook broadcast path
     corpus, table = build_annotated_table(spark, root / "warm", 20_000, version, snapshot)
     annotate(spark, _cfg(corpus), str(root / "codebook"), table)
-    results = [{"plain": _plain_passes(spark, snapshot)}]
+    plain = _plain_passes(spark, spark.read.parquet(str(snapshot)), "id", "snapshot")
+    first = root / "first" / "corpus"
+    first.mkdir(parents=True)
+    shutil.copy(snapshot, first / "snapshot.parquet")
+    seconds, tasks, report = timed(
+        spark,
+        "annotate-first",
+        lambda: annotate(spark, _cfg(first), str(root / "codebook"), str(root / "first" / "c")),
+    )
+    assert report.rows_written == SNAPSHOT, report
+    results = [{"plain": plain, "first": (seconds, tasks)}]
     for rows in (max(20_000, int(n * scale)) for n in ANNOTATE_TABLES):
         where = root / f"t{rows}"
         corpus, table = build_annotated_table(spark, where, rows, version, snapshot)
@@ -271,18 +301,19 @@ def bench_annotate(spark: SparkSession, root: Path, scale: float) -> list[dict[s
     return results
 
 
-def _plain_passes(spark: SparkSession, snapshot: Path) -> tuple[Tasks, Tasks]:
-    """Task metrics of one plain scan and one plain shuffle of the snapshot (all columns):
-    the units annotate's bytes read and shuffled are given in."""
-    frame = spark.read.parquet(str(snapshot))
+def _plain_passes(spark: SparkSession, frame: DataFrame, key: str, name: str) -> Plain:
+    """Task metrics of one plain scan and one plain shuffle of ``frame`` (all columns,
+    hash-partitioned by ``key``): the units a job's bytes read and shuffled are given in."""
     _, scan, _ = timed(
-        spark, "plain-scan", lambda: frame.write.format("noop").mode("overwrite").save()
+        spark, f"plain-scan-{name}", lambda: frame.write.format("noop").mode("overwrite").save()
     )
-    shuffled = frame.repartition(16, "id")
+    shuffled = frame.repartition(16, key)
     _, shuffle, _ = timed(
-        spark, "plain-shuffle", lambda: shuffled.write.format("noop").mode("overwrite").save()
+        spark,
+        f"plain-shuffle-{name}",
+        lambda: shuffled.write.format("noop").mode("overwrite").save(),
     )
-    return scan, shuffle
+    return Plain(name, scan, shuffle)
 
 
 # --------------------------------------------------------------- stats / sample / export
@@ -352,15 +383,19 @@ def bench_tables(spark: SparkSession, root: Path, scale: float) -> list[dict[str
             f"stats-{rows}",
             lambda t=table, w=where: compute_stats(spark, t, str(w / "stats")),
         )
+        plain_codes = _plain_passes(spark, get_store(spark).read(table), "doc_id", "codes")
+        plain_corpus = _plain_passes(spark, spark.read.parquet(corpus), "id", "corpus")
         settings = SampleConfig(
             budget_tokens=float(total) * 0.01, weights="proportional", stage2="random", seed=0
         )
-
-        def sample(t: str = table, w: Path = where, settings: SampleConfig = settings) -> Any:
-            plan = compute_plan(spark, settings, table=t)
-            return run_sample(spark, t, str(w / "manifest"), plan)
-
-        t_sample, k_sample, _ = timed(spark, f"sample-{rows}", sample)
+        t_plan, k_plan, plan = timed(
+            spark, f"plan-{rows}", lambda t=table, c=settings: compute_plan(spark, c, table=t)
+        )
+        t_sample, k_sample, _ = timed(
+            spark,
+            f"sample-{rows}",
+            lambda t=table, w=where, p=plan: run_sample(spark, t, str(w / "manifest"), p),
+        )
         t_export, k_export, exported = timed(
             spark,
             f"export-{rows}",
@@ -371,15 +406,17 @@ def bench_tables(spark: SparkSession, root: Path, scale: float) -> list[dict[str
         results.append(
             {
                 "rows": rows,
+                "plain": {"codes": plain_codes, "corpus": plain_corpus},
                 "stats": (t_stats, k_stats),
+                "plan": (t_plan, k_plan),
                 "sample": (t_sample, k_sample),
                 "export": (t_export, k_export),
                 "exported_rows": exported.rows,
             }
         )
         print(
-            f"[bench-scale] {rows:,} codes rows: stats {t_stats:.1f} s, sample {t_sample:.1f} s, "
-            f"export {t_export:.1f} s",
+            f"[bench-scale] {rows:,} codes rows: stats {t_stats:.1f} s, plan {t_plan:.1f} s, "
+            f"sample {t_sample:.1f} s, export {t_export:.1f} s",
             flush=True,
         )
         shutil.rmtree(where, ignore_errors=True)
@@ -394,7 +431,8 @@ def _mb(n: int) -> str:
 
 
 def _print_annotate(runs: list[dict]) -> None:
-    scan, shuffle = runs[0]["plain"]
+    plain = runs[0]["plain"]
+    scan, shuffle = plain.scan, plain.shuffle
     ann = runs[1:]
     print(f"1. incremental annotate of a {SNAPSHOT:,}-doc snapshot into a table of N rows")
     print(
@@ -407,8 +445,7 @@ def _print_annotate(runs: list[dict]) -> None:
     )
     for r in ann:
         k = r["tasks"]
-        read = k.bytes_read / scan.bytes_read if scan.bytes_read else float("nan")
-        moved = k.shuffled / shuffle.shuffled if shuffle.shuffled else float("nan")
+        read, moved = plain.ratios(k)
         print(
             f"  {r['rows']:>11,} {r['files']:>6} {r['seconds']:>8.1f} {k.tasks:>6} "
             f"{_mb(k.largest):>9}/{_mb(k.median)} {read:>5.2f}x {moved:>8.2f}x"
@@ -421,6 +458,27 @@ def _print_annotate(runs: list[dict]) -> None:
     )
 
 
+#: The input each job's bytes are measured against.
+JOB_INPUTS = {"stats": "codes", "plan": "codes", "sample": "codes", "export": "corpus"}
+
+
+def _print_ratios(ann: list[dict], tab: list[dict]) -> None:
+    """Per job: bytes read / shuffled over one plain scan / shuffle of its input."""
+    print("per-job ratios: bytes read / one plain scan, bytes shuffled / one plain shuffle")
+    print(f"  {'job':<22} {'input':<22} {'read':>7} {'shuffled':>9}")
+    rows: list[tuple[str, Plain, Tasks]] = []
+    if ann:
+        rows.append(("annotate (first run)", ann[0]["plain"], ann[0]["first"][1]))
+        rows += [(f"annotate (incr., {r['rows']:,})", ann[0]["plain"], r["tasks"]) for r in ann[1:]]
+    for r in tab:
+        for job, src in JOB_INPUTS.items():
+            rows.append((f"{job} ({r['rows']:,})", r["plain"][src], r[job][1]))
+    for job, plain, k in rows:
+        read, moved = plain.ratios(k)
+        where = f"{plain.name} ({_mb(plain.scan.bytes_read)})"
+        print(f"  {job:<22} {where:<22} {read:>6.2f}x {moved:>8.2f}x")
+
+
 def print_report(spark: SparkSession, scale: float, ann: list[dict], tab: list[dict]) -> None:
     cores = spark.sparkContext.defaultParallelism
     engine = get_store(spark).name
@@ -428,12 +486,14 @@ def print_report(spark: SparkSession, scale: float, ann: list[dict], tab: list[d
         f"\nhermes bench-scale (scale {scale:g}, local[{cores}] cores, given vectors, "
         f"{engine} Delta)"
     )
+    if ann or tab:
+        _print_ratios(ann, tab)
     if ann:
         _print_annotate(ann)
     if not tab:
         return
     print("2./3. stats, sample (1% budget, random at L2) and export on codes tables")
-    for name in ("stats", "sample", "export"):
+    for name in ("stats", "plan", "sample", "export"):
         for r in tab:
             seconds, k = r[name]
             print(

@@ -17,11 +17,13 @@ How it scales (no task ever sorts a large child):
 1. ``u`` is cut into ``nb = ceil(pool_docs / BIN_DOCS)`` equal bins per child; one
    aggregation gives tokens per (child, bin): a histogram of ~``N / BIN_DOCS`` rows.
 2. Windows over that histogram give cumulative tokens; the bins whose token range lies
-   within ``±M`` of ``r`` (``M``: the largest pool document of the Stage-1 bucket) form the
-   child's boundary window; bins before it are taken whole, bins after it not at all.
-   The driver receives one row per child.
-3. Only documents in boundary windows are sorted, grouped by Stage-1 bucket, by a pandas
-   function that walks the children with the carry.
+   within ``±b`` of ``r`` form the child's boundary window, where ``b`` bounds the
+   rounding carry that can reach the child (half its earlier siblings' largest documents
+   at most; :mod:`hermes_spark.sampling.walk` proves it); bins before the window are
+   taken whole, bins after it not at all. The driver receives one row per child.
+3. Only documents in boundary windows are sorted, one pandas group per child; the
+   carries of a Stage-1 bucket are chained over the few midpoints near each child's goal
+   (:func:`hermes_spark.sampling.walk.walk_windows`).
 
 The manifest depends on the seed and the data only: every step is a deterministic
 function of (doc_id, seed, n_tokens, quality), never of partitioning or executors.
@@ -41,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -50,12 +53,13 @@ from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
 from hermes_spark.io import report_path_for, write_text
 from hermes_spark.outputs import guard_output
-from hermes_spark.sampling.allocate import TOP_RULES, take_prefix
+from hermes_spark.sampling.allocate import TOP_RULES
 from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.quadmix import plan_rated, quadmix_manifest, quality_histograms
 from hermes_spark.sampling.report import build_report
 from hermes_spark.sampling.signals import parse_quality_cols, with_merged_quality
 from hermes_spark.sampling.similarity import SIM_COL, scored_codes_from_settings
+from hermes_spark.sampling.walk import carry_bounds, walk_windows
 from hermes_spark.schema import SOURCE_COL, select_version
 from hermes_spark.stats import clean_codes, codes_version
 
@@ -136,80 +140,61 @@ def _pool(codes: DataFrame, params: DataFrame, plan: SamplePlan) -> DataFrame:
     )
 
 
-def boundary_windows(pool: DataFrame) -> pd.DataFrame:
+def boundary_windows(pool: DataFrame, params: pd.DataFrame) -> pd.DataFrame:
     """Histogram of ``u`` per child and each child's boundary window (one row per child).
 
-    Columns: ``child, pool_tokens_seen, pool_docs_seen, max_tokens, M, lo, hi, s0,
-    window_docs`` (``s0``: tokens of the bins before the window, all taken once more).
+    Two small jobs over the histogram (kept while they run): per-child sizes and largest
+    document, from which the driver bounds each child's incoming carry ``b``
+    (:func:`hermes_spark.sampling.walk.carry_bounds`); then the bins within ``r ± b``.
+    Columns: ``child, pool_tokens_seen, pool_docs_seen, max_tokens, M, b, lo, hi, s0,
+    window_docs`` (``s0``: tokens of the bins before the window, all taken once more;
+    ``M``: the Stage-1 bucket's largest pool document).
     """
-    hist = pool.groupBy("child", "parent", "r", "bin").agg(
-        F.sum("t").alias("tok"),
-        F.count(F.lit(1)).alias("docs"),
-        F.max("t").alias("tmax"),
-    )
-    running = (
-        Window.partitionBy("child")
-        .orderBy("bin")
-        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    )
     hist = (
-        hist.withColumn("cum_end", F.sum("tok").over(running))
-        .withColumn("cum_start", F.col("cum_end") - F.col("tok"))
-        .withColumn("M", F.max("tmax").over(Window.partitionBy("parent")).cast("double"))
+        pool.groupBy("child", "parent", "r", "bin")
+        .agg(F.sum("t").alias("tok"), F.count(F.lit(1)).alias("docs"), F.max("t").alias("tmax"))
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    low, high = F.col("r") - F.col("M"), F.col("r") + F.col("M")
-    inside = (F.col("cum_end") >= low) & (F.col("cum_start") <= high)
-    summary = hist.groupBy("child").agg(
-        F.sum("tok").alias("pool_tokens_seen"),
-        F.sum("docs").alias("pool_docs_seen"),
-        F.max("tmax").alias("max_tokens"),
-        F.max("M").alias("M"),
-        F.min(F.when(inside, F.col("bin"))).alias("lo"),
-        F.max(F.when(inside, F.col("bin"))).alias("hi"),
-        F.coalesce(F.sum(F.when(F.col("cum_end") < low, F.col("tok"))), F.lit(0)).alias("s0"),
-        F.sum(F.when(inside, F.col("docs"))).alias("window_docs"),
-    )
-    return summary.toPandas()
-
-
-def walk_parent(pdf: pd.DataFrame) -> pd.DataFrame:
-    """Resolve the boundary windows of one Stage-1 bucket (executor, pandas).
-
-    Input rows: ``parent, child, doc_id, u, t, full, r, rmax, s0`` of window documents.
-    Children are walked in id order carrying each one's rounding error to the next; a
-    child's documents in ``(u, doc_id)`` order are taken once more while their token
-    midpoint ``s0 + S_i - t_i/2`` is below the child's share (see
-    :func:`hermes_spark.sampling.allocate.take_prefix`).
-    """
-    pdf = pdf.sort_values(["child", "u", "doc_id"], kind="mergesort").reset_index(drop=True)
-    child = pdf["child"].to_numpy(dtype=np.int64)
-    tokens = pdf["t"].to_numpy(dtype=np.int64)
-    taken = np.zeros(len(pdf), dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, child[1:] != child[:-1]]) if len(pdf) else []
-    ends = np.r_[starts[1:], len(pdf)] if len(pdf) else []
-    carry = 0.0
-    for lo, hi in zip(starts, ends, strict=True):
-        s0 = float(pdf["s0"].iat[lo])
-        target = float(pdf["r"].iat[lo]) + carry
-        goal = min(max(target, 0.0), float(pdf["rmax"].iat[lo]))
-        seg = tokens[lo:hi]
-        n = take_prefix(seg, goal - s0)
-        taken[lo : lo + n] = 1
-        carry = target - (s0 + float(seg[:n].sum()))
-    repeats = pdf["full"].to_numpy(dtype=np.int64) + taken
-    keep = repeats >= 1
-    out = pd.DataFrame(
-        {
-            "doc_id": pdf["doc_id"].to_numpy()[keep],
-            "stage1_bucket": pdf["parent"].to_numpy(dtype=np.int64)[keep],
-            "stage2_bucket": child[keep],
-            "repeats": repeats[keep].astype(np.int32),
-            "tokens": tokens[keep].astype(np.int32),
-        }
-    )
-    if SOURCE_COL in pdf.columns:
-        out[SOURCE_COL] = pdf[SOURCE_COL].to_numpy()[keep]
-    return out
+    try:
+        sizes = (
+            hist.groupBy("child")
+            .agg(
+                F.sum("tok").alias("pool_tokens_seen"),
+                F.sum("docs").alias("pool_docs_seen"),
+                F.max("tmax").alias("max_tokens"),
+            )
+            .toPandas()
+        )
+        kids = params[["child", "parent", "r", "rmax", "pool_tokens"]].merge(sizes, on="child")
+        kids["max_tokens"] = kids["max_tokens"].astype(np.float64)
+        kids["b"] = carry_bounds(kids)
+        kids["M"] = kids.groupby("parent")["max_tokens"].transform("max")
+        bounds = hist.sparkSession.createDataFrame(
+            kids[["child", "b"]].astype({"child": np.int64}), "child long, b double"
+        )
+        running = (
+            Window.partitionBy("child")
+            .orderBy("bin")
+            .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        )
+        cum = (
+            hist.join(F.broadcast(bounds), "child")
+            .withColumn("cum_end", F.sum("tok").over(running))
+            .withColumn("cum_start", F.col("cum_end") - F.col("tok"))
+        )
+        low, high = F.col("r") - F.col("b"), F.col("r") + F.col("b")
+        inside = (F.col("cum_end") >= low) & (F.col("cum_start") <= high)
+        windows = cum.groupBy("child").agg(
+            F.min(F.when(inside, F.col("bin"))).alias("lo"),
+            F.max(F.when(inside, F.col("bin"))).alias("hi"),
+            F.coalesce(F.sum(F.when(F.col("cum_end") < low, F.col("tok"))), F.lit(0)).alias("s0"),
+            F.sum(F.when(inside, F.col("docs"))).alias("window_docs"),
+        )
+        windows = windows.toPandas()
+    finally:
+        hist.unpersist()
+    cols = ["child", "pool_tokens_seen", "pool_docs_seen", "max_tokens", "M", "b"]
+    return sizes[["child"]].merge(kids[cols], on="child", how="left").merge(windows, on="child")
 
 
 def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.DataFrame]:
@@ -242,7 +227,7 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
     if params.empty:
         return spark.createDataFrame([], schema), pd.DataFrame()
     params_df = spark.createDataFrame(params, _PARAMS_SCHEMA)
-    summary = boundary_windows(_pool(codes, params_df, plan))
+    summary = boundary_windows(_pool(codes, params_df, plan), params)
     merged = params.merge(summary, on="child", how="left")
     stale = (
         merged["pool_tokens_seen"].isna()
@@ -277,9 +262,12 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
             "lo",
             "hi",
             "s0",
+            "b",
         ]
     ].astype({"lo": np.int64, "hi": np.int64, "s0": np.int64})
-    params_df = spark.createDataFrame(full_params, _PARAMS_SCHEMA + ", lo long, hi long, s0 long")
+    params_df = spark.createDataFrame(
+        full_params, _PARAMS_SCHEMA + ", lo long, hi long, s0 long, b double"
+    )
     pool = _pool(codes, params_df, plan)
     bin_ = F.col("bin")
     outside = (
@@ -298,9 +286,9 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
         )
     )
     inside = pool.where(bin_.between(F.col("lo"), F.col("hi"))).select(
-        "parent", "child", "doc_id", "u", "t", "full", "r", "rmax", "s0", *source
+        "parent", "child", "doc_id", "u", "t", "full", "r", "rmax", "s0", "b", *source
     )
-    resolved = inside.groupBy("parent").applyInPandas(walk_parent, schema)
+    resolved = walk_windows(inside)
     return outside.unionByName(resolved), merged
 
 
