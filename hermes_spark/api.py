@@ -567,7 +567,7 @@ def prepare_pandas(corpus: pd.DataFrame, roles: ColumnRoles) -> pd.DataFrame:
         pdf["n_tokens"] = corpus[roles.tokens_col].to_numpy()
     if roles.quality_col:
         pdf["quality"] = corpus[roles.quality_col].astype("float64").to_numpy()
-    pdf[REASON_COL] = np.where(pdf["doc_id"].isna(), "null_id", None)
+    pdf[REASON_COL] = [("null_id" if missing else None) for missing in pdf["doc_id"].isna()]
     return pdf
 
 

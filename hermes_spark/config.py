@@ -310,23 +310,23 @@ def load_config(path: str | Path | None) -> HermesConfig:
     """Read a YAML config (a path or a packaged name); ``None`` gives the built-in defaults."""
     if path is None:
         return HermesConfig()
-    path = resolve_config(path)  # a name (default, cluster-gpu) or a path
-    if not path.is_file():
-        raise InvalidConfigError(f"config file {path} does not exist")
+    source = resolve_config(path)  # a name (default, cluster-gpu) or a path
+    if not source.is_file():
+        raise InvalidConfigError(f"config file {source} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(source.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise InvalidConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise InvalidConfigError(f"config file {source} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise InvalidConfigError(f"config file {path} must be a mapping of sections")
+        raise InvalidConfigError(f"config file {source} must be a mapping of sections")
     sections = {f.name for f in dataclasses.fields(HermesConfig)}
     unknown = sorted(set(raw) - sections)
     if unknown:
         raise InvalidConfigError(
-            f"config file {path}: unknown section(s) {', '.join(unknown)}; "
+            f"config file {source}: unknown section(s) {', '.join(unknown)}; "
             f"known sections are {', '.join(sorted(sections))}"
         )
-    raw = _move_deprecated_keys(raw, str(path))
+    raw = _move_deprecated_keys(raw, str(source))
     return HermesConfig(**{name: _build(name, raw[name] or {}) for name in raw})
 
 
@@ -362,7 +362,7 @@ def _move_deprecated_keys(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _build(section: str, values: Mapping[str, Any]) -> Any:
-    cls = {f.name: f.default_factory for f in dataclasses.fields(HermesConfig)}[section]
+    cls = type(getattr(HermesConfig(), section))
     known = {f.name for f in dataclasses.fields(cls)}
     if not isinstance(values, Mapping):
         raise InvalidConfigError(f"config section {section} must be a mapping")

@@ -10,6 +10,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -233,16 +234,16 @@ def read_corpus(
     if files is None:
         files = list_input_files(cfg, spark).paths
     if cfg.format == "json":
-        reader = spark.read.option("mode", "PERMISSIVE").option(
+        json_reader = spark.read.option("mode", "PERMISSIVE").option(
             "columnNameOfCorruptRecord", CORRUPT_COL
         )
         key = _json_key(spark, cfg)
         if key not in _JSON_SCHEMAS:  # inferred once per run: a pass over these files
-            inferred = reader.json(io.spark_paths(files)).schema
+            inferred = json_reader.json(io.spark_paths(files)).schema
             if CORRUPT_COL not in inferred.fieldNames():  # later files may hold bad lines
                 inferred = inferred.add(CORRUPT_COL, T.StringType())
             _JSON_SCHEMAS[key] = inferred
-        return reader.schema(_JSON_SCHEMAS[key]).json(io.spark_paths(files))
+        return json_reader.schema(_JSON_SCHEMAS[key]).json(io.spark_paths(files))
     return spark.read.parquet(*io.spark_paths(files))
 
 
@@ -277,7 +278,7 @@ def check_columns(schema: T.StructType, cfg: CorpusConfig, *, embedding_dim: int
     need(cfg.tokens_col, "tokens", _INTEGRAL)
     need(cfg.embedding_col, "embedding", (T.ArrayType,))
     if cfg.embedding_col in fields and isinstance(fields[cfg.embedding_col], T.ArrayType):
-        element = fields[cfg.embedding_col].elementType
+        element = cast(T.ArrayType, fields[cfg.embedding_col]).elementType
         if not isinstance(element, T.FloatType | T.DoubleType):
             problems.append(
                 f"embedding column {cfg.embedding_col!r} must be array<float>, "

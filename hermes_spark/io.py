@@ -179,17 +179,17 @@ def _info(uri: str) -> tuple[pafs.FileSystem, str, pafs.FileInfo]:
 
 def exists(uri: str) -> bool:
     """True when a file or directory exists at ``uri``."""
-    return _info(uri)[2].type != pafs.FileType.NotFound
+    return bool(_info(uri)[2].type != pafs.FileType.NotFound)
 
 
 def is_dir(uri: str) -> bool:
     """True when ``uri`` is a directory (an S3 prefix with objects under it counts)."""
-    return _info(uri)[2].type == pafs.FileType.Directory
+    return bool(_info(uri)[2].type == pafs.FileType.Directory)
 
 
 def is_file(uri: str) -> bool:
     """True when ``uri`` is a regular file."""
-    return _info(uri)[2].type == pafs.FileType.File
+    return bool(_info(uri)[2].type == pafs.FileType.File)
 
 
 def makedirs(uri: str) -> None:
@@ -204,7 +204,9 @@ def read_bytes(uri: str) -> bytes:
     if info.type != pafs.FileType.File:
         raise InvalidInputError(f"{uri} does not exist or is not a file")
     with fs.open_input_stream(path) as f:
-        return f.read()
+        data: bytes = f.read()
+    return data
+
 
 
 def read_text(uri: str) -> str:

@@ -87,7 +87,9 @@ def parse_lock(text: str) -> list[LockedJar]:
         coord = parts[0].split(":")
         if len(parts) != 3 or len(coord) != 3 or parts[2] not in ROLES:
             raise JarFetchError(f"jars.lock line {number} is not 'group:artifact:version sha role'")
-        jars.append(LockedJar(*coord, sha256=parts[1].lower(), role=parts[2]))
+        group, artifact, version = coord
+        jars.append(LockedJar(group, artifact, version, sha256=parts[1].lower(), role=parts[2]))
+
     return jars
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
@@ -29,7 +30,8 @@ S3A_KEYS = (
 )
 
 
-def session_settings(spark: SparkSession, keys=S3A_KEYS) -> dict[str, str]:
+def session_settings(spark: SparkSession, keys: Sequence[str] = S3A_KEYS) -> dict[str, str]:
+
     """The subset of ``keys`` the session has set (unreadable or unset keys are skipped)."""
     found: dict[str, str] = {}
     for key in keys:

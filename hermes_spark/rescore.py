@@ -46,7 +46,7 @@ def rescore_quality(
     Raises:
         InvalidInputError: no document of the table is found in the corpus.
     """
-    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.pandas.functions import pandas_udf
 
     store = get_store(spark)
     codes, chosen = select_version(store, table, version)
@@ -64,7 +64,8 @@ def rescore_quality(
             f"{corpus_name(corpus)}: check --input/--input-table, --id-col and --text-col"
         )
 
-    @pandas_udf("double")
+    # pyspark's stubs know only the functionType= form, not the type-hinted one used here
+    @pandas_udf("double")  # type: ignore[call-overload, untyped-decorator]
     def score(text: pd.Series) -> pd.Series:
         from udfs.quality import quality_scores
 

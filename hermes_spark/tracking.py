@@ -112,7 +112,7 @@ class RunLog:
 
 def _experiment_id(mlflow: Any, name: str) -> str:
     found = mlflow.get_experiment_by_name(name)
-    return found.experiment_id if found is not None else mlflow.create_experiment(name)
+    return str(found.experiment_id if found is not None else mlflow.create_experiment(name))
 
 
 @contextmanager

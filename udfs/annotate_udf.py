@@ -69,7 +69,8 @@ def make_embed_fn(
     def embed_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         encoder = get_encoder(model)
         for pdf in regroup(batches, model.sort_window):
-            vectors, _ = encoder.encode(pdf["text"].tolist(), vectors=True, counts=False)
+            prepared = encoder.prepare(pdf["text"].tolist(), vectors=True, counts=False)
+            vectors = encoder.embed(prepared)
             yield pd.DataFrame({"doc_id": pdf["doc_id"], "embedding": list(vectors)})
 
     return embed_batches
@@ -148,7 +149,7 @@ def given_vectors(values: pd.Series, dim: int) -> tuple[np.ndarray, list[str | N
                 continue
             out[i] = row
     finite = finite_rows(out)
-    for i in np.flatnonzero(~finite):
+    for i in np.flatnonzero(~finite).tolist():
         reasons[i] = reasons[i] or "non_finite_embedding"
     out[~finite] = 0.0
     return unit_normalize(out), reasons
@@ -238,7 +239,7 @@ class FramePass:
         counts = np.zeros(n, dtype=np.int64)
         if self.has_tokens:
             counts, bad = token_counts(pdf["n_tokens"])
-            _merge(reasons, np.where(bad, "bad_token_count", None).tolist())
+            _merge(reasons, _flagged(bad, "bad_token_count"))
         vectors = np.zeros((n, dim), dtype=np.float32)
         if self.has_embedding:
             vectors, emb_reasons = given_vectors(pdf["embedding"], dim)
@@ -254,7 +255,7 @@ class FramePass:
                 counts[todo] = prepared.counts
                 big = prepared.counts > INT32_MAX
                 if big.any():
-                    _merge(reasons, np.where(big, "bad_token_count", None).tolist(), todo)
+                    _merge(reasons, _flagged(big, "bad_token_count"), todo)
         quality = (
             pd.to_numeric(pdf["quality"], errors="coerce").to_numpy(
                 dtype=np.float64, na_value=np.nan
@@ -290,7 +291,7 @@ class FramePass:
                 model_vectors = self.encoder.embed(frame.prepared)
                 vectors[todo] = model_vectors
                 finite = finite_rows(model_vectors)
-            _merge(reasons, np.where(finite, None, "non_finite_embedding").tolist(), todo)
+            _merge(reasons, _flagged(~finite, "non_finite_embedding"), todo)
         ok = np.array([r is None for r in reasons], dtype=bool)
         if ok.any() and not assigned:
             codes[ok], qerr[ok] = self.cb.assign(vectors[ok])
@@ -330,8 +331,14 @@ class FramePass:
         return self.finish(self.check(pdf))
 
 
+def _flagged(mask: np.ndarray, reason: str) -> list[str | None]:
+    """``reason`` where ``mask`` is set, ``None`` elsewhere (one entry per row)."""
+    return [reason if flag else None for flag in np.asarray(mask, dtype=bool).tolist()]
+
+
 def _merge(
     reasons: list[str | None], new: Sequence[str | None], where: np.ndarray | None = None
+
 ) -> None:
     """Set ``reasons[i]`` from ``new`` where it is still ``None`` (first reason wins)."""
     rows = range(len(reasons)) if where is None else where

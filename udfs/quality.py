@@ -62,7 +62,8 @@ _SHORT_LINE = 30
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+    return out
 
 
 def _at_most(x: np.ndarray, thr: float, scale: float) -> np.ndarray:
@@ -74,7 +75,8 @@ def _at_least(x: np.ndarray, thr: float, scale: float) -> np.ndarray:
 
 
 def _np(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return values.to_numpy(zero_copy_only=False).astype(np.float64)
+    out: np.ndarray = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    return out
 
 
 class _Segments:
@@ -87,14 +89,16 @@ class _Segments:
     def sum(self, values: pa.Array | np.ndarray) -> np.ndarray:
         vals = values if isinstance(values, np.ndarray) else _np(values)
         csum = np.concatenate(([0.0], np.cumsum(vals, dtype=np.float64)))
-        return csum[self.ends] - csum[self.ends - self.lengths]
+        sums: np.ndarray = csum[self.ends] - csum[self.ends - self.lengths]
+        return sums
 
     def parents(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.lengths)), self.lengths)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+    out: np.ndarray = np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+    return out
 
 
 def _count(arr: pa.Array, pattern: str) -> np.ndarray:

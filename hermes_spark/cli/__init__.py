@@ -17,7 +17,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from hermes_spark import __version__, tracking
 from hermes_spark.cli import commands
@@ -56,7 +56,7 @@ hdfs:// URIs; tables may also be catalog names. `hermes-spark COMMAND --help` fo
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would exit 2 with usage; keep that code
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 with usage; keep that code
         raise InvalidConfigError(f"{self.prog}: {message}")
 
 
@@ -76,7 +76,9 @@ def _add(target: argparse._ActionsContainer, f: Flag, cfg: HermesConfig | None) 
     target.add_argument(*f.names, **kwargs)  # type: ignore[arg-type]
 
 
-def _add_grouped(parser: argparse.ArgumentParser, flags: Sequence[Flag], cfg) -> None:
+def _add_grouped(
+    parser: argparse.ArgumentParser, flags: Sequence[Flag], cfg: HermesConfig | None
+) -> None:
     """``flags`` under their ``--help`` sections (:data:`flags.GROUPS`), in that order."""
     groups = {name: parser.add_argument_group(name) for name in GROUPS}
     for f in flags:

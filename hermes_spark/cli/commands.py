@@ -9,11 +9,14 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hermes_spark import io
 from hermes_spark.config import HermesConfig
 from hermes_spark.errors import InvalidConfigError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def _need(value: Any, flag: str) -> Any:
@@ -22,7 +25,7 @@ def _need(value: Any, flag: str) -> Any:
     return value
 
 
-def _spark(cfg: HermesConfig):
+def _spark(cfg: HermesConfig) -> SparkSession:
     """The session for a command; a person at a terminal also gets Spark's progress bar
     (when hermes builds the session: an attached one keeps its own settings)."""
     from hermes_spark.delta import bind_settings
@@ -190,8 +193,8 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     report = evaluate(
         _spark(cfg),
         cfg,
-        cfg.paths.table,
-        cfg.paths.codebook,
+        _need(cfg.paths.table, "--table"),
+        _need(cfg.paths.codebook, "--codebook"),
         labels,
         args.sample_size,
         args.seed,
@@ -387,7 +390,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
                 f"{args.codebook_version}"
             )
     codes = None
-    if not args.plan:
+    if settings is not None:  # no --plan: plan now
         plan, codes = compute_plan_and_codes(
             spark,
             settings,

@@ -474,7 +474,7 @@ class EmbeddedDeltaStore(DeltaStore):
                     )
                 else:
                     delta_table.create_write_transaction(
-                        staged.actions,
+                        [*staged.actions],  # the parameter is a list of adds and removes
                         "append",
                         schema=delta_table.schema(),
                         partition_by=list(partition_by) or None,
@@ -517,7 +517,7 @@ class EmbeddedDeltaStore(DeltaStore):
         props = self._properties(staged, None, None, None)
         try:
             delta_table.create_write_transaction(
-                staged.actions,
+                [*staged.actions],
                 "overwrite",
                 schema=schema,
                 partition_by=list(partition_by) or None,

@@ -87,7 +87,8 @@ class NativeDeltaStore(DeltaStore):
 
     def _history_rows(self, table: str, limit: int | None = None) -> list[Row]:
         frame = self._delta_table(table).history(limit)
-        return frame.select("version", "operation", "userMetadata").collect()
+        rows: list[Row] = frame.select("version", "operation", "userMetadata").collect()
+        return rows
 
     # ---------------------------------------------------------------------- reads
 

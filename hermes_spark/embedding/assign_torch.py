@@ -22,7 +22,11 @@ class TorchAssigner:
         import torch
 
         lst, rvq = codebook.lst, codebook.rvq
-        put = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)  # noqa: E731
+
+        def put(a: np.ndarray) -> Any:
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
+
+
         self.mean, self.components, self.scale = (
             put(lst.mean),
             put(lst.components),

@@ -48,7 +48,7 @@ SUPPORTED = {
 ONNX_OPSET = 17
 
 _LOCK = threading.Lock()
-_BACKENDS: dict[tuple[str, ...], Any] = {}
+_BACKENDS: dict[tuple[str, ...], TorchBackend | OnnxBackend | OpenVinoBackend] = {}
 
 
 def check_backend(backend: str, precision: str) -> None:
@@ -125,7 +125,8 @@ class TorchBackend:
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Unit float32 embeddings ``(rows, dim)`` as numpy."""
-        return self.run_tensor(ids, mask).cpu().numpy()
+        out: np.ndarray = self.run_tensor(ids, mask).cpu().numpy()
+        return out
 
 
 class OnnxBackend:

@@ -119,7 +119,7 @@ def embed_texts(model: Any, texts: Sequence[str], batch_size: int) -> np.ndarray
         convert_to_numpy=True,
         show_progress_bar=False,
     ).astype(np.float32, copy=False)
-    out = np.empty_like(vectors)
+    out: np.ndarray = np.empty_like(vectors)
     out[order] = vectors
     return out
 

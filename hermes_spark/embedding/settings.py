@@ -55,13 +55,15 @@ def resolve_backend(
     only a precision → the first backend that runs it."""
     from hermes_spark.embedding.backends import SUPPORTED, check_backend
 
-    if backend is None and precision is None:
-        backend, precision = DEFAULT_GPU_BACKEND if gpu else DEFAULT_CPU_BACKEND
-    elif precision is None:
-        precision = "fp32"
+    if precision is None:
+        if backend is None:
+            backend, precision = DEFAULT_GPU_BACKEND if gpu else DEFAULT_CPU_BACKEND
+        else:
+            precision = "fp32"
     elif backend is None:
         backend = next((b for b, ps in SUPPORTED.items() if precision in ps), "torch")
     check_backend(backend, precision)
+
     return backend, precision
 
 

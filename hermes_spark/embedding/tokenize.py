@@ -133,7 +133,8 @@ class TextTokenizer:
             return False
         match = _LAST_SPACE.search(clipped)
         boundary = match.start() if match else 0
-        return enc.offsets[self.content_limit - 1][1] <= boundary
+        return bool(enc.offsets[self.content_limit - 1][1] <= boundary)
+
 
 
 def count_with(tokenizer: Any, texts: list[str]) -> np.ndarray:

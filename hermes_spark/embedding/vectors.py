@@ -24,7 +24,8 @@ def unit_normalize(x: np.ndarray) -> np.ndarray:
     """Rows of ``x`` scaled to unit L2 norm as float32 (zero rows stay zero)."""
     arr = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return arr / np.maximum(norms, NORM_FLOOR)
+    unit: np.ndarray = arr / np.maximum(norms, NORM_FLOOR)
+    return unit
 
 
 def finite_rows(x: np.ndarray) -> np.ndarray:
@@ -32,7 +33,9 @@ def finite_rows(x: np.ndarray) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 2:
         raise InvalidInputError(f"expected a 2-D (n, d) array, got shape {arr.shape}")
-    return np.isfinite(arr).all(axis=1)
+    mask: np.ndarray = np.isfinite(arr).all(axis=1)
+    return mask
+
 
 
 def encode_f16(vectors: np.ndarray) -> list[bytes]:

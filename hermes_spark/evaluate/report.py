@@ -52,7 +52,10 @@ def _row(methods: Sequence[Mapping[str, Any]], name: str, level: int) -> Mapping
 
 def _ratio(ours: Mapping[str, Any], base: Mapping[str, Any], space: str) -> float:
     """Within-cell MSE of ``ours`` over ``base`` in ``space`` (``model`` or ``lst``)."""
-    return ours["spaces"][space]["cell_mse"] / max(base["spaces"][space]["cell_mse"], 1e-12)
+    return float(ours["spaces"][space]["cell_mse"]) / max(
+        float(base["spaces"][space]["cell_mse"]), 1e-12
+    )
+
 
 
 def goals(methods: Sequence[Mapping[str, Any]], label_cols: Sequence[str]) -> dict[str, Any]:

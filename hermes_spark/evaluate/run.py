@@ -74,7 +74,7 @@ def _vectors(
             "doc_id", "embedding_f16"
         )
         ids = joined.select("doc_id", *labels)
-        pdf = emb.join(F.broadcast(ids), "doc_id").orderBy("doc_id").toPandas()
+        pdf: pd.DataFrame = emb.join(F.broadcast(ids), "doc_id").orderBy("doc_id").toPandas()
         pdf["embedding"] = [_decode_f16(b) for b in pdf.pop("embedding_f16")]
         return pdf, f"embeddings table {embeddings_table} (float16)"
     if cfg.corpus.embedding_col:
@@ -108,7 +108,9 @@ def _matrix(pdf: pd.DataFrame, dim: int, what: str) -> np.ndarray:
     return x
 
 
-def _docs(spark: SparkSession, cfg: HermesConfig, codebook: Codebook, label_cols: Sequence[str]):
+def _docs(
+    spark: SparkSession, cfg: HermesConfig, codebook: Codebook, label_cols: Sequence[str]
+) -> DataFrame:
     corpus = cfg.corpus
     raw = read_corpus(spark, corpus)
     check_columns(raw.schema, corpus, embedding_dim=codebook.dim)

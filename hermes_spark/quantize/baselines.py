@@ -116,7 +116,8 @@ def faiss_residual(
     vec = faiss.UInt64Vector()
     for b in nbits:
         vec.push_back(b)
-    rq = faiss.ResidualQuantizer(fit_x.shape[1], vec)
+    # faiss' stubs list a Python list of bits; the SWIG constructor takes the std::vector
+    rq = faiss.ResidualQuantizer(fit_x.shape[1], vec)  # type: ignore[call-overload]
     rq.max_beam_size = 1
     rq.cp.niter = n_iter
     rq.cp.seed = seed
@@ -124,7 +125,8 @@ def faiss_residual(
     rq.train(np.ascontiguousarray(fit_x, dtype=np.float32))
     seconds = time.perf_counter() - t0
     packed = rq.compute_codes(np.ascontiguousarray(eval_x, dtype=np.float32))
-    codes = faiss.unpack_bitstrings(packed, nbits).astype(np.int64)
+    codes = faiss.unpack_bitstrings(packed, np.asarray(nbits, dtype=np.int32)).astype(np.int64)
+
     books = faiss.vector_to_array(rq.codebooks).reshape(-1, fit_x.shape[1])
     offsets = faiss.vector_to_array(rq.codebook_offsets).astype(np.int64)
     cells, recon = [], []

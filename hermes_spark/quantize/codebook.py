@@ -392,7 +392,7 @@ def fit_codebook(
     )
     explained = kept_var / total_var if total_var > 0 else 1.0
 
-    rvq_kw = {
+    rvq_kw: dict[str, Any] = {
         "stage_books": opts.stage_books,
         "seed": seed,
         "spherical": opts.kmeans == "spherical",
@@ -467,8 +467,9 @@ def _learn_rotation(
     rounds: int,
     n_iter: int,
     rvq_kw: dict[str, Any],
-) -> tuple[np.ndarray, tuple[np.ndarray, ...], list[float]]:
-    """OPQ-style alternation: fit codebooks on ``z R``, then ``R`` by orthogonal Procrustes.
+) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None, list[float]]:
+    """OPQ-style alternation
+: fit codebooks on ``z R``, then ``R`` by orthogonal Procrustes.
 
     ``R = U V^T`` from the SVD of ``z^T Q`` (``Q`` = decoded codes) minimises
     ``||z R - Q||``.

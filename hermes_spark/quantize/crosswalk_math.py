@@ -73,13 +73,15 @@ def best_match_share(table: np.ndarray) -> np.ndarray:
     """Per from-cell (row): the share of its mass in its best-matching to-cell."""
     t = _table(table)
     rows = t.sum(axis=1)
-    return np.divide(t.max(axis=1), rows, out=np.zeros_like(rows), where=rows > 0)
+    share: np.ndarray = np.divide(t.max(axis=1), rows, out=np.zeros_like(rows), where=rows > 0)
+    return share
 
 
 def _columns_normalised(table: np.ndarray) -> np.ndarray:
     """``A[i, j]`` = share of to-cell ``j``'s mass that lies in from-cell ``i``."""
     cols = table.sum(axis=0)
-    return np.divide(table, cols, out=np.zeros_like(table), where=cols > 0)
+    shares: np.ndarray = np.divide(table, cols, out=np.zeros_like(table), where=cols > 0)
+    return shares
 
 
 def realized(table: np.ndarray, to_weights: np.ndarray) -> np.ndarray:
@@ -93,7 +95,9 @@ def _target(table: np.ndarray, from_weights: np.ndarray) -> np.ndarray:
         raise InvalidInputError(
             f"from-weights must be {table.shape[0]} non-negative numbers with a positive sum"
         )
-    return p / p.sum()
+    target: np.ndarray = p / p.sum()
+    return target
+
 
 
 def plain_carry(table: np.ndarray, from_weights: np.ndarray) -> np.ndarray:

@@ -164,13 +164,14 @@ def adjusted_rand(truth: np.ndarray, pred: np.ndarray) -> float:
     table = _contingency(truth, pred)
     n = table.sum()
 
-    def comb2(v: np.ndarray | float) -> np.ndarray | float:
-        return v * (v - 1) / 2.0
+    def comb2(v: np.ndarray) -> np.ndarray:
+        pairs: np.ndarray = v * (v - 1) / 2.0
+        return pairs
 
     sum_cells = float(comb2(table).sum())
     sum_rows = float(comb2(table.sum(axis=1)).sum())
     sum_cols = float(comb2(table.sum(axis=0)).sum())
-    total = float(comb2(n))
+    total = float(comb2(np.asarray(n)))
     if total == 0:
         return 1.0
     expected = sum_rows * sum_cols / total
@@ -270,4 +271,5 @@ def calinski_harabasz(x: np.ndarray, labels: np.ndarray) -> float | None:
     within = float(np.square(arr - cent[lab]).sum())
     if within == 0.0:
         return 1.0
-    return between * (n - k) / (within * (k - 1))
+    return float(between * (n - k) / (within * (k - 1)))
+

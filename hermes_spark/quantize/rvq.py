@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -191,12 +192,12 @@ class RVQ:
             raise ArtifactError(f"RVQ has {len(books)} codebooks but {len(depths)} parent depths")
         object.__setattr__(self, "codebooks", books)
         object.__setattr__(self, "parent_depths", depths)
-        object.__setattr__(self, "_sizes", _sizes_from_books(books, depths))
+        _ = self.levels  # checks each book's rows against its parent depth now
 
-    @property
+    @cached_property
     def levels(self) -> tuple[int, ...]:
         """Codebook sizes ``(K_1, ..., K_L)``."""
-        return self._sizes  # type: ignore[attr-defined]
+        return _sizes_from_books(self.codebooks, self.parent_depths)
 
     @property
     def is_tree(self) -> bool:
@@ -284,7 +285,8 @@ def _sq_dist_to(x: np.ndarray, x_sq: np.ndarray, points: np.ndarray) -> np.ndarr
     d *= -2.0
     d += x_sq
     d += p_sq[:, None]
-    return np.maximum(d, 0.0, out=d)
+    dist: np.ndarray = np.maximum(d, 0.0, out=d)
+    return dist
 
 
 def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -365,7 +367,8 @@ _SINKHORN_ROWS = 1 << 14
 
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     top = a.max(axis=axis, keepdims=True)
-    return np.squeeze(top, axis=axis) + np.log(np.exp(a - top).sum(axis=axis))
+    out: np.ndarray = np.squeeze(top, axis=axis) + np.log(np.exp(a - top).sum(axis=axis))
+    return out
 
 
 def _balance_bias(
@@ -582,7 +585,13 @@ def fit_rvq(
         residual -= centroids[parent * k + codes]
         all_codes[:, level - 1] = codes
         rel = float(np.square(residual, dtype=np.float64).sum() / total)
-        stage = {"level": level, "size": k, "relative_mse": rel, **_usage_stats(codes, k)}
+        stage: dict[str, Any] = {
+            "level": level,
+            "size": k,
+            "relative_mse": rel,
+            **_usage_stats(codes, k),
+        }
+
         stage.update({"splits": splits, "objective": objective, **extra})
         stages.append(stage)
         books.append(centroids)

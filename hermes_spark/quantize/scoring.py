@@ -192,7 +192,8 @@ def score_codebook(
                 fitted = bl.bisecting_kmeans(fz, z, min(k, cap), level, seed)
                 rows += _baseline_rows(fitted, z, x, labels, sizes, geometry)
         if "faiss_rq" in baselines and n_fit >= max(sizes):
-            fitted = bl.faiss_residual(fz, z, sizes, seed)
-            if fitted is not None:
-                rows += _baseline_rows(fitted, z, x, labels, sizes, geometry)
+            rq_fit = bl.faiss_residual(fz, z, sizes, seed)
+            if rq_fit is not None:
+                rows += _baseline_rows(rq_fit, z, x, labels, sizes, geometry)
+
     return {"methods": rows, "baseline_fit_rows": n_fit, "eval_rows": int(x.shape[0])}

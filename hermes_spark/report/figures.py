@@ -31,7 +31,8 @@ def _thin(n: int) -> np.ndarray:
 
 def _num(col: pd.Series) -> list[float]:
     """A column as floats, missing values as 0."""
-    return pd.to_numeric(col, errors="coerce").fillna(0.0).astype(float).tolist()
+    values: list[float] = pd.to_numeric(col, errors="coerce").fillna(0.0).astype(float).tolist()
+    return values
 
 
 def rank_size(stats: pd.DataFrame, levels: pd.DataFrame | None) -> Figure:
@@ -155,8 +156,8 @@ def evaluation(ev: dict[str, Any]) -> Figure:
     levels = sorted({int(r["level"]) for r in methods})
     names = sorted({r["method"] for r in methods}, key=lambda n: (n != "hermes", n))
     by = {(r["method"], int(r["level"])): r for r in methods}
-    groups = {
-        n: [float(by[(n, lv)].get("relative_mse") or 0) if (n, lv) in by else 0 for lv in levels]
+    groups: dict[str, Sequence[float]] = {
+        n: [float(by[(n, lv)].get("relative_mse") or 0) if (n, lv) in by else 0.0 for lv in levels]
         for n in names
     }
     chart = svg.bars([f"L{lv}" for lv in levels], groups, title="evaluation", ylabel="relative MSE")
@@ -190,7 +191,9 @@ def _pca2(points: np.ndarray, basis: np.ndarray) -> np.ndarray:
     mean = basis.mean(axis=0)
     _, _, vt = np.linalg.svd(basis - mean, full_matrices=False)
     axes = vt[:2] if vt.shape[0] >= 2 else np.vstack([vt, np.zeros_like(vt)])[:2]
-    return (points - mean) @ axes.T
+    projected: np.ndarray = (points - mean) @ axes.T
+    return projected
+
 
 
 def centroid_map(

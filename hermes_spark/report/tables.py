@@ -21,7 +21,8 @@ MAX_ROWS = 50
 def _frame_html(frame: pd.DataFrame, what: str) -> str:
     more = len(frame) - MAX_ROWS
     tail = f"<p>… {more} more {what} (see the JSON)</p>" if more > 0 else ""
-    return frame.head(MAX_ROWS).to_html(index=False, float_format=lambda x: f"{x:.4g}") + tail
+    html: str = frame.head(MAX_ROWS).to_html(index=False, float_format=lambda x: f"{x:.4g}")
+    return html + tail
 
 
 def plan_html(plan: Any) -> str:
@@ -39,7 +40,7 @@ def plan_html(plan: Any) -> str:
     return head + _frame_html(plan.stage1[cols], "Stage-1 buckets")
 
 
-class MixtureReport(dict):
+class MixtureReport(dict[str, Any]):
     """The mixture report of ``hermes sample`` (a dict), shown as a table in notebooks."""
 
     def _repr_html_(self) -> str:
@@ -60,7 +61,8 @@ class MixtureReport(dict):
         return head + chart + _frame_html(rows[cols], "Stage-1 buckets")
 
 
-class EvaluationReport(dict):
+class EvaluationReport(dict[str, Any]):
+
     """The report of ``hermes evaluate`` (a dict), shown as a table in notebooks."""
 
     def _repr_html_(self) -> str:

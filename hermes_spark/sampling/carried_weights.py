@@ -15,6 +15,7 @@ import logging
 import math
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -119,7 +120,9 @@ def carry_weights_file(
         )
     weights, from_level = keyed_weights(path)
     counts = version_docs(codes, from_version, to_version)
-    cells = key_cells(codes, from_version, to_version, from_level, to_level).toPandas()
+    keyed = key_cells(codes, from_version, to_version, from_level, to_level)
+    cells: pd.DataFrame = keyed.toPandas()
+
     if cells.empty:
         raise InvalidInputError(
             f"no document is coded under both {from_version} and {to_version}: annotate the "

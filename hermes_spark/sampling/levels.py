@@ -27,7 +27,8 @@ def check_levels(weights_level: int, stage2_level: int | None, n_levels: int) ->
 
 def pack_codes(frame: pd.DataFrame, level: int, sizes: tuple[int, ...]) -> np.ndarray:
     """Packed bucket ids of ``c1..c_level`` columns (``bucket_k = bucket_{k-1}·K_k + c_k``)."""
-    packed = frame["c1"].to_numpy(dtype=np.int64).copy()
+    packed: np.ndarray = frame["c1"].to_numpy(dtype=np.int64).copy()
+
     for k in range(2, level + 1):
         packed = packed * sizes[k - 1] + frame[f"c{k}"].to_numpy(dtype=np.int64)
     return packed

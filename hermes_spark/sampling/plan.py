@@ -148,4 +148,6 @@ class SamplePlan:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return frame.to_dict(orient="records")
+    records: list[dict[str, Any]] = frame.to_dict(orient="records")
+    return records
+

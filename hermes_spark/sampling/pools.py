@@ -31,7 +31,7 @@ def quality_pools(codes: DataFrame, s: int, p: float) -> pd.DataFrame:
     """
     child = F.col(f"bucket{s}").alias("g")
     ok = valid_quality()
-    summary = (
+    summary: pd.DataFrame = (
         codes.groupBy(child)
         .agg(
             F.count(F.when(ok, True)).alias("quality_docs"),
@@ -47,7 +47,8 @@ def quality_pools(codes: DataFrame, s: int, p: float) -> pd.DataFrame:
     values = codes.where(ok).select(child, F.col("quality").cast("double").alias("v"))
     thresholds = exact_kth_smallest(values, rated) if not rated.empty else {}
     summary["threshold"] = summary["g"].map(thresholds).astype(np.float64)
-    pools = pd.DataFrame({"g": pd.Series([], dtype=np.int64)})
+    pools: pd.DataFrame = pd.DataFrame({"g": pd.Series([], dtype=np.int64)})
+
     if thresholds:
         spark = codes.sparkSession
         thr = spark.createDataFrame(

@@ -71,7 +71,7 @@ def scored(codes: DataFrame, w: int, s: int) -> DataFrame:
 
 def quadmix_pools(rated: DataFrame) -> pd.DataFrame:
     """Per child: rated documents and tokens (the pool), and its largest document."""
-    pdf = (
+    pdf: pd.DataFrame = (
         rated.groupBy("child")
         .agg(
             F.count(F.lit(1)).alias("pool_docs"),
@@ -101,7 +101,7 @@ def bucket_params(
 def solve_scales(rated: DataFrame, stage1: pd.DataFrame, max_epochs: float) -> pd.Series:
     """``λ_b`` per Stage-1 bucket from a histogram of ``q`` (``inf``: all ``E`` times)."""
     qbin = F.least(F.floor(F.col("q") * Q_BINS), F.lit(Q_BINS - 1)).cast("int")
-    hist = (
+    hist: pd.DataFrame = (
         rated.groupBy("parent", qbin.alias("bin"))
         .agg(F.sum("t").alias("tok"), F.sum(F.col("q") * F.col("t")).alias("qt"))
         .toPandas()
@@ -133,9 +133,10 @@ def _params_df(spark: Any, stage1: pd.DataFrame, scale_col: str = "scale") -> Da
         }
     )
     frame["lam"] = frame["lam"].where(~frame["all_e"], 0.0)
-    return spark.createDataFrame(
+    params: DataFrame = spark.createDataFrame(
         frame, "parent long, thr double, k double, lam double, all_e boolean"
     )
+    return params
 
 
 def _expected(max_epochs: float) -> Column:
@@ -147,7 +148,7 @@ def _expected(max_epochs: float) -> Column:
 def child_allocations(rated: DataFrame, stage1: pd.DataFrame, max_epochs: float) -> pd.DataFrame:
     """Expected tokens per child under the solved scales (one aggregation)."""
     params = _params_df(rated.sparkSession, stage1)
-    pdf = (
+    pdf: pd.DataFrame = (
         rated.join(F.broadcast(params), "parent")
         .groupBy("child")
         .agg(F.sum(F.col("t") * _expected(max_epochs)).alias("alloc"))
@@ -207,7 +208,7 @@ def refine_scales(
         b = F.when(F.col("lj") < F.col("lo"), F.lit(-1)).otherwise(
             F.floor((F.col("lj") - F.col("lo")) / width)
         )
-        hist = (
+        hist: pd.DataFrame = (
             steps.join(F.broadcast(rng), "parent")
             .where(F.col("lj") < F.col("hi"))
             .groupBy("parent", b.cast("int").alias("bin"))
@@ -266,7 +267,7 @@ def quality_histograms(rated: DataFrame, manifest: DataFrame) -> list[dict[str, 
         .groupBy("parent", qbin.alias("bin"))
         .agg(F.sum(F.col("repeats") * F.col("tokens")).alias("selected_tokens"))
     )
-    pdf = pool.join(sel, ["parent", "bin"], "left").fillna(0).toPandas()
+    pdf: pd.DataFrame = pool.join(sel, ["parent", "bin"], "left").fillna(0).toPandas()
     out = []
     for parent, g in pdf.groupby("parent"):
         g = g.set_index("bin").reindex(range(HIST_BINS), fill_value=0)

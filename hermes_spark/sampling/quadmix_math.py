@@ -72,7 +72,8 @@ def params_from_dict(doc: Mapping[str, Any], where: str = "quadmix parameters") 
     if not isinstance(buckets, Mapping):
         raise InvalidInputError(f"{where}: 'buckets' must map bucket keys to parameters")
     rows = tuple((str(k), *_pair(v, f"{where} bucket {k!r}")) for k, v in sorted(buckets.items()))
-    return QuadmixParams(default, rows)  # type: ignore[arg-type]
+    return QuadmixParams(default, rows)
+
 
 
 def load_params(path: str | None) -> QuadmixParams:
@@ -91,9 +92,10 @@ def load_params(path: str | None) -> QuadmixParams:
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function."""
     z = np.asarray(z, dtype=np.float64)
-    return np.where(
+    out: np.ndarray = np.where(
         z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z)))
     )
+    return out
 
 
 def expected_repeats(
@@ -109,7 +111,9 @@ def realized_repeats(r: np.ndarray, u: np.ndarray) -> np.ndarray:
     """``floor(r) + [u < frac(r)]``: integer repeats with expectation ``r`` over ``u``."""
     r = np.asarray(r, dtype=np.float64)
     base = np.floor(r)
-    return (base + (np.asarray(u) < r - base)).astype(np.int64)
+    repeats: np.ndarray = (base + (np.asarray(u) < r - base)).astype(np.int64)
+    return repeats
+
 
 
 def solve_scale(

@@ -94,8 +94,9 @@ def exact_kth_smallest(values: DataFrame, wanted: pd.DataFrame) -> dict[int, flo
     if not pending.empty:
         params = spark.createDataFrame(pending, "g long, k long, lo double, hi double")
         order = Window.partitionBy("g").orderBy("v")
-        picked = (
+        picked: pd.DataFrame = (
             values.join(F.broadcast(params), "g")
+
             .where(F.col("v").between(F.col("lo"), F.col("hi")))
             .withColumn("rn", F.row_number().over(order))
             .where(F.col("rn") == F.col("k"))

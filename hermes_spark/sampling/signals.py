@@ -224,7 +224,10 @@ def with_merged_quality(
         rated = rated.withColumn(f"_s{i}", F.col(name).cast("double"))
         rated = _rank(rated, f"_s{i}", f"_r{i}")
     total = sum(w for _, w in signals.weights)
-    merged = sum(F.col(f"_r{i}") * (w / total) for i, (_, w) in enumerate(signals.weights))
+    merged = sum(
+        (F.col(f"_r{i}") * (w / total) for i, (_, w) in enumerate(signals.weights)), F.lit(0.0)
+    )
+
     rated = rated.withColumn("quality", merged.cast("double"))
     unrated = keyed.where(~F.col("_ok")).withColumn("quality", F.lit(None).cast("double"))
     cols = codes.columns

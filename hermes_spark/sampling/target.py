@@ -87,7 +87,7 @@ def target_weights(
     coded = target_codes
     if "reason" in coded.columns:
         coded = coded.where(F.col("reason").isNull())
-    counts = coded.groupBy(F.col(f"bucket{level}").alias("b")).count().toPandas()
+    counts: pd.DataFrame = coded.groupBy(F.col(f"bucket{level}").alias("b")).count().toPandas()
     series = pd.Series(counts["count"].to_numpy(), index=counts["b"].astype(np.int64))
     prior = stats.set_index(stats["bucket"].astype(np.int64))["tokens"]
     outside = int(series[~series.index.isin(prior.index)].sum())
@@ -134,7 +134,7 @@ def code_target_corpus(
     )
     own = ["doc_id", *code_columns(len(model.levels)), "n_tokens", "quality", "codebook_version"]
     # transform writes nothing: the target's codes come straight back (a few hundred rows)
-    pdf = model.transform(raw).where("reason is null").select(*own).toPandas()
+    pdf: pd.DataFrame = model.transform(raw).where("reason is null").select(*own).toPandas()
     if pdf.empty:
         raise InvalidInputError(f"no document of target corpus {path} could be coded")
     return pdf, str(pdf["codebook_version"].iloc[0])

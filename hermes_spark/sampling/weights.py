@@ -114,7 +114,8 @@ def _checked_stats(stats: pd.DataFrame, level: int, levels: Sequence[int]) -> pd
 
 def _rule_weights(rule: str, tokens: pd.Series) -> np.ndarray:
     """Unnormalised weights of a rule; raises InvalidConfigError for an unknown rule."""
-    t = tokens.to_numpy()
+    t: np.ndarray = tokens.to_numpy()
+
     if rule in ("uniform", "unimax"):
         return np.ones_like(t)
     if rule == "proportional":

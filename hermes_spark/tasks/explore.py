@@ -12,6 +12,7 @@ import dataclasses
 import logging
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from hermes_spark.cards import bucket_cards
 from hermes_spark.config import CorpusConfig
@@ -41,7 +42,7 @@ def read_cards(spark: SparkSession, table: str, version: str | None = None) -> C
     if version is None:
         versions = [r[0] for r in frame.select(VERSION_COL).distinct().collect()]
         version = sorted(versions)[0] if versions else None
-    pdf = frame.where(frame[VERSION_COL] == version).toPandas()
+    pdf = frame.where(F.col(VERSION_COL) == F.lit(version)).toPandas()
     return Cards(pdf, version, name)
 
 

@@ -32,7 +32,8 @@ EVALUATION_JSON = "evaluation.json"
 def _json(path: str, what: str) -> dict[str, Any]:
     if not io.exists(path):
         raise InvalidInputError(f"the {what} {path!r} does not exist")
-    return io.read_json(path)
+    doc: dict[str, Any] = io.read_json(path)
+    return doc
 
 
 def _pandas(frame: DataFrame | pd.DataFrame) -> pd.DataFrame:
