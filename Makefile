@@ -50,8 +50,7 @@ run: setup-run
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest
- -q --durations=30 tests
+	$(PY) -m pytest -q --durations=30 tests
 
 # Compatibility tier: the API, annotate, stats, sample and export tests on the Spark that
 # Databricks Runtime 17.3 LTS ships (pyspark 4.0.1 of requirements-compat.lock, with the

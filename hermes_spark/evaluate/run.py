@@ -146,6 +146,29 @@ def _timing_refit(codebook: Codebook, fit_x: np.ndarray) -> float | None:
     return time.perf_counter() - t0
 
 
+def _sample_vectors(
+    spark: SparkSession,
+    cfg: HermesConfig,
+    codebook: Codebook,
+    docs: DataFrame,
+    split: SampleSplit,
+    sizes: tuple[int, int],
+    embeddings_table: str | None,
+    with_fitting: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Held-out and fitting-side vectors (driver pandas; the fitting side empty without
+    baselines) and where they came from. ``sizes``: the two samples' requested sizes."""
+    held_pdf, source = _vectors(
+        spark, cfg, codebook, dedupe_joined(docs, split.held_out), sizes[0], embeddings_table
+    )
+    if not with_fitting:
+        return held_pdf, pd.DataFrame({"embedding": []}), source
+    fit_pdf, _ = _vectors(
+        spark, cfg, codebook, dedupe_joined(docs, split.fitting), sizes[1], embeddings_table
+    )
+    return held_pdf, fit_pdf, source
+
+
 def evaluate(
     spark: SparkSession,
     cfg: HermesConfig,
@@ -191,13 +214,8 @@ def evaluate(
         in_sample=in_sample,
     )
     docs = _docs(spark, cfg, codebook, label_cols)
-    held_pdf, source = _vectors(
-        spark, cfg, codebook, dedupe_joined(docs, split.held_out), sample_size, embeddings_table
-    )
-    fit_pdf, _ = (
-        _vectors(spark, cfg, codebook, dedupe_joined(docs, split.fitting), n_fit, embeddings_table)
-        if baselines
-        else (pd.DataFrame({"embedding": []}), source)
+    held_pdf, fit_pdf, source = _sample_vectors(
+        spark, cfg, codebook, docs, split, (sample_size, n_fit), embeddings_table, bool(baselines)
     )
     eval_x = _matrix(held_pdf, codebook.dim, "held-out")
     if eval_x.shape[0] < 2:

@@ -365,33 +365,9 @@ def fit_codebook(
     """
     t0 = time.perf_counter()
     opts = options or QuantizerOptions()
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
-        raise InvalidConfigError("model must be a mapping with a string 'name'")
-    arr = as_float32_matrix(embeddings, "embedding sample")
-    dim = model.get("dim", arr.shape[1])
-    if dim != arr.shape[1]:
-        raise InvalidConfigError(
-            f"model {model['name']!r} declares dim {dim} but the embeddings have dim {arr.shape[1]}"
-        )
-    model = {**model, "dim": int(arr.shape[1])}
-    sizes = check_level_sizes(levels)
-    if arr.shape[0] < max(sizes):
-        raise InvalidConfigError(
-            f"level sizes {','.join(map(str, sizes))} need at least {max(sizes)} "
-            f"training documents, got {arr.shape[0]}"
-        )
-
-    if opts.lst == "none":
-        lst = LST.identity(arr.shape[1])
-    else:
-        lst = LST.fit(arr, out_dim=lst_dim, power=opts.whiten_power)
+    arr, model, sizes = _checked_sample(embeddings, levels, model)
+    lst, explained = _fit_lst(arr, lst_dim, opts)
     lst_seconds = time.perf_counter() - t0
-    total_var = float(arr.astype(np.float64).var(axis=0, ddof=1).sum())
-    kept_var = float(
-        ((arr - lst.mean) @ lst.components).astype(np.float64).var(axis=0, ddof=1).sum()
-    )
-    explained = kept_var / total_var if total_var > 0 else 1.0
-
     rvq_kw: dict[str, Any] = {
         "stage_books": opts.stage_books,
         "seed": seed,
@@ -433,6 +409,40 @@ def fit_codebook(
     book = Codebook(lst=lst, rvq=rvq, model=model, fit=fit, quantizer=opts.params())
     log.info("fitted codebook %s on %d rows", book.version, arr.shape[0])
     return book
+
+
+def _checked_sample(
+    embeddings: np.ndarray, levels: Sequence[int], model: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any], tuple[int, ...]]:
+    """The float32 sample, ``model`` with the sample's ``dim`` and the checked level sizes."""
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise InvalidConfigError("model must be a mapping with a string 'name'")
+    arr = as_float32_matrix(embeddings, "embedding sample")
+    dim = model.get("dim", arr.shape[1])
+    if dim != arr.shape[1]:
+        raise InvalidConfigError(
+            f"model {model['name']!r} declares dim {dim} but the embeddings have dim {arr.shape[1]}"
+        )
+    sizes = check_level_sizes(levels)
+    if arr.shape[0] < max(sizes):
+        raise InvalidConfigError(
+            f"level sizes {','.join(map(str, sizes))} need at least {max(sizes)} "
+            f"training documents, got {arr.shape[0]}"
+        )
+    return arr, {**model, "dim": int(arr.shape[1])}, sizes
+
+
+def _fit_lst(arr: np.ndarray, lst_dim: int | None, opts: QuantizerOptions) -> tuple[LST, float]:
+    """The LST of ``opts`` fitted on ``arr`` and the fraction of variance it keeps."""
+    if opts.lst == "none":
+        lst = LST.identity(arr.shape[1])
+    else:
+        lst = LST.fit(arr, out_dim=lst_dim, power=opts.whiten_power)
+    total_var = float(arr.astype(np.float64).var(axis=0, ddof=1).sum())
+    kept_var = float(
+        ((arr - lst.mean) @ lst.components).astype(np.float64).var(axis=0, ddof=1).sum()
+    )
+    return lst, kept_var / total_var if total_var > 0 else 1.0
 
 
 def _warm_start(

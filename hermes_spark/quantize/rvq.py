@@ -546,10 +546,7 @@ def fit_rvq(
     sizes, arr, depths = _check_fit(
         x, levels, n_iter, max_points_per_centroid, init, stage_books, refine_iters
     )
-    from hermes_spark.quantize.tree import fit_parent_books  # tree imports this module
-
     n = arr.shape[0]
-
     total = _total_energy(arr)
     residual = arr.copy()
     all_codes = np.zeros((n, len(sizes)), dtype=np.int32)
@@ -558,46 +555,21 @@ def fit_rvq(
     for level, (k, child) in enumerate(
         zip(sizes, np.random.SeedSequence(seed).spawn(len(sizes)), strict=True), start=1
     ):
-        rng = np.random.default_rng(child)
-        cap = k * max_points_per_centroid
-        train = residual[np.sort(rng.choice(n, size=cap, replace=False))] if n > cap else residual
-        centroids, objective, splits = kmeans(
-            train,
-            k,
-            rng,
-            n_iter,
-            None if init is None else init[level - 1],
-            spherical=spherical and level == 1,
-            balance=balance if level == 1 else 0.0,
-        )
-        depth = depths[level - 1]
-        parent = _packed(all_codes, sizes, depth)
-        extra: dict[str, Any] = {"train_rows": len(train)}
-        if depth:
-            n_parents = math.prod(sizes[:depth])
-            centroids, tally = fit_parent_books(
-                residual, parent, n_parents, centroids, rng, n_iter=n_iter,
-                max_points_per_centroid=max_points_per_centroid,
-                fresh=stage_books == "per_parent",
-            )  # fmt: skip
-            extra = {"train_rows": n, "parents": n_parents, "parent_fits": tally}
-        codes, _ = nearest_in_parent(residual, centroids, parent, k)
-        residual -= centroids[parent * k + codes]
+        centroids, codes, stage = _fit_stage(
+            residual, _packed(all_codes, sizes, depths[level - 1]), level, k,
+            np.random.default_rng(child), None if init is None else init[level - 1],
+            n_parents=math.prod(sizes[: depths[level - 1]]) if depths[level - 1] else 0,
+            n_iter=n_iter, max_points_per_centroid=max_points_per_centroid,
+            spherical=spherical and level == 1, balance=balance if level == 1 else 0.0,
+            stage_books=stage_books,
+        )  # fmt: skip
         all_codes[:, level - 1] = codes
         rel = float(np.square(residual, dtype=np.float64).sum() / total)
-        stage: dict[str, Any] = {
-            "level": level,
-            "size": k,
-            "relative_mse": rel,
-            **_usage_stats(codes, k),
-        }
-
-        stage.update({"splits": splits, "objective": objective, **extra})
-        stages.append(stage)
+        stages.append({"level": level, "size": k, "relative_mse": rel, **stage})
         books.append(centroids)
         log.info(
             "RVQ stage %d: K=%d rel_mse=%.4f perplexity=%.1f dead=%d splits=%d",
-            level, k, rel, stage["perplexity"], stage["dead_codes"], splits,
+            level, k, rel, stage["perplexity"], stage["dead_codes"], stage["splits"],
         )  # fmt: skip
     model = RVQ(tuple(books), depths)
     report: dict[str, Any] = {"stages": stages}
@@ -610,6 +582,48 @@ def fit_rvq(
             stage.update(_usage_stats(codes[:, k], sizes[k]))
     report["fit_seconds"] = time.perf_counter() - t0
     return model, report
+
+
+def _fit_stage(
+    residual: np.ndarray,
+    parent: np.ndarray,
+    level: int,
+    k: int,
+    rng: np.random.Generator,
+    init: np.ndarray | None,
+    *,
+    n_parents: int,
+    n_iter: int,
+    max_points_per_centroid: int,
+    spherical: bool,
+    balance: float,
+    stage_books: str,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One RVQ stage: its centroids, the rows' codes and the stage's report fields.
+
+    Subtracts the chosen centroids from ``residual`` in place. ``n_parents`` > 0 gives the
+    stage one codebook per parent cell (``parent`` holds each row's cell).
+    """
+    from hermes_spark.quantize.tree import fit_parent_books  # tree imports this module
+
+    n = residual.shape[0]
+    cap = k * max_points_per_centroid
+    train = residual[np.sort(rng.choice(n, size=cap, replace=False))] if n > cap else residual
+    centroids, objective, splits = kmeans(
+        train, k, rng, n_iter, init, spherical=spherical, balance=balance
+    )
+    extra: dict[str, Any] = {"train_rows": len(train)}
+    if n_parents:
+        centroids, tally = fit_parent_books(
+            residual, parent, n_parents, centroids, rng, n_iter=n_iter,
+            max_points_per_centroid=max_points_per_centroid,
+            fresh=stage_books == "per_parent",
+        )  # fmt: skip
+        extra = {"train_rows": n, "parents": n_parents, "parent_fits": tally}
+    codes, _ = nearest_in_parent(residual, centroids, parent, k)
+    residual -= centroids[parent * k + codes]
+    stage = {**_usage_stats(codes, k), "splits": splits, "objective": objective, **extra}
+    return centroids, codes, stage
 
 
 def _total_energy(x: np.ndarray) -> float:

@@ -18,6 +18,8 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 import hermes_spark.tasks.annotate as annotate_task
+import hermes_spark.tasks.annotate_incremental as annotate_incremental
+import hermes_spark.tasks.annotate_write as annotate_write
 from hermes_spark.config import AnnotateConfig, CorpusConfig, FitConfig, HermesConfig
 from hermes_spark.tasks import seen
 from hermes_spark.tasks.annotate import annotate
@@ -57,7 +59,7 @@ def _counts(table: str) -> dict[str, int]:
 def _race(monkeypatch, spark, corpus, book, table, n: int, *, kill_resolution: bool):
     """Run A (one file per chunk) with B (both files in one chunk) committing everything
     between A's look-up and A's first commit; optionally kill A in its resolution."""
-    real_commit = annotate_task._commit
+    real_commit = annotate_write.commit
     real_resolve = seen.resolve_duplicates
     raced = {"done": False}
 
@@ -71,13 +73,13 @@ def _race(monkeypatch, spark, corpus, book, table, n: int, *, kill_resolution: b
     def killed(*args, **kw):
         raise KeyboardInterrupt("killed between commit and resolution")
 
-    monkeypatch.setattr(annotate_task, "_commit", commit_after_b)
+    monkeypatch.setattr(annotate_write, "commit", commit_after_b)
     if kill_resolution:
         monkeypatch.setattr(seen, "resolve_duplicates", killed)
         with pytest.raises(KeyboardInterrupt):
             annotate(spark, _cfg(corpus, 1), book, table)
         monkeypatch.setattr(seen, "resolve_duplicates", real_resolve)
-        monkeypatch.setattr(annotate_task, "_commit", real_commit)
+        monkeypatch.setattr(annotate_write, "commit", real_commit)
         counts = _counts(table)
         assert max(counts.values()) == 2  # the kill left doubles behind
         return annotate(spark, _cfg(corpus, 1), book, table)
@@ -127,7 +129,8 @@ def test_a_compacted_delta_corpus_is_not_read_again(spark, book, tmp_path, monke
         reads.append(tuple(files))
         return real_read(spark_, corpus_cfg, files)
 
-    monkeypatch.setattr(annotate_task, "read_corpus", counted)
+    for module in (annotate_task, annotate_incremental, annotate_write):  # every reader
+        monkeypatch.setattr(module, "read_corpus", counted)
     again = annotate(spark, cfg, book, table)
     assert again.rows_written == 0 and again.rejects_written == 0
     assert reads == [], "the compacted corpus was read again"
@@ -156,7 +159,7 @@ def test_a_chunk_reads_its_corpus_once_and_shuffles_its_text_once(
     ids[0], ids[2] = "doc-00000", ids[1]  # a copy of a chunk-0 id; a repeat inside chunk 1
     pq.write_table(t.set_column(0, "id", pa.array(ids)), part)
     inputs, scans = [], []
-    real_code, real_scan = annotate_task.code_rows, annotate_task._scan_duplicates
+    real_code, real_scan = annotate_write.code_rows, annotate_incremental._scan_duplicates
 
     def recording(prepared, *args, **kw):
         inputs.append(prepared)
@@ -166,8 +169,8 @@ def test_a_chunk_reads_its_corpus_once_and_shuffles_its_text_once(
         scans.append(real_scan(*args, **kw))
         return scans[-1]
 
-    monkeypatch.setattr(annotate_task, "code_rows", recording)
-    monkeypatch.setattr(annotate_task, "_scan_duplicates", recording_scan)
+    monkeypatch.setattr(annotate_write, "code_rows", recording)
+    monkeypatch.setattr(annotate_incremental, "_scan_duplicates", recording_scan)
     report = annotate(spark, _cfg(corpus, 1), book, str(tmp_path / "codes"))
     assert report.reject_reasons == {"duplicate_doc_id": 2} and report.rows_written == 198
     assert scans[0] is not None and not scans_of(plan_of(scans[0]), "text")

@@ -18,6 +18,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 import hermes_spark.tasks.annotate as annotate_task
+import hermes_spark.tasks.annotate_write as annotate_write
 from hermes_spark.config import AnnotateConfig, CorpusConfig, FitConfig, HermesConfig
 from hermes_spark.corpus import duplicate_losers, prepare, read_corpus
 from hermes_spark.delta import get_store
@@ -162,7 +163,7 @@ def test_two_writers_with_different_chunkings_leave_one_row_per_document(
     different transaction ids: A must notice the race and keep one row per id."""
     corpus = _split_corpus(tmp_path / "corpus", 2)
     table = str(tmp_path / "codes")
-    real_commit = annotate_task._commit
+    real_commit = annotate_write.commit
     raced = {"done": False}
 
     def commit_after_b(run, codes, rejects, **kw):
@@ -172,7 +173,7 @@ def test_two_writers_with_different_chunkings_leave_one_row_per_document(
             assert b.rows_written == 60
         return real_commit(run, codes, rejects, **kw)
 
-    monkeypatch.setattr(annotate_task, "_commit", commit_after_b)
+    monkeypatch.setattr(annotate_write, "commit", commit_after_b)
     a = annotate(spark, _cfg(corpus, files_per_chunk=1), book, table)
     assert raced["done"]
     counts = _codes(table)
@@ -365,12 +366,12 @@ def test_a_kill_between_the_codes_and_vectors_writes_loses_no_vector(
         return wrapped
 
     monkeypatch.setattr(
-        annotate_task, "_commit", second_write_fails("codes", annotate_task._commit)
+        annotate_write, "commit", second_write_fails("codes", annotate_write.commit)
     )
     monkeypatch.setattr(
-        annotate_task,
-        "_write_embeddings",
-        second_write_fails("vectors", annotate_task._write_embeddings),
+        annotate_write,
+        "write_embeddings",
+        second_write_fails("vectors", annotate_write.write_embeddings),
     )
     with pytest.raises(_Killed):
         annotate(spark, _cfg(corpus, files_per_chunk=2), book, table, store_embeddings=True)
