@@ -394,6 +394,7 @@ def fit_codebook(
 
     rvq_kw = {
         "stage_books": opts.stage_books,
+        "parent_min_rows": opts.parent_min_rows,
         "seed": seed,
         "spherical": opts.kmeans == "spherical",
         "balance": opts.balance,
