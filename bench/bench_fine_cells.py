@@ -167,7 +167,7 @@ def print_table(result: dict[str, Any], cols: list[str]) -> None:
     """The Markdown table of docs/quality.md."""
     levels = result["levels"]
     cells = np.cumprod(levels)
-    per = ", ".join(f"L{i + 1} {result['fit_rows'] / c:.2g}" for i, c in enumerate(cells))
+    per = ", ".join(f"L{i + 1} {result['fit_rows'] / c:,.1f}" for i, c in enumerate(cells))
     print(
         f"\n{result['corpora']}: {result['fit_rows']} fit / {result['held_out_rows']} held-out "
         f"rows ({result['embedding']}), levels {levels}; fitting rows per cell: {per}"

@@ -130,7 +130,7 @@ class FitConfig:
     balance: float = 0.0
     kmeans: str = "euclidean"
     stage_books: str = "shared"
-    parent_min_rows: float = 0.0
+    parent_min_rows: float = 4.0
     #: an earlier codebook artifact to warm-start from, keeping its code numbers
     init_from: str | None = None
 

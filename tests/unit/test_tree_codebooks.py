@@ -193,7 +193,10 @@ def test_min_rows_zero_is_the_old_behaviour_and_is_not_recorded() -> None:
     new, _ = fit_rvq(x, (4, 6, 3), seed=0, n_iter=5, stage_books="per_parent", parent_min_rows=0)
     for a, b in zip(old.codebooks, new.codebooks, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert "parent_min_rows" not in QuantizerOptions(stage_books="per_parent").params()
+    assert "parent_min_rows" not in QuantizerOptions("pca", stage_books="per_parent",
+                                                     parent_min_rows=0).params()
+    # the default floor (4 rows per codeword) is recorded with per-parent books
+    assert QuantizerOptions(stage_books="per_parent").params()["parent_min_rows"] == 4.0
     assert "parent_min_rows" not in QuantizerOptions(parent_min_rows=4).params()  # shared
     opts = QuantizerOptions(stage_books="refined", parent_min_rows=4)
     assert opts.params()["parent_min_rows"] == 4.0
@@ -202,7 +205,8 @@ def test_min_rows_zero_is_the_old_behaviour_and_is_not_recorded() -> None:
 def test_min_rows_artifact_round_trip_and_version(tmp_path: Path) -> None:
     x = nested(1500, seed=8)
     kw = {"seed": 0, "lst_dim": 8, "model": MODEL, "n_iter": 5}
-    plain = fit_codebook(x, (4, 6, 3), options=QuantizerOptions(stage_books="per_parent"), **kw)
+    no_floor = QuantizerOptions(stage_books="per_parent", parent_min_rows=0)
+    plain = fit_codebook(x, (4, 6, 3), options=no_floor, **kw)
     opts = QuantizerOptions(stage_books="per_parent", parent_min_rows=8)
     floored = fit_codebook(x, (4, 6, 3), options=opts, **kw)
     assert floored.version != plain.version and floored.quantizer["parent_min_rows"] == 8.0
