@@ -48,12 +48,12 @@ from hermes_spark.quantize.codebook import fit_codebook  # noqa: E402
 from hermes_spark.quantize.options import QuantizerOptions  # noqa: E402
 from hermes_spark.quantize.scoring import score_codebook  # noqa: E402
 
-#: name -> (options, Lloyd iterations)
+#: name -> (options, Lloyd iterations); ``min_rows`` is ``fit.parent_min_rows`` (default 4)
 VARIANTS: dict[str, tuple[QuantizerOptions, int]] = {
     "shared": (QuantizerOptions(stage_books="shared"), 20),
     "shared n_iter=50": (QuantizerOptions(stage_books="shared"), 50),
-    "refined": (QuantizerOptions(stage_books="refined"), 20),
-    "per_parent": (QuantizerOptions(stage_books="per_parent"), 20),
+    "refined": (QuantizerOptions(stage_books="refined", parent_min_rows=0), 20),
+    "per_parent": (QuantizerOptions(stage_books="per_parent", parent_min_rows=0), 20),
     "per_parent min_rows=4": (
         QuantizerOptions(stage_books="per_parent", parent_min_rows=4.0),
         20,
