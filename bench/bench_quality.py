@@ -3,12 +3,14 @@
 Usage::
 
     python bench/bench_quality.py ../shared/data/ag_news_test.parquet --labels label \
-        [--n 2000] [--levels 16,16,8] [--cache /tmp/hermes_vectors] [--out result.json]
+        [--n 2000] [--levels 16,16,8] [--cache /tmp/hermes_vectors] [--out result.json] \
+        [--backend onnx --precision int8 --max-seq-length 256]
 
-Embeds ``--n`` documents (a seeded sample) with all-MiniLM-L6-v2 once, caching the
-vectors under ``--cache`` (never in the repository), splits them 50/50 by position of a
-seeded permutation into a fitting half and a held-out half, fits one codebook per
-quantizer variant on the fitting half and scores it, with the same baselines as
+Embeds ``--n`` documents (a seeded sample) with all-MiniLM-L6-v2 once through the
+product's annotate path (default: the ONNX Runtime int8 backend ``hermes fit`` records on
+CPU), caching the vectors under ``--cache`` (never in the repository; ``real_vectors.py``),
+splits them 50/50 by a seeded permutation into a fitting half and a held-out half, fits
+one codebook per quantizer variant on the fitting half and scores it, with the same baselines as
 ``hermes evaluate`` (flat k-means K1 and K1*K2, bisecting k-means, faiss
 ResidualQuantizer), on the held-out half. Prints one line per variant: L1 and L12
 relative MSE over flat k-means in the same LST space, NMI per label column, stage-1
@@ -21,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_vectors import DEFAULT_CACHE, Embedding, embed_cached, split_halves  # noqa: E402
 
 from hermes_spark.quantize.codebook import fit_codebook  # noqa: E402
 from hermes_spark.quantize.options import QuantizerOptions  # noqa: E402
@@ -48,52 +53,18 @@ VARIANTS: dict[str, tuple[QuantizerOptions, int | None]] = {
     "balance=1": (QuantizerOptions(balance=1.0), 64),
     "kmeans=spherical": (QuantizerOptions(kmeans="spherical"), 64),
 }
-CHUNK = 250
-
-
-DEFAULT_CACHE = Path.home() / ".cache" / "hermes-spark-bench"
-
-
-def embed_cached(
-    path: str, n: int, cache: Path, max_seq_length: int, budget_s: float | None = None
-) -> tuple[np.ndarray, Any]:
-    """Vectors and metadata of a seeded ``n``-document sample, embedded once and cached.
-
-    With ``budget_s``, embedding of new chunks stops once that many seconds have passed and
-    the cached prefix of the sample (itself a seeded sample) is returned.
-    """
-    t0 = time.perf_counter()
-    from hermes_spark.embedding import embed_texts, load_model
-
-    name = Path(path).stem
-    table = pq.read_table(path).to_pandas()
-    n = min(n, len(table))
-    table = table.sample(n=n, random_state=0).reset_index(drop=True)
-    cache.mkdir(parents=True, exist_ok=True)
-    texts = table["text"].tolist()
-    parts = []
-    model = None
-    for i in range(0, len(texts), CHUNK):
-        f = cache / f"{name}.n{n}.s{max_seq_length}.{i:05d}.npy"
-        if not f.exists() and budget_s is not None and time.perf_counter() - t0 > budget_s:
-            break
-        if not f.exists():
-            model = model or load_model("all-MiniLM-L6-v2", max_seq_length, "cpu")
-            np.save(f, embed_texts(model, texts[i : i + CHUNK], 64).astype(np.float32))
-        parts.append(np.load(f))
-    x = np.concatenate(parts)
-    return x, table.drop(columns=["text"]).iloc[: len(x)].reset_index(drop=True)
-
-
 def measure(
-    x: np.ndarray, labels: dict[str, np.ndarray], levels: tuple[int, ...], seed: int
+    x: np.ndarray,
+    labels: dict[str, np.ndarray],
+    levels: tuple[int, ...],
+    seed: int,
+    emb: Embedding,
 ) -> dict[str, Any]:
     """Fit every variant on one half, score on the other; one summary dict per variant."""
-    order = np.random.default_rng(seed).permutation(len(x))
-    fit_idx, held_idx = np.sort(order[: len(x) // 2]), np.sort(order[len(x) // 2 :])
+    fit_idx, held_idx = split_halves(len(x), seed)
     fit_x, held_x = x[fit_idx], x[held_idx]
     held_labels = {c: v[held_idx] for c, v in labels.items()}
-    model = {"name": "all-MiniLM-L6-v2", "dim": int(x.shape[1]), "max_seq_length": 128}
+    model = emb.model(int(x.shape[1]))
     out: dict[str, Any] = {}
     kmeans_by_space: dict[str, list[dict[str, Any]]] = {}
     for name, (opts, lst_dim) in VARIANTS.items():
@@ -161,18 +132,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=2000, help="documents to embed (sample)")
     parser.add_argument("--levels", default="16,16,8")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument(
-        "--cache", default=os.environ.get("HERMES_VECTOR_CACHE", str(DEFAULT_CACHE))
-    )
+    parser.add_argument("--max-seq-length", type=int, default=256)
+    parser.add_argument("--backend", default="onnx")
+    parser.add_argument("--precision", default="int8")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE))
     parser.add_argument("--out", help="write the JSON result here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     levels = tuple(int(v) for v in args.levels.split(","))
     cols = [c.strip() for c in args.labels.split(",") if c.strip()]
-    x, meta = embed_cached(args.corpus, args.n, Path(args.cache), args.max_seq_length)
+    emb = Embedding(args.max_seq_length, args.backend, args.precision)
+    x, meta = embed_cached(args.corpus, args.n, Path(args.cache), emb)
     labels = {c: meta[c].astype(str).to_numpy() for c in cols}
-    result = measure(x, labels, levels, args.seed)
+    result = measure(x, labels, levels, args.seed, emb)
     result.update({"corpus": Path(args.corpus).name, "levels": list(levels), "n": len(x)})
     print(
         f"{result['corpus']}: {result['fit_rows']} fit / {result['held_out_rows']} held-out "

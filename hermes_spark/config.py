@@ -130,6 +130,7 @@ class FitConfig:
     balance: float = 0.0
     kmeans: str = "euclidean"
     stage_books: str = "shared"
+    parent_min_rows: float = 4.0
     #: an earlier codebook artifact to warm-start from, keeping its code numbers
     init_from: str | None = None
 
@@ -144,6 +145,7 @@ class FitConfig:
             balance=self.balance,
             kmeans=self.kmeans,
             stage_books=self.stage_books,
+            parent_min_rows=self.parent_min_rows,
         )
 
     def __post_init__(self) -> None:

@@ -370,6 +370,7 @@ def fit_codebook(
     lst_seconds = time.perf_counter() - t0
     rvq_kw: dict[str, Any] = {
         "stage_books": opts.stage_books,
+        "parent_min_rows": opts.parent_min_rows,
         "seed": seed,
         "spherical": opts.kmeans == "spherical",
         "balance": opts.balance,

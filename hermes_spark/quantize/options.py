@@ -54,6 +54,12 @@ class QuantizerOptions:
             Encoding stays greedy, so prefixes are still true coarse labels; not combined
             with ``rotation=opq`` or ``refine_iters``. Recorded only when not ``shared``
             (so default fits keep their versions).
+        parent_min_rows: training rows per codeword a parent cell needs for a codebook
+            of its own under ``per_parent`` / ``refined``; parents with fewer keep the
+            shared codebook (0: any parent with a row gets one). Default 4: on real text
+            at 64·64 per-parent books fitted on 2.6 rows per codeword over-fit
+            (docs/quality.md). Recorded when non-zero with non-shared ``stage_books``
+            only (shared fits ignore it).
     """
 
     lst: str = "pca"
@@ -64,6 +70,7 @@ class QuantizerOptions:
     balance: float = 0.0
     kmeans: str = "euclidean"
     stage_books: str = "shared"
+    parent_min_rows: float = 4.0
 
     def __post_init__(self) -> None:
         if self.lst not in LST_KINDS:
@@ -72,7 +79,7 @@ class QuantizerOptions:
             _bad("rotation", f"{self.rotation!r} is not one of {', '.join(ROTATIONS)}")
         if self.kmeans not in KMEANS_KINDS:
             _bad("kmeans", f"{self.kmeans!r} is not one of {', '.join(KMEANS_KINDS)}")
-        for key in ("whiten_power", "balance"):
+        for key in ("whiten_power", "balance", "parent_min_rows"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 _bad(key, f"must be a number, got {value!r}")
@@ -83,6 +90,8 @@ class QuantizerOptions:
             _bad("whiten_power", f"must lie in [0, 1], got {self.whiten_power}")
         if not 0.0 <= self.balance <= 1.0:
             _bad("balance", f"must lie in [0, 1], got {self.balance}")
+        if self.parent_min_rows < 0.0:
+            _bad("parent_min_rows", f"must be >= 0, got {self.parent_min_rows}")
         for key in ("opq_iters", "refine_iters"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -98,8 +107,12 @@ class QuantizerOptions:
 
     def params(self) -> dict[str, Any]:
         """JSON-able form recorded in the artifact (part of its content hash); the default
-        ``stage_books`` is left out so that default fits hash as before it existed."""
+        ``stage_books`` is left out so that default fits hash as before it existed, and
+        ``parent_min_rows`` when shared books ignore it or it is 0 (its behaviour before
+        it existed)."""
         out = asdict(self)
+        if out["stage_books"] == "shared" or not out["parent_min_rows"]:
+            del out["parent_min_rows"]
         if out["stage_books"] == "shared":
             del out["stage_books"]
         return out

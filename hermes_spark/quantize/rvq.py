@@ -523,6 +523,7 @@ def fit_rvq(
     refine_iters: int = 0,
     init: Sequence[np.ndarray] | None = None,
     stage_books: str = "shared",
+    parent_min_rows: float = 0.0,
 ) -> tuple[RVQ, dict[str, Any]]:
     """Fit one k-means codebook per stage on the residuals left by earlier stages.
 
@@ -533,7 +534,8 @@ def fit_rvq(
     :func:`kmeans` for stage 1 (the coarse buckets); ``refine_iters`` rounds of
     :func:`refine_codebooks` follow the greedy pass. ``stage_books`` other than ``shared``
     gives stages 2.. one codebook per parent cell (:mod:`hermes_spark.quantize.tree`),
-    fitted after the shared one on all the training rows. Deterministic for a given
+    fitted after the shared one on all the training rows; a parent with fewer than
+    ``parent_min_rows * K`` rows keeps the shared codebook. Deterministic for a given
     ``seed``. Runs wherever it is called (the driver in ``fit``); numpy only.
 
     Returns the model and a JSON-able report ``{"stages": [...], "fit_seconds": float}``;
@@ -561,7 +563,7 @@ def fit_rvq(
             n_parents=math.prod(sizes[: depths[level - 1]]) if depths[level - 1] else 0,
             n_iter=n_iter, max_points_per_centroid=max_points_per_centroid,
             spherical=spherical and level == 1, balance=balance if level == 1 else 0.0,
-            stage_books=stage_books,
+            stage_books=stage_books, parent_min_rows=parent_min_rows,
         )  # fmt: skip
         all_codes[:, level - 1] = codes
         rel = float(np.square(residual, dtype=np.float64).sum() / total)
@@ -598,6 +600,7 @@ def _fit_stage(
     spherical: bool,
     balance: float,
     stage_books: str,
+    parent_min_rows: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """One RVQ stage: its centroids, the rows' codes and the stage's report fields.
 
@@ -617,7 +620,7 @@ def _fit_stage(
         centroids, tally = fit_parent_books(
             residual, parent, n_parents, centroids, rng, n_iter=n_iter,
             max_points_per_centroid=max_points_per_centroid,
-            fresh=stage_books == "per_parent",
+            fresh=stage_books == "per_parent", min_rows_per_code=parent_min_rows,
         )  # fmt: skip
         extra = {"train_rows": n, "parents": n_parents, "parent_fits": tally}
     codes, _ = nearest_in_parent(residual, centroids, parent, k)

@@ -9,11 +9,16 @@ codewords. Here each parent cell (the packed prefix of the earlier stages) gets 
 - ``refined``: the shared residual codebook, refined by Lloyd iterations per parent
   (codewords no row of the parent uses stay where the shared fit put them).
 
-Parents without a training row keep the shared codebook. Driver side, numpy only; called
+Parents without a training row, or with fewer than ``min_rows_per_code * K_k`` (the
+``fit.parent_min_rows`` option), keep the shared codebook: a codebook fitted on a
+handful of rows per codeword over-fits them and splits held-out rows worse than the
+shared one. Driver side, numpy only; called
 by :func:`hermes_spark.quantize.rvq.fit_rvq`.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -43,13 +48,15 @@ def fit_parent_books(
     n_iter: int,
     max_points_per_centroid: int,
     fresh: bool,
+    min_rows_per_code: float = 0.0,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """``(n_parents * K, r)`` codebooks, parent ``p`` in rows ``p*K .. p*K+K-1``.
 
     ``residual`` are the training rows' residuals after the earlier stages and ``parent``
     their packed prefix; each parent trains on at most ``K * max_points_per_centroid`` of
-    its own rows (seeded subsample). Returns the books and how many parents were fitted
-    fresh, refined from ``shared`` or left at ``shared`` (no rows).
+    its own rows (seeded subsample); a parent needs at least ``min_rows_per_code * K``
+    rows (and one) for a codebook of its own. Returns the books and how many parents were
+    fitted fresh, refined from ``shared`` or left at ``shared`` (too few rows).
     """
     k = shared.shape[0]
     books = np.tile(shared, (n_parents, 1))
@@ -58,9 +65,10 @@ def fit_parent_books(
     starts = np.concatenate([[0], np.cumsum(counts)])
     tally = {"fresh": 0, "refined": 0, "shared": 0}
     cap = k * max_points_per_centroid
+    need = max(1, math.ceil(min_rows_per_code * k))
     for p in range(n_parents):
         rows = order[starts[p] : starts[p + 1]]
-        if rows.size == 0:
+        if rows.size < need:
             tally["shared"] += 1
             continue
         if rows.size > cap:

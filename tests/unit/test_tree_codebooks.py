@@ -160,3 +160,67 @@ def test_grouped_and_gathered_search_agree_with_brute_force(parents: int) -> Non
     d = np.square(x[:, None] - own).sum(-1)
     np.testing.assert_array_equal(idx, d.argmin(axis=1))
     np.testing.assert_allclose(dist, d.min(axis=1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["per_parent", "refined"])
+def test_parents_below_min_rows_keep_the_shared_book(mode: str) -> None:
+    """With ``parent_min_rows`` m, exactly the parents holding fewer than m * K training
+    rows keep the shared codebook; the others get their own; prefixes stay true labels."""
+    x = nested(900, seed=6)
+    levels = (4, 6, 3)
+    model, report = fit_rvq(x, levels, seed=0, n_iter=5, stage_books=mode, parent_min_rows=12)
+    codes, _ = model.encode(x)
+    # the training rows of each stage-3 parent are the rows its 2-level prefix holds
+    counts = np.bincount(prefix_cells(codes, levels, 2), minlength=24)
+    small = counts < 12 * levels[2]
+    assert small.any() and (~small).any()  # the case is not vacuous
+    tally = report["stages"][2]["parent_fits"]
+    assert tally["shared"] == int(small.sum())
+    books = model.codebooks[2].reshape(24, 3, 12)
+    shared = books[np.flatnonzero(small)[0]]
+    for p in range(24):
+        if small[p]:
+            np.testing.assert_array_equal(books[p], shared)
+        else:
+            assert not np.array_equal(books[p], shared)
+    d1 = np.square(x[:, None] - model.codebooks[0][None]).sum(-1)
+    np.testing.assert_array_equal(codes[:, 0], d1.argmin(axis=1))
+
+
+def test_min_rows_zero_is_the_old_behaviour_and_is_not_recorded() -> None:
+    x = nested(700, seed=7)
+    old, _ = fit_rvq(x, (4, 6, 3), seed=0, n_iter=5, stage_books="per_parent")
+    new, _ = fit_rvq(x, (4, 6, 3), seed=0, n_iter=5, stage_books="per_parent", parent_min_rows=0)
+    for a, b in zip(old.codebooks, new.codebooks, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert "parent_min_rows" not in QuantizerOptions("pca", stage_books="per_parent",
+                                                     parent_min_rows=0).params()
+    # the default floor (4 rows per codeword) is recorded with per-parent books
+    assert QuantizerOptions(stage_books="per_parent").params()["parent_min_rows"] == 4.0
+    assert "parent_min_rows" not in QuantizerOptions(parent_min_rows=4).params()  # shared
+    opts = QuantizerOptions(stage_books="refined", parent_min_rows=4)
+    assert opts.params()["parent_min_rows"] == 4.0
+
+
+def test_min_rows_artifact_round_trip_and_version(tmp_path: Path) -> None:
+    x = nested(1500, seed=8)
+    kw = {"seed": 0, "lst_dim": 8, "model": MODEL, "n_iter": 5}
+    no_floor = QuantizerOptions(stage_books="per_parent", parent_min_rows=0)
+    plain = fit_codebook(x, (4, 6, 3), options=no_floor, **kw)
+    opts = QuantizerOptions(stage_books="per_parent", parent_min_rows=8)
+    floored = fit_codebook(x, (4, 6, 3), options=opts, **kw)
+    assert floored.version != plain.version and floored.quantizer["parent_min_rows"] == 8.0
+    floored.save(tmp_path / "b")
+    loaded = Codebook.load(tmp_path / "b")
+    assert loaded.version == floored.version and loaded.quantizer == floored.quantizer
+    for got, want in zip(loaded.assign(x), floored.assign(x), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_bad_min_rows_is_a_config_error() -> None:
+    with pytest.raises(InvalidConfigError, match=r"fit\.parent_min_rows"):
+        QuantizerOptions(stage_books="per_parent", parent_min_rows=-1)
+    with pytest.raises(InvalidConfigError, match="parent_min_rows"):
+        FitConfig(parent_min_rows="many")  # type: ignore[arg-type]
+    cfg = FitConfig(stage_books="per_parent", parent_min_rows=4)
+    assert cfg.quantizer_options().parent_min_rows == 4.0
