@@ -110,7 +110,7 @@ def test_two_phases_through_sample_and_export(spark, mixed, capsys):
         assert mixture["phase"] == name
         assert mixture["rows"] == int(mine["repeats"].sum())
         weights = json.loads((folder / "doremi_weights.json").read_text())
-        assert sum(weights.values()) == pytest.approx(1.0)
+        assert sum(weights["train_domain_weights"].values()) == pytest.approx(1.0)
         blend = (folder / "megatron_blend.txt").read_text()
         assert f"phase={name}/bucket-" in blend
         assert mixture["weights"] == pytest.approx(by_phase[name]["realized_shares"])
