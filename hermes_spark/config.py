@@ -209,6 +209,9 @@ class SampleConfig:
     target_centroids: int = 8
     embeddings_table: str | None = None
     target_max_embed_docs: int = 1_000_000
+    #: A multi-phase schedule (YAML): each phase's budget share, weights and Stage-2 rule;
+    #: ``weights``/``stage2`` are then the phases'.
+    phases: str | None = None
 
     def __post_init__(self) -> None:
         if self.target_centroids < 1:

@@ -51,6 +51,7 @@ from hermes_spark.sampling.materialize import (
     selected_rows,
 )
 from hermes_spark.sampling.quadmix_math import candidate_params
+from hermes_spark.sampling.schedule import phase_report, phase_rows
 from hermes_spark.sampling.sources import read_stats
 from hermes_spark.sampling.texts import corpus_texts
 from hermes_spark.sampling.weights import dirichlet_mixtures, format_bucket_key
@@ -395,6 +396,7 @@ def export_training_data(
     seed: int = 0,
     per_bucket: bool = False,
     overwrite: bool = False,
+    phase: str | None = None,
 ) -> ExportResult:
     """Materialize MANIFEST ``manifest`` from ``corpus`` into ``out_dir``.
 
@@ -408,6 +410,8 @@ def export_training_data(
     documents are read. ``shards`` defaults to :func:`default_shards` of the exported
     tokens (≈ 1 GB of text per shard); with ``per_bucket`` it is the total, shared by
     the buckets in proportion to their tokens (:func:`bucket_shards`, at least one each).
+    ``phase`` exports that phase's rows of a phased manifest (``hermes sample --phases``)
+    with its own mixture report.
 
     Raises:
         InvalidConfigError: bad format or shard count.
@@ -420,8 +424,10 @@ def export_training_data(
     store = get_store(spark)
     if not store.exists(manifest):
         raise InvalidInputError(f"manifest {manifest} does not exist (run hermes sample)")
-    man = checked_manifest(store.read(manifest), manifest)
-    report = _read_manifest_report(manifest)
+    raw, report = store.read(manifest), _read_manifest_report(manifest)
+    if phase is not None:
+        raw, report = phase_rows(raw, phase), phase_report(report, phase)
+    man = checked_manifest(raw, manifest)
     files, narrowed = _files_to_read(spark, corpus, man)
     columns = [corpus.text_col, *corpus.keep_cols] if corpus.keep_cols else None
     texts, keep = corpus_texts(spark, corpus, columns, files=files)
@@ -462,7 +468,12 @@ def export_training_data(
         totals=totals,
         keys=keys,
         ext=ext,
-        info={"kind": "hermes-export", "manifest": manifest, "corpus": corpus_name(corpus)},
+        info={
+            "kind": "hermes-export",
+            "manifest": manifest,
+            "corpus": corpus_name(corpus),
+            **({} if phase is None else {"phase": phase}),
+        },
         report=report,
         columns=["doc_id", "repeat_index", "stage1_bucket", "stage2_bucket", *keep],
         files_read=files,

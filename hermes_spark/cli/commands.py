@@ -272,13 +272,73 @@ def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         "target_centroids": args.target_centroids,
         "embeddings_table": args.embeddings_table,
         "target_max_embed_docs": args.target_max_embed_docs,
+        "phases": args.phases,
     }
     settings = cfg.with_overrides({"sample": values}).sample
     from hermes_spark.sampling.weights import precheck_weights
 
+    if settings.phases:
+        return settings  # each phase's weights: checked with the phases file
     if not settings.weights_version:  # carried keys are another version's codes
         precheck_weights(settings.weights, settings.weights_level, _code_levels(args))
     return settings
+
+
+def _phases(args: argparse.Namespace, settings: Any) -> Any:
+    """The validated phases of ``--phases`` (before Spark starts), or None without it."""
+    if not settings.phases:
+        return None
+    from hermes_spark.sampling.phases import load_phases
+
+    clash = {
+        "--weights": args.weights,
+        "--stage2": args.stage2,
+        "--weights-version": args.weights_version,
+        "--plan": getattr(args, "plan", None),
+        "--stats": args.stats,
+    }
+    given = [name for name, value in clash.items() if value is not None]
+    if given:
+        raise InvalidConfigError(
+            f"--phases sets each phase's weights and rule over the codes table; drop "
+            f"{', '.join(given)}"
+        )
+    return load_phases(settings.phases)
+
+
+def _print_schedule(schedule: Any) -> None:
+    print(f"schedule of {len(schedule.phases)} phases (codebook {schedule.codebook_version}):")
+    for r in schedule.phases:
+        s = r.summary()
+        print(
+            f"  {s['name']}: share {s['share']:g}, {s['stage2']}, target "
+            f"{s['target_tokens']:,.0f} tokens, realized {s['realized_tokens']:,.0f} "
+            f"({s['capped_tokens']:,.0f} cut by the per-document cap)"
+        )
+    for o in schedule.overlap:
+        a, b = o["phases"]
+        print(f"  overlap {a} ∩ {b}: {o['docs']} documents, {o['tokens']:,} tokens")
+
+
+def _plan_phases(args: argparse.Namespace, cfg: HermesConfig, settings: Any, phases: Any) -> Any:
+    """``hermes plan --phases``: every phase planned and selected, the schedule saved."""
+    from hermes_spark.tasks.phases import schedule_table
+
+    schedule = schedule_table(
+        _spark(cfg),
+        _need(cfg.paths.table, "--table"),
+        phases,
+        settings,
+        version=args.codebook_version,
+        levels=_code_levels(args),
+        allow_shortfall=args.allow_shortfall,
+    )
+    schedule.release()
+    _print_schedule(schedule)
+    if args.out:
+        schedule.save(args.out)
+        print(f"schedule written to {args.out}")
+    return schedule
 
 
 def _guard_file_outputs(args: argparse.Namespace, command: str) -> None:
@@ -291,9 +351,11 @@ def _guard_file_outputs(args: argparse.Namespace, command: str) -> None:
             weights_out, f"{command} --weights-out", own_names=outputs.WEIGHT_FILES
         )
     if command == "plan" and args.out:
+        from hermes_spark.sampling.phases import SCHEDULE_KIND
         from hermes_spark.sampling.plan import PLAN_KIND
 
-        outputs.guard_output(args.out, "plan --out", marker=PLAN_KIND)
+        marker = SCHEDULE_KIND if getattr(args, "phases", None) else PLAN_KIND
+        outputs.guard_output(args.out, "plan --out", marker=marker)
     if command == "mixtures" and args.out:
         outputs.guard_output(args.out, "mixtures --out", own_names=outputs.MIXTURE_FILES)
     if command == "report" and args.out:
@@ -322,7 +384,10 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     from hermes_spark.sampling.report import format_plan
 
     settings = _sample_settings(args, cfg)  # validated before Spark starts
+    phases = _phases(args, settings)
     _guard_file_outputs(args, "plan")
+    if phases is not None:
+        return _plan_phases(args, cfg, settings, phases)
     plan = compute_plan(
         _spark(cfg),
         settings,
@@ -357,8 +422,11 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     out = _need(cfg.paths.manifest, "--out")
     mixture_json, page = _sample_reports(args)
     settings = None if args.plan else _sample_settings(args, cfg)  # validated before Spark
+    phases = None if settings is None else _phases(args, settings)
     _guard_file_outputs(args, "sample")
     spark = _spark(cfg)
+    if phases is not None:
+        return _sample_phases(args, spark, table, out, settings, phases, mixture_json)
     if args.plan:
         fixed = {
             "--budget-tokens": args.budget_tokens,
@@ -375,6 +443,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
             "--target": args.target,
             "--target-centroids": args.target_centroids,
             "--embeddings-table": args.embeddings_table,
+            "--phases": args.phases,
         }
         given = [flag for flag, value in fixed.items() if value is not None]
         if given:
@@ -426,6 +495,28 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     }
 
 
+def _sample_phases(
+    args: argparse.Namespace,
+    spark: Any,
+    table: str,
+    out: str,
+    settings: Any,
+    phases: Any,
+    report_path: str | None,
+) -> dict[str, Any]:
+    """``hermes sample --phases``: the phased manifest and its schedule report."""
+    from hermes_spark.tasks.phases import run_phased_sample
+
+    result = run_phased_sample(
+        spark, table, out, phases, settings, version=args.codebook_version,
+        levels=_code_levels(args), allow_shortfall=args.allow_shortfall,
+        report_path=report_path,
+    )  # fmt: skip
+    _print_schedule(result.schedule)
+    print(f"manifest written to {out}; report {result.report_path} ({result.seconds:.1f}s)")
+    return {"manifest": out, "report_path": result.report_path, "report": result.report}
+
+
 def _sample_reports(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """``(mixture report JSON, HTML page)`` of sample's flags; ``--report X.json`` keeps
     its old meaning (the JSON) with a deprecation warning."""
@@ -443,13 +534,26 @@ def _sample_reports(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> Any:
-    """``hermes export``: the sampled training data as shuffled shards."""
+    """``hermes export``: the sampled training data as shuffled shards (one folder of them
+    per phase for a phased manifest)."""
     from hermes_spark.export import export_training_data
+    from hermes_spark.phase_export import export_phases, is_phased
 
     manifest = _need(cfg.paths.manifest, "--manifest")
     out = _need(cfg.paths.export, "--out")
+    spark = _spark(cfg)
+    if is_phased(spark, manifest):
+        phased = export_phases(
+            spark, manifest, cfg.corpus, out, fmt=args.output_format, shards=args.shards,
+            seed=cfg.sample.seed, per_bucket=args.per_bucket, overwrite=args.overwrite,
+        )  # fmt: skip
+        for name, r in phased.phases.items():
+            print(f"phase {name}: {r.rows} rows ({r.docs} documents, {r.tokens} tokens) in "
+                  f"{len(r.files)} files under {r.out_dir}")  # fmt: skip
+        print(f"index {phased.index} ({phased.seconds:.1f}s)")
+        return phased
     result = export_training_data(
-        _spark(cfg),
+        spark,
         manifest,
         cfg.corpus,
         out,

@@ -288,6 +288,13 @@ SAMPLE_PLAN = (
         "min(E, scale·sigmoid(steepness·(q - threshold))) of the quality percentile q)",
     ),
     flag(
+        "--phases",
+        key="sample.phases",
+        metavar="PHASES.yaml",
+        help="multi-phase schedule: per phase a budget share, weights and Stage-2 rule (or "
+        "freeze: PLAN.json); needs --table; replaces --weights and --stage2",
+    ),
+    flag(
         "--quality-cols",
         key="sample.quality_cols",
         metavar="SPEC",

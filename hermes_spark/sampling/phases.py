@@ -1,21 +1,25 @@
-"""Multi-phase schedules (issue 20), first part: the phases file and the cross-phase cap.
+"""Multi-phase schedules: the phases file and the repetition cap across phases.
 
 A phases file lists phases, each with a share of the total budget, its own Stage-1
-weights and Stage-2 rule::
+weights and Stage-2 rule, or weights frozen from an earlier plan (``freeze: PLAN.json``,
+also spelled ``from_plan``)::
 
     phases:
       - {name: broad, share: 0.8, weights: unimax, stage2: coverage}
       - {name: anneal, share: 0.2, weights: unimax, stage2: "quality-top:0.3"}
 
-:func:`load_phases` validates it on the driver before Spark starts. :func:`phase_allocations`
-is the repetition cap across phases: each phase is water-filled against what the earlier
-phases left of every bucket's ``max_epochs × tokens``, so a bucket's tokens over all
-phases never exceed ``max_epochs ×`` its supply. Driver-only, small arrays.
+:func:`load_phases` validates it on the driver before Spark starts. The cap holds per
+document: a document's repeats summed over all phases never exceed :func:`doc_cap`
+(:func:`capped_repeats` is the rule; :mod:`.schedule` applies it on executors), which
+implies the per-bucket cap. :func:`phase_allocations` is the same cap at the bucket level
+(each phase water-filled against what the earlier phases left of every bucket's
+``max_epochs × tokens``). Driver-only, small arrays.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +34,13 @@ from hermes_spark.sampling.allocate import parse_stage2_rule, water_fill
 #: shares may miss 1 by this much (decimal shares such as 0.1 + 0.2 + 0.7)
 SHARE_TOLERANCE = 1e-9
 _WEIGHT_RULES = ("proportional", "uniform", "unimax")
+_KEYS = {"name", "share", "weights", "stage2", "freeze", "from_plan"}
+#: A phase name is a folder name of the export (``OUT/phase=NAME/``).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: The manifest column naming each row's phase.
+PHASE_COL = "phase"
+#: The ``kind`` of a schedule JSON (``hermes plan --phases --out``, the phased report).
+SCHEDULE_KIND = "hermes-phase-plan"
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,8 @@ class Phase:
     share: float
     weights: str = "unimax"
     stage2: str = "coverage"
+    #: an earlier plan (``hermes plan [--phases] --out``) whose shares become the weights
+    freeze: str | None = None
 
 
 def _fail(path: str, why: str) -> None:
@@ -47,9 +60,11 @@ def _fail(path: str, why: str) -> None:
 
 
 def _check_weights(path: str, name: str, weights: str) -> None:
-    """A known rule, ``temperature:τ``, ``target:PATH`` or an existing weights file."""
-    if weights in _WEIGHT_RULES or weights.startswith("target:"):
+    """A known rule, ``temperature:τ`` or an existing weights file."""
+    if weights in _WEIGHT_RULES:
         return
+    if weights.startswith("target:"):
+        _fail(path, f"phase {name!r}: target:PATH weights are not supported in a phases file")
     if weights.startswith("temperature:"):
         raw = weights.partition(":")[2]
         try:
@@ -63,33 +78,46 @@ def _check_weights(path: str, name: str, weights: str) -> None:
         _fail(
             path,
             f"phase {name!r}: weights {weights!r} is neither a rule (proportional, uniform, "
-            "unimax, temperature:τ, target:PATH) nor an existing weights file",
+            "unimax, temperature:τ) nor an existing weights file",
         )
 
 
 def _phase(path: str, i: int, entry: Any) -> Phase:
     if not isinstance(entry, dict):
         _fail(path, f"phase {i + 1} must be a mapping with share, weights and stage2")
-    unknown = sorted(set(entry) - {"name", "share", "weights", "stage2"})
+    unknown = sorted(set(map(str, entry)) - _KEYS)
     if unknown:
-        _fail(path, f"phase {i + 1} has unknown key(s) {', '.join(map(str, unknown))}")
+        _fail(path, f"phase {i + 1} has unknown key(s) {', '.join(unknown)}")
     name = str(entry.get("name", f"phase{i + 1}"))
+    if not _NAME.match(name):
+        _fail(path, f"phase name {name!r} must be letters, digits, '_', '.' or '-'")
     share = entry.get("share")
     if isinstance(share, bool) or not isinstance(share, (int, float)):
         _fail(path, f"phase {name!r} needs a numeric share, got {share!r}")
     if not (math.isfinite(share) and 0 < share <= 1):
         _fail(path, f"phase {name!r}: share must be in (0, 1], got {share!r}")
+    freeze = entry.get("freeze", entry.get("from_plan"))
+    if "freeze" in entry and "from_plan" in entry:
+        _fail(path, f"phase {name!r}: give freeze or from_plan, not both")
+    if freeze is not None and "weights" in entry:
+        _fail(path, f"phase {name!r}: a frozen phase takes its weights from {freeze!r}")
     phase = Phase(
         name,
         float(share),
         str(entry.get("weights", "unimax")),
         str(entry.get("stage2", "coverage")),
+        None if freeze is None else str(freeze),
     )
-    _check_weights(path, name, phase.weights)
+    if phase.freeze is None:
+        _check_weights(path, name, phase.weights)
+    elif not Path(phase.freeze).is_file():
+        _fail(path, f"phase {name!r}: the plan to freeze, {phase.freeze!r}, does not exist")
     try:
-        parse_stage2_rule(phase.stage2)
+        rule, _ = parse_stage2_rule(phase.stage2)
     except InvalidConfigError as exc:
         _fail(path, f"phase {name!r}: {exc}")
+    if rule == "target-top":
+        _fail(path, f"phase {name!r}: target-top is not supported in a phases file")
     return phase
 
 
@@ -156,3 +184,16 @@ def phase_allocations(
         allocs.append(alloc)
         shortfalls.append(float(short))
     return allocs, shortfalls
+
+
+def doc_cap(max_epochs: float) -> int:
+    """A document's repeats over all phases: at most ``max(1, ⌊max_epochs⌋)``."""
+    return max(1, math.floor(float(max_epochs) + 1e-9))
+
+
+def capped_repeats(repeats: np.ndarray, used: np.ndarray, max_epochs: float) -> np.ndarray:
+    """A phase's repeats per document, cut to what the earlier phases left of
+    :func:`doc_cap` (``used``: their repeats summed). The executors' column expression in
+    :mod:`.schedule` is this rule."""
+    room = doc_cap(max_epochs) - np.asarray(used, dtype=np.int64)
+    return np.clip(np.minimum(np.asarray(repeats, dtype=np.int64), room), 0, None)

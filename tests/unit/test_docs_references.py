@@ -90,8 +90,7 @@ OTHER_TOOLS = {
     "--flat-rows",
     # the Databricks CLI
     "--profile",
-    # named in docs/sampling.md as not built yet (multi-phase plans, carried weights)
-    "--phases",
+    # named in docs/sampling.md as not built yet (carried weights)
     "--var",
 }
 

@@ -31,6 +31,7 @@ FLOORS: tuple[frozenset[str], ...] = tuple(
         "sampling",
         "tasks",
         "export rescore versions demo",
+        "phase_export",
         "cli",
     )
 )
