@@ -207,7 +207,7 @@ MODEL_RUN = (
     flag(
         "--precision",
         key="model.precision",
-        choices=("fp32", "fp16", "bf16", "int8"),
+        choices=("fp32", "fp16", "bf16", "int8", "int8-static"),
         help="model precision (fit records it; annotate uses the codebook's)",
     ),
     flag(

