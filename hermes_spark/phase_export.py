@@ -53,7 +53,8 @@ def is_phased(spark: SparkSession, manifest: str) -> bool:
 
 def _report(manifest: str) -> dict[str, Any] | None:
     try:
-        return json.loads(io.read_text(report_path_for(manifest)))
+        report: dict[str, Any] = json.loads(io.read_text(report_path_for(manifest)))
+        return report
     except (OSError, ValueError, InvalidInputError):
         return None
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from hermes_spark import io
@@ -181,9 +181,9 @@ def _capped(manifest: DataFrame, used: DataFrame | None, cap: int) -> tuple[Data
     cut = joined.withColumn("_asked", F.col("repeats")).withColumn(
         "repeats", F.least(F.col("repeats"), room).cast("int")
     )
-    lost = cut.agg(
-        F.sum((F.col("_asked") - F.col("repeats")) * F.col("tokens").cast("long"))
-    ).first()[0]
+    lost = _one_row(
+        cut.agg(F.sum((F.col("_asked") - F.col("repeats")) * F.col("tokens").cast("long")))
+    )[0]
     out = cut.where(F.col("repeats") >= 1).drop("_asked", *([_USED] if used is not None else []))
     return out, float(lost or 0)
 
@@ -194,7 +194,7 @@ def _overlap(parts: Sequence[DataFrame], names: Sequence[str]) -> list[dict[str,
     for i in range(len(parts)):
         for j in range(i + 1, len(parts)):
             both = parts[i].select("doc_id", "tokens").join(parts[j].select("doc_id"), "doc_id")
-            row = both.agg(F.count(F.lit(1)), F.sum(F.col("tokens").cast("long"))).first()
+            row = _one_row(both.agg(F.count(F.lit(1)), F.sum(F.col("tokens").cast("long"))))
             out.append(
                 {"phases": [names[i], names[j]], "docs": int(row[0]), "tokens": int(row[1] or 0)}
             )
@@ -275,7 +275,7 @@ def plan_phases(
         raise InvalidConfigError("a schedule needs at least one phase", key="sample.phases")
     codes = clean_codes(codes_df)
     version = codes_version(codes)
-    total = codes.agg(F.sum(F.coalesce(F.col("n_tokens"), F.lit(0)).cast("long"))).first()[0]
+    total = _one_row(codes.agg(F.sum(F.coalesce(F.col("n_tokens"), F.lit(0)).cast("long"))))[0]
     budgets = phase_budgets(resolve_budget(settings, float(total or 0)), phases)
     opts: dict[str, Any] = {
         "weights_level": settings.weights_level,
@@ -365,3 +365,10 @@ def realized_table(schedule: PhasedSchedule) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _one_row(agg: DataFrame) -> Row:
+    """The single row of a global aggregation (driver)."""
+    row = agg.first()
+    assert row is not None, "a global aggregation has one row"
+    return row

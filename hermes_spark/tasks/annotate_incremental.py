@@ -153,6 +153,7 @@ def _pending_chunks(run: AnnotateRun, files: InputFiles, report: AnnotateReport)
     report.chunks_total = len(chunks)
     todo = []
     for chunk in chunks:
+        assert chunk.app_id is not None, "incremental chunks have a transaction id"
         if (run.store.txn_version(run.table, chunk.app_id) or 0) >= 1:
             report.chunks_skipped += 1
             log.info("chunk %s already committed: recording its files", chunk.app_id)
