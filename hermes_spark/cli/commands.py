@@ -411,9 +411,7 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
 def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes sample``: execute a plan (computed first unless --plan) into MANIFEST."""
-    from hermes_spark.errors import VersionMismatchError
     from hermes_spark.export import write_weight_files
-    from hermes_spark.sampling.plan import SamplePlan
     from hermes_spark.sampling.planner import compute_plan_and_codes
     from hermes_spark.sampling.report import format_report
     from hermes_spark.sampling.select import run_sample
@@ -428,36 +426,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     if phases is not None:
         return _sample_phases(args, spark, table, out, settings, phases, mixture_json)
     if args.plan:
-        fixed = {
-            "--budget-tokens": args.budget_tokens,
-            "--budget-share": args.budget_share,
-            "--weights": args.weights,
-            "--weights-version": args.weights_version,
-            "--stage2": args.stage2,
-            "--weights-level": args.weights_level,
-            "--stage2-level": args.stage2_level,
-            "--max-epochs": args.max_epochs,
-            "--quality-cols": args.quality_cols,
-            "--stats": args.stats,
-            "--codebook": args.codebook,
-            "--target": args.target,
-            "--target-centroids": args.target_centroids,
-            "--embeddings-table": args.embeddings_table,
-            "--phases": args.phases,
-        }
-        given = [flag for flag, value in fixed.items() if value is not None]
-        if given:
-            raise InvalidConfigError(
-                f"--plan fixes the allocation; drop {', '.join(given)} or re-run hermes plan"
-            )
-        plan = SamplePlan.load(args.plan)
-        if args.sample_seed is not None:
-            plan = plan.with_seed(args.sample_seed)
-        if args.codebook_version and args.codebook_version != plan.codebook_version:
-            raise VersionMismatchError(
-                f"the plan is for codebook version {plan.codebook_version}, not "
-                f"{args.codebook_version}"
-            )
+        plan = _saved_plan(args)
     codes = None
     if settings is not None:  # no --plan: plan now
         plan, codes = compute_plan_and_codes(
@@ -493,6 +462,44 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         "plan": plan,
         "page": page,
     }
+
+
+def _saved_plan(args: argparse.Namespace) -> Any:
+    """The plan ``sample --plan`` executes, refusing the flags a saved plan already fixes."""
+    from hermes_spark.errors import VersionMismatchError
+    from hermes_spark.sampling.plan import SamplePlan
+
+    fixed = {
+        "--budget-tokens": args.budget_tokens,
+        "--budget-share": args.budget_share,
+        "--weights": args.weights,
+        "--weights-version": args.weights_version,
+        "--stage2": args.stage2,
+        "--weights-level": args.weights_level,
+        "--stage2-level": args.stage2_level,
+        "--max-epochs": args.max_epochs,
+        "--quality-cols": args.quality_cols,
+        "--stats": args.stats,
+        "--codebook": args.codebook,
+        "--target": args.target,
+        "--target-centroids": args.target_centroids,
+        "--embeddings-table": args.embeddings_table,
+        "--phases": args.phases,
+    }
+    given = [flag for flag, value in fixed.items() if value is not None]
+    if given:
+        raise InvalidConfigError(
+            f"--plan fixes the allocation; drop {', '.join(given)} or re-run hermes plan"
+        )
+    plan = SamplePlan.load(args.plan)
+    if args.sample_seed is not None:
+        plan = plan.with_seed(args.sample_seed)
+    if args.codebook_version and args.codebook_version != plan.codebook_version:
+        raise VersionMismatchError(
+            f"the plan is for codebook version {plan.codebook_version}, not "
+            f"{args.codebook_version}"
+        )
+    return plan
 
 
 def _sample_phases(

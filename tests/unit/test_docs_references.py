@@ -75,19 +75,6 @@ OTHER_TOOLS = {
     "--vectors",
     "--change",
     "--json",
-    # the benchmark scripts in bench/ (their own argparse)
-    "--agree",
-    "--combos",
-    "--n",
-    "--only",
-    "--repeats",
-    "--labels",
-    "--only-1b",
-    "--threads",
-    "--pools",
-    "--budget-share",
-    "--held",
-    "--flat-rows",
     # the Databricks CLI
     "--profile",
     # named in docs/sampling.md as not built yet (carried weights)
@@ -104,11 +91,22 @@ _PATH = re.compile(
 )
 
 
+_ARGPARSE_FLAG = re.compile(r"add_argument\(\s*[\"'](--[a-z][a-z0-9-]*)[\"']")
+
+
 def _hermes_flags() -> set[str]:
     names = {n for f in COMMON for n in f.names}
     for command in COMMANDS:
         names.update(n for f in command.flags for n in f.names)
     return names
+
+
+def _script_flags() -> set[str]:
+    """Flags the benchmark and helper scripts declare with their own argparse."""
+    found: set[str] = set()
+    for script in [*(ROOT / "bench").glob("*.py"), *(ROOT / "scripts").glob("*.py")]:
+        found.update(_ARGPARSE_FLAG.findall(script.read_text(encoding="utf-8")))
+    return found
 
 
 def _mentions(pattern: re.Pattern[str]) -> list[tuple[str, str]]:
@@ -125,7 +123,7 @@ def test_the_docs_exist_and_name_something():
 
 
 def test_every_flag_the_docs_name_exists():
-    known = _hermes_flags() | OTHER_TOOLS
+    known = _hermes_flags() | _script_flags() | OTHER_TOOLS
     unknown = sorted({(doc, flag) for doc, flag in _mentions(_FLAG) if flag not in known})
     assert not unknown, f"flags named in the docs that no command has: {unknown}"
 
