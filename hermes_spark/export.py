@@ -247,7 +247,8 @@ def _read_manifest_report(manifest: str) -> dict[str, Any] | None:
     try:
         fs, inner = _fs(path)
         with fs.open_input_stream(inner) as stream:
-            return json.loads(stream.read().decode("utf-8"))
+            report: dict[str, Any] = json.loads(stream.read().decode("utf-8"))
+            return report
     except (OSError, FileNotFoundError, json.JSONDecodeError, ValueError):
         return None
 
@@ -304,7 +305,7 @@ def _check_found(man: DataFrame, texts: DataFrame, corpus: CorpusConfig) -> None
 
 
 def _bucket_totals(man: DataFrame) -> pd.DataFrame:
-    return (
+    totals: pd.DataFrame = (
         man.groupBy("stage1_bucket")
         .agg(
             F.count(F.lit(1)).alias("docs"),
@@ -312,8 +313,8 @@ def _bucket_totals(man: DataFrame) -> pd.DataFrame:
             F.sum(F.col("repeats").cast("long") * F.col("tokens").cast("long")).alias("tokens"),
         )
         .toPandas()
-        .sort_values("stage1_bucket")
     )
+    return totals.sort_values("stage1_bucket")
 
 
 def bucket_shards(tokens: Mapping[int, int], total: int) -> dict[int, int]:
@@ -443,13 +444,13 @@ def export_training_data(
     buckets = [int(b) for b in totals["stage1_bucket"]]
     keys = _bucket_keys(buckets, report)
     layout, slots = _layout(spark, totals, shards, per_bucket, seed)
-    per_slot = (
+    slot_rows: pd.DataFrame = (
         layout.assign(man, slots)
         .groupBy("_slot")
         .agg(F.count(F.lit(1)).alias("rows"), F.sum(F.col("tokens").cast("long")).alias("tok"))
         .toPandas()
-        .set_index("_slot")
     )
+    per_slot = slot_rows.set_index("_slot")
     selected = selected_rows(man, texts, match_source=narrowed)
     data = (
         layout.assign(selected, slots)

@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import yaml
@@ -55,7 +55,7 @@ class Phase:
     freeze: str | None = None
 
 
-def _fail(path: str, why: str) -> None:
+def _fail(path: str, why: str) -> NoReturn:
     raise InvalidConfigError(f"phases file {path}: {why}")
 
 

@@ -6,7 +6,7 @@ Driver orchestration; Spark aggregates on executors and the driver gets one row 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ def children_from_codes(codes: DataFrame, s: int) -> pd.DataFrame:
         F.sum(F.coalesce(F.col("n_tokens"), F.lit(0)).cast("long")).alias("tokens"),
         F.max("n_tokens").cast("long").alias("max_tokens"),
     )
-    pdf = agg.toPandas()
+    pdf: pd.DataFrame = agg.toPandas()
     if pdf.empty:
         raise InvalidInputError("the codes table holds no rows of this codebook version")
     for col in [*keys, *[f"c{k}" for k in range(1, s + 1)], "docs", "tokens"]:
@@ -41,7 +41,7 @@ def children_from_codes(codes: DataFrame, s: int) -> pd.DataFrame:
     return pdf
 
 
-StatsFrame = DataFrame | pd.DataFrame
+StatsFrame: TypeAlias = DataFrame | pd.DataFrame
 
 
 def stats_code_levels(stats: StatsFrame) -> int:
