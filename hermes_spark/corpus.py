@@ -542,16 +542,23 @@ def apply_duplicates(prepared: DataFrame, losers: DataFrame) -> DataFrame:
     )
 
 
+def embedding_lengths(raw: DataFrame, col: str, probe_rows: int = 10_000) -> DataFrame:
+    """Counts ``(n, count)`` of the vector lengths among the first ``probe_rows`` rows (lazy).
+
+    The length is taken before the limit, so the limit's exchange moves one int per row
+    to its single task instead of whole rows (vectors, text).
+    """
+    lengths = raw.select(F.when(F.col(col).isNotNull(), F.size(col)).alias("n"))
+    return lengths.limit(probe_rows).where(F.col("n").isNotNull()).groupBy("n").count()
+
+
 def embedding_col_dim(raw: DataFrame, col: str, probe_rows: int = 10_000) -> int:
     """The dimension of given vectors: the most common length among the first rows.
 
     Rows of any other length are then rejected (``wrong_embedding_length``).
     """
     row = (
-        raw.limit(probe_rows)
-        .where(F.col(col).isNotNull())
-        .groupBy(F.size(col).alias("n"))
-        .count()
+        embedding_lengths(raw, col, probe_rows)
         .orderBy(F.col("count").desc(), "n")
         .first()
     )

@@ -184,3 +184,16 @@ def test_a_chunk_reads_its_corpus_once_and_shuffles_its_text_once(
     assert kept["doc_id"].is_unique
     first = kept.set_index("doc_id").loc["doc-00000", "source_file"]
     assert first.endswith("part-000.parquet")  # the first copy (lowest chunk) is kept
+
+
+def test_the_vector_length_probe_moves_no_row_through_its_exchange(spark, tmp_path):
+    """The given-vectors probe's limit gathers its rows in one task: only their lengths
+    may cross that exchange, never the vectors or the text."""
+    from hermes_spark.corpus import embedding_lengths
+
+    corpus = write_embedded_corpus(tmp_path / "corpus", n=50, dim=8, files=2)
+    raw = spark.read.parquet(str(corpus))
+    probe = embedding_lengths(raw, "emb", probe_rows=20)
+    assert [tuple(r) for r in probe.collect()] == [(8, 20)]
+    exchanged = [name for s in shuffles(plan_of(probe)) for name in output_names(s)]
+    assert exchanged and set(exchanged) <= {"n", "count"}, exchanged
