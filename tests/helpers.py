@@ -4,6 +4,7 @@ runner, and the rule that a missing prerequisite skips a test locally but fails 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import zlib
@@ -17,6 +18,17 @@ import pytest
 
 #: The shared real corpora (never copied into the repo), beside the checkout.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_module(name: str):
+    """A ``bench/`` module imported by path (the scripts import their siblings by bare
+    name, so ``bench/`` is no package), without touching ``sys.path``."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def skip_or_fail_in_ci(reason: str) -> None:
