@@ -192,6 +192,9 @@ class HermesEstimator:
     batch_tokens: int = 0
     #: tokenizer.json or folder counting ``n_tokens`` in the training tokenizer
     tokenizer: str | None = None
+    #: cores of one embedding task of the fitted model's transform on cluster masters
+    #: (stage-level scheduling; None: spark.task.cpus)
+    task_cpus: int | None = None
     #: LST variant, refinement, balance, spherical k-means (docs/quality.md); recorded in
     #: the artifact, so they change the codebook version
     quantizer: QuantizerOptions | None = None
@@ -236,6 +239,7 @@ class HermesEstimator:
             precision=m.precision,
             batch_tokens=m.batch_tokens,
             tokenizer=m.tokenizer,
+            task_cpus=m.task_cpus,
             quantizer=f.quantizer_options(),
             init_from=f.init_from,
         )
@@ -252,6 +256,7 @@ class HermesEstimator:
             precision=self.precision,
             batch_tokens=self.batch_tokens,
             tokenizer=self.tokenizer,
+            task_cpus=self.task_cpus,
         )
 
     @property
@@ -329,6 +334,7 @@ class HermesEstimator:
                 self.sort_window,
                 batch_tokens=self.batch_tokens,
                 tokenizer=self.tokenizer,
+                task_cpus=self.task_cpus,
             ),
             fit_report=report,
         )

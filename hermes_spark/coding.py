@@ -9,6 +9,7 @@ model settings copied into its closure.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from hermes_spark.embedding.settings import ModelSettings, settings_for_annotate
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.schema import REASON_COL, SOURCE_COL, codes_columns
 from udfs.annotate_udf import annotate_schema, make_annotate_fn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class RunOptions:
     backend: str | None = None
     precision: str | None = None
     task_gpu_amount: float = 1.0
+    #: cores of one embedding task on cluster masters (None: ``spark.task.cpus``)
+    task_cpus: int | None = None
     #: use ``backend``/``precision`` although the artifact recorded others
     allow_backend_mismatch: bool = False
 
@@ -56,6 +61,7 @@ class RunOptions:
             backend=model.backend,
             precision=model.precision,
             task_gpu_amount=model.task_gpu_amount,
+            task_cpus=model.task_cpus,
             allow_backend_mismatch=model.allow_backend_mismatch,
         )
 
@@ -95,26 +101,49 @@ def wants_stage_gpu(
     return float(task_gpus) < float(stage_amount)
 
 
-def gpu_profile(prepared: DataFrame, run: RunOptions, inputs: Inputs) -> Any:
+def stage_profile(prepared: DataFrame, run: RunOptions, inputs: Inputs) -> Any:
     """The stage-level ``ResourceProfile`` of the embedding stage, or ``None``.
 
-    Used when :func:`wants_stage_gpu` says so: then only the embedding stage takes a GPU
-    share (``model.task_gpu_amount``) and reading, duplicate scans, stats and export keep
-    every core. Not when no model runs (vectors and tokens given).
+    A GPU share (``model.task_gpu_amount``) when :func:`wants_stage_gpu` says so, and
+    ``model.task_cpus`` cores per task when set (the executor's ONNX Runtime and torch
+    threads follow ``TaskContext.cpus()``), both in one profile: only the embedding
+    stage holds them, and reading, duplicate scans, stats and export keep one
+    ``spark.task.cpus`` per task. Not when no model runs (vectors and tokens given), and
+    no cores on ``local`` masters (Spark schedules no task profile there; logged once).
     """
     if inputs.embedding and inputs.tokens:
         return None
     conf = prepared.sparkSession.conf
-    if not wants_stage_gpu(
+    master = conf.get("spark.master", "") or ""
+    gpu = wants_stage_gpu(
         conf.get("spark.executor.resource.gpu.amount", None),
         conf.get("spark.task.resource.gpu.amount", None),
-        conf.get("spark.master", "") or "",
+        master,
         run.task_gpu_amount,
-    ):
+    )
+    cpus = run.task_cpus
+    if cpus is not None and master.startswith("local"):
+        _note_local_task_cpus(cpus, master)
+        cpus = None
+    if not gpu and cpus is None:
         return None
     from hermes_spark.embedding.device import embedding_resource_profile
 
-    return embedding_resource_profile(run.task_gpu_amount)
+    return embedding_resource_profile(run.task_gpu_amount if gpu else None, cpus=cpus)
+
+
+_NOTED: set[str] = set()  # what stage_profile has logged once in this driver
+
+
+def _note_local_task_cpus(cpus: int, master: str) -> None:
+    if "local_task_cpus" not in _NOTED:
+        _NOTED.add("local_task_cpus")
+        log.info(
+            "model.task_cpus=%d applies on cluster masters; on %s every task has "
+            "spark.task.cpus cores",
+            cpus,
+            master,
+        )
 
 
 def code_rows(
@@ -149,7 +178,7 @@ def code_rows(
         passthrough=tuple(carried),
         emit_embedding=emit_embedding,
     )
-    profile = gpu_profile(prepared, run, inputs)
+    profile = stage_profile(prepared, run, inputs)
     source = prepared.drop(ORDER_COL)
     annotated = (
         source.mapInPandas(fn, schema, profile=profile)

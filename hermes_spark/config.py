@@ -92,6 +92,9 @@ class ModelConfig:
     tokenizer: str | None = None
     #: GPU share of one embedding task for stage-level scheduling (fractions share a GPU)
     task_gpu_amount: float = 1.0
+    #: CPU cores of one embedding task for stage-level scheduling on cluster masters
+    #: (None: spark.task.cpus, as every other stage); ONNX Runtime/torch threads follow
+    task_cpus: int | None = None
 
     def __post_init__(self) -> None:
         from hermes_spark.embedding.settings import resolve_backend
@@ -104,6 +107,8 @@ class ModelConfig:
             _fail("model", "task_gpu_amount", f"must be in (0, 1] or whole, got {amount}")
         _positive("model", "max_seq_length", self.max_seq_length)
         _positive("model", "batch_size", self.batch_size)
+        if self.task_cpus is not None:
+            _positive("model", "task_cpus", self.task_cpus)
         if self.sort_window < 0:
             _fail("model", "sort_window", f"{self.sort_window} is negative (0 = whole partition)")
         if self.device not in ("auto", "cpu", "cuda"):

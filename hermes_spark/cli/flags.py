@@ -225,6 +225,14 @@ MODEL_RUN = (
         help="padded tokens per model batch (0: batch size × max sequence length)",
     ),
     flag(
+        "--task-cpus",
+        key="model.task_cpus",
+        type=int,
+        metavar="N",
+        help="cores of one embedding task on cluster masters (stage-level scheduling; "
+        "ONNX Runtime threads follow); reading and the other stages keep spark.task.cpus",
+    ),
+    flag(
         "--tokenizer",
         key="model.tokenizer",
         metavar="PATH",

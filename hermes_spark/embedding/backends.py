@@ -203,7 +203,9 @@ def load_backend(
     """A cached backend for this Python worker (loaded or exported on first use)."""
     check_backend(backend, precision)
     resolved = "cpu" if backend != "torch" else choose_device(device)
-    key = (name, str(max_seq_length), resolved, backend, precision)
+    # the threads are the task's cores: a worker reused by a stage of another task
+    # profile (model.task_cpus) builds a session with that stage's threads
+    key = (name, str(max_seq_length), resolved, backend, precision, str(task_cpus()))
     with _LOCK:
         found = _BACKENDS.get(key)
         if found is not None:

@@ -67,28 +67,35 @@ def torch_index(address: str, visible_count: int) -> int:
     return index
 
 
-def embedding_resource_profile(gpu_amount: float = 1.0, cpus: int | None = None) -> Any:
+def embedding_resource_profile(gpu_amount: float | None = 1.0, cpus: int | None = None) -> Any:
     """A pyspark ``ResourceProfile`` for the embedding ``mapInPandas`` stage
     (``df.mapInPandas(fn, schema, profile=...)``, stage-level scheduling; driver side).
 
     ``gpu_amount`` is the GPU share of one task: ``1`` = one task per GPU, ``0.25`` =
     four tasks share a GPU (their tokenizing and host work overlaps the others' kernels;
-    each loads its own model copy). Whole numbers above 1 ask for several GPUs.
+    each loads its own model copy). Whole numbers above 1 ask for several GPUs; ``None``
+    asks for none (a CPU profile). ``cpus`` is the cores of one task (``model.task_cpus``;
+    the task's ONNX Runtime and torch threads follow ``TaskContext.cpus()``).
     Stage-level scheduling needs a cluster manager that supports it (standalone, YARN,
     Kubernetes); on ``local[*]`` leave the profile out.
 
     Raises:
-        InvalidConfigError: ``gpu_amount`` is not positive, or a fraction above 1.
+        InvalidConfigError: ``gpu_amount`` is not positive, or a fraction above 1;
+            ``cpus`` is below 1.
     """
-    amount = float(gpu_amount)
-    if not amount > 0 or (amount > 1 and not amount.is_integer()):
-        raise InvalidConfigError(
-            f"model.task_gpu_amount must be in (0, 1] or a whole number, got {gpu_amount}"
-        )
     from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
 
-    requests = TaskResourceRequests().resource("gpu", amount)
+    requests = TaskResourceRequests()
+    if gpu_amount is not None:
+        amount = float(gpu_amount)
+        if not amount > 0 or (amount > 1 and not amount.is_integer()):
+            raise InvalidConfigError(
+                f"model.task_gpu_amount must be in (0, 1] or a whole number, got {gpu_amount}"
+            )
+        requests = requests.resource("gpu", amount)
     if cpus is not None:
+        if int(cpus) < 1:
+            raise InvalidConfigError(f"model.task_cpus must be at least 1, got {cpus}")
         requests = requests.cpus(int(cpus))
     return ResourceProfileBuilder().require(requests).build
 

@@ -27,7 +27,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from hermes_spark.api import HermesModel, load_codebook
-from hermes_spark.coding import gpu_profile, model_settings
+from hermes_spark.coding import model_settings, stage_profile
 from hermes_spark.config import AnnotateConfig, CorpusConfig, HermesConfig
 from hermes_spark.corpus import (
     check_columns,
@@ -194,7 +194,7 @@ def embedding_device(spark: SparkSession, model: HermesModel, corpus: CorpusConf
         yield pd.DataFrame({"device": [label]})
 
     frame = spark.range(0, tasks, 1, tasks)
-    profile = gpu_profile(frame, model.run, model.roles.inputs())
+    profile = stage_profile(frame, model.run, model.roles.inputs())
     probed = (
         frame.mapInPandas(probe, "device string", profile=profile)
         if profile is not None
