@@ -134,8 +134,10 @@ class Standalone:
 
 
 @contextlib.contextmanager
-def standalone_cluster(tmp: Path, workers: int = 2, memory: str = "1g") -> Iterator[Standalone]:
-    """A Spark standalone master and ``workers`` one-core workers on 127.0.0.1."""
+def standalone_cluster(
+    tmp: Path, workers: int = 2, memory: str = "1g", cores: int = 1
+) -> Iterator[Standalone]:
+    """A Spark standalone master and ``workers`` workers of ``cores`` cores on 127.0.0.1."""
     home = spark_home(tmp)
     logs = tmp / "standalone-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -165,7 +167,7 @@ def standalone_cluster(tmp: Path, workers: int = 2, memory: str = "1g") -> Itera
                         "--webui-port",
                         str(free_port()),
                         "--cores",
-                        "1",
+                        str(cores),
                         "--memory",
                         memory,
                         "--work-dir",
