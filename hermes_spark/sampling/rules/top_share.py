@@ -23,9 +23,7 @@ class TopShareRule(Stage2Rule):
         except ValueError:
             p = float("nan")
         if not 0 < p <= 1:
-            raise InvalidConfigError(
-                f"{cls.name}:p needs 0 < p <= 1, got {text!r}", key=STAGE2_KEY
-            )
+            raise InvalidConfigError(f"{cls.name}:p needs 0 < p <= 1, got {text!r}", key=STAGE2_KEY)
         return cls(p)
 
     @property
