@@ -148,3 +148,11 @@ def test_rules_are_values() -> None:
     assert parse_rule("quality-top:0.3") != parse_rule("target-top:0.3")
     assert parse_rule("quality-top:0.3") == parse_rule("quality-top:.3")
     assert len({parse_rule(s) for s in ("random", "RANDOM", "coverage")}) == 2
+
+
+def test_the_stage2_flag_help_names_every_rule() -> None:
+    from hermes_spark.cli.flags import SAMPLE_PLAN
+
+    (stage2,) = [f for f in SAMPLE_PLAN if f.key == "sample.stage2"]
+    listed = [part.strip().split()[0] for part in stage2.help.split(" | ")]
+    assert [re.split(r"[:\[]", part, maxsplit=1)[0] for part in listed] == list(RULES)
