@@ -15,19 +15,10 @@ import numpy as np
 import pandas as pd
 
 from hermes_spark.errors import BudgetError, InvalidConfigError, InvalidInputError
+from hermes_spark.sampling.rules.registry import parse_rule
 
 logger = logging.getLogger(__name__)
 
-STAGE2_RULES: tuple[str, ...] = (
-    "random",
-    "coverage",
-    "quality-top:<p>",
-    "target-top:<p>",
-    "quadmix[:<params.json>]",
-)
-#: Rules that keep the top share ``p`` of each child by a per-document score (quality, or
-#: the similarity to target examples); their pools and walk are the same.
-TOP_RULES: tuple[str, ...] = ("quality-top", "target-top")
 CHILD_COLUMNS: tuple[str, ...] = ("parent", "child", "tokens", "pool_tokens", "pool_docs", "docs")
 _PASS_TOL = 1e-9
 
@@ -159,23 +150,9 @@ def stage1_targets(
 
 def parse_stage2_rule(rule: str) -> tuple[str, float | None]:
     """Parse ``random``, ``coverage``, ``quality-top:p``, ``target-top:p`` (``0 < p <= 1``)
-    or ``quadmix[:PATH]`` into (name, p) (``p`` None but for the ``-top`` rules)."""
-    name, sep, arg = str(rule).strip().lower().partition(":")
-    if name in ("random", "coverage") and not sep:
-        return name, None
-    if name == "quadmix":
-        return name, None
-    if name in TOP_RULES:
-        try:
-            p = float(arg)
-        except ValueError:
-            p = float("nan")
-        if not 0 < p <= 1:
-            raise InvalidConfigError(f"{name}:p needs 0 < p <= 1, got {arg!r}")
-        return name, p
-    raise InvalidConfigError(
-        f"unknown Stage-2 rule {rule!r}; valid rules: {', '.join(STAGE2_RULES)}"
-    )
+    or ``quadmix[:PATH]`` into (name, p) (``p`` None but for the ``-top`` rules); the rule
+    object is :func:`hermes_spark.sampling.rules.registry.parse_rule`'s."""
+    return parse_rule(rule, check_files=False).as_tuple()
 
 
 def _checked_children(children: pd.DataFrame) -> pd.DataFrame:
@@ -230,7 +207,7 @@ def stage2_allocation(
     Raises:
         InvalidInputError: bad child table, or a parent with a target but no children.
     """
-    name, _ = parse_stage2_rule(rule)
+    stage2 = parse_rule(rule, check_files=False)
     epochs = _check_max_epochs(max_epochs)
     if "target" not in stage1.columns:
         raise InvalidInputError("Stage-1 frame lacks column 'target'")
@@ -247,7 +224,7 @@ def stage2_allocation(
     parent = kids["parent"].to_numpy()
     pool = kids["pool_tokens"].to_numpy()
     caps = epochs * pool
-    weights = np.ones(len(kids)) if name == "coverage" else kids["tokens"].to_numpy()
+    weights = stage2.child_weights(kids["tokens"].to_numpy())
     parent_target = targets.reindex(parent).to_numpy()
     share, alloc, unmet = (np.zeros(len(kids)) for _ in range(3))
     starts = np.flatnonzero(np.r_[True, parent[1:] != parent[:-1]]) if len(parent) else parent

@@ -29,7 +29,8 @@ import numpy as np
 import yaml
 
 from hermes_spark.errors import BudgetError, InvalidConfigError
-from hermes_spark.sampling.allocate import parse_stage2_rule, water_fill
+from hermes_spark.sampling.allocate import water_fill
+from hermes_spark.sampling.rules.registry import parse_rule
 
 #: shares may miss 1 by this much (decimal shares such as 0.1 + 0.2 + 0.7)
 SHARE_TOLERANCE = 1e-9
@@ -113,11 +114,11 @@ def _phase(path: str, i: int, entry: Any) -> Phase:
     elif not Path(phase.freeze).is_file():
         _fail(path, f"phase {name!r}: the plan to freeze, {phase.freeze!r}, does not exist")
     try:
-        rule, _ = parse_stage2_rule(phase.stage2)
+        rule = parse_rule(phase.stage2)
     except InvalidConfigError as exc:
         _fail(path, f"phase {name!r}: {exc}")
-    if rule == "target-top":
-        _fail(path, f"phase {name!r}: target-top is not supported in a phases file")
+    if rule.needs_target:
+        _fail(path, f"phase {name!r}: {rule.name} is not supported in a phases file")
     return phase
 
 

@@ -16,7 +16,8 @@ import pandas as pd
 from hermes_spark import io
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.io import jsonable
-from hermes_spark.sampling.allocate import parse_stage2_rule
+from hermes_spark.sampling.rules.base import Stage2Rule
+from hermes_spark.sampling.rules.registry import parse_rule
 from hermes_spark.sampling.weights import format_bucket_key
 
 PLAN_FORMAT = 1
@@ -53,7 +54,13 @@ class SamplePlan:
     @property
     def rule(self) -> tuple[str, float | None]:
         """The parsed Stage-2 rule ``(name, p)``."""
-        return parse_stage2_rule(self.settings["stage2"])
+        return self.stage2_rule.as_tuple()
+
+    @property
+    def stage2_rule(self) -> Stage2Rule:
+        """The Stage-2 rule object (``settings["stage2"]`` keeps the spec as given; a saved
+        plan's parameter file need not exist any more)."""
+        return parse_rule(self.settings["stage2"], check_files=False)
 
     @property
     def seed(self) -> int:

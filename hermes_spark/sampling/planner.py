@@ -28,18 +28,14 @@ from hermes_spark.errors import (
     InvalidInputError,
     VersionMismatchError,
 )
-from hermes_spark.sampling.allocate import (
-    TOP_RULES,
-    parse_stage2_rule,
-    stage1_targets,
-    stage2_allocation,
-    stage2_argument,
-)
+from hermes_spark.sampling.allocate import stage1_targets, stage2_allocation
 from hermes_spark.sampling.levels import check_levels, infer_sizes
 from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.pools import quality_pools
 from hermes_spark.sampling.quadmix import attach_quadmix_pools, quadmix_stage2
 from hermes_spark.sampling.quadmix_math import load_params
+from hermes_spark.sampling.rules.base import Pools, Score, Stage2Rule
+from hermes_spark.sampling.rules.registry import parse_rule, rules_scoring
 from hermes_spark.sampling.signals import (
     QualitySignals,
     parse_quality_cols,
@@ -62,11 +58,6 @@ from hermes_spark.schema import embeddings_table_name, recorded_levels, select_v
 from hermes_spark.stats import clean_codes, code_levels, codes_version, metadata_levels
 
 log = logging.getLogger(__name__)
-
-#: Stage-2 rules whose pools need the documents (not only bucket statistics).
-NEEDS_CODES = ("quality-top", "target-top", "quadmix")
-#: Rules that rank by the document quality (the ones ``--quality-cols`` feeds).
-QUALITY_RULES = ("quality-top", "quadmix")
 
 
 def _entropy_bits(values: np.ndarray) -> float:
@@ -137,17 +128,17 @@ def _bucket_children(
 
 def _attach_pools(
     children: pd.DataFrame,
-    rule: str,
-    p: float | None,
+    rule: Stage2Rule,
     codes_df: DataFrame | None,
     s: int,
     signals: QualitySignals | None = None,
 ) -> pd.DataFrame:
     """Add each child's candidate pool (``pool_docs, pool_tokens, ...``) for the rule
     (``target-top`` ranks by ``target_similarity`` exactly as ``quality-top`` by quality)."""
-    if rule in TOP_RULES:
+    if rule.pools is Pools.TOP_SHARE:
+        p = rule.p
         assert codes_df is not None and p is not None
-        if rule == "target-top":
+        if rule.needs_target:
             codes_df = codes_df.withColumn("quality", F.col(SIM_COL))
         if signals is None:
             pools = quality_pools(codes_df, s, p)
@@ -208,7 +199,7 @@ def _plan_info(
     *,
     winfo: dict[str, Any],
     shortfall: float,
-    rule: str,
+    rule: Stage2Rule,
     s: int,
 ) -> dict[str, Any]:
     pooled = kids["pool_tokens"] > 0
@@ -224,7 +215,7 @@ def _plan_info(
         "max_expected_repeats": float(
             kids.loc[pooled, "expected_repeats"].max() if pooled.any() else 0.0
         ),
-        "docs_without_quality": int(kids["no_quality_docs"].sum()) if rule in NEEDS_CODES else 0,
+        "docs_without_quality": int(kids["no_quality_docs"].sum()) if rule.needs_codes else 0,
         "pool_contraction": pool_contraction(kids, s),
         "corpus_entropy_bits": {
             "stage1": _entropy_bits(stage1["supply"].to_numpy()),
@@ -356,17 +347,18 @@ def plan_mixture(
         seed=int(seed),
     )
     _check_budget_given(settings)
-    rule, p = parse_stage2_rule(settings.stage2)
+    rule = parse_rule(settings.stage2)
     if stats_df is None and codes_df is None:
         raise InvalidConfigError("planning needs --stats STATS or --table CODES")
-    if rule in NEEDS_CODES and codes_df is None:
-        raise InvalidConfigError(f"{rule} needs the codes table (--table) for its quantiles")
+    if rule.needs_codes and codes_df is None:
+        raise InvalidConfigError(f"{rule.name} needs the codes table (--table) for its quantiles")
     signals = None if quality_cols is None else parse_quality_cols(quality_cols)
-    if signals is not None and rule not in QUALITY_RULES:
+    if signals is not None and not rule.needs_quality:
         raise InvalidConfigError(
-            f"--quality-cols sets the quality of {', '.join(QUALITY_RULES)}; --stage2 is {rule}"
+            f"--quality-cols sets the quality of {', '.join(rules_scoring(Score.QUALITY))}; "
+            f"--stage2 is {rule.name}"
         )
-    if rule == "target-top":
+    if rule.needs_target:
         assert codes_df is not None
         if SIM_COL not in codes_df.columns:
             raise InvalidInputError(
@@ -374,7 +366,7 @@ def plan_mixture(
                 "add it with hermes_spark.sampling.similarity.with_target_similarity "
                 "(the CLI does this for --target PATH)"
             )
-    if stats_df is None or rule in NEEDS_CODES:
+    if stats_df is None or rule.needs_codes:
         codes_df, codes_ver = _checked_codes(codes_df, codebook_version)
     else:
         codes_df, codes_ver = None, codebook_version
@@ -391,13 +383,13 @@ def plan_mixture(
     )
     with contextlib.ExitStack() as held:
         rated = None
-        if rule == "quadmix":
+        if rule.pools is Pools.EXPECTED_REPEATS:
             assert codes_df is not None
             children, rated = attach_quadmix_pools(
                 children, codes_df, signals, w, s, hold=held.enter_context
             )
         else:
-            children = _attach_pools(children, rule, p, codes_df, s, signals)
+            children = _attach_pools(children, rule, codes_df, s, signals)
         budget = resolve_budget(settings, float(children["tokens"].sum()))
         stage1, shortfall, winfo = _stage1(
             children,
@@ -409,7 +401,7 @@ def plan_mixture(
             allow_shortfall=allow_shortfall,
         )
         if rated is not None:
-            params = load_params(stage2_argument(settings.stage2) or None)
+            params = load_params(rule.argument or None)
             stage1, kids = quadmix_stage2(
                 stage1,
                 children,
@@ -434,10 +426,10 @@ def plan_mixture(
         "allow_shortfall": bool(allow_shortfall),
         "quality_cols": None if signals is None else signals.spec(),
     }
-    if rule == "target-top" and target is not None:
+    if rule.needs_target and target is not None:
         resolved["target_top"] = target.to_dict()
     info = _plan_info(stage1, kids, winfo=winfo, shortfall=shortfall, rule=rule, s=s)
-    if rule == "target-top":
+    if rule.needs_target:
         info["target_top"] = {
             "docs_without_similarity": int(kids["no_quality_docs"].sum()),
             "centroids": None if target is None else target.k,
@@ -509,11 +501,11 @@ def compute_plan_and_codes(
         InvalidConfigError, BudgetError, VersionMismatchError: see :func:`plan_mixture`.
     """
     _check_budget_given(settings)
-    rule, _ = parse_stage2_rule(settings.stage2)
+    rule = parse_rule(settings.stage2)
     if stats is None and table is None:
         raise InvalidConfigError("planning needs --stats STATS or --table CODES")
-    if rule in NEEDS_CODES and table is None:
-        raise InvalidConfigError(f"{rule} needs the codes table (--table) for its quantiles")
+    if rule.needs_codes and table is None:
+        raise InvalidConfigError(f"{rule.name} needs the codes table (--table) for its quantiles")
     store = get_store(spark)
     stats_df = codes_df = None
     chosen = version
@@ -521,12 +513,12 @@ def compute_plan_and_codes(
         if not store.exists(stats):
             raise InvalidInputError(f"statistics table {stats} does not exist (run hermes stats)")
         stats_df = store.read(stats)
-        if rule in NEEDS_CODES:
+        if rule.needs_codes:
             _, chosen = read_stats(store, stats, version, 1)
-    if table is not None and (stats is None or rule in NEEDS_CODES):
+    if table is not None and (stats is None or rule.needs_codes):
         codes_df, chosen = select_version(store, table, chosen)
     target_top: dict[str, Any] | None = None
-    if rule == "target-top":
+    if rule.needs_target:
         assert codes_df is not None and table is not None and chosen is not None
         codes_df, target_top = target_scored_codes(
             spark, settings, codes_df, table=table, version=chosen, codebook=codebook,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hermes_spark import io
-from hermes_spark.errors import InvalidConfigError, InvalidInputError
+from hermes_spark.errors import InvalidInputError
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_STEEPNESS = 10.0
@@ -180,10 +180,3 @@ def candidate_params(
         )
     return out
 
-
-def check_rule_arg(arg: str) -> str | None:
-    """The parameter path of ``quadmix[:PATH]`` (None for the defaults)."""
-    path = arg.strip()
-    if path and not io.is_file(path):
-        raise InvalidConfigError(f"quadmix parameters {path!r} do not exist")
-    return path or None

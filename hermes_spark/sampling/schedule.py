@@ -31,7 +31,6 @@ from hermes_spark import io
 from hermes_spark.config import SampleConfig
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
 from hermes_spark.io import jsonable
-from hermes_spark.sampling.allocate import parse_stage2_rule
 from hermes_spark.sampling.phases import (
     PHASE_COL,
     SCHEDULE_KIND,
@@ -40,8 +39,9 @@ from hermes_spark.sampling.phases import (
     phase_budgets,
 )
 from hermes_spark.sampling.plan import PLAN_KIND, SamplePlan
-from hermes_spark.sampling.planner import QUALITY_RULES, plan_mixture, resolve_budget
+from hermes_spark.sampling.planner import plan_mixture, resolve_budget
 from hermes_spark.sampling.report import build_report
+from hermes_spark.sampling.rules.registry import parse_rule
 from hermes_spark.sampling.select import realized_by_child, sample
 from hermes_spark.stats import clean_codes, codes_version, metadata_levels
 
@@ -216,7 +216,7 @@ def _one_phase(
     table: str,
 ) -> tuple[PhaseResult, DataFrame]:
     """Plan and select one phase over ``avail`` (documents with room left)."""
-    rated = parse_stage2_rule(phase.stage2)[0] in QUALITY_RULES
+    rated = parse_rule(phase.stage2, check_files=False).needs_quality
     plan = plan_mixture(
         None,
         codes_df=avail,

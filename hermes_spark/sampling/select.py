@@ -53,10 +53,10 @@ from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
 from hermes_spark.io import report_path_for, write_text
 from hermes_spark.outputs import guard_output
-from hermes_spark.sampling.allocate import TOP_RULES
 from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.quadmix import plan_rated, quadmix_manifest, quality_histograms
 from hermes_spark.sampling.report import build_report
+from hermes_spark.sampling.rules.base import Pools
 from hermes_spark.sampling.signals import parse_quality_cols, with_merged_quality
 from hermes_spark.sampling.similarity import SIM_COL, scored_codes_from_settings
 from hermes_spark.sampling.walk import carry_bounds, walk_windows
@@ -129,7 +129,7 @@ def _pool(codes: DataFrame, params: DataFrame, plan: SamplePlan) -> DataFrame:
         *([F.col(SOURCE_COL)] if SOURCE_COL in codes.columns else []),
     )
     df = base.join(F.broadcast(params), "child")
-    if plan.rule[0] in TOP_RULES:
+    if plan.stage2_rule.pools is Pools.TOP_SHARE:
         q = F.col("q")
         df = df.where(
             q.isNotNull() & ~F.isnan(q) & (F.abs(q) != float("inf")) & (q >= F.col("thr"))
@@ -206,12 +206,12 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
     Raises:
         InvalidInputError: the codes no longer match the plan's pool sizes (stale plan).
     """
-    if plan.rule[0] == "quadmix":
+    if plan.stage2_rule.pools is Pools.EXPECTED_REPEATS:
         manifest, _ = quadmix_manifest(codes, plan)
         return manifest, pd.DataFrame()
     spark = codes.sparkSession
     params = child_params(plan)
-    if plan.rule[0] == "target-top":
+    if plan.stage2_rule.needs_target:
         if SIM_COL not in codes.columns:
             raise InvalidInputError(
                 f"target-top:p selects by the {SIM_COL} column, which the codes lack "
@@ -295,7 +295,7 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
 def target_scored(codes: DataFrame, plan: SamplePlan) -> DataFrame:
     """``codes`` with ``target_similarity`` for a ``target-top`` plan: as given when the
     column is there, else scored from the plan's ``target_top`` settings (CLI plans)."""
-    if plan.rule[0] != "target-top" or SIM_COL in codes.columns:
+    if not plan.stage2_rule.needs_target or SIM_COL in codes.columns:
         return codes
     return scored_codes_from_settings(
         codes.sparkSession, codes, plan.settings.get("target_top") or {}
@@ -405,7 +405,7 @@ def run_sample(
     )
     per_child, reps = realized_by_child(store.read(out))
     report = build_report(plan, per_child, reps, windows, manifest=out, table=table)
-    if plan.rule[0] == "quadmix":
+    if plan.stage2_rule.pools is Pools.EXPECTED_REPEATS:
         rated = plan_rated(codes, plan)
         report["quality_histogram"] = quality_histograms(rated, store.read(out))
     path = report_path or report_path_for(out)
