@@ -109,9 +109,10 @@ def _bucket_children(
     plus the level sizes, the version, ``w`` and ``s``."""
     if stats_df is not None:
         w, s = check_levels(weights_level, stage2_level, stats_code_levels(stats_df))
-        by_level, chosen = stats_rows(stats_df, version, s, name=name)
+        by_level, found = stats_rows(stats_df, version, s, name=name)
+        chosen: str | None = found
         if not by_level[s].shape[0]:
-            raise InvalidInputError(f"{name} has no level-{s} rows for version {chosen}")
+            raise InvalidInputError(f"{name} has no level-{s} rows for version {found}")
         sizes = infer_sizes(by_level, levels)
         children = children_from_stats(by_level, s, sizes)
     else:

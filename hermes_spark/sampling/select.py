@@ -156,7 +156,7 @@ def boundary_windows(pool: DataFrame, params: pd.DataFrame) -> pd.DataFrame:
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
-        sizes = (
+        sizes: pd.DataFrame = (
             hist.groupBy("child")
             .agg(
                 F.sum("tok").alias("pool_tokens_seen"),
@@ -184,13 +184,18 @@ def boundary_windows(pool: DataFrame, params: pd.DataFrame) -> pd.DataFrame:
         )
         low, high = F.col("r") - F.col("b"), F.col("r") + F.col("b")
         inside = (F.col("cum_end") >= low) & (F.col("cum_start") <= high)
-        windows = cum.groupBy("child").agg(
-            F.min(F.when(inside, F.col("bin"))).alias("lo"),
-            F.max(F.when(inside, F.col("bin"))).alias("hi"),
-            F.coalesce(F.sum(F.when(F.col("cum_end") < low, F.col("tok"))), F.lit(0)).alias("s0"),
-            F.sum(F.when(inside, F.col("docs"))).alias("window_docs"),
+        windows: pd.DataFrame = (
+            cum.groupBy("child")
+            .agg(
+                F.min(F.when(inside, F.col("bin"))).alias("lo"),
+                F.max(F.when(inside, F.col("bin"))).alias("hi"),
+                F.coalesce(F.sum(F.when(F.col("cum_end") < low, F.col("tok"))), F.lit(0)).alias(
+                    "s0"
+                ),
+                F.sum(F.when(inside, F.col("docs"))).alias("window_docs"),
+            )
+            .toPandas()
         )
-        windows = windows.toPandas()
     finally:
         hist.unpersist()
     cols = ["child", "pool_tokens_seen", "pool_docs_seen", "max_tokens", "M", "b"]

@@ -90,7 +90,8 @@ def _blocks(x: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` without BLAS (``einsum``'s own loops): every output element sums its
     products in the same order whatever the row's position, thread count or library."""
-    return np.einsum("nd,dr->nr", a, b, optimize=False)
+    out: np.ndarray = np.einsum("nd,dr->nr", a, b, optimize=False)
+    return out
 
 
 def to_lst_space(x: np.ndarray, arrays: Mapping[str, Any]) -> np.ndarray:
