@@ -24,6 +24,14 @@ with the reason) at 256 tokens, all in one run:
   ``MatMulInteger`` graph in ONNX Runtime with as many threads as the timed paths use,
   the better of one measurement before and one after them (an fp32 ``MatMul`` rate
   beside it); every timed path's docs/s as a share of it;
+* where the time goes per task for the chosen CPU default (``--breakdown``, on by
+  default): tokenize (token counts come from the same pass), model, LST, RVQ assignment,
+  row checks and quality, timed on the documents of one in-process annotate run (the
+  tokenize and model seconds are the encoder's own totals for that run), the Arrow
+  conversions ``mapInPandas`` does around the function (Arrow → pandas of the input,
+  pandas → Arrow of the output in the Spark schema), the rest of the in-process total
+  ("other, ours"), and with ``--spark`` the Spark overhead: the Spark path's seconds for
+  the same documents minus all of the above;
 * last, the chosen CPU default against the goals: ≥ 3× (a), ≥ 0.95× (b), ≥ 50% of the
   hardware bound.
 
@@ -39,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -50,12 +59,14 @@ from hardware_bound import (
     int8_gemm_rate,
     model_flops_per_doc,
 )
+from time_breakdown import ARROW, INNER, OTHER, SPARK_REST, breakdown_rows
 
 from hermes_spark.embedding import count_tokens, load_model, resolve_model_path
-from hermes_spark.embedding.encoder import Encoder, EncodeStats
+from hermes_spark.embedding.encoder import Encoder, EncodeStats, get_encoder
 from hermes_spark.embedding.settings import DEFAULT_BACKEND, ModelSettings
 from hermes_spark.quantize.codebook import fit_codebook
-from udfs.annotate_udf import annotate_schema, make_annotate_fn
+from udfs.annotate_udf import annotate_schema, make_annotate_fn, text_reasons
+from udfs.quality import quality_scores
 
 COMBOS = (
     ("torch", "fp32"),
@@ -106,6 +117,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--max-seq-length", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--spark", action="store_true", help="also time through Spark local[*]")
+    ap.add_argument(
+        "--no-breakdown",
+        dest="breakdown",
+        action="store_false",
+        help="skip the per-task time breakdown of the CPU default",
+    )
     ap.add_argument("--repeats", type=int, default=2, help="rounds per timing (best kept)")
     ap.add_argument(
         "--combos",
@@ -160,18 +177,24 @@ def main() -> None:
     ref = (reference, ref_codes, ref_encoder.stats)
     gemm_before = (int8_gemm_rate(cores), fp32_gemm_rate(cores))  # best of before/after
 
-    rows = []
+    rows, parts = [], None
     for backend, precision in combos:
         settings = ModelSettings(
             "default", msl, bs, "cpu", sort_window=0, backend=backend, precision=precision
         )
         rows.append(measure(settings, book, bench, agree_texts, bare_torch, ref, args.repeats))
         print(f"  {backend} {precision}: {rows[-1][2]} (load {os.getloadavg()[0]:.1f})", flush=True)
+        if args.breakdown and (backend, precision) == DEFAULT_BACKEND:
+            parts = component_seconds(book, settings, bench)
         if args.spark:
             spark_rate = time_spark(book, settings, bench, cores)
             print(f"    {backend} {precision} via Spark local[{cores}]: {spark_rate:.1f} docs/s")
+            if parts is not None and (backend, precision) == DEFAULT_BACKEND:
+                parts["spark"] = len(bench) / spark_rate
 
     print_table(rows)
+    if parts is not None:
+        print_breakdown(parts, len(bench))
     bound = hardware_bound_block(rows, cores, msl, gemm_before)
     print_goals(rows, args.n, len(agree_texts), msl, share_before, bound)
 
@@ -291,6 +314,86 @@ def print_goals(
         f"goals: share of hardware bound {100 * got['ours'] / bound:.1f}% (goal ≥ 50%); "
         f"vs bare encode {vs_a:.2f}× (goal ≥ 3×)"
     )
+
+
+def timed_call(fn: Any, *args: Any, repeats: int = 1) -> tuple[Any, float]:
+    """``(fn(*args), seconds)``, the best of ``repeats`` calls (the later ones warm)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
+def component_seconds(book: Any, settings: ModelSettings, texts: list[str]) -> dict[str, float]:
+    """Seconds per component of one in-process annotate run over ``texts`` (one task, one
+    frame): ``total``, the encoder's own tokenize and model totals for that run (the
+    annotate function's cached encoder, its stats reset by the run), then LST, RVQ,
+    row checks, quality and both Arrow conversions timed alone on the same documents
+    (each the best of 3 calls: warm, like the run's own)."""
+    fn = make_annotate_fn(book, settings, has_embedding=False, has_tokens=False, has_quality=False)
+    frames = udf_frames(texts)
+    batches = [pa.RecordBatch.from_pandas(f, preserve_index=False) for f in frames]
+    pdfs, t_in = timed_call(lambda: [b.to_pandas() for b in batches], repeats=3)
+    outs, total = timed_call(lambda: list(fn(iter(pdfs))))
+    encoder = get_encoder(settings)  # the one the run used (one per settings per worker)
+    stats = EncodeStats(**vars(encoder.stats))
+    schema = to_arrow(annotate_schema(len(book.levels), []))
+    _, t_out = timed_call(
+        lambda: [pa.RecordBatch.from_pandas(o, schema=schema, preserve_index=False) for o in outs],
+        repeats=3,
+    )
+    vecs, _ = encoder.encode(texts, counts=False)  # the vectors the run assigned
+    z, t_lst = timed_call(book.lst.transform, vecs, repeats=3)
+    _, t_rvq = timed_call(book.rvq.encode, z, repeats=3)
+    series = pdfs[0]["text"]
+    _, t_checks = timed_call(text_reasons, series, repeats=3)
+    _, t_quality = timed_call(quality_scores, series, repeats=3)
+    seconds = (stats.tokenize_seconds, stats.embed_seconds, t_lst, t_rvq, t_checks, t_quality)
+    return {
+        "total": total,
+        **dict(zip(INNER, seconds, strict=True)),
+        ARROW[0]: t_in,
+        ARROW[1]: t_out,
+    }
+
+
+def to_arrow(schema: Any) -> pa.Schema:
+    """The Arrow schema Spark converts a ``mapInPandas`` output frame to."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(schema)
+
+
+def print_breakdown(parts: dict[str, float], n: int) -> None:
+    """The per-task table: component, seconds, share, ms per document; the total is the
+    in-process run plus the Arrow conversions, or the Spark path's seconds when timed."""
+    inner = {k: parts[k] for k in INNER}
+    in_process = parts["total"]
+    other = breakdown_rows(inner, in_process)[-1][1]
+    arrow = {k: parts[k] for k in ARROW}
+    measured = {**inner, OTHER: other, **arrow}
+    spark = parts.get("spark")
+    total = spark if spark is not None else in_process + sum(arrow.values())
+    rows = breakdown_rows(measured, total, SPARK_REST)
+    if spark is None:
+        rows = rows[:-1]  # no Spark path timed: nothing left over
+    where = f"Spark path, {n} documents" if spark is not None else "in process + Arrow"
+    print(f"\nwhere the time goes per task, {DEFAULT_BACKEND[0]} {DEFAULT_BACKEND[1]} ({where}):")
+    print(f"{'component':28s} {'seconds':>8s} {'share':>7s} {'ms/doc':>8s}")
+    for name, sec, share in rows:
+        print(f"{name:28s} {sec:8.4f} {100 * share:6.1f}% {1000 * sec / max(n, 1):8.3f}")
+    print(f"{'total':28s} {total:8.4f} {100.0:6.1f}% {1000 * total / max(n, 1):8.3f}")
+    if other == 0.0:
+        print("  (the parts timed alone add up to more than the in-process run)")
+    print(f"  in-process annotate total {in_process:.3f} s for {n} documents")
+    if spark is not None:
+        over = spark - in_process
+        print(
+            f"  Spark overhead: Spark path {spark:.3f} s - in-process {in_process:.3f} s = "
+            f"{over:.3f} s ({100 * over / spark:.1f}% of the Spark path; Arrow included)"
+        )
 
 
 def time_spark(book, settings: ModelSettings, texts: list[str], cores: int) -> float:
