@@ -313,6 +313,41 @@ def signal_tree(proc: subprocess.Popen, sig: int) -> list[tuple[int, int]]:
     return tree
 
 
+def _threads_running(pid: int) -> bool:
+    """True while some thread of ``pid`` is not yet stopped (each thread's own state)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        if raw.rsplit(")", 1)[1].split()[0] not in ("T", "t", "Z", "X"):
+            return True
+    return False
+
+
+def freeze_tree(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """SIGSTOP ``proc``'s tree and wait until every thread of it has stopped.
+
+    ``kill()`` returns before the signal is delivered, and a thread inside a syscall (a
+    task's output rename) finishes it first, so state read right after the signal can be
+    older than the state at the kill. A process forked meanwhile is stopped as well.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        tree = signal_tree(proc, signal.SIGSTOP)
+        pids = [proc.pid, *(pid for pid, start in tree if alive(pid, start))]
+        settled = set(descendants(proc.pid)) == set(tree)
+        if settled and not any(_threads_running(pid) for pid in pids):
+            return
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
 def kill_tree(proc: subprocess.Popen, wait_s: float = 30.0) -> list[int]:
     """SIGKILL ``proc``'s tree, reap it; returns pids of the tree still alive after ``wait_s``."""
     tree = signal_tree(proc, signal.SIGKILL)
@@ -394,7 +429,7 @@ def run_and_kill(
                     f"{cmd[0]} did not reach the kill moment in {timeout:.0f}s (log: {log_path})"
                 )
             if _moment(tables, mode, after, ignore) is not None:
-                signal_tree(proc, signal.SIGSTOP)
+                freeze_tree(proc)
                 state = _moment(tables, mode, after, ignore)  # frozen: the state at the kill
                 if state is not None:
                     survivors = kill_tree(proc)
