@@ -9,6 +9,7 @@ model settings copied into its closure.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,18 +133,15 @@ def stage_profile(prepared: DataFrame, run: RunOptions, inputs: Inputs) -> Any:
     return embedding_resource_profile(run.task_gpu_amount if gpu else None, cpus=cpus)
 
 
-_NOTED: set[str] = set()  # what stage_profile has logged once in this driver
-
-
+@functools.cache
 def _note_local_task_cpus(cpus: int, master: str) -> None:
-    if "local_task_cpus" not in _NOTED:
-        _NOTED.add("local_task_cpus")
-        log.info(
-            "model.task_cpus=%d applies on cluster masters; on %s every task has "
-            "spark.task.cpus cores",
-            cpus,
-            master,
-        )
+    """Say once per driver and setting that ``model.task_cpus`` waits for a cluster."""
+    log.info(
+        "model.task_cpus=%d applies on cluster masters; on %s every task has "
+        "spark.task.cpus cores",
+        cpus,
+        master,
+    )
 
 
 def code_rows(

@@ -326,7 +326,11 @@ def bucket_shards(tokens: Mapping[int, int], total: int) -> dict[int, int]:
         return {}
     mass = sum(max(0, int(tokens[b])) for b in buckets)
     spare = max(0, int(total) - len(buckets))
-    share = {b: spare * max(0, int(tokens[b])) / mass if mass else 0.0 for b in buckets}
+    # no tokens anywhere: the spare shards are shared equally
+    share = {
+        b: spare * max(0, int(tokens[b])) / mass if mass else spare / len(buckets)
+        for b in buckets
+    }
     out = {b: 1 + math.floor(share[b]) for b in buckets}
     left = len(buckets) + spare - sum(out.values())
     for b in sorted(buckets, key=lambda b: (-(share[b] - math.floor(share[b])), b))[:left]:

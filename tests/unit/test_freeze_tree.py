@@ -6,6 +6,7 @@ import importlib.util
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,8 +55,9 @@ def test_every_thread_of_the_tree_is_stopped_before_the_state_is_read(tmp_path):
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        while not drill.descendants(proc.pid):  # the child has started
-            pass
+        deadline = time.monotonic() + 30
+        while not drill.descendants(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the child has started
         tree = [proc.pid, *(pid for pid, _ in drill.descendants(proc.pid))]
         assert len(tree) == 2  # the child in its own session is part of the tree
         drill.freeze_tree(proc)

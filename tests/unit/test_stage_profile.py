@@ -41,8 +41,8 @@ def test_no_profile_without_cores_or_gpus():
     assert stage_profile(_frame(CLUSTER), RunOptions(), Inputs()) is None
 
 
-def test_local_master_gets_no_profile_and_says_so_once(caplog, monkeypatch):
-    monkeypatch.setattr(coding, "_NOTED", set())
+def test_local_master_gets_no_profile_and_says_so_once(caplog):
+    coding._note_local_task_cpus.cache_clear()
     with caplog.at_level(logging.INFO, logger="hermes_spark.coding"):
         for _ in range(2):
             assert stage_profile(_frame("local[2]"), RunOptions(task_cpus=2), Inputs()) is None
