@@ -22,7 +22,7 @@ from hermes_spark.config import ModelConfig
 from hermes_spark.corpus import ORDER_COL
 from hermes_spark.embedding.settings import ModelSettings, settings_for_annotate
 from hermes_spark.quantize.codebook import Codebook
-from hermes_spark.schema import REASON_COL, SOURCE_COL, codes_columns
+from hermes_spark.schema import REASON_COL, SOURCE_COL, SOURCE_ROW_COL, codes_columns
 from udfs.annotate_udf import annotate_schema, make_annotate_fn
 
 log = logging.getLogger(__name__)
@@ -156,12 +156,13 @@ def code_rows(
     """Lazy: every prepared row with its codes, or null codes and a ``reason``.
 
     ``prepared`` comes from :func:`hermes_spark.corpus.prepare`; ``passthrough`` names its
-    columns carried through unchanged (besides ``source_file``). Output columns:
-    ``doc_id, c*, bucket*, qerr*, n_tokens, quality, codebook_version, annotated_at,
-    reason, [embedding_f16], source_file, *passthrough``. No job runs here.
+    columns carried through unchanged (besides ``source_file`` and ``source_row``). Output
+    columns: ``doc_id, c*, bucket*, qerr*, n_tokens, quality, codebook_version,
+    annotated_at, reason, [embedding_f16], *passthrough, source_file, [source_row]``.
+    No job runs here.
     """
     fields = {f.name: f for f in prepared.schema.fields}
-    carried = [*passthrough, SOURCE_COL]
+    carried = [*passthrough, SOURCE_COL, *([SOURCE_ROW_COL] if SOURCE_ROW_COL in fields else [])]
     schema = annotate_schema(
         len(codebook.levels),
         [T.StructField(c, fields[c].dataType) for c in carried],

@@ -20,7 +20,7 @@ from hermes_spark import io
 from hermes_spark.config import CorpusConfig
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.paths import canonical_file_key, canonical_file_key_col
-from hermes_spark.schema import REASON_COL, REJECT_REASONS, SOURCE_COL
+from hermes_spark.schema import REASON_COL, REJECT_REASONS, SOURCE_COL, SOURCE_ROW_COL
 
 log = logging.getLogger(__name__)
 
@@ -368,10 +368,11 @@ def prepare(
     """Normalise a raw corpus frame to the annotate input.
 
     Columns: ``doc_id, text, [embedding], [n_tokens], [quality], keep__<col>...,
-    reason, source_file, _order``. ``passthrough`` names the corpus columns carried along
-    (default: ``cfg.keep_cols``). ``_order`` = (file, block, content hash) is a position
-    that does not depend on split sizes or executor count, so "first of duplicate ids" is
-    the same on every run; ``source_file`` is null for frames not read from files.
+    reason, source_file, source_row, _order``. ``passthrough`` names the corpus columns
+    carried along (default: ``cfg.keep_cols``). ``_order`` = (file, block, content hash)
+    is a position that does not depend on split sizes or executor count, so "first of
+    duplicate ids" is the same on every run; ``source_file`` is null for frames not read
+    from files, ``source_row`` also for files without a row index (JSON lines).
     """
     schema = df.schema
     with_id = df.withColumn("doc_id", doc_id_column(schema, cfg))
@@ -392,6 +393,7 @@ def prepare(
     cols.append(reject_reason(with_id.schema, cfg, embedding_dim).alias(REASON_COL))
     order = stable_order(df)
     cols.append(order.getField("file").alias(SOURCE_COL))
+    cols.append(order.getField("row").alias(SOURCE_ROW_COL))
     cols.append(order.alias(ORDER_COL))
     return with_id.select(*cols)
 

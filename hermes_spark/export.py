@@ -1,5 +1,5 @@
-"""``hermes export``: materialize the sampled training data, and the weight files of the
-mixture tools (DoReMi, RegMix, Megatron-LM) plus candidate mixtures.
+"""``hermes export``: materialize the sampled training data into shards, with the mixture
+tools' weight files beside them (:mod:`hermes_spark.weight_files`).
 
 Driver orchestration; the corpus is only ever read by executors, and only the files that
 hold sampled documents (the manifest's ``source_file``; the driver lists the corpus and
@@ -35,13 +35,13 @@ from pyspark.sql import functions as F
 
 from hermes_spark import io
 from hermes_spark.config import CorpusConfig
-from hermes_spark.corpus import corpus_name, list_input_files
+from hermes_spark.corpus import corpus_name, list_input_files, read_corpus
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidConfigError, InvalidInputError, InvariantError
 from hermes_spark.io import jsonable, report_path_for, write_text
 from hermes_spark.outputs import guard_output
-from hermes_spark.sampling.exports import doremi_json, megatron_blend, regmix_csv
-from hermes_spark.sampling.levels import infer_sizes
+from hermes_spark.paths import canonical_file_key, canonical_file_key_col
+from hermes_spark.sampled_rows import MISMATCH, positional_files, read_by_position
 from hermes_spark.sampling.materialize import (
     RESERVED,
     checked_manifest,
@@ -50,11 +50,11 @@ from hermes_spark.sampling.materialize import (
     sampled_files,
     selected_rows,
 )
-from hermes_spark.sampling.quadmix_math import candidate_params
 from hermes_spark.sampling.schedule import phase_report, phase_rows
-from hermes_spark.sampling.sources import read_stats
 from hermes_spark.sampling.texts import corpus_texts
-from hermes_spark.sampling.weights import dirichlet_mixtures, format_bucket_key
+from hermes_spark.sampling.weights import format_bucket_key
+from hermes_spark.schema import SOURCE_COL, SOURCE_ROW_COL
+from hermes_spark.weight_files import write_weight_files
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,6 @@ BYTES_PER_TOKEN = 4.0
 MAX_SHARDS = 100_000
 #: Threads that rename Spark's part files to their shard names.
 PLACE_THREADS = 16
-DOREMI_FILE = "doremi_weights.json"
-REGMIX_FILE = "regmix_mixture.csv"
-MEGATRON_FILE = "megatron_blend.txt"
 MIXTURE_FILE = "mixture.json"
 _OURS = re.compile(
     r"^(part-\d+-of-\d+\.(parquet|jsonl)|bucket-.+|_tmp_.+|mixture\.json|"
@@ -114,15 +111,17 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> None:
         )
 
 
-def _prepare_out_dir(fs: pafs.FileSystem, root: str) -> None:
-    """Create the export folder or empty it of hermes' files (driver; checked by
-    :func:`_check_out_dir`). The remains of a killed export (staging ``_tmp_*``, shards
-    without ``mixture.json``) are cleared as well, so a re-run recovers by itself."""
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.NotFound:
-        fs.create_dir(root, recursive=True)
-        return
-    names = {posixpath.basename(e.path): e for e in fs.get_file_info(pafs.FileSelector(root))}
+def _prepare_out_dir(fs: pafs.FileSystem, root: str, staged: str) -> None:
+    """Empty the export folder of hermes' files but this run's staging folder ``staged``
+    (driver; checked by :func:`_check_out_dir`; after the data job, so a failed job
+    leaves an earlier export in place). The remains of a killed export (staging
+    ``_tmp_*``, shards without ``mixture.json``) are cleared as well, so a re-run
+    recovers by itself."""
+    names = {
+        posixpath.basename(e.path): e
+        for e in fs.get_file_info(pafs.FileSelector(root))
+        if posixpath.basename(e.path) != staged
+    }
     if names and MIXTURE_FILE not in names:
         log.warning("export target %s holds an unfinished export: clearing it", root)
     for name, entry in names.items():
@@ -130,93 +129,6 @@ def _prepare_out_dir(fs: pafs.FileSystem, root: str) -> None:
             fs.delete_dir(f"{root}/{name}")
         else:
             fs.delete_file(f"{root}/{name}")
-
-
-# ------------------------------------------------------------------ weights files
-
-
-def write_weight_files(
-    out_dir: str,
-    weights: Mapping[str, float],
-    *,
-    blend_paths: Mapping[str, str] | None = None,
-) -> list[str]:
-    """Write ``doremi_weights.json``, ``regmix_mixture.csv`` and, given per-domain data
-    prefixes, ``megatron_blend.txt`` into ``out_dir`` (driver; local path or URI)."""
-    base = out_dir.rstrip("/")
-    written = []
-    for name, text in ((DOREMI_FILE, doremi_json(weights)), (REGMIX_FILE, regmix_csv(weights))):
-        write_text(f"{base}/{name}", text)
-        written.append(f"{base}/{name}")
-    if blend_paths is not None:
-        write_text(f"{base}/{MEGATRON_FILE}", megatron_blend(weights, blend_paths))
-        written.append(f"{base}/{MEGATRON_FILE}")
-    return written
-
-
-def write_candidate_mixtures(
-    spark: SparkSession,
-    stats: str,
-    out_dir: str,
-    n: int,
-    *,
-    level: int = 1,
-    temperature: float = 1.0,
-    concentration: float = 1.0,
-    seed: int = 0,
-    version: str | None = None,
-    levels: tuple[int, ...] | None = None,
-) -> list[str]:
-    """Write ``n`` Dirichlet mixtures around the token prior as ``mixture-0000.json`` ...
-    (each a ``--weights`` file) plus all of them as ``regmix_mixtures.csv`` (driver; reads
-    the level-``level`` rows of STATS only)."""
-    store = get_store(spark)
-    by_level, _chosen = read_stats(store, stats, version, level)
-    sizes = infer_sizes(by_level, levels)
-    mixtures = dirichlet_mixtures(
-        by_level[level][["bucket", "tokens"]],
-        level,
-        sizes,
-        n,
-        temperature=temperature,
-        concentration=concentration,
-        seed=seed,
-    )
-    base = out_dir.rstrip("/")
-    written = []
-    for i, mix in enumerate(mixtures):
-        path = f"{base}/mixture-{i:04d}.json"
-        write_text(path, json.dumps(mix, indent=1))
-        written.append(path)
-    write_text(f"{base}/regmix_mixtures.csv", regmix_csv(mixtures))
-    written.append(f"{base}/regmix_mixtures.csv")
-    return written
-
-
-def write_candidate_quadmix(
-    spark: SparkSession,
-    stats: str,
-    out_dir: str,
-    n: int,
-    *,
-    level: int = 1,
-    seed: int = 0,
-    version: str | None = None,
-) -> list[str]:
-    """Write ``n`` random QuaDMix parameter sets (threshold and steepness per non-empty
-    level-``level`` bucket of STATS) as ``quadmix-0000.json`` ..., each usable as
-    ``--stage2 quadmix:FILE`` (driver; reads the level rows of STATS only)."""
-    store = get_store(spark)
-    by_level, _chosen = read_stats(store, stats, version, level)
-    sizes = infer_sizes(by_level, None)
-    keys = [format_bucket_key(int(b), level, sizes) for b in by_level[level]["bucket"]]
-    base = out_dir.rstrip("/")
-    written = []
-    for i, doc in enumerate(candidate_params(keys, n, seed=seed)):
-        path = f"{base}/quadmix-{i:04d}.json"
-        write_text(path, json.dumps(doc, indent=1))
-        written.append(path)
-    return written
 
 
 # ------------------------------------------------------------------------ export
@@ -328,8 +240,7 @@ def bucket_shards(tokens: Mapping[int, int], total: int) -> dict[int, int]:
     spare = max(0, int(total) - len(buckets))
     # no tokens anywhere: the spare shards are shared equally
     share = {
-        b: spare * max(0, int(tokens[b])) / mass if mass else spare / len(buckets)
-        for b in buckets
+        b: spare * max(0, int(tokens[b])) / mass if mass else spare / len(buckets) for b in buckets
     }
     out = {b: 1 + math.floor(share[b]) for b in buckets}
     left = len(buckets) + spare - sum(out.values())
@@ -379,15 +290,92 @@ def _layout(
     )
 
 
-def _write_data(data: DataFrame, out_dir: str, fmt: str) -> str:
+def _write_data(data: DataFrame, out_dir: str, fmt: str, corpus: CorpusConfig) -> str:
+    """The shards into a staging folder (one job); a sampled row found changed fails it
+    with :class:`InvalidInputError` (nothing is placed, the re-run clears the staging)."""
     tmp_name = f"_tmp_{uuid.uuid4().hex[:12]}"
     tmp_uri = f"{_spark_uri(out_dir).rstrip('/')}/{tmp_name}"
     writer = data.write.mode("error")  # "errorifexists": not on Spark Connect
-    if fmt == "parquet":
-        writer.parquet(tmp_uri)
-    else:
-        writer.option("ignoreNullFields", "false").json(tmp_uri)
+    try:
+        if fmt == "parquet":
+            writer.parquet(tmp_uri)
+        else:
+            writer.option("ignoreNullFields", "false").json(tmp_uri)
+    except Exception as exc:  # the row check's raise_error, or its Spark Connect twin
+        found = re.search(re.escape(MISMATCH) + r": ([^\n]*?\))", str(exc))
+        if found is None:
+            raise
+        raise InvalidInputError(
+            f"corpus {corpus_name(corpus)} changed since it was annotated: "
+            f"{found.group(1)}. Export needs the corpus files as annotate read them "
+            "(re-annotate the changed files, or point at the corpus that was annotated)"
+        ) from None
     return tmp_name
+
+
+def _sampled_texts(
+    spark: SparkSession,
+    man: DataFrame,
+    corpus: CorpusConfig,
+    files: list[str],
+    narrowed: bool,
+    total_tokens: int,
+) -> tuple[DataFrame, list[str]]:
+    """Every manifest row with its corpus columns (lazy) and those columns' names.
+
+    Rows with a recorded position in a file read as plain Parquet are read by position
+    (:mod:`hermes_spark.sampled_rows`: the text is not shuffled before the shards); the
+    others are joined on ``doc_id`` with the files holding them, through Spark's reader.
+    """
+    columns = [corpus.text_col, *corpus.keep_cols] if corpus.keep_cols else None
+    texts, keep = corpus_texts(spark, corpus, columns, files=files)
+    clash = [c for c in keep if c in (*RESERVED, "_shard", "_b", "_slot", "_pkey")]
+    if clash:
+        log.warning("corpus columns %s are replaced by the manifest's", clash)
+        keep = [c for c in keep if c not in clash]
+    direct, rest = _by_position(man, corpus, files) if narrowed else (None, man)
+    parts = []
+    if direct is not None:
+        schema = read_corpus(spark, corpus, files).schema  # analysis only
+        parts.append(
+            read_by_position(
+                spark, direct, corpus, schema, keep, text_bytes=total_tokens * BYTES_PER_TOKEN
+            )
+        )
+        held = files_holding(sampled_files(rest), files) or []
+        rest_files = sorted(held)
+        log.info("export reads sampled rows by position; %d file(s) joined by id", len(rest_files))
+    else:
+        rest_files = files
+    if rest_files:
+        texts, _ = corpus_texts(spark, corpus, columns, files=rest_files)
+        texts = texts.drop(*clash)
+        _check_found(rest, texts, corpus)
+        joined = selected_rows(rest, texts, match_source=narrowed)
+        parts.append(joined.select("doc_id", "stage1_bucket", "stage2_bucket", "repeats", *keep))
+    selected = parts[0]
+    for part in parts[1:]:
+        selected = selected.unionByName(part)
+    return selected, keep
+
+
+def _by_position(
+    man: DataFrame, corpus: CorpusConfig, files: list[str]
+) -> tuple[DataFrame | None, DataFrame]:
+    """``(rows read by position, rows joined by id)`` of the manifest (lazy), or ``(None,
+    man)`` when no row can be read by position (no ``source_row``, JSON lines, ...)."""
+    if SOURCE_ROW_COL not in man.columns:
+        return None, man
+    allowed = positional_files(corpus, files)
+    if not allowed:
+        return None, man
+    barred = sorted({canonical_file_key(f) for f in files} - allowed)
+    key = canonical_file_key_col(F.col(SOURCE_COL))
+    by_pos = F.col(SOURCE_ROW_COL).isNotNull()
+    if barred:  # files with deletion vectors (few): the rest are read by position
+        by_pos = by_pos & ~key.isin(barred)
+    by_pos = F.coalesce(by_pos, F.lit(False))
+    return man.where(by_pos), man.where(~by_pos)
 
 
 def export_training_data(
@@ -434,13 +422,6 @@ def export_training_data(
         raw, report = phase_rows(raw, phase), phase_report(report, phase)
     man = checked_manifest(raw, manifest)
     files, narrowed = _files_to_read(spark, corpus, man)
-    columns = [corpus.text_col, *corpus.keep_cols] if corpus.keep_cols else None
-    texts, keep = corpus_texts(spark, corpus, columns, files=files)
-    clash = [c for c in keep if c in (*RESERVED, "_shard", "_b", "_slot", "_pkey")]
-    if clash:
-        log.warning("corpus columns %s are replaced by the manifest's", clash)
-        texts, keep = texts.drop(*clash), [c for c in keep if c not in clash]
-    _check_found(man, texts, corpus)
     totals = _bucket_totals(man)
     total_tok = int(totals["tokens"].sum()) if len(totals) else 0
     if shards is None:
@@ -455,7 +436,7 @@ def export_training_data(
         .toPandas()
     )
     per_slot = slot_rows.set_index("_slot")
-    selected = selected_rows(man, texts, match_source=narrowed)
+    selected, keep = _sampled_texts(spark, man, corpus, files, narrowed, total_tok)
     data = (
         layout.assign(selected, slots)
         .repartition(len(layout.slot_rows), "_pkey")
@@ -463,8 +444,8 @@ def export_training_data(
         .select("doc_id", "repeat_index", "stage1_bucket", "stage2_bucket", *keep)
     )
     fs, root = _fs(out_dir)
-    _prepare_out_dir(fs, root)
-    tmp_name = _write_data(data, out_dir, fmt)
+    tmp_name = _write_data(data, out_dir, fmt, corpus)
+    _prepare_out_dir(fs, root, tmp_name)
     ext = "parquet" if fmt == "parquet" else "jsonl"
     placed = _place_files(fs, root, tmp_name, layout, ext, keys, data)
     mixture = _mixture(

@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 VERSION_COL = "codebook_version"
 #: Lineage column of the codes and rejects tables: the input file a row came from (URI).
 SOURCE_COL = "source_file"
+#: Lineage column of the codes table: the row's position in ``source_file`` (the Parquet
+#: row index, counted over the whole file); null where the format has none (JSON lines).
+#: Export reads a sampled document by it instead of joining the corpus on ``doc_id``.
+SOURCE_ROW_COL = "source_row"
+#: The lineage columns a manifest carries when the codes have them, with their types.
+LINEAGE_COLUMNS = ((SOURCE_COL, "string"), (SOURCE_ROW_COL, "bigint"))
 #: Why a row could not be annotated (null when it was): transform's output column.
 REASON_COL = "reason"
 ANNOTATED_AT_COL = "annotated_at"
@@ -46,6 +52,18 @@ REJECT_REASONS = (
     "bad_token_count",
     "duplicate_doc_id",
 )
+
+
+def lineage_of(columns: Sequence[str]) -> list[str]:
+    """The :data:`LINEAGE_COLUMNS` among ``columns``, in their order."""
+    return [c for c, _ in LINEAGE_COLUMNS if c in columns]
+
+
+def lineage_schema(columns: Sequence[str]) -> str:
+    """``", source_file string, source_row bigint"`` for the lineage among ``columns``: the
+    tail of a DDL schema string."""
+    types = dict(LINEAGE_COLUMNS)
+    return "".join(f", {c} {types[c]}" for c in lineage_of(columns))
 
 
 def rejects_table_name(table: str) -> str:
@@ -76,6 +94,7 @@ def own_columns(n_levels: int) -> set[str]:
         VERSION_COL,
         ANNOTATED_AT_COL,
         SOURCE_COL,
+        SOURCE_ROW_COL,
         REASON_COL,
         *code_columns(n_levels),
     }

@@ -379,9 +379,9 @@ def _code_levels(args: argparse.Namespace) -> tuple[int, ...] | None:
 
 def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes plan``: the allocation from statistics, printed and optionally saved."""
-    from hermes_spark.export import write_weight_files
     from hermes_spark.sampling.planner import compute_plan
     from hermes_spark.sampling.report import format_plan
+    from hermes_spark.weight_files import write_weight_files
 
     settings = _sample_settings(args, cfg)  # validated before Spark starts
     phases = _phases(args, settings)
@@ -411,10 +411,10 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
 def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes sample``: execute a plan (computed first unless --plan) into MANIFEST."""
-    from hermes_spark.export import write_weight_files
     from hermes_spark.sampling.planner import compute_plan_and_codes
     from hermes_spark.sampling.report import format_report
     from hermes_spark.sampling.select import run_sample
+    from hermes_spark.weight_files import write_weight_files
 
     table = _need(cfg.paths.table, "--table")
     out = _need(cfg.paths.manifest, "--out")
@@ -581,7 +581,7 @@ def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
 def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes mixtures``: candidate Stage-1 weight files around the token prior."""
-    from hermes_spark.export import write_candidate_mixtures
+    from hermes_spark.tasks.mixtures import write_candidate_mixtures
 
     stats = _need(cfg.paths.stats, "--stats")
     out = _need(args.out, "--out")
@@ -589,7 +589,7 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         raise InvalidConfigError("hermes mixtures needs --dirichlet N and/or --quadmix N")
     _guard_file_outputs(args, "mixtures")
     if args.quadmix:
-        from hermes_spark.export import write_candidate_quadmix
+        from hermes_spark.tasks.mixtures import write_candidate_quadmix
 
         made = write_candidate_quadmix(
             _spark(cfg),

@@ -43,6 +43,7 @@ _COLUMNS = {
     "codebook_version": "content hash of the codebook artifact that coded the row",
     "annotated_at": "when annotate wrote the row",
     "source_file": "the corpus file the row came from",
+    "source_row": "the row's position in source_file (Parquet row index; null for JSON lines)",
     "reason": "why the document was rejected (e.g. empty_text, duplicate_doc_id)",
     "level": "level of the bucket (1 = coarsest)",
     "bucket": "packed bucket code at this level (bucketK = bucket(K-1) * K_K + cK)",

@@ -17,7 +17,7 @@ from hermes_spark.corpus import file_key
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.paths import canonical_file_key
 from hermes_spark.sampling.texts import FILE_COL, corpus_rows, first_per_id
-from hermes_spark.schema import SOURCE_COL
+from hermes_spark.schema import SOURCE_COL, SOURCE_ROW_COL, lineage_of
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ RESERVED = ("stage1_bucket", "stage2_bucket", "repeats", "repeat_index", "_h")
 
 
 def checked_manifest(manifest_df: DataFrame, name: str = "the manifest") -> DataFrame:
-    """The manifest's columns (and ``source_file`` when present), rows with repeats >= 1.
+    """The manifest's columns (and its lineage columns ``source_file``, ``source_row`` when
+    present), rows with repeats >= 1.
 
     Raises:
         InvalidInputError: a MANIFEST column is missing.
@@ -35,7 +36,7 @@ def checked_manifest(manifest_df: DataFrame, name: str = "the manifest") -> Data
     lacking = set(MANIFEST_COLUMNS) - set(manifest_df.columns)
     if lacking:
         raise InvalidInputError(f"{name} is not a manifest: it lacks {sorted(lacking)}")
-    cols = [*MANIFEST_COLUMNS, *([SOURCE_COL] if SOURCE_COL in manifest_df.columns else [])]
+    cols = [*MANIFEST_COLUMNS, *lineage_of(manifest_df.columns)]
     return manifest_df.select(*cols).where(F.col("repeats") >= 1)
 
 
@@ -74,7 +75,7 @@ def selected_rows(manifest: DataFrame, texts: DataFrame, *, match_source: bool) 
     columns attached; ``texts`` is a :func:`corpus_rows` frame. With ``match_source``
     only the row read from the document's ``source_file`` can match, so a duplicate id in
     another sampled file never replaces it."""
-    man = manifest.drop("tokens")
+    man = manifest.drop("tokens", SOURCE_ROW_COL)
     if match_source and SOURCE_COL in manifest.columns:
         joined = texts.join(man, "doc_id").where(
             file_key(F.col(FILE_COL)) == file_key(F.col(SOURCE_COL))

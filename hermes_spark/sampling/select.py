@@ -60,7 +60,7 @@ from hermes_spark.sampling.rules.base import Pools
 from hermes_spark.sampling.signals import parse_quality_cols, with_merged_quality
 from hermes_spark.sampling.similarity import SIM_COL, scored_codes_from_settings
 from hermes_spark.sampling.walk import carry_bounds, walk_windows
-from hermes_spark.schema import SOURCE_COL, select_version
+from hermes_spark.schema import lineage_of, lineage_schema, select_version
 from hermes_spark.stats import clean_codes, codes_version
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ MANIFEST_COLUMNS = ("doc_id", "stage1_bucket", "stage2_bucket", "repeats", "toke
 MANIFEST_SCHEMA = (
     "doc_id string, stage1_bucket bigint, stage2_bucket bigint, repeats int, tokens int"
 )
-#: The manifest with the file each document was read from (when the codes carry it), so
-#: export reads only the files that hold sampled documents.
-MANIFEST_SOURCE_SCHEMA = MANIFEST_SCHEMA + f", {SOURCE_COL} string"
+#: The manifest also carries the file each document was read from and its row there
+#: (``hermes_spark.schema.LINEAGE_COLUMNS``, when the codes have them), so export reads
+#: only the sampled rows of the files that hold sampled documents.
 _PARAMS_SCHEMA = (
     "child long, parent long, nb long, thr double, full long, r double, rmax double, "
     "pool_docs long, pool_tokens long"
@@ -126,7 +126,7 @@ def _pool(codes: DataFrame, params: DataFrame, plan: SamplePlan) -> DataFrame:
         F.col(f"bucket{s}").cast("long").alias("child"),
         F.coalesce(F.col("n_tokens"), F.lit(0)).cast("long").alias("t"),
         F.col("quality").cast("double").alias("q"),
-        *([F.col(SOURCE_COL)] if SOURCE_COL in codes.columns else []),
+        *lineage_of(codes.columns),
     )
     df = base.join(F.broadcast(params), "child")
     if plan.stage2_rule.pools is Pools.TOP_SHARE:
@@ -226,9 +226,8 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
     if plan.settings.get("quality_cols"):
         signals = parse_quality_cols(plan.settings["quality_cols"])
         codes = with_merged_quality(codes, signals, plan.stage2_level)
-    sourced = SOURCE_COL in codes.columns
-    schema = MANIFEST_SOURCE_SCHEMA if sourced else MANIFEST_SCHEMA
-    source = [SOURCE_COL] if sourced else []
+    source = lineage_of(codes.columns)
+    schema = MANIFEST_SCHEMA + lineage_schema(codes.columns)
     if params.empty:
         return spark.createDataFrame([], schema), pd.DataFrame()
     params_df = spark.createDataFrame(params, _PARAMS_SCHEMA)

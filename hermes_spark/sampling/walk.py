@@ -44,7 +44,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from hermes_spark.schema import SOURCE_COL
+from hermes_spark.schema import lineage_of, lineage_schema
 
 #: Tokens added to every bound: covers float rounding of ``r ± B``; it only widens windows.
 SLACK = 1.0
@@ -135,10 +135,9 @@ def walk_windows(inside: DataFrame) -> DataFrame:
     """Manifest rows of the window documents (lazy; executors, grouped by child then by
     Stage-1 bucket over the few midpoints near each goal).
 
-    ``inside``: ``parent, child, doc_id, u, t, full, r, rmax, s0, b`` (+ ``source_file``).
+    ``inside``: ``parent, child, doc_id, u, t, full, r, rmax, s0, b`` (+ lineage columns).
     """
-    sourced = SOURCE_COL in inside.columns
-    schema = ORDERED_SCHEMA + (f", {SOURCE_COL} string" if sourced else "")
+    schema = ORDERED_SCHEMA + lineage_schema(inside.columns)
     ordered = inside.groupBy("child").applyInPandas(order_window, schema)
     mid, s0 = F.col("mid"), F.col("s0")
     low = F.col("r") - F.col("b") - s0
@@ -167,6 +166,6 @@ def walk_windows(inside: DataFrame) -> DataFrame:
             F.col("child").alias("stage2_bucket"),
             "repeats",
             F.col("t").cast("int").alias("tokens"),
-            *([SOURCE_COL] if sourced else []),
+            *lineage_of(inside.columns),
         )
     )

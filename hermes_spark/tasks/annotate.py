@@ -39,7 +39,7 @@ from hermes_spark.corpus import (
 from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import ArtifactError, InvalidInputError
 from hermes_spark.runtime import default_parallelism
-from hermes_spark.schema import REASON_COL, own_columns, rejects_table_name
+from hermes_spark.schema import REASON_COL, SOURCE_ROW_COL, own_columns, rejects_table_name
 from hermes_spark.tasks import corpus_log, ledger
 from hermes_spark.tasks.annotate_incremental import skip_or_reject_annotated
 from hermes_spark.tasks.annotate_modes import mode_for
@@ -128,7 +128,9 @@ def annotate_table(
         listed_at = None  # a commit landed while listing: no version to record
     store = store or get_store(spark)
     run = AnnotateRun(spark, model, corpus, options, store, table, rejects_table_name(table))
-    run = dataclasses.replace(run, corpus_version=listed_at)
+    run = dataclasses.replace(
+        run, corpus_version=listed_at, source_rows=_records_source_rows(store, table)
+    )
     for name in (table, run.rejects, ledger.ledger_table_name(table)):
         store.check_writable(name)
     report = AnnotateReport(model.version, table, run.rejects, mode=options.mode)
@@ -201,6 +203,12 @@ def embedding_device(spark: SparkSession, model: HermesModel, corpus: CorpusConf
         else frame.mapInPandas(probe, "device string")
     )
     return "+".join(sorted(r["device"] for r in probed.distinct().collect()))
+
+
+def _records_source_rows(store: DeltaStore, table: str) -> bool:
+    """Whether this run writes ``source_row``: into a new table, or one that has it (a
+    table created before the column existed keeps its schema; driver, the log only)."""
+    return not store.exists(table) or SOURCE_ROW_COL in store.read(table).columns
 
 
 def _check_dim(probe: DataFrame, corpus: CorpusConfig, model: HermesModel, path: str) -> None:

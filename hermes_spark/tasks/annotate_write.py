@@ -34,6 +34,7 @@ from hermes_spark.schema import (
     LEVELS_META,
     REASON_COL,
     SOURCE_COL,
+    SOURCE_ROW_COL,
     VERSION_COL,
     VERSION_META,
     embeddings_table_name,
@@ -89,6 +90,9 @@ class AnnotateRun:
     device: str = ""
     #: version of the Delta corpus the listing reflects (None: not a Delta path corpus)
     corpus_version: int | None = None
+    #: whether the codes table records ``source_row`` (every new table does; one created
+    #: before the column existed keeps its schema, and export joins its rows by id)
+    source_rows: bool = True
 
     @property
     def version(self) -> str:
@@ -229,6 +233,7 @@ def _codes_output(good: DataFrame, run: AnnotateRun) -> DataFrame:
         VERSION_COL,
         ANNOTATED_AT_COL,
         SOURCE_COL,
+        *([SOURCE_ROW_COL] if run.source_rows else []),
     ]
     keep = [F.col(keep_name(c)).alias(c) for c in run.corpus.keep_cols]
     return good.select(*cols, *keep)

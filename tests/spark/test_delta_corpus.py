@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
@@ -102,6 +103,23 @@ def test_sample_export_evaluate_rescore_read_a_delta_corpus(
     after = spark.read.format("delta").load(codes).toPandas().set_index("doc_id")
     expect = quality_scores(texts.loc[after.index].reset_index(drop=True))
     np.testing.assert_allclose(after["quality"].to_numpy(), expect.to_numpy())
+
+
+def test_only_files_without_deletion_vectors_are_read_by_position(spark, delta_corpus):
+    """Export reads a Delta file's rows by position only when no deletion vector masks
+    rows of it; the files with one are joined by id through the Delta reader."""
+    from hermes_spark.config import CorpusConfig
+    from hermes_spark.sampled_rows import positional_files
+
+    table = DeltaTable(delta_corpus)
+    files = [canonical_file_key(u) for u in table.file_uris()]
+    masked = {
+        canonical_file_key(str(p))
+        for p in pa.table(table.deletion_vectors()).column("filepath").to_pylist()
+    }
+    assert masked and len(masked) < len(files)
+    cfg = CorpusConfig(input=delta_corpus, format="delta")
+    assert positional_files(cfg, files) == set(files) - masked
 
 
 def test_export_reads_a_catalog_table_corpus(spark, delta_corpus, annotated, monkeypatch, capsys):

@@ -22,6 +22,7 @@ from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.select import run_sample
 from tests.helpers import assert_clean_error, build_codes
 from tests.helpers import run_cli as run
+from tests.spark.plans import output_names, plan_of, scans_of, shuffles
 
 pytestmark = pytest.mark.spark
 
@@ -255,3 +256,65 @@ def test_per_bucket_shards_are_renamed_on_several_threads(spark, sampled, tmp_pa
     assert len(result.files) == max(2, buckets)
     assert all(Path(f).exists() for f in result.files)
     assert len(threads) > 1
+
+
+def _recorded_data(monkeypatch) -> list:
+    """The DataFrames export writes (its one data job), recorded as they are written."""
+    seen: list = []
+    real = export_mod._write_data
+
+    def recording(data, *args, **kw):
+        seen.append(data)
+        return real(data, *args, **kw)
+
+    monkeypatch.setattr(export_mod, "_write_data", recording)
+    return seen
+
+
+def test_sampled_rows_are_read_by_position_and_their_text_shuffled_once(
+    spark, sampled, tmp_path, monkeypatch
+):
+    """With ``source_row`` in the manifest no corpus scan feeds a join: executors read
+    the sampled rows by position and the text crosses one shuffle (into the shards). The
+    shards equal, row for row, those of the join by id (the manifest without positions)."""
+    man = DeltaTable(sampled["manifest"]).to_pandas()
+    assert man["source_row"].notna().all() and (man["source_row"] >= 0).all()
+    written = _recorded_data(monkeypatch)
+    cfg = CorpusConfig(input=sampled["corpus"], embedding_col="emb")
+    export_training_data(spark, sampled["manifest"], cfg, str(tmp_path / "pos"), shards=3)
+    plan = plan_of(written[-1])
+    assert not scans_of(plan, "text"), "the corpus text was scanned for a join"
+    text_shuffles = [s for s in shuffles(plan) if "text" in output_names(s)]
+    assert len(text_shuffles) == 1, [s.toString() for s in text_shuffles]
+    assert "MapInArrow" in plan.toString()
+    by_id = str(tmp_path / "manifest_by_id")
+    get_store(spark).overwrite(get_store(spark).read(sampled["manifest"]).drop("source_row"), by_id)
+    export_training_data(spark, by_id, cfg, str(tmp_path / "id"), shards=3)
+    joined = plan_of(written[-1])
+    assert len([s for s in shuffles(joined) if "text" in output_names(s)]) == 2
+    a, b = read_shards(tmp_path / "pos"), read_shards(tmp_path / "id")
+    assert sum(len(x) for x in a) == man["repeats"].sum()
+    for x, y in zip(a, b, strict=True):
+        pd.testing.assert_frame_equal(x, y)
+
+
+def test_a_corpus_file_rewritten_since_annotate_fails_the_export(spark, sampled, tmp_path, capsys):
+    """Rows moved inside a file (same ids, other positions) are found by the id check: exit
+    2 naming a document, and an earlier export in the target stays whole."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for f in sorted(Path(sampled["corpus"]).glob("*.parquet")):
+        (corpus / f.name).write_bytes(f.read_bytes())
+    store, moved = get_store(spark), str(tmp_path / "manifest")
+    source = F.regexp_replace("source_file", str(Path(sampled["corpus"]).resolve()), str(corpus))
+    store.overwrite(store.read(sampled["manifest"]).withColumn("source_file", source), moved)
+    name = Path(DeltaTable(moved).to_pandas()["source_file"].iloc[0]).name
+    table = pq.read_table(corpus / name)
+    args = ("--manifest", moved, "--embedding-col", "emb", "--shards", "2")
+    out = str(tmp_path / "out")
+    assert run(capsys, "export", *args, "--input", str(corpus), "--out", out)[0] == 0
+    before = sorted(p.name for p in Path(out).iterdir())
+    pq.write_table(table.take(list(range(table.num_rows))[::-1]), corpus / name)
+    code, _, err = run(capsys, "export", *args, "--input", str(corpus), "--out", out, "--overwrite")
+    assert_clean_error(code, err, "changed since it was annotated", "manifest document")
+    assert sorted(p.name for p in Path(out).iterdir() if not p.name.startswith("_tmp_")) == before

@@ -30,7 +30,7 @@ FLOORS: tuple[frozenset[str], ...] = tuple(
         "coding evaluate cards",
         "api sampling.rules",
         "sampling",
-        "tasks",
+        "tasks weight_files sampled_rows",
         "export rescore versions demo",
         "phase_export",
         "cli",
