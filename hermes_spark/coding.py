@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 
 from hermes_spark.corpus import ORDER_COL
 from hermes_spark.embedding.settings import ModelSettings, settings_for_annotate
-from hermes_spark.embedding.settings import RunOptions as RunOptions  # its public home
+from hermes_spark.embedding.settings import RunOptions as RunOptions  # public here too
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.schema import REASON_COL, SOURCE_COL, codes_columns
 from udfs.annotate_udf import annotate_schema, make_annotate_fn
