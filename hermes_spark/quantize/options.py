@@ -8,7 +8,7 @@ different options never share a ``codebook_version``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from hermes_spark.errors import InvalidConfigError
@@ -110,7 +110,7 @@ class QuantizerOptions:
         ``stage_books`` is left out so that default fits hash as before it existed, and
         ``parent_min_rows`` when shared books ignore it or it is 0 (its behaviour before
         it existed)."""
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(QuantizerOptions)}  # not a subclass's
         if out["stage_books"] == "shared" or not out["parent_min_rows"]:
             del out["parent_min_rows"]
         if out["stage_books"] == "shared":

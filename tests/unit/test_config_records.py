@@ -10,7 +10,9 @@ import pytest
 
 from hermes_spark.api import HermesEstimator, HermesModel
 from hermes_spark.config import load_config
+from hermes_spark.errors import InvalidConfigError
 from hermes_spark.quantize.codebook import fit_codebook
+from hermes_spark.quantize.options import QuantizerOptions
 
 MODEL = {"name": "fake", "revision": None, "dim": 8, "max_seq_length": 32, "batch_size": 64}
 
@@ -55,3 +57,78 @@ def test_estimator_from_config_takes_every_field_a_section_names(cfg) -> None:
         assert owners, f"estimator field {f.name} has no config key"
         assert getattr(est, f.name) == getattr(owners[0], key), f.name
     assert est.batch_size == 512 and est.text_col == "body"
+
+
+def _declared(cls: type) -> set[str]:
+    """The fields a dataclass declares itself (not those it inherits)."""
+    return set(vars(cls).get("__annotations__", {}))
+
+
+def test_each_run_and_quantizer_field_is_declared_once() -> None:
+    from hermes_spark import api, config
+    from hermes_spark.coding import RunOptions
+    from hermes_spark.embedding import settings
+
+    assert RunOptions is settings.RunOptions  # coding re-exports the one record
+    records = [
+        c
+        for module in (config, settings, api)
+        for c in vars(module).values()
+        if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == module.__name__
+    ]
+    # the executor-side merge (resolved values) and the estimator's flat parameters are
+    # not config records
+    records = [c for c in records if c not in (settings.ModelSettings, api.HermesEstimator)]
+    for record, section in {
+        RunOptions: config.ModelConfig,
+        QuantizerOptions: config.FitConfig,
+    }.items():
+        names = {f.name for f in dataclasses.fields(record)}
+        assert issubclass(section, record), section  # the section's flat keys are these
+        assert names <= {f.name for f in dataclasses.fields(section)}, section
+        for other in records:
+            if other is not record:
+                again = names & _declared(other)
+                assert not again, f"{other.__name__} declares {sorted(again)} again"
+
+
+def test_yaml_run_keys_survive_into_the_estimator_and_the_model(cfg) -> None:
+    import yaml
+
+    from hermes_spark.coding import RunOptions
+    from hermes_spark.packaged_conf import resolve_config
+
+    raw = yaml.safe_load(resolve_config("cluster-gpu").read_text())["model"]
+    run_keys = {f.name for f in dataclasses.fields(RunOptions)}
+    assert raw["batch_size"] == 512 and "batch_size" in run_keys
+    for key, value in raw.items():  # every key of the file reads into the section as given
+        assert getattr(cfg.model, key) == value, key
+    run = RunOptions.from_config(cfg.model)
+    assert type(run) is RunOptions
+    assert {k: getattr(run, k) for k in run_keys} == {k: getattr(cfg.model, k) for k in run_keys}
+    est = HermesEstimator.from_config(cfg)
+    back = est.model_config()  # the estimator's run fields are the section's again
+    for key in run_keys & {f.name for f in dataclasses.fields(est)}:
+        assert getattr(back, key) == getattr(cfg.model, key), key
+    assert (back.name, back.max_seq_length) == (cfg.model.name, cfg.model.max_seq_length)
+    assert est.quantizer == cfg.fit.quantizer_options()
+    assert type(est.quantizer) is QuantizerOptions
+
+
+def test_section_defaults_and_unknown_keys_are_unchanged() -> None:
+    from hermes_spark.config import DEFAULT_BATCH_SIZE, FitConfig, ModelConfig, _build
+
+    assert ModelConfig().batch_size == DEFAULT_BATCH_SIZE == 64
+    assert ModelConfig(batch_size=None).batch_size == 64  # a section always names one
+    assert FitConfig().quantizer_options() == QuantizerOptions()
+    assert (
+        FitConfig(lst="none").quantizer_options().params() == QuantizerOptions(lst="none").params()
+    )
+    with pytest.raises(InvalidConfigError, match=r"unknown key\(s\) batch_sise.*batch_size"):
+        _build("model", {"batch_sise": 8})
+    with pytest.raises(InvalidConfigError, match=r"unknown key\(s\) rotaton.*rotation"):
+        _build("fit", {"rotaton": "opq"})
+    with pytest.raises(InvalidConfigError, match=r"fit\.rotation"):
+        FitConfig(rotation="pq")
+    with pytest.raises(InvalidConfigError, match=r"model\.task_cpus"):
+        ModelConfig(task_cpus=0)
