@@ -197,3 +197,31 @@ def test_the_vector_length_probe_moves_no_row_through_its_exchange(spark, tmp_pa
     assert [tuple(r) for r in probe.collect()] == [(8, 20)]
     exchanged = [name for s in shuffles(plan_of(probe)) for name in output_names(s)]
     assert exchanged and set(exchanged) <= {"n", "count"}, exchanged
+
+
+def test_codes_record_each_rows_position_and_an_older_table_keeps_its_schema(spark, book, tmp_path):
+    """``source_row`` is the row's index in ``source_file``; a codes table written before
+    the column existed gets new rows in its own schema (export joins those by id)."""
+    corpus = write_embedded_corpus(tmp_path / "corpus", n=120, dim=32, files=2)
+    table = str(tmp_path / "codes")
+    assert annotate(spark, _cfg(corpus, 1), book, table).rows_written == 120
+    codes = DeltaTable(table).to_pandas(columns=["doc_id", "source_file", "source_row"])
+    for file, rows in codes.groupby("source_file"):
+        ids = pq.read_table(file.removeprefix("file:"), columns=["id"]).column("id").to_pylist()
+        assert [ids[r] for r in rows["source_row"]] == rows["doc_id"].tolist()
+    old = str(tmp_path / "old_codes")
+    from hermes_spark.delta import get_store
+
+    store = get_store(spark)
+    store.overwrite(store.read(table).drop("source_row"), old, partition_by=("codebook_version",))
+    extra = pq.read_table(corpus / "part-000.parquet").slice(0, 30)
+    extra = extra.set_column(0, "id", pa.array([f"late-{i}" for i in range(30)]))
+    more = tmp_path / "more"
+    more.mkdir()
+    pq.write_table(extra, more / "part-000.parquet")
+    report = annotate(spark, _cfg(more, 1), book, old)
+    assert report.rows_written == 30
+    assert "source_row" not in DeltaTable(old).schema().to_arrow().names
+    assert (
+        DeltaTable(old).to_pandas(columns=["doc_id"])["doc_id"].str.startswith("late-").sum() == 30
+    )
