@@ -344,14 +344,14 @@ def _plan_phases(args: argparse.Namespace, cfg: HermesConfig, settings: Any, pha
     return schedule
 
 
-def _storage(spark: SparkSession) -> Any:
+def _storage(spark: SparkSession) -> io.Storage:
     """The session's ``fs.s3a.*`` settings, for hermes' own files (io.py)."""
     from hermes_spark.object_stores import storage_of
 
     return storage_of(spark)
 
 
-def _early_storage(cfg: HermesConfig) -> Any:
+def _early_storage(cfg: HermesConfig) -> io.Storage:
     """What :func:`_storage` will be, before Spark starts: the active session's settings,
     else those hermes builds the session with (``cfg.spark.conf``)."""
     from hermes_spark.object_stores import storage_before_session
