@@ -46,6 +46,7 @@ from hermes_spark.embedding.device import cluster_has_gpus
 from hermes_spark.embedding.settings import ModelSettings, settings_for_fit
 from hermes_spark.errors import ArtifactError, InvalidConfigError, InvalidInputError
 from hermes_spark.hashing import uniform
+from hermes_spark.object_stores import storage_of
 from hermes_spark.quantize.codebook import Codebook, fit_codebook
 from hermes_spark.quantize.options import QuantizerOptions
 from hermes_spark.quantize.warm_start import check_parent
@@ -280,7 +281,8 @@ class HermesEstimator:
         problems raise :class:`InvalidInputError` before any Spark job starts.
         """
         t0 = time.perf_counter()
-        parent = None if self.init_from is None else load_codebook(self.init_from)
+        storage = storage_of(corpus.sparkSession)
+        parent = None if self.init_from is None else load_codebook(self.init_from, storage=storage)
         if parent is not None:  # before any Spark job: same model and level sizes
             check_parent(parent, {"name": self.model, "dim": parent.dim}, self.levels)
         spark = corpus.sparkSession
@@ -511,30 +513,37 @@ class HermesModel:
         return result
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str) -> None:
+    def save(self, path: str, *, storage: io.Storage | None = None) -> None:
         """Write the codebook artifact (and fit report) to ``path``: any URI of
         :mod:`hermes_spark.io` (local, ``/Volumes``, ``dbfs:/``, ``s3a://``, ...), with
-        the column roles in ``model.json`` (run options are per run: not saved)."""
-        save_codebook(self.codebook, path, self.fit_report)
-        io.write_json(io.join(path, MODEL_PARAMS), {"roles": dataclasses.asdict(self.roles)})
+        the column roles in ``model.json`` (run options are per run: not saved).
+        ``storage``: the object-store settings (:func:`hermes_spark.object_stores.storage_of`
+        a session; ``None``: pyarrow's defaults)."""
+        save_codebook(self.codebook, path, self.fit_report, storage=storage)
+        io.write_json(
+            io.join(path, MODEL_PARAMS),
+            {"roles": dataclasses.asdict(self.roles)},
+            storage=storage,
+        )
 
     @classmethod
-    def load(cls, path: str, **overrides: Any) -> HermesModel:
+    def load(cls, path: str, *, storage: io.Storage | None = None, **overrides: Any) -> HermesModel:
         """Load an artifact written by :meth:`save` (or ``hermes fit``) with the column
         roles it was saved with; ``overrides`` change them or set run options, as in
         :meth:`with_options`. A corrupt or incompatible artifact is an
-        :class:`ArtifactError`."""
-        return cls(load_codebook(path), roles=_saved_roles(path)).with_options(**overrides)
+        :class:`ArtifactError`. ``storage`` as in :meth:`save`."""
+        book = load_codebook(path, storage=storage)
+        return cls(book, roles=_saved_roles(path, storage)).with_options(**overrides)
 
 
-def _saved_roles(path: str) -> ColumnRoles:
+def _saved_roles(path: str, storage: io.Storage | None) -> ColumnRoles:
     """The roles in ``<path>/model.json``; the defaults for artifacts without one
     (``hermes fit`` output, models saved before the file existed)."""
     uri = io.join(path, MODEL_PARAMS)
-    if not io.exists(uri):
+    if not io.exists(uri, storage=storage):
         return ColumnRoles()
     try:
-        saved = io.read_json(uri)["roles"]
+        saved = io.read_json(uri, storage=storage)["roles"]
         return ColumnRoles(**saved)
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"codebook {path}: {MODEL_PARAMS} is unreadable ({exc})") from exc

@@ -21,15 +21,21 @@ from hermes_spark.quantize.codebook import Codebook
 FIT_REPORT = "fit_report.json"
 
 
-def save_codebook(codebook: Codebook, path: str, report: Mapping[str, Any] | None = None) -> None:
+def save_codebook(
+    codebook: Codebook,
+    path: str,
+    report: Mapping[str, Any] | None = None,
+    *,
+    storage: io.Storage | None = None,
+) -> None:
     """Write the artifact directory (and ``fit_report.json``) to any URI (driver)."""
-    with io.staged_dir(path) as local:
+    with io.staged_dir(path, storage=storage) as local:
         codebook.save(local)
     if report is not None:
-        io.write_json(io.join(path, FIT_REPORT), dict(report))
+        io.write_json(io.join(path, FIT_REPORT), dict(report), storage=storage)
 
 
-def load_codebook(path: str) -> Codebook:
+def load_codebook(path: str, *, storage: io.Storage | None = None) -> Codebook:
     """Read an artifact directory from any URI (driver).
 
     Raises:
@@ -38,10 +44,10 @@ def load_codebook(path: str) -> Codebook:
     """
     if io.is_local(path):
         return Codebook.load(io.local_path(path))
-    if not io.exists(path):
+    if not io.exists(path, storage=storage):
         raise ArtifactError(f"codebook {path} does not exist")
     with tempfile.TemporaryDirectory(prefix="hermes-codebook-") as tmp:
-        return Codebook.load(io.download_dir(path, os.path.join(tmp, "cb")))
+        return Codebook.load(io.download_dir(path, os.path.join(tmp, "cb"), storage=storage))
 
 
 __all__ = ["FIT_REPORT", "load_codebook", "save_codebook"]

@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 from hermes_spark import io
 from hermes_spark.config import CorpusConfig
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.object_stores import storage_of
 from hermes_spark.paths import canonical_file_key, canonical_file_key_col
 from hermes_spark.schema import REASON_COL, REJECT_REASONS, SOURCE_COL, SOURCE_ROW_COL
 
@@ -82,10 +83,11 @@ def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> In
     (``--input-format delta``) or a catalog table (``--input-table``) lists its *current*
     files through the table's own reader (removed files excluded).
     """
+    storage = storage_of(spark)
     if cfg.table:
         if spark is None:
             raise InvalidInputError("a catalog-table corpus needs a Spark session")
-        return _spark_listed(_table_reader(spark, cfg).inputFiles())
+        return _spark_listed(_table_reader(spark, cfg).inputFiles(), storage=storage)
     if not cfg.input:
         raise InvalidInputError(
             "no corpus given: pass --input PATH or --input-table NAME (or set corpus.input)"
@@ -93,20 +95,22 @@ def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> In
     if spark is not None:
         _JSON_SCHEMAS.pop(_json_key(spark, cfg), None)  # a new run infers afresh
     if cfg.format == "delta":
-        if not io.exists(io.join(cfg.input, "_delta_log")):
+        if not io.exists(io.join(cfg.input, "_delta_log"), storage=storage):
             raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
         if spark is not None and _native_delta(spark):
-            return _spark_listed(_table_reader(spark, cfg).inputFiles(), delta=cfg.input)
+            return _spark_listed(
+                _table_reader(spark, cfg).inputFiles(), delta=cfg.input, storage=storage
+            )
         from deltalake import DeltaTable
 
         _check_embedded_readable(cfg.input)
         return _delta_input_files(DeltaTable(cfg.input))
-    if _GLOB.search(cfg.input) and not io.exists(cfg.input):
+    if _GLOB.search(cfg.input) and not io.exists(cfg.input, storage=storage):
         files = _glob_files(cfg, spark)
-    elif not io.exists(cfg.input):
+    elif not io.exists(cfg.input, storage=storage):
         raise InvalidInputError(f"corpus {cfg.input} does not exist")
     else:
-        files = io.list_files(cfg.input, _SUFFIXES[cfg.format])
+        files = io.list_files(cfg.input, _SUFFIXES[cfg.format], storage=storage)
     if not files:
         raise InvalidInputError(
             f"corpus {cfg.input} holds no {cfg.format} files "
@@ -132,7 +136,9 @@ def _glob_files(cfg: CorpusConfig, spark: SparkSession | None) -> list[io.FileEn
             raise
         raise InvalidInputError(f"corpus {pattern}: the glob matches no file") from None
     suffixes = _SUFFIXES[cfg.format]
-    listed = _spark_listed([u for u in uris if u.endswith(suffixes)]).entries
+    listed = _spark_listed(
+        [u for u in uris if u.endswith(suffixes)], storage=storage_of(spark)
+    ).entries
     return list(listed)
 
 
@@ -180,7 +186,9 @@ def _check_embedded_readable(uri: str) -> None:
         )
 
 
-def _spark_listed(uris: Sequence[str], delta: str | None = None) -> InputFiles:
+def _spark_listed(
+    uris: Sequence[str], delta: str | None = None, *, storage: io.Storage | None = None
+) -> InputFiles:
     """:class:`InputFiles` of files a Spark table reader listed, with sizes and mtimes
     from the Delta log when it is one (``delta``), else one stat per file."""
     known: dict[str, io.FileEntry] = {}
@@ -196,7 +204,7 @@ def _spark_listed(uris: Sequence[str], delta: str | None = None) -> InputFiles:
     for uri in sorted(uris):
         hit = known.get(canonical_file_key(uri))
         if hit is None:
-            listed = io.list_files(uri)
+            listed = io.list_files(uri, storage=storage)
             hit = listed[0] if listed else io.FileEntry(uri, 0, 0)
         entries.append(io.FileEntry(uri, hit.size, hit.mtime_ns))
     return InputFiles(tuple(e.uri for e in entries), tuple(entries))

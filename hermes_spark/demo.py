@@ -24,6 +24,7 @@ from hermes_spark.api import FIT_REPORT
 from hermes_spark.config import HermesConfig
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidConfigError
+from hermes_spark.object_stores import storage_of
 from hermes_spark.schema import VERSION_COL, rejects_table_name
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ def write_bbc_corpus(out_dir: str | Path, max_docs: int | None = None) -> Path:
 def demo_summary(spark: SparkSession, paths: DemoPaths) -> str:
     """What the demo made: per-level statistics, the five biggest level-1 buckets with
     their dominant section and an example title, the mixture, and where everything is."""
-    fit_report = io.read_json(io.join(paths.codebook, FIT_REPORT))
+    storage = storage_of(spark)
+    fit_report = io.read_json(io.join(paths.codebook, FIT_REPORT), storage=storage)
     version = fit_report["codebook_version"]
     table, stats_table, codebook = paths.table, paths.stats, paths.codebook
     levels = get_store(spark).read(f"{stats_table}_levels").where(F.col(VERSION_COL) == version)
@@ -152,7 +154,7 @@ def demo_summary(spark: SparkSession, paths: DemoPaths) -> str:
             f"    c1={t['bucket']:<3} {t['docs']:>5} docs ({t['share_docs']:5.1%}), "
             f'{n / t["docs"]:4.0%} {section:<13} e.g. "{examples.get(t["bucket"], "?")}"'
         )
-    mixture = io.read_json(io.report_path_for(paths.manifest))
+    mixture = io.read_json(io.report_path_for(paths.manifest), storage=storage)
     t = mixture["totals"]
     lines += [
         f"  mixture ({DEMO_WEIGHTS} weights, {DEMO_STAGE2} inside buckets, {float(DEMO_SHARE):.0%} "

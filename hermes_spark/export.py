@@ -39,6 +39,7 @@ from hermes_spark.corpus import corpus_name, list_input_files, read_corpus
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidConfigError, InvalidInputError, InvariantError
 from hermes_spark.io import jsonable, report_path_for, write_text
+from hermes_spark.object_stores import storage_of
 from hermes_spark.outputs import guard_output
 from hermes_spark.paths import canonical_file_key, canonical_file_key_col
 from hermes_spark.sampled_rows import MISMATCH, positional_files, read_by_position
@@ -92,19 +93,19 @@ class ExportResult:
 # ------------------------------------------------------------------- filesystem
 
 
-def _fs(path: str) -> tuple[pafs.FileSystem, str]:
-    return io.filesystem(path)
+def _fs(path: str, storage: io.Storage | None) -> tuple[pafs.FileSystem, str]:
+    return io.filesystem(path, storage)
 
 
 def _spark_uri(path: str) -> str:
     return io.spark_path(path)
 
 
-def _check_out_dir(out_dir: str, overwrite: bool) -> None:
+def _check_out_dir(out_dir: str, overwrite: bool, storage: io.Storage | None) -> None:
     """Refuse, before any job, an export folder holding files hermes did not write, or a
     finished export (``mixture.json`` is written last) without ``overwrite`` (driver)."""
-    guard_output(out_dir, "export --out", own_names=_OURS)
-    fs, root = _fs(out_dir)
+    guard_output(out_dir, "export --out", own_names=_OURS, storage=storage)
+    fs, root = _fs(out_dir, storage)
     if not overwrite and fs.get_file_info(f"{root}/{MIXTURE_FILE}").type == pafs.FileType.File:
         raise InvalidInputError(
             f"export target {out_dir} already holds an export; pass --overwrite to replace it"
@@ -154,10 +155,10 @@ def _partition_keys(spark: SparkSession, n: int) -> list[int]:
     return [found[k] for k in range(n)]
 
 
-def _read_manifest_report(manifest: str) -> dict[str, Any] | None:
+def _read_manifest_report(manifest: str, storage: io.Storage | None) -> dict[str, Any] | None:
     path = report_path_for(manifest)
     try:
-        fs, inner = _fs(path)
+        fs, inner = _fs(path, storage)
         with fs.open_input_stream(inner) as stream:
             report: dict[str, Any] = json.loads(stream.read().decode("utf-8"))
             return report
@@ -413,11 +414,12 @@ def export_training_data(
     """
     t0 = time.perf_counter()
     _check_options(fmt, shards)
-    _check_out_dir(out_dir, overwrite)
+    storage = storage_of(spark)
+    _check_out_dir(out_dir, overwrite, storage)
     store = get_store(spark)
     if not store.exists(manifest):
         raise InvalidInputError(f"manifest {manifest} does not exist (run hermes sample)")
-    raw, report = store.read(manifest), _read_manifest_report(manifest)
+    raw, report = store.read(manifest), _read_manifest_report(manifest, storage)
     if phase is not None:
         raw, report = phase_rows(raw, phase), phase_report(report, phase)
     man = checked_manifest(raw, manifest)
@@ -443,7 +445,7 @@ def export_training_data(
         .sortWithinPartitions("_h", "doc_id", "repeat_index")
         .select("doc_id", "repeat_index", "stage1_bucket", "stage2_bucket", *keep)
     )
-    fs, root = _fs(out_dir)
+    fs, root = _fs(out_dir, storage)
     tmp_name = _write_data(data, out_dir, fmt, corpus)
     _prepare_out_dir(fs, root, tmp_name)
     ext = "parquet" if fmt == "parquet" else "jsonl"
@@ -468,9 +470,13 @@ def export_training_data(
     if per_bucket:
         blend = {keys[b]: f"{root}/bucket-{keys[b]}/megatron_text_document" for b in buckets}
     shares = mixture["weights"]
-    extra = write_weight_files(out_dir, shares, blend_paths=blend) if shares else []
+    extra = (
+        write_weight_files(out_dir, shares, blend_paths=blend, storage=storage) if shares else []
+    )
     mixture_path = f"{out_dir.rstrip('/')}/{MIXTURE_FILE}"
-    write_text(mixture_path, json.dumps(jsonable(mixture), indent=1, allow_nan=False))
+    write_text(
+        mixture_path, json.dumps(jsonable(mixture), indent=1, allow_nan=False), storage=storage
+    )
     extra.append(mixture_path)
     seconds = time.perf_counter() - t0
     log.info("exported %d rows into %d files in %s", mixture["rows"], len(placed), out_dir)

@@ -7,8 +7,9 @@ project touches a user path with ``pathlib`` or ``open``.
 Why pyarrow.fs: it is already a hard dependency (Spark's Arrow path, Parquet footers,
 the embedded Delta writer), it speaks every scheme above natively, and it works the same
 with or without a JVM, so the same code runs under Spark Connect (no ``_jvm`` Hadoop
-FileSystem) and in unit tests. Spark's own ``fs.s3a.*`` settings are mirrored into it
-(:func:`configure_from_spark`) so one set of credentials serves both.
+FileSystem) and in unit tests. Spark's own ``fs.s3a.*`` settings are read into a
+:class:`Storage` value (:func:`storage_from_conf`) that callers pass to every function
+here, so one set of credentials serves both; no setting lives in this module.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import posixpath
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 #: Schemes pyarrow opens itself, and the Spark/Hadoop spelling of each.
 _SPARK_SCHEME = {"s3": "s3a", "s3a": "s3a", "s3n": "s3a", "gs": "gs", "hdfs": "hdfs"}
 _AZURE = ("abfs", "abfss")
-_S3_OPTIONS: dict[str, Any] = {}
-_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -75,49 +74,84 @@ def local_path(uri: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def configure_from_spark(conf: Mapping[str, str]) -> None:
-    """Mirror Spark's ``spark.hadoop.fs.s3a.*`` settings into the S3 filesystem (driver).
+@dataclass(frozen=True)
+class Storage:
+    """How to reach the object stores: the S3 settings of one Spark session, as a value.
+
+    Frozen and picklable, so executor closures can carry it. ``Storage()`` (or ``None``
+    wherever a function takes one) means pyarrow's own defaults: environment variables,
+    the instance profile, i.e. what a driver with no ``fs.s3a.*`` settings has. Build it
+    from Spark settings with :func:`storage_from_conf`.
+    """
+
+    s3_endpoint: str | None = None  # host[:port], no scheme
+    s3_scheme: str | None = None  # "http" or "https" (with an endpoint)
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = field(default=None, repr=False)
+    s3_session_token: str | None = field(default=None, repr=False)
+    s3_region: str | None = None
+    s3_path_style: bool = False
+
+    def s3_options(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`pyarrow.fs.S3FileSystem` these settings give."""
+        options: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("access_key", self.s3_access_key),
+                ("secret_key", self.s3_secret_key),
+                ("session_token", self.s3_session_token),
+                ("region", self.s3_region),
+                ("endpoint_override", self.s3_endpoint),
+                ("scheme", self.s3_scheme),
+            )
+            if value
+        }
+        if self.s3_path_style:
+            options["force_virtual_addressing"] = False
+        return options
+
+
+def storage_from_conf(conf: Mapping[str, str]) -> Storage:
+    """The :class:`Storage` of Spark's ``spark.hadoop.fs.s3a.*`` settings.
 
     ``conf`` is any mapping of Spark settings (e.g. read with ``spark.conf.get``); missing
     keys leave pyarrow's own defaults (environment variables, instance profile).
     """
     keys = {
-        "endpoint": "spark.hadoop.fs.s3a.endpoint",
-        "access_key": "spark.hadoop.fs.s3a.access.key",
-        "secret_key": "spark.hadoop.fs.s3a.secret.key",
-        "session_token": "spark.hadoop.fs.s3a.session.token",
-        "region": "spark.hadoop.fs.s3a.endpoint.region",
+        "s3_endpoint": "spark.hadoop.fs.s3a.endpoint",
+        "s3_access_key": "spark.hadoop.fs.s3a.access.key",
+        "s3_secret_key": "spark.hadoop.fs.s3a.secret.key",
+        "s3_session_token": "spark.hadoop.fs.s3a.session.token",
+        "s3_region": "spark.hadoop.fs.s3a.endpoint.region",
     }
     options: dict[str, Any] = {}
     for option, key in keys.items():
         value = conf.get(key)
         if value:
             options[option] = value
-    endpoint = options.pop("endpoint", None)
+    endpoint = options.pop("s3_endpoint", None)
     if endpoint:
         parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
-        options["endpoint_override"] = parsed.netloc
-        options["scheme"] = parsed.scheme or "http"
+        options["s3_endpoint"] = parsed.netloc
+        options["s3_scheme"] = parsed.scheme or "http"
         ssl = conf.get("spark.hadoop.fs.s3a.connection.ssl.enabled")
         if ssl is not None and ssl.lower() == "false":
-            options["scheme"] = "http"
+            options["s3_scheme"] = "http"
     if conf.get("spark.hadoop.fs.s3a.path.style.access", "").lower() == "true":
-        options["force_virtual_addressing"] = False
-    with _LOCK:
-        _S3_OPTIONS.clear()
-        _S3_OPTIONS.update(options)
+        options["s3_path_style"] = True
+    return Storage(**options)
 
 
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """``(pyarrow filesystem, path inside it)`` for any supported URI."""
+def filesystem(uri: str, storage: Storage | None = None) -> tuple[pafs.FileSystem, str]:
+    """``(pyarrow filesystem, path inside it)`` for any supported URI, reached with
+    ``storage`` (``None``: pyarrow's own defaults)."""
     s = scheme(uri)
     if is_local(uri):
         return pafs.LocalFileSystem(), local_path(uri)
     parsed = urlparse(uri)
     try:
         if s in ("s3", "s3a", "s3n"):
-            with _LOCK:
-                options = dict(_S3_OPTIONS)
+            options = (storage or Storage()).s3_options()
             if "region" not in options and not os.environ.get("AWS_REGION"):
                 options["region"] = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
             fs: pafs.FileSystem = pafs.S3FileSystem(**options)
@@ -167,8 +201,8 @@ def basename(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _info(uri: str) -> tuple[pafs.FileSystem, str, pafs.FileInfo]:
-    fs, path = filesystem(uri)
+def _info(uri: str, storage: Storage | None) -> tuple[pafs.FileSystem, str, pafs.FileInfo]:
+    fs, path = filesystem(uri, storage)
     try:
         return fs, path, fs.get_file_info(path)
     except OSError as exc:
@@ -177,30 +211,30 @@ def _info(uri: str) -> tuple[pafs.FileSystem, str, pafs.FileInfo]:
         ) from None
 
 
-def exists(uri: str) -> bool:
+def exists(uri: str, *, storage: Storage | None = None) -> bool:
     """True when a file or directory exists at ``uri``."""
-    return bool(_info(uri)[2].type != pafs.FileType.NotFound)
+    return bool(_info(uri, storage)[2].type != pafs.FileType.NotFound)
 
 
-def is_dir(uri: str) -> bool:
+def is_dir(uri: str, *, storage: Storage | None = None) -> bool:
     """True when ``uri`` is a directory (an S3 prefix with objects under it counts)."""
-    return bool(_info(uri)[2].type == pafs.FileType.Directory)
+    return bool(_info(uri, storage)[2].type == pafs.FileType.Directory)
 
 
-def is_file(uri: str) -> bool:
+def is_file(uri: str, *, storage: Storage | None = None) -> bool:
     """True when ``uri`` is a regular file."""
-    return bool(_info(uri)[2].type == pafs.FileType.File)
+    return bool(_info(uri, storage)[2].type == pafs.FileType.File)
 
 
-def makedirs(uri: str) -> None:
+def makedirs(uri: str, *, storage: Storage | None = None) -> None:
     """Create ``uri`` and its parents (a no-op on object stores without directories)."""
-    fs, path = filesystem(uri)
+    fs, path = filesystem(uri, storage)
     fs.create_dir(path, recursive=True)
 
 
-def read_bytes(uri: str) -> bytes:
+def read_bytes(uri: str, *, storage: Storage | None = None) -> bytes:
     """The whole content of a small file."""
-    fs, path, info = _info(uri)
+    fs, path, info = _info(uri, storage)
     if info.type != pafs.FileType.File:
         raise InvalidInputError(f"{uri} does not exist or is not a file")
     with fs.open_input_stream(path) as f:
@@ -209,14 +243,14 @@ def read_bytes(uri: str) -> bytes:
 
 
 
-def read_text(uri: str) -> str:
+def read_text(uri: str, *, storage: Storage | None = None) -> str:
     """A small UTF-8 text file."""
-    return read_bytes(uri).decode("utf-8")
+    return read_bytes(uri, storage=storage).decode("utf-8")
 
 
-def write_bytes(uri: str, data: bytes) -> None:
+def write_bytes(uri: str, data: bytes, *, storage: Storage | None = None) -> None:
     """Write a small file, creating parent directories (replaces an existing file)."""
-    fs, path = filesystem(uri)
+    fs, path = filesystem(uri, storage)
     fs.create_dir(posixpath.dirname(path) if not is_local(uri) else os.path.dirname(path))
     if is_local(uri):
         # write-then-rename so a reader never sees half a file
@@ -229,28 +263,28 @@ def write_bytes(uri: str, data: bytes) -> None:
         f.write(data)
 
 
-def write_text(uri: str, text: str) -> None:
+def write_text(uri: str, text: str, *, storage: Storage | None = None) -> None:
     """Write a small UTF-8 text file (see :func:`write_bytes`)."""
-    write_bytes(uri, text.encode("utf-8"))
+    write_bytes(uri, text.encode("utf-8"), storage=storage)
 
 
-def write_json(uri: str, obj: Any) -> None:
+def write_json(uri: str, obj: Any, *, storage: Storage | None = None) -> None:
     """Write ``obj`` as indented JSON (numpy scalars and NaN made JSON-safe)."""
-    write_text(uri, json.dumps(jsonable(obj), indent=2) + "\n")
+    write_text(uri, json.dumps(jsonable(obj), indent=2) + "\n", storage=storage)
 
 
-def read_json(uri: str) -> Any:
+def read_json(uri: str, *, storage: Storage | None = None) -> Any:
     """Parse a small JSON file; a malformed one is an :class:`InvalidInputError`."""
-    text = read_text(uri)
+    text = read_text(uri, storage=storage)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{uri} is not valid JSON: {exc}") from None
 
 
-def delete(uri: str) -> None:
+def delete(uri: str, *, storage: Storage | None = None) -> None:
     """Remove a file or a whole directory tree (missing is fine)."""
-    fs, path, info = _info(uri)
+    fs, path, info = _info(uri, storage)
     if info.type == pafs.FileType.Directory:
         fs.delete_dir(path)
     elif info.type == pafs.FileType.File:
@@ -261,13 +295,15 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
 
 
-def list_files(uri: str, suffixes: Sequence[str] = ()) -> list[FileEntry]:
+def list_files(
+    uri: str, suffixes: Sequence[str] = (), *, storage: Storage | None = None
+) -> list[FileEntry]:
     """Data files under ``uri`` (recursively; hidden ``_``/``.`` names skipped), sorted.
 
     A file URI lists as itself. Sizes and mtimes come with the listing (one call per
     directory level on local disks, one paged listing on object stores).
     """
-    fs, path, info = _info(uri)
+    fs, path, info = _info(uri, storage)
     if info.type == pafs.FileType.File:
         return [FileEntry(uri, int(info.size or 0), int(info.mtime_ns or 0))]
     if info.type != pafs.FileType.Directory:
@@ -291,11 +327,11 @@ def list_files(uri: str, suffixes: Sequence[str] = ()) -> list[FileEntry]:
     return sorted(out, key=lambda e: e.uri)
 
 
-def upload_dir(local_dir: str, uri: str) -> None:
+def upload_dir(local_dir: str, uri: str, *, storage: Storage | None = None) -> None:
     """Copy a local directory tree to ``uri`` (any scheme)."""
     if is_local(uri) and os.path.abspath(local_dir) == local_path(uri):
         return
-    fs, path = filesystem(uri)
+    fs, path = filesystem(uri, storage)
     for root, _, names in os.walk(local_dir):
         relative = os.path.relpath(root, local_dir)
         target = path if relative == "." else f"{path}/{relative.replace(os.sep, '/')}"
@@ -308,11 +344,11 @@ def upload_dir(local_dir: str, uri: str) -> None:
                 dst.write(src.read())
 
 
-def download_dir(uri: str, local_dir: str) -> str:
+def download_dir(uri: str, local_dir: str, *, storage: Storage | None = None) -> str:
     """Copy the tree at ``uri`` into ``local_dir``; return the local directory to read."""
     if is_local(uri):
         return local_path(uri)
-    fs, path, info = _info(uri)
+    fs, path, info = _info(uri, storage)
     if info.type != pafs.FileType.Directory:
         raise InvalidInputError(f"{uri} does not exist or is not a directory")
     os.makedirs(local_dir, exist_ok=True)  # object stores may hold no directory marker
@@ -328,8 +364,9 @@ class staged_dir:
     Lets code that writes a directory of files (the codebook artifact) target any URI.
     """
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, *, storage: Storage | None = None) -> None:
         self.uri = uri
+        self.storage = storage
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def __enter__(self) -> str:
@@ -345,7 +382,7 @@ class staged_dir:
             return
         try:
             if exc_type is None:
-                upload_dir(self._tmp.name, self.uri)
+                upload_dir(self._tmp.name, self.uri, storage=self.storage)
         finally:
             self._tmp.cleanup()
 

@@ -2,15 +2,17 @@
 
 Driver only. Spark reads and writes ``s3a://`` through hadoop-aws with the session's
 ``spark.hadoop.fs.s3a.*`` settings; hermes' own small files (codebook artifact, reports,
-plans) go through :mod:`hermes_spark.io` (pyarrow). This copies those settings from the
-session (classic or Spark Connect: ``spark.conf`` only) so one set serves both.
+plans) go through :mod:`hermes_spark.io` (pyarrow). :func:`storage_of` reads those
+settings from the session (classic or Spark Connect: ``spark.conf`` only) into the
+:class:`~hermes_spark.io.Storage` value the io functions take, so one set serves both.
+Nothing is kept between calls: each call reads the session it is given (a few conf reads).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import SparkSession
 
@@ -18,7 +20,7 @@ from hermes_spark import io
 
 log = logging.getLogger(__name__)
 
-#: The Spark settings :func:`hermes_spark.io.configure_from_spark` understands.
+#: The Spark settings :func:`hermes_spark.io.storage_from_conf` understands.
 S3A_KEYS = (
     "spark.hadoop.fs.s3a.endpoint",
     "spark.hadoop.fs.s3a.endpoint.region",
@@ -42,9 +44,20 @@ def session_settings(spark: SparkSession, keys: Sequence[str] = S3A_KEYS) -> dic
     return found
 
 
-def configure_from_session(spark: SparkSession) -> None:
-    """Mirror the session's ``fs.s3a.*`` settings into :mod:`hermes_spark.io`."""
+def storage_of(spark: SparkSession | None) -> io.Storage:
+    """The object-store settings of ``spark`` as an :class:`~hermes_spark.io.Storage`
+    (``None``, or a session with no ``fs.s3a.*`` settings: pyarrow's own defaults)."""
+    if spark is None:
+        return io.Storage()
     settings = session_settings(spark)
     if settings:
-        log.info("object store settings from the Spark session: %s", ", ".join(sorted(settings)))
-        io.configure_from_spark(settings)
+        log.debug("object store settings from the Spark session: %s", ", ".join(sorted(settings)))
+    return io.storage_from_conf(settings)
+
+
+def storage_before_session(conf: Mapping[str, str]) -> io.Storage:
+    """The settings a command has before it starts Spark: those of the active session
+    (one a spark-submit driver or notebook built), else the ``conf`` hermes would build
+    the session with."""
+    active = SparkSession.getActiveSession()
+    return storage_of(active) if active is not None else io.storage_from_conf(conf)

@@ -53,13 +53,14 @@ def guard_output(
     columns: Iterable[str] | None = None,
     own_names: re.Pattern[str] | None = None,
     marker: str | None = None,
+    storage: io.Storage | None = None,
 ) -> None:
     """Refuse ``target`` unless it is absent, empty, or an earlier output of this kind.
 
     Exactly one of: ``store`` + ``columns`` (a Delta table whose schema must hold these
     columns), ``own_names`` (a folder whose entries must all match), ``marker`` (a file
     whose text must contain it). ``what`` names the output in the message (``--out of
-    hermes stats``).
+    hermes stats``). ``storage`` reaches a folder or file target on an object store.
 
     Raises:
         InvalidInputError: the target holds something hermes did not write.
@@ -67,9 +68,9 @@ def guard_output(
     if store is not None:
         _guard_table(store, target, what, tuple(columns or ()))
     elif own_names is not None:
-        _guard_folder(target, what, own_names)
+        _guard_folder(target, what, own_names, storage)
     elif marker is not None:
-        _guard_file(target, what, marker)
+        _guard_file(target, what, marker, storage)
     else:
         raise ValueError("guard_output needs store+columns, own_names or marker")
 
@@ -96,8 +97,10 @@ def _guard_table(store: DeltaStore, target: str, what: str, columns: tuple[str, 
         )
 
 
-def _guard_folder(target: str, what: str, own_names: re.Pattern[str]) -> None:
-    fs, root = io.filesystem(target)
+def _guard_folder(
+    target: str, what: str, own_names: re.Pattern[str], storage: io.Storage | None
+) -> None:
+    fs, root = io.filesystem(target, storage)
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         return
@@ -109,8 +112,8 @@ def _guard_folder(target: str, what: str, own_names: re.Pattern[str]) -> None:
         raise _refuse(target, what, f"holds other files ({', '.join(foreign[:5])})")
 
 
-def _guard_file(target: str, what: str, marker: str) -> None:
-    fs, inner = io.filesystem(target)
+def _guard_file(target: str, what: str, marker: str, storage: io.Storage | None) -> None:
+    fs, inner = io.filesystem(target, storage)
     info = fs.get_file_info(inner)
     if info.type == pafs.FileType.NotFound:
         return

@@ -25,6 +25,7 @@ from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.export import ExportResult, export_training_data
 from hermes_spark.io import jsonable, report_path_for, write_text
+from hermes_spark.object_stores import storage_of
 from hermes_spark.outputs import guard_output
 from hermes_spark.sampling.phases import PHASE_COL
 from hermes_spark.sampling.schedule import phase_names
@@ -51,9 +52,10 @@ def is_phased(spark: SparkSession, manifest: str) -> bool:
     return store.exists(manifest) and PHASE_COL in store.read(manifest).columns
 
 
-def _report(manifest: str) -> dict[str, Any] | None:
+def _report(manifest: str, storage: io.Storage) -> dict[str, Any] | None:
     try:
-        report: dict[str, Any] = json.loads(io.read_text(report_path_for(manifest)))
+        text = io.read_text(report_path_for(manifest), storage=storage)
+        report: dict[str, Any] = json.loads(text)
         return report
     except (OSError, ValueError, InvalidInputError):
         return None
@@ -61,7 +63,7 @@ def _report(manifest: str) -> dict[str, Any] | None:
 
 def _names(spark: SparkSession, manifest: str) -> list[str]:
     """Phases in schedule order (from the report), else sorted from the manifest."""
-    names = phase_names(_report(manifest))
+    names = phase_names(_report(manifest, storage_of(spark)))
     if names is not None:
         return names
     rows = get_store(spark).read(manifest).select(PHASE_COL).distinct().collect()
@@ -88,9 +90,10 @@ def export_phases(
             export without ``overwrite``; see :func:`export_training_data`.
     """
     t0 = time.perf_counter()
-    guard_output(out_dir, "export --out", own_names=_OURS)
+    storage = storage_of(spark)
+    guard_output(out_dir, "export --out", own_names=_OURS, storage=storage)
     base = out_dir.rstrip("/")
-    fs, root = io.filesystem(f"{base}/{PHASES_FILE}")
+    fs, root = io.filesystem(f"{base}/{PHASES_FILE}", storage)
     if not overwrite and fs.get_file_info(root).type == pafs.FileType.File:
         raise InvalidInputError(
             f"export target {out_dir} already holds an export; pass --overwrite to replace it"
@@ -117,7 +120,7 @@ def export_phases(
             for name, r in results.items()
         ],
     }
-    write_text(f"{base}/{PHASES_FILE}", json.dumps(jsonable(index), indent=1))
+    write_text(f"{base}/{PHASES_FILE}", json.dumps(jsonable(index), indent=1), storage=storage)
     seconds = time.perf_counter() - t0
     log.info("exported %d phases of %s into %s", len(results), manifest, out_dir)
     return PhasedExportResult(out_dir, results, f"{base}/{PHASES_FILE}", seconds)

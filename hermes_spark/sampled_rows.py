@@ -35,6 +35,7 @@ from pyspark.sql import types as T
 from hermes_spark import io
 from hermes_spark.config import CorpusConfig
 from hermes_spark.corpus import doc_id_column
+from hermes_spark.object_stores import storage_of
 from hermes_spark.paths import canonical_file_key, canonical_file_key_col
 from hermes_spark.runtime import default_parallelism
 from hermes_spark.schema import SOURCE_COL, SOURCE_ROW_COL
@@ -128,7 +129,7 @@ def read_by_position(
         canonical_file_key_col(F.col(SOURCE_COL)).alias(_KEY),
     )
     ordered = keyed.repartition(tasks, _KEY).sortWithinPartitions(_KEY, SOURCE_ROW_COL)
-    fn = rows_reader(man_cols, list(columns), id_source, out_schema)
+    fn = rows_reader(man_cols, list(columns), id_source, out_schema, storage_of(spark))
     rows = ordered.mapInArrow(fn, out_schema)
     # annotate's doc_id of the row read (the id cast to string, or the hash of the text)
     as_read = dataclasses.replace(
@@ -150,11 +151,16 @@ def read_by_position(
 
 
 def rows_reader(
-    man_cols: list[str], columns: list[str], id_source: str, out_schema: T.StructType
+    man_cols: list[str],
+    columns: list[str],
+    id_source: str,
+    out_schema: T.StructType,
+    storage: io.Storage | None = None,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The executor function of :func:`read_by_position` (``mapInArrow``): for each run
     of manifest rows of one file, the rows at their ``source_row`` (pyarrow, only the row
-    groups and columns needed). A position past the file's end yields a null id, which
+    groups and columns needed; object stores opened with ``storage``, the driver's
+    settings carried in the closure). A position past the file's end yields a null id, which
     the check after it reports."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -170,7 +176,9 @@ def rows_reader(
             starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
             for lo, hi in zip(starts, [*starts[1:], len(keys)], strict=True):
                 part = pa.Table.from_batches([batch.slice(lo, hi - lo)])
-                yield _file_rows(str(keys[lo]), part, man_cols, read_cols, wanted, arrow_schema)
+                yield _file_rows(
+                    str(keys[lo]), part, man_cols, read_cols, wanted, arrow_schema, storage
+                )
 
     return read
 
@@ -182,10 +190,11 @@ def _file_rows(
     read_cols: list[str],
     wanted: list[str],
     schema: pa.Schema,
+    storage: io.Storage | None,
 ) -> pa.RecordBatch:
     """One file's manifest rows (``part``) with the ``wanted`` corpus columns of their
     rows (executor)."""
-    fs, path = io.filesystem(openable_uri(key))
+    fs, path = io.filesystem(openable_uri(key), storage)
     with fs.open_input_file(path) as handle:
         pfile = pq.ParquetFile(handle)
         meta = pfile.metadata

@@ -279,7 +279,10 @@ def log_sample(run: RunLog, cfg: HermesConfig, result: Mapping[str, Any]) -> Non
     run.text(plan.to_json(), "plan.json")
     run.json(report, "mixture_report.json")
     if result.get("page"):  # the HTML page of --report, one self-contained file
-        run.text(io.read_text(result["page"]), "report.html")
+        from hermes_spark.object_stores import storage_before_session
+
+        storage = storage_before_session(dict(cfg.spark.conf))
+        run.text(io.read_text(result["page"], storage=storage), "report.html")
 
 
 def log_export(run: RunLog, cfg: HermesConfig, result: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from hermes_spark.io import write_text
+from hermes_spark.io import Storage, write_text
 from hermes_spark.sampling.exports import doremi_json, megatron_blend, regmix_csv
 
 DOREMI_FILE = "doremi_weights.json"
@@ -19,17 +19,16 @@ def write_weight_files(
     weights: Mapping[str, float],
     *,
     blend_paths: Mapping[str, str] | None = None,
+    storage: Storage | None = None,
 ) -> list[str]:
     """Write ``doremi_weights.json``, ``regmix_mixture.csv`` and, given per-domain data
     prefixes, ``megatron_blend.txt`` into ``out_dir`` (driver; local path or URI)."""
     base = out_dir.rstrip("/")
     written = []
     for name, text in ((DOREMI_FILE, doremi_json(weights)), (REGMIX_FILE, regmix_csv(weights))):
-        write_text(f"{base}/{name}", text)
+        write_text(f"{base}/{name}", text, storage=storage)
         written.append(f"{base}/{name}")
     if blend_paths is not None:
-        write_text(f"{base}/{MEGATRON_FILE}", megatron_blend(weights, blend_paths))
+        write_text(f"{base}/{MEGATRON_FILE}", megatron_blend(weights, blend_paths), storage=storage)
         written.append(f"{base}/{MEGATRON_FILE}")
     return written
-
-

@@ -29,7 +29,6 @@ def _spark(cfg: HermesConfig) -> SparkSession:
     """The session for a command; a person at a terminal also gets Spark's progress bar
     (when hermes builds the session: an attached one keeps its own settings)."""
     from hermes_spark.delta import bind_settings
-    from hermes_spark.object_stores import configure_from_session
     from hermes_spark.session import get_spark
 
     conf = dict(cfg.spark.conf)
@@ -48,7 +47,6 @@ def _spark(cfg: HermesConfig) -> SparkSession:
         quiet=not logging.getLogger().isEnabledFor(logging.DEBUG),  # -v: Spark's own logs
     )
     bind_settings(spark, cfg.delta)  # every table this command touches uses cfg.delta
-    configure_from_session(spark)  # the session's fs.s3a.* settings serve io.py too
     return spark
 
 
@@ -86,7 +84,7 @@ def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
     table = _need(cfg.paths.table, "--table")
     out = _need(cfg.paths.stats, "--out")
-    levels = _code_levels(args)
+    levels = _code_levels(args, cfg)
     sizes = list(levels) if levels else None
     spark = _spark(cfg)
     result = compute_stats(spark, table, out, args.codebook_version, sizes)
@@ -189,7 +187,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     from hermes_spark.evaluate import evaluate, summary_lines, write_report
 
     labels = [c.strip() for c in (args.label_cols or "").split(",") if c.strip()]
-    _guard_file_outputs(args, "evaluate")
+    _guard_file_outputs(args, "evaluate", cfg)
     report = evaluate(
         _spark(cfg),
         cfg,
@@ -207,7 +205,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     for line in summary_lines(report):
         print(line)
     if args.out:
-        js, md = write_report(report, args.out)
+        js, md = write_report(report, args.out, storage=_storage(_spark(cfg)))
         print(f"report: {js} and {md}")
     if args.report_page:
         _write_page(
@@ -280,7 +278,12 @@ def _sample_settings(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     if settings.phases:
         return settings  # each phase's weights: checked with the phases file
     if not settings.weights_version:  # carried keys are another version's codes
-        precheck_weights(settings.weights, settings.weights_level, _code_levels(args))
+        precheck_weights(
+            settings.weights,
+            settings.weights_level,
+            _code_levels(args, cfg),
+            storage=_early_storage(cfg),
+        )
     return settings
 
 
@@ -330,38 +333,65 @@ def _plan_phases(args: argparse.Namespace, cfg: HermesConfig, settings: Any, pha
         phases,
         settings,
         version=args.codebook_version,
-        levels=_code_levels(args),
+        levels=_code_levels(args, cfg),
         allow_shortfall=args.allow_shortfall,
     )
     schedule.release()
     _print_schedule(schedule)
     if args.out:
-        schedule.save(args.out)
+        schedule.save(args.out, storage=_storage(_spark(cfg)))
         print(f"schedule written to {args.out}")
     return schedule
 
 
-def _guard_file_outputs(args: argparse.Namespace, command: str) -> None:
-    """Refuse, before Spark starts, file outputs that hold what hermes did not write."""
+def _storage(spark: SparkSession) -> io.Storage:
+    """The session's ``fs.s3a.*`` settings, for hermes' own files (io.py)."""
+    from hermes_spark.object_stores import storage_of
+
+    return storage_of(spark)
+
+
+def _early_storage(cfg: HermesConfig) -> io.Storage:
+    """What :func:`_storage` will be, before Spark starts: the active session's settings,
+    else those hermes builds the session with (``cfg.spark.conf``)."""
+    from hermes_spark.object_stores import storage_before_session
+
+    return storage_before_session(dict(cfg.spark.conf))
+
+
+def _guard_file_outputs(args: argparse.Namespace, command: str, cfg: HermesConfig) -> None:
+    """Refuse, before Spark starts, file outputs that hold what hermes did not write
+    (reached with the settings the session will have: :func:`_early_storage`)."""
     from hermes_spark import outputs
+
+    storage = _early_storage(cfg)
 
     weights_out = getattr(args, "weights_out", None)
     if weights_out:
         outputs.guard_output(
-            weights_out, f"{command} --weights-out", own_names=outputs.WEIGHT_FILES
+            weights_out,
+            f"{command} --weights-out",
+            own_names=outputs.WEIGHT_FILES,
+            storage=storage,
         )
     if command == "plan" and args.out:
         from hermes_spark.sampling.phases import SCHEDULE_KIND
         from hermes_spark.sampling.plan import PLAN_KIND
 
         marker = SCHEDULE_KIND if getattr(args, "phases", None) else PLAN_KIND
-        outputs.guard_output(args.out, "plan --out", marker=marker)
+        outputs.guard_output(args.out, "plan --out", marker=marker, storage=storage)
     if command == "mixtures" and args.out:
-        outputs.guard_output(args.out, "mixtures --out", own_names=outputs.MIXTURE_FILES)
+        outputs.guard_output(
+            args.out, "mixtures --out", own_names=outputs.MIXTURE_FILES, storage=storage
+        )
     if command == "report" and args.out:
-        outputs.guard_output(args.out, "report --out", marker=outputs.REPORT_MARKER)
+        outputs.guard_output(
+            args.out, "report --out", marker=outputs.REPORT_MARKER, storage=storage
+        )
     if command == "evaluate" and args.out:
-        outputs.guard_output(args.out, "evaluate --out", own_names=outputs.EVALUATION_FILES)
+        outputs.guard_output(
+            args.out, "evaluate --out", own_names=outputs.EVALUATION_FILES, storage=storage
+        )
 
 
 def _sample_corpus(cfg: HermesConfig) -> Any:
@@ -369,12 +399,12 @@ def _sample_corpus(cfg: HermesConfig) -> Any:
     return cfg.corpus if (cfg.corpus.input or cfg.corpus.table) else None
 
 
-def _code_levels(args: argparse.Namespace) -> tuple[int, ...] | None:
+def _code_levels(args: argparse.Namespace, cfg: HermesConfig) -> tuple[int, ...] | None:
     if not getattr(args, "codebook", None):
         return None
     from hermes_spark.api import load_codebook
 
-    return tuple(load_codebook(args.codebook).levels)
+    return tuple(load_codebook(args.codebook, storage=_early_storage(cfg)).levels)
 
 
 def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
@@ -385,7 +415,7 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
     settings = _sample_settings(args, cfg)  # validated before Spark starts
     phases = _phases(args, settings)
-    _guard_file_outputs(args, "plan")
+    _guard_file_outputs(args, "plan", cfg)
     if phases is not None:
         return _plan_phases(args, cfg, settings, phases)
     plan = compute_plan(
@@ -394,17 +424,19 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         table=cfg.paths.table,
         stats=cfg.paths.stats,
         version=args.codebook_version,
-        levels=_code_levels(args),
+        levels=_code_levels(args, cfg),
         allow_shortfall=args.allow_shortfall,
         codebook=args.codebook,
         corpus=_sample_corpus(cfg),
     )
     print(format_plan(plan))
     if args.out:
-        plan.save(args.out)
+        plan.save(args.out, storage=_storage(_spark(cfg)))
         print(f"plan written to {args.out}")
     if args.weights_out:
-        for path in write_weight_files(args.weights_out, plan.target_shares()):
+        for path in write_weight_files(
+            args.weights_out, plan.target_shares(), storage=_storage(_spark(cfg))
+        ):
             print(f"weights written to {path}")
     return plan
 
@@ -421,12 +453,12 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     mixture_json, page = _sample_reports(args)
     settings = None if args.plan else _sample_settings(args, cfg)  # validated before Spark
     phases = None if settings is None else _phases(args, settings)
-    _guard_file_outputs(args, "sample")
+    _guard_file_outputs(args, "sample", cfg)
     spark = _spark(cfg)
     if phases is not None:
-        return _sample_phases(args, spark, table, out, settings, phases, mixture_json)
+        return _sample_phases(args, spark, table, out, settings, phases, mixture_json, cfg)
     if args.plan:
-        plan = _saved_plan(args)
+        plan = _saved_plan(args, cfg)
     codes = None
     if settings is not None:  # no --plan: plan now
         plan, codes = compute_plan_and_codes(
@@ -435,7 +467,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
             table=table,
             stats=cfg.paths.stats if args.stats else None,
             version=args.codebook_version,
-            levels=_code_levels(args),
+            levels=_code_levels(args, cfg),
             allow_shortfall=args.allow_shortfall,
             codebook=args.codebook,
             corpus=_sample_corpus(cfg),
@@ -453,7 +485,9 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
             codebook_version=plan.codebook_version,
         )
     if args.weights_out:
-        for path in write_weight_files(args.weights_out, plan.target_shares()):
+        for path in write_weight_files(
+            args.weights_out, plan.target_shares(), storage=_storage(_spark(cfg))
+        ):
             print(f"weights written to {path}")
     return {
         "manifest": out,
@@ -464,7 +498,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     }
 
 
-def _saved_plan(args: argparse.Namespace) -> Any:
+def _saved_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """The plan ``sample --plan`` executes, refusing the flags a saved plan already fixes."""
     from hermes_spark.errors import VersionMismatchError
     from hermes_spark.sampling.plan import SamplePlan
@@ -491,7 +525,7 @@ def _saved_plan(args: argparse.Namespace) -> Any:
         raise InvalidConfigError(
             f"--plan fixes the allocation; drop {', '.join(given)} or re-run hermes plan"
         )
-    plan = SamplePlan.load(args.plan)
+    plan = SamplePlan.load(args.plan, storage=_early_storage(cfg))
     if args.sample_seed is not None:
         plan = plan.with_seed(args.sample_seed)
     if args.codebook_version and args.codebook_version != plan.codebook_version:
@@ -510,13 +544,14 @@ def _sample_phases(
     settings: Any,
     phases: Any,
     report_path: str | None,
+    cfg: HermesConfig,
 ) -> dict[str, Any]:
     """``hermes sample --phases``: the phased manifest and its schedule report."""
     from hermes_spark.tasks.phases import run_phased_sample
 
     result = run_phased_sample(
         spark, table, out, phases, settings, version=args.codebook_version,
-        levels=_code_levels(args), allow_shortfall=args.allow_shortfall,
+        levels=_code_levels(args, cfg), allow_shortfall=args.allow_shortfall,
         report_path=report_path,
     )  # fmt: skip
     _print_schedule(result.schedule)
@@ -587,7 +622,7 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     out = _need(args.out, "--out")
     if not args.dirichlet and not args.quadmix:
         raise InvalidConfigError("hermes mixtures needs --dirichlet N and/or --quadmix N")
-    _guard_file_outputs(args, "mixtures")
+    _guard_file_outputs(args, "mixtures", cfg)
     if args.quadmix:
         from hermes_spark.tasks.mixtures import write_candidate_quadmix
 
@@ -613,7 +648,7 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         concentration=args.concentration,
         seed=args.mixture_seed,
         version=args.codebook_version,
-        levels=_code_levels(args),
+        levels=_code_levels(args, cfg),
     )
     print(f"{args.dirichlet} mixtures written to {out} (+ {io.basename(written[-1])})")
     return {"out": out, "quadmix": made if args.quadmix else [], "dirichlet": written}
@@ -625,7 +660,7 @@ def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
     stats = _need(cfg.paths.stats, "--stats")
     out = _need(args.out, "--out")
-    _guard_file_outputs(args, "report")
+    _guard_file_outputs(args, "report", cfg)
     mixture = args.manifest
     if mixture and not mixture.endswith(".json"):
         mixture = io.report_path_for(mixture)

@@ -29,6 +29,7 @@ from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.evaluate.report import goals, to_markdown
 from hermes_spark.evaluate.sample import SampleSplit, dedupe_joined, split_samples
+from hermes_spark.object_stores import storage_of
 from hermes_spark.quantize.codebook import Codebook, fit_codebook
 from hermes_spark.quantize.options import QuantizerOptions
 from hermes_spark.quantize.scoring import BASELINES, score_codebook
@@ -196,7 +197,7 @@ def evaluate(
     if sample_size < 2:
         raise InvalidInputError(f"must be at least 2, got {sample_size}", param="sample_size")
     n_fit = int(baseline_sample or sample_size)
-    codebook = load_codebook(codebook_path)
+    codebook = load_codebook(codebook_path, storage=storage_of(spark))
     codes, chosen = select_version(get_store(spark), table, version)
     if chosen != codebook.version:
         raise InvalidInputError(
@@ -248,9 +249,11 @@ def evaluate(
     return EvaluationReport(report)
 
 
-def write_report(report: dict[str, Any], out_dir: str) -> tuple[str, str]:
+def write_report(
+    report: dict[str, Any], out_dir: str, *, storage: io.Storage | None = None
+) -> tuple[str, str]:
     """Write ``evaluation.json`` and ``evaluation.md`` into ``out_dir``; return both paths."""
     js, md = io.join(out_dir, REPORT_JSON), io.join(out_dir, REPORT_MD)
-    io.write_text(js, json.dumps(report, indent=2, default=float) + "\n")
-    io.write_text(md, to_markdown(report))
+    io.write_text(js, json.dumps(report, indent=2, default=float) + "\n", storage=storage)
+    io.write_text(md, to_markdown(report), storage=storage)
     return js, md

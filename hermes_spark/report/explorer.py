@@ -117,17 +117,19 @@ class Cards:
             f"<script>{_JS}</script></body></html>"
         )
 
-    def save(self, out: str) -> str:
+    def save(self, out: str, *, storage: io.Storage | None = None) -> str:
         """Write ``out/index.html`` (and ``out/parts/*.js`` for large cards); return the
         page's path (driver, any URI)."""
         data, parts = self._payload()
         for c1, kids in parts.items():
             blob = json.dumps(kids, separators=(",", ":")).replace("</", "<\\/")
             io.write_text(
-                io.join(out, "parts", f"{c1}.js"), f"hermesPart({json.dumps(c1)},{blob});"
+                io.join(out, "parts", f"{c1}.js"),
+                f"hermesPart({json.dumps(c1)},{blob});",
+                storage=storage,
             )
         path = io.join(out, INDEX)
-        io.write_text(path, self._page(data))
+        io.write_text(path, self._page(data), storage=storage)
         log.info("explorer written to %s (%d cards)", path, len(self.frame))
         return path
 

@@ -77,9 +77,9 @@ class Report:
             return "".join(parts)
         return f"<style>{_CSS}</style>" + "".join(parts)
 
-    def save(self, path: str) -> str:
+    def save(self, path: str, *, storage: io.Storage | None = None) -> str:
         """Write the page to ``path`` (any URI); return the path."""
-        io.write_text(path, self.html())
+        io.write_text(path, self.html(), storage=storage)
         log.info("report written to %s", path)
         return path
 

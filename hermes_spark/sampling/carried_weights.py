@@ -20,6 +20,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from hermes_spark.errors import BudgetError, InvalidInputError
+from hermes_spark.io import Storage
+from hermes_spark.object_stores import storage_of
 from hermes_spark.sampling.carry import CarriedWeights, carry_table
 from hermes_spark.sampling.crosswalk import version_docs
 from hermes_spark.sampling.weights import read_weight_pairs
@@ -65,7 +67,7 @@ def key_cells(
     )
 
 
-def keyed_weights(path: str) -> tuple[dict[str, float], int]:
+def keyed_weights(path: str, *, storage: Storage | None = None) -> tuple[dict[str, float], int]:
     """The file's weights by written key, and their level (the key depth); driver.
 
     Raises:
@@ -73,7 +75,7 @@ def keyed_weights(path: str) -> tuple[dict[str, float], int]:
         BudgetError: malformed keys, keys of different depths, a key twice, weights that
             are not finite and ``>= 0``, or a zero total.
     """
-    pairs = read_weight_pairs(path)
+    pairs = read_weight_pairs(path, storage=storage)
     if not pairs:
         raise BudgetError(f"weights file {path!r} lists no bucket")
     weights: dict[str, float] = {}
@@ -118,7 +120,7 @@ def carry_weights_file(
         raise InvalidInputError(
             f"--weights-version {from_version} is the version being planned: drop it"
         )
-    weights, from_level = keyed_weights(path)
+    weights, from_level = keyed_weights(path, storage=storage_of(codes.sparkSession))
     counts = version_docs(codes, from_version, to_version)
     keyed = key_cells(codes, from_version, to_version, from_level, to_level)
     cells: pd.DataFrame = keyed.toPandas()

@@ -140,15 +140,15 @@ class SamplePlan:
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"{source} is not a valid hermes sample plan: {exc}") from exc
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, *, storage: io.Storage | None = None) -> None:
         """Write the plan JSON to any URI (driver)."""
-        io.write_text(str(path), self.to_json())
+        io.write_text(str(path), self.to_json(), storage=storage)
 
     @classmethod
-    def load(cls, path: str) -> SamplePlan:
+    def load(cls, path: str, *, storage: io.Storage | None = None) -> SamplePlan:
         """Read a plan written by :meth:`save` (any URI)."""
         try:
-            text = io.read_text(str(path))
+            text = io.read_text(str(path), storage=storage)
         except (OSError, InvalidInputError) as exc:
             raise InvalidInputError(f"cannot read plan {str(path)!r}: {exc}") from exc
         return cls.from_json(text, source=f"plan {str(path)!r}")

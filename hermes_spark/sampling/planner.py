@@ -20,6 +20,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from hermes_spark import io
 from hermes_spark.config import CorpusConfig, SampleConfig
 from hermes_spark.delta import get_store
 from hermes_spark.errors import (
@@ -28,6 +29,7 @@ from hermes_spark.errors import (
     InvalidInputError,
     VersionMismatchError,
 )
+from hermes_spark.object_stores import storage_of
 from hermes_spark.sampling.allocate import stage1_targets, stage2_allocation
 from hermes_spark.sampling.levels import check_levels, infer_sizes
 from hermes_spark.sampling.plan import SamplePlan
@@ -172,6 +174,7 @@ def _stage1(
     budget: float,
     max_epochs: float,
     allow_shortfall: bool,
+    storage: io.Storage | None,
 ) -> tuple[pd.DataFrame, float, dict[str, Any]]:
     """Stage-1 targets: weights over the level-``w`` buckets (``proportional`` and
     ``temperature`` follow the buckets' tokens), capped at ``E ×`` what the bucket can
@@ -179,7 +182,9 @@ def _stage1(
     tokens = children.groupby("parent")["tokens"].sum()
     supply = children.groupby("parent")["pool_tokens"].sum().astype(np.float64)
     parents = pd.DataFrame({"bucket": tokens.index.astype(np.int64), "tokens": tokens.to_numpy()})
-    resolved, winfo = resolve_stage1_weights(weights, parents, w, sizes, max_epochs)
+    resolved, winfo = resolve_stage1_weights(
+        weights, parents, w, sizes, max_epochs, storage=storage
+    )
     capacity = float(max_epochs) * float(supply.sum())
     if budget > capacity and not allow_shortfall:
         pooled = " in its candidate pools" if (supply < tokens).any() else ""
@@ -309,6 +314,7 @@ def plan_mixture(
     target: TargetCentroids | None = None,
     stats_name: str = "the statistics",
     budget_share: float | None = None,
+    storage: io.Storage | None = None,
 ) -> SamplePlan:
     """Plan a two-stage sample (SPEC "Two-stage sampling"): driver, nothing written.
 
@@ -348,7 +354,7 @@ def plan_mixture(
         seed=int(seed),
     )
     _check_budget_given(settings)
-    rule = parse_rule(settings.stage2)
+    rule = parse_rule(settings.stage2, storage=storage)
     if stats_df is None and codes_df is None:
         raise InvalidConfigError("planning needs --stats STATS or --table CODES")
     if rule.needs_codes and codes_df is None:
@@ -400,9 +406,10 @@ def plan_mixture(
             budget=budget,
             max_epochs=settings.max_epochs,
             allow_shortfall=allow_shortfall,
+            storage=storage,
         )
         if rated is not None:
-            params = load_params(rule.argument or None)
+            params = load_params(rule.argument or None, storage=storage)
             stage1, kids = quadmix_stage2(
                 stage1,
                 children,
@@ -502,7 +509,8 @@ def compute_plan_and_codes(
         InvalidConfigError, BudgetError, VersionMismatchError: see :func:`plan_mixture`.
     """
     _check_budget_given(settings)
-    rule = parse_rule(settings.stage2)
+    storage = storage_of(spark)
+    rule = parse_rule(settings.stage2, storage=storage)
     if stats is None and table is None:
         raise InvalidConfigError("planning needs --stats STATS or --table CODES")
     if rule.needs_codes and table is None:
@@ -561,6 +569,7 @@ def compute_plan_and_codes(
         quality_cols=settings.quality_cols,
         target=None if target_top is None else TargetCentroids.from_dict(target_top),
         stats_name=stats or "the statistics",
+        storage=storage,
     )
     info = {"source": {"table": table, "stats": stats}, **plan.info}
     resolved = dict(plan.settings)
@@ -659,7 +668,7 @@ def target_scored_codes(
             "target-top:p keeps the documents most similar to target examples: pass "
             "--target PATH (a corpus of a few hundred target texts)"
         )
-    cb = load_codebook(codebook)
+    cb = load_codebook(codebook, storage=storage_of(spark))
     if cb.version != version:
         raise VersionMismatchError(
             f"--codebook is version {cb.version}, the codes are {version}: score with the "

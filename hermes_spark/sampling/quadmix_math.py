@@ -76,12 +76,12 @@ def params_from_dict(doc: Mapping[str, Any], where: str = "quadmix parameters") 
 
 
 
-def load_params(path: str | None) -> QuadmixParams:
+def load_params(path: str | None, *, storage: io.Storage | None = None) -> QuadmixParams:
     """The parameters of ``quadmix:PATH`` (defaults for plain ``quadmix``; driver)."""
     if not path:
         return QuadmixParams()
     try:
-        doc = json.loads(io.read_text(path))
+        doc = json.loads(io.read_text(path, storage=storage))
     except (OSError, InvalidInputError) as exc:
         raise InvalidInputError(f"cannot read quadmix parameters {path!r}: {exc}") from exc
     except json.JSONDecodeError as exc:

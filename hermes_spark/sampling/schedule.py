@@ -31,6 +31,7 @@ from hermes_spark import io
 from hermes_spark.config import SampleConfig
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
 from hermes_spark.io import jsonable
+from hermes_spark.object_stores import storage_of
 from hermes_spark.sampling.phases import (
     PHASE_COL,
     SCHEDULE_KIND,
@@ -114,9 +115,9 @@ class PhasedSchedule:
         """:meth:`to_dict` as JSON."""
         return json.dumps(jsonable(self.to_dict()), indent=1, allow_nan=False)
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, *, storage: io.Storage | None = None) -> None:
         """Write the schedule JSON to any URI (driver)."""
-        io.write_text(str(path), self.to_json())
+        io.write_text(str(path), self.to_json(), storage=storage)
 
     def release(self) -> None:
         """Unpersist the phases' manifest parts (after the manifest is written)."""
@@ -124,7 +125,9 @@ class PhasedSchedule:
             part.unpersist()
 
 
-def frozen_weights(path: str, phase: str, weights_level: int) -> dict[str, float]:
+def frozen_weights(
+    path: str, phase: str, weights_level: int, *, storage: io.Storage | None = None
+) -> dict[str, float]:
     """The weights of a frozen phase: the realized shares of the phase of that name in a
     schedule JSON (``hermes plan --phases --out``), else the target shares of a plan JSON
     (``hermes plan --out``). Driver.
@@ -133,7 +136,7 @@ def frozen_weights(path: str, phase: str, weights_level: int) -> dict[str, float
         InvalidInputError: unreadable file, no such phase, or another Stage-1 level.
     """
     try:
-        doc = json.loads(io.read_text(str(path)))
+        doc = json.loads(io.read_text(str(path), storage=storage))
     except (OSError, ValueError, InvalidInputError) as exc:
         raise InvalidInputError(f"cannot read the plan to freeze {path!r}: {exc}") from exc
     if isinstance(doc, dict) and doc.get("kind") == SCHEDULE_KIND:
@@ -201,10 +204,12 @@ def _overlap(parts: Sequence[DataFrame], names: Sequence[str]) -> list[dict[str,
     return out
 
 
-def _phase_weights(phase: Phase, weights_level: int) -> str | dict[str, float]:
+def _phase_weights(
+    phase: Phase, weights_level: int, storage: io.Storage
+) -> str | dict[str, float]:
     if phase.freeze is None:
         return phase.weights
-    return frozen_weights(phase.freeze, phase.name, weights_level)
+    return frozen_weights(phase.freeze, phase.name, weights_level, storage=storage)
 
 
 def _one_phase(
@@ -217,12 +222,14 @@ def _one_phase(
 ) -> tuple[PhaseResult, DataFrame]:
     """Plan and select one phase over ``avail`` (documents with room left)."""
     rated = parse_rule(phase.stage2, check_files=False).needs_quality
+    storage = storage_of(avail.sparkSession)
     plan = plan_mixture(
         None,
         codes_df=avail,
         budget_tokens=budget,
-        weights=_phase_weights(phase, opts["weights_level"]),
+        weights=_phase_weights(phase, opts["weights_level"], storage),
         stage2=phase.stage2,
+        storage=storage,
         **{**opts, "quality_cols": opts["quality_cols"] if rated else None},
     )
     selected, capped = _capped(sample(avail, plan), used, doc_cap(opts["max_epochs"]))

@@ -52,6 +52,7 @@ from hermes_spark.delta.describe import describe_table
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
 from hermes_spark.io import report_path_for, write_text
+from hermes_spark.object_stores import storage_of
 from hermes_spark.outputs import guard_output
 from hermes_spark.sampling.plan import SamplePlan
 from hermes_spark.sampling.quadmix import plan_rated, quadmix_manifest, quality_histograms
@@ -413,7 +414,7 @@ def run_sample(
         rated = plan_rated(codes, plan)
         report["quality_histogram"] = quality_histograms(rated, store.read(out))
     path = report_path or report_path_for(out)
-    write_text(path, json.dumps(report, indent=1, allow_nan=False))
+    write_text(path, json.dumps(report, indent=1, allow_nan=False), storage=storage_of(spark))
     seconds = time.perf_counter() - t0
     report["seconds"] = seconds
     log.info("manifest %s written (%d docs), report %s", out, report["totals"]["docs"], path)

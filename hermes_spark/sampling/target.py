@@ -29,6 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
+from hermes_spark.object_stores import storage_of
 from hermes_spark.sampling.weights import format_bucket_key
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def code_target_corpus(
     # tokens roles name corpus columns the target does not have
     model = HermesModel.load(
         codebook,
+        storage=storage_of(spark),
         text_col=text_col,
         id_col=id_col,
         embedding_col=embedding_col,

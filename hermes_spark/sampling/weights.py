@@ -149,11 +149,11 @@ class _Pairs(list[tuple[str, Any]]):
     """A JSON object kept as its ordered ``(key, value)`` pairs, duplicates included."""
 
 
-def _read_weights_file(path: str) -> list[tuple[str, Any]]:
+def _read_weights_file(path: str, storage: io.Storage | None) -> list[tuple[str, Any]]:
     """Read ``(key, weight)`` pairs from a JSON object or a CSV with key/bucket,weight
     (any URI of :mod:`hermes_spark.io`)."""
     try:
-        text = io.read_text(path)
+        text = io.read_text(path, storage=storage)
     except (OSError, UnicodeDecodeError, InvalidInputError) as exc:
         raise InvalidInputError(f"cannot read weights file {str(path)!r}: {exc}") from exc
     if path.lower().endswith(".json"):
@@ -191,10 +191,10 @@ def _as_weight(value: Any) -> float:
 
 
 def _file_weights(
-    path: str, tokens: pd.Series, level: int, levels: Sequence[int]
+    path: str, tokens: pd.Series, level: int, levels: Sequence[int], storage: io.Storage | None
 ) -> tuple[np.ndarray, list[str]]:
     """Weights from a file aligned on ``tokens.index``, plus the keys of unlisted buckets."""
-    return _pair_weights(_read_weights_file(path), path, tokens, level, levels)
+    return _pair_weights(_read_weights_file(path, storage), path, tokens, level, levels)
 
 
 def _pair_weights(
@@ -242,7 +242,13 @@ def _pair_weights(
     return weights, unlisted
 
 
-def precheck_weights(spec: str, level: int, levels: Sequence[int] | None = None) -> None:
+def precheck_weights(
+    spec: str,
+    level: int,
+    levels: Sequence[int] | None = None,
+    *,
+    storage: io.Storage | None = None,
+) -> None:
     """What of ``--weights`` can be checked without statistics, before Spark starts
     (driver): a rule's name and τ; a file's readability, key syntax (and code ranges
     when ``levels`` are known), duplicate keys and weight values. Buckets the statistics
@@ -261,9 +267,9 @@ def precheck_weights(spec: str, level: int, levels: Sequence[int] | None = None)
     if rule.partition(":")[0] in ("proportional", "uniform", "temperature", "unimax"):
         _rule_weights(rule, pd.Series([1.0], index=[0]))
         return
-    if not (path.lower().endswith((".json", ".csv")) or io.is_file(path)):
+    if not (path.lower().endswith((".json", ".csv")) or io.is_file(path, storage=storage)):
         _rule_weights(rule, pd.Series([1.0], index=[0]))  # an unknown rule: raises
-    pairs = _read_weights_file(path)
+    pairs = _read_weights_file(path, storage)
     if not pairs:
         raise BudgetError(f"weights file {str(path)!r} lists no bucket")
     sizes = tuple(levels) if levels else (2**31 - 1,) * level
@@ -286,6 +292,8 @@ def resolve_stage1_weights(
     level: int,
     levels: Sequence[int],
     max_epochs: float,
+    *,
+    storage: io.Storage | None = None,
 ) -> tuple[pd.Series, dict[str, Any]]:
     """Resolve ``--weights`` into Stage-1 weights ``W_b`` (sum 1) over non-empty buckets.
 
@@ -321,8 +329,9 @@ def resolve_stage1_weights(
     rule = text.lower()
     path = os.path.expanduser(text) if io.scheme(text) == "" else text
     is_rule = rule.partition(":")[0] in ("proportional", "uniform", "temperature", "unimax")
-    if not is_rule and (path.lower().endswith((".json", ".csv")) or io.is_file(path)):
-        raw, unlisted = _file_weights(path, tokens, level, levels)
+    named = path.lower().endswith((".json", ".csv"))
+    if not is_rule and (named or io.is_file(path, storage=storage)):
+        raw, unlisted = _file_weights(path, tokens, level, levels, storage)
         info: dict[str, Any] = {"source": str(path), "rule": None}
     else:
         raw = _rule_weights(rule, tokens)
@@ -393,7 +402,7 @@ def dirichlet_mixtures(
     return mixtures
 
 
-def read_weight_pairs(path: str) -> list[tuple[str, Any]]:
+def read_weight_pairs(path: str, *, storage: io.Storage | None = None) -> list[tuple[str, Any]]:
     """The ``(key, weight)`` pairs of a JSON or CSV weights file as written (driver;
     DoReMi's ``train_domain_weights`` wrapper unwrapped), not yet checked against buckets."""
-    return _read_weights_file(path)
+    return _read_weights_file(path, storage)

@@ -26,6 +26,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from hermes_spark import io
 from hermes_spark.api import HermesModel, load_codebook
 from hermes_spark.coding import model_settings, stage_profile
 from hermes_spark.config import AnnotateConfig, CorpusConfig, HermesConfig
@@ -38,6 +39,7 @@ from hermes_spark.corpus import (
 )
 from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import ArtifactError, InvalidInputError
+from hermes_spark.object_stores import storage_of
 from hermes_spark.runtime import default_parallelism
 from hermes_spark.schema import REASON_COL, SOURCE_ROW_COL, own_columns, rejects_table_name
 from hermes_spark.tasks import corpus_log, ledger
@@ -77,9 +79,11 @@ def _check_keep_cols(keep_cols: tuple[str, ...], levels: int) -> None:
         )
 
 
-def model_for(cfg: HermesConfig, codebook_path: str) -> HermesModel:
+def model_for(
+    cfg: HermesConfig, codebook_path: str, *, storage: io.Storage | None = None
+) -> HermesModel:
     """The artifact at ``codebook_path`` with this run's column roles and run options."""
-    return HermesModel(load_codebook(codebook_path)).with_config(cfg)
+    return HermesModel(load_codebook(codebook_path, storage=storage)).with_config(cfg)
 
 
 def annotate(
@@ -92,7 +96,7 @@ def annotate(
 ) -> AnnotateReport:
     """Annotate ``cfg.corpus`` with the codebook at ``codebook_path`` into ``table``,
     writing with ``cfg.delta`` (engine, rows per file, sort columns, ...)."""
-    model = model_for(cfg, codebook_path)
+    model = model_for(cfg, codebook_path, storage=storage_of(spark))
     return annotate_table(
         spark,
         model,

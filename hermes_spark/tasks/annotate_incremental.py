@@ -36,6 +36,7 @@ from hermes_spark.corpus import (
     read_corpus,
 )
 from hermes_spark.errors import HermesError, InvalidInputError
+from hermes_spark.object_stores import storage_of
 from hermes_spark.paths import canonical_file_key, canonical_file_key_col
 from hermes_spark.runtime import Progress, job_description
 from hermes_spark.schema import REASON_COL, SOURCE_COL
@@ -144,7 +145,9 @@ def _pending_chunks(run: AnnotateRun, files: InputFiles, report: AnnotateReport)
     pending = ledger.pending_entries(files.entries, finished)
     since = ledger.corpus_version(run.store, run.table, run.version)
     if run.corpus_version is not None and since is not None and since <= run.corpus_version:
-        fresh = corpus_log.fresh_files(run.corpus.input or "", since, run.corpus_version)
+        fresh = corpus_log.fresh_files(
+            run.corpus.input or "", since, run.corpus_version, storage=storage_of(run.spark)
+        )
         if fresh is not None:
             pending = [e for e in pending if canonical_file_key(e.uri) in fresh]
     report.files_finished_before = len(files.entries) - len(pending)

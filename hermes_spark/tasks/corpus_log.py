@@ -33,7 +33,9 @@ def table_version(uri: str) -> int | None:
         return None
 
 
-def fresh_files(uri: str, since: int, until: int) -> set[str] | None:
+def fresh_files(
+    uri: str, since: int, until: int, *, storage: io.Storage | None = None
+) -> set[str] | None:
     """Canonical keys (:func:`canonical_file_key`) of files added in commits
     ``since + 1 .. until`` whose rows may be new to the table; ``None`` when a commit of
     that range is no longer in the log (log cleanup): the caller then lists as before."""
@@ -41,7 +43,7 @@ def fresh_files(uri: str, since: int, until: int) -> set[str] | None:
     for version in range(since + 1, until + 1):
         commit = io.join(uri, "_delta_log", f"{version:020d}.json")
         try:
-            text = io.read_text(commit)
+            text = io.read_text(commit, storage=storage)
         except (InvalidInputError, OSError):
             log.info("commit %d of %s is gone: every unrecorded file is pending", version, uri)
             return None

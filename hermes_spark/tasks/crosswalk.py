@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 from hermes_spark import io
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.object_stores import storage_of
 from hermes_spark.outputs import CROSSWALK_COLUMNS, guard_output
 from hermes_spark.sampling.crosswalk import (
     crosswalk,
@@ -56,6 +57,6 @@ def write_crosswalk(
     summary = crosswalk_summary(codes, store.read(out), from_version, to_version)
     summary["table"], summary["crosswalk"] = table, out
     path = io.report_path_for(out, "_summary.json")
-    io.write_json(path, io.jsonable(summary))
+    io.write_json(path, io.jsonable(summary), storage=storage_of(spark))
     log.info("crosswalk written to %s (summary %s)", out, path)
     return CrosswalkResult(out, path, summary)

@@ -26,6 +26,7 @@ from hermes_spark import io
 from hermes_spark.config import HermesConfig
 from hermes_spark.corpus import chunk_entries, list_input_files, read_corpus
 from hermes_spark.delta import get_store
+from hermes_spark.object_stores import storage_of
 from hermes_spark.runtime import default_parallelism
 from hermes_spark.tasks import ledger
 from hermes_spark.tasks.annotate import chunk_app_id, model_for
@@ -95,7 +96,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _footer_rows(entries: list[io.FileEntry], sample: int) -> tuple[int, int]:
+def _footer_rows(
+    entries: list[io.FileEntry], sample: int, storage: io.Storage | None = None
+) -> tuple[int, int]:
     """Rows of ``entries`` from the footers of up to ``sample`` of them, scaled by bytes
     to the rest; and how many footers were read (driver; footers only, no data)."""
     if not entries:
@@ -104,7 +107,7 @@ def _footer_rows(entries: list[io.FileEntry], sample: int) -> tuple[int, int]:
     picked = entries[::step]
     rows = 0
     for entry in picked:
-        fs, path = io.filesystem(entry.uri)
+        fs, path = io.filesystem(entry.uri, storage)
         with fs.open_input_file(path) as handle:
             rows += pq.ParquetFile(handle).metadata.num_rows
     picked_bytes = sum(e.size for e in picked)
@@ -125,7 +128,8 @@ def dry_run(
     """What ``annotate`` would do for ``cfg.corpus`` into ``table`` with the codebook at
     ``codebook_path``; reads the listing, the ledger, some footers and a probe of
     ``probe_docs`` documents, and writes nothing."""
-    model = model_for(cfg, codebook_path)
+    storage = storage_of(spark)
+    model = model_for(cfg, codebook_path, storage=storage)
     files = list_input_files(cfg.corpus, spark)
     store = get_store(spark)
     full = cfg.annotate.mode == "full"
@@ -142,7 +146,7 @@ def dry_run(
     todo = [e for g, d in zip(groups, done, strict=True) if not d for e in g]
     probe_n, probe_s, tokens_per_doc, bytes_per_row = _probe(spark, cfg, model, todo, probe_docs)
     if cfg.corpus.format in _PARQUET_FORMATS or cfg.corpus.table:
-        rows, read = _footer_rows(todo, footer_sample)
+        rows, read = _footer_rows(todo, footer_sample, storage)
         source = f"Parquet footers of {read} of {len(todo)} files"
     else:
         rows = round(sum(e.size for e in todo) / bytes_per_row) if bytes_per_row else 0

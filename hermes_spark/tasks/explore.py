@@ -19,6 +19,7 @@ from hermes_spark.config import CorpusConfig
 from hermes_spark.delta import get_store
 from hermes_spark.delta.describe import describe_table
 from hermes_spark.errors import InvalidInputError
+from hermes_spark.object_stores import storage_of
 from hermes_spark.report.explorer import Cards
 from hermes_spark.sampling.texts import corpus_texts, first_per_id
 from hermes_spark.schema import VERSION_COL, select_version
@@ -89,6 +90,6 @@ def explore(
     describe_table(store, name, "cards", {"codebook_version": chosen, "levels": level})
     result = read_cards(spark, name, chosen)
     if out:
-        result.save(out)
+        result.save(out, storage=storage_of(spark))
     log.info("cards of codebook %s written to %s", chosen, name)
     return result

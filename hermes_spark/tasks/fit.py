@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 from hermes_spark.api import HermesEstimator, HermesModel
 from hermes_spark.config import HermesConfig
 from hermes_spark.corpus import list_input_files, read_corpus, require_rows
+from hermes_spark.object_stores import storage_of
 from hermes_spark.quantize.codebook import Codebook
 
 log = logging.getLogger(__name__)
@@ -40,5 +41,5 @@ def fit(spark: SparkSession, cfg: HermesConfig, out: str) -> FitResult:
     raw = read_corpus(spark, cfg.corpus, files.paths)
     require_rows(raw, cfg.corpus)
     model: HermesModel = estimator_for(cfg).fit(raw)
-    model.save(out)
+    model.save(out, storage=storage_of(spark))
     return FitResult(codebook=model.codebook, path=out, report=dict(model.fit_report or {}))

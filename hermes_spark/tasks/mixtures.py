@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 
 from hermes_spark.delta import get_store
 from hermes_spark.io import write_text
+from hermes_spark.object_stores import storage_of
 from hermes_spark.sampling.exports import regmix_csv
 from hermes_spark.sampling.levels import infer_sizes
 from hermes_spark.sampling.quadmix_math import candidate_params
@@ -47,11 +48,12 @@ def write_candidate_mixtures(
     )
     base = out_dir.rstrip("/")
     written = []
+    storage = storage_of(spark)
     for i, mix in enumerate(mixtures):
         path = f"{base}/mixture-{i:04d}.json"
-        write_text(path, json.dumps(mix, indent=1))
+        write_text(path, json.dumps(mix, indent=1), storage=storage)
         written.append(path)
-    write_text(f"{base}/regmix_mixtures.csv", regmix_csv(mixtures))
+    write_text(f"{base}/regmix_mixtures.csv", regmix_csv(mixtures), storage=storage)
     written.append(f"{base}/regmix_mixtures.csv")
     return written
 
@@ -75,8 +77,9 @@ def write_candidate_quadmix(
     keys = [format_bucket_key(int(b), level, sizes) for b in by_level[level]["bucket"]]
     base = out_dir.rstrip("/")
     written = []
+    storage = storage_of(spark)
     for i, doc in enumerate(candidate_params(keys, n, seed=seed)):
         path = f"{base}/quadmix-{i:04d}.json"
-        write_text(path, json.dumps(doc, indent=1))
+        write_text(path, json.dumps(doc, indent=1), storage=storage)
         written.append(path)
     return written

@@ -20,6 +20,7 @@ from hermes_spark.config import SampleConfig
 from hermes_spark.delta import get_store
 from hermes_spark.delta.describe import describe_table
 from hermes_spark.io import report_path_for, write_text
+from hermes_spark.object_stores import storage_of
 from hermes_spark.outputs import guard_output
 from hermes_spark.sampling.phases import PHASE_COL, Phase
 from hermes_spark.sampling.schedule import PhasedSchedule, plan_phases
@@ -107,7 +108,7 @@ def run_phased_sample(
         },
     )
     path = report_path or report_path_for(out)
-    write_text(path, schedule.to_json())
+    write_text(path, schedule.to_json(), storage=storage_of(spark))
     seconds = time.perf_counter() - t0
     log.info("phased manifest %s written (%d phases), report %s", out, len(phases), path)
     return PhasedSampleResult(out, path, schedule, docs, seconds)

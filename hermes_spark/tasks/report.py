@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from hermes_spark import io
 from hermes_spark.delta import get_store
 from hermes_spark.errors import ArtifactError, InvalidInputError
+from hermes_spark.object_stores import storage_of
 from hermes_spark.outputs import REPORT_MARKER, guard_output
 from hermes_spark.report import Report, build_page
 from hermes_spark.report.explorer import Cards
@@ -29,10 +30,10 @@ _NO_STATS = ("level", "bucket", "docs", "share_docs", "share_tokens")
 EVALUATION_JSON = "evaluation.json"
 
 
-def _json(path: str, what: str) -> dict[str, Any]:
-    if not io.exists(path):
+def _json(path: str, what: str, storage: io.Storage | None) -> dict[str, Any]:
+    if not io.exists(path, storage=storage):
         raise InvalidInputError(f"the {what} {path!r} does not exist")
-    doc: dict[str, Any] = io.read_json(path)
+    doc: dict[str, Any] = io.read_json(path, storage=storage)
     return doc
 
 
@@ -50,12 +51,13 @@ def build_report(
     codebook_version: str | None = None,
     cards: Cards | None = None,
     explorer: str | None = None,
+    storage: io.Storage | None = None,
 ) -> Report:
     """The report page of a STATS frame (Spark or pandas) and optional JSON reports (dicts
     or paths: a mixture report JSON, an evaluation directory or ``evaluation.json``, a
     codebook artifact directory or its ``fit_report.json``: an artifact directory also
     gives the centroid map), the bucket cards (labels of the map) and a link to the
-    explorer. Driver; small reads only."""
+    explorer. Driver; small reads only, reached with ``storage``."""
     rows = _pandas(stats) if stats is not None else pd.DataFrame(columns=_NO_STATS)
     if "level" not in rows.columns or "share_docs" not in rows.columns:
         raise InvalidInputError("the statistics given are not a STATS table (no level/share_docs)")
@@ -71,16 +73,16 @@ def build_report(
         if lv is not None and "codebook_version" in lv.columns:
             lv = lv[lv["codebook_version"] == codebook_version]
     if isinstance(mixture, str):
-        mixture = _json(mixture, "mixture report")
+        mixture = _json(mixture, "mixture report", storage)
     if isinstance(evaluation, str):
         path = evaluation if evaluation.endswith(".json") else io.join(evaluation, EVALUATION_JSON)
-        evaluation = _json(path, "evaluation report")
+        evaluation = _json(path, "evaluation report", storage)
     centroids = None
     if isinstance(fit, str):
         if not fit.endswith(".json"):
-            centroids = _centroids(fit, codebook_version)
+            centroids = _centroids(fit, codebook_version, storage)
         path = fit if fit.endswith(".json") else io.join(fit, FIT_REPORT)
-        fit = _json(path, "fit report")
+        fit = _json(path, "fit report", storage)
     title = f"hermes report — codebook {codebook_version}" if codebook_version else "hermes report"
     return build_page(
         rows if stats is not None else None,
@@ -95,13 +97,15 @@ def build_report(
     )
 
 
-def _centroids(artifact: str, version: str | None) -> list[np.ndarray] | None:
+def _centroids(
+    artifact: str, version: str | None, storage: io.Storage | None
+) -> list[np.ndarray] | None:
     """The codebook's per-level centroid arrays (small), None when the artifact is not
     the version the statistics describe (the map would mislabel every bucket)."""
     from hermes_spark.api import load_codebook
 
     try:
-        book = load_codebook(artifact)
+        book = load_codebook(artifact, storage=storage)
     except ArtifactError as exc:  # a folder holding only fit_report.json: no map
         log.warning("no centroid map: %s", exc)
         return None
@@ -128,7 +132,8 @@ def report_from_tables(
     ``out``."""
     from hermes_spark.tasks.explore import read_cards
 
-    guard_output(out, "report --out", marker=REPORT_MARKER)
+    storage = storage_of(spark)
+    guard_output(out, "report --out", marker=REPORT_MARKER, storage=storage)
     store = get_store(spark)
     stats = levels = None
     if stats_table is not None:
@@ -148,5 +153,6 @@ def report_from_tables(
         codebook_version=codebook_version,
         cards=read_cards(spark, cards, codebook_version) if cards else None,
         explorer=explorer,
+        storage=storage,
     )
-    return report.save(out)
+    return report.save(out, storage=storage)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import pyarrow.fs as pafs
 import pytest
@@ -50,7 +51,9 @@ def test_staged_dir_uploads_to_a_non_local_filesystem(tmp_path, monkeypatch):
     target = tmp_path / "remote"
     local_fs = pafs.LocalFileSystem()
     monkeypatch.setattr(
-        io, "filesystem", lambda uri: (local_fs, str(target / uri.split("://", 1)[1]))
+        io,
+        "filesystem",
+        lambda uri, storage=None: (local_fs, str(target / uri.split("://", 1)[1])),
     )
     monkeypatch.setattr(io, "is_local", lambda uri: False)
     with io.staged_dir("mem://bucket/artifact") as local:
@@ -65,31 +68,94 @@ def test_unknown_scheme_is_a_clear_error():
         io.exists("ftp://host/corpus")
 
 
-def test_spark_s3a_settings_reach_the_s3_filesystem(monkeypatch):
-    seen = {}
+_S3A = {
+    "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9000",
+    "spark.hadoop.fs.s3a.access.key": "k",
+    "spark.hadoop.fs.s3a.secret.key": "s",
+    "spark.hadoop.fs.s3a.path.style.access": "true",
+}
+
+
+def _fake_s3(monkeypatch) -> list[dict]:
+    made: list[dict] = []
 
     class FakeS3:
         def __init__(self, **options):
-            seen.update(options)
+            made.append(options)
 
     monkeypatch.setattr(io.pafs, "S3FileSystem", FakeS3)
-    io.configure_from_spark(
+    return made
+
+
+def test_spark_s3a_settings_reach_the_s3_filesystem(monkeypatch):
+    made = _fake_s3(monkeypatch)
+    storage = io.storage_from_conf(_S3A)
+    _fs, path = io.filesystem("s3a://bucket/dir/file.json", storage)
+    assert path == "bucket/dir/file.json"
+    seen = made[-1]
+    assert seen["endpoint_override"] == "127.0.0.1:9000"
+    assert seen["scheme"] == "http"
+    assert seen["access_key"] == "k" and seen["secret_key"] == "s"
+    assert seen["force_virtual_addressing"] is False
+    assert "secret_key='s'" not in repr(storage)  # secrets stay out of logs
+    # no storage (an unconfigured driver): pyarrow's own defaults, nothing carried over
+    io.filesystem("s3a://bucket/x", None)
+    assert "endpoint_override" not in made[-1] and "access_key" not in made[-1]
+    ssl_off = io.storage_from_conf(
         {
-            "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9000",
-            "spark.hadoop.fs.s3a.access.key": "k",
-            "spark.hadoop.fs.s3a.secret.key": "s",
-            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.endpoint": "https://minio:9000",
+            "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
         }
     )
-    try:
-        _fs, path = io.filesystem("s3a://bucket/dir/file.json")
-        assert path == "bucket/dir/file.json"
-        assert seen["endpoint_override"] == "127.0.0.1:9000"
-        assert seen["scheme"] == "http"
-        assert seen["access_key"] == "k" and seen["secret_key"] == "s"
-        assert seen["force_virtual_addressing"] is False
-    finally:
-        io.configure_from_spark({})
+    assert (ssl_off.s3_endpoint, ssl_off.s3_scheme) == ("minio:9000", "http")
+
+
+def test_two_storage_values_reach_different_endpoints_in_one_process(monkeypatch):
+    """The settings travel with the value: no process-wide state decides the endpoint."""
+    made = _fake_s3(monkeypatch)
+    a = io.storage_from_conf({**_S3A, "spark.hadoop.fs.s3a.endpoint": "http://a:9000"})
+    b = io.storage_from_conf({**_S3A, "spark.hadoop.fs.s3a.endpoint": "https://b:443"})
+    io.filesystem("s3a://bucket/k", a)
+    io.filesystem("s3a://bucket/k", storage=b)
+    io.filesystem("s3a://bucket/k", a)
+    assert [(m["endpoint_override"], m["scheme"]) for m in made] == [
+        ("a:9000", "http"),
+        ("b:443", "https"),
+        ("a:9000", "http"),
+    ]
+    assert not hasattr(io, "_S3_OPTIONS") and not hasattr(io, "configure_from_spark")
+
+
+def test_storage_pickles_for_executor_closures():
+    storage = io.storage_from_conf({**_S3A, "spark.hadoop.fs.s3a.session.token": "t"})
+    back = pickle.loads(pickle.dumps(storage))
+    assert back == storage and hash(back) == hash(storage)
+    assert back.s3_options() == storage.s3_options()
+    assert io.storage_from_conf({}) == io.Storage() and io.Storage().s3_options() == {}
+
+
+def test_storage_of_reads_the_session_conf_each_call():
+    from hermes_spark.object_stores import storage_before_session, storage_of
+
+    class Conf:
+        def __init__(self, values):
+            self.values = values
+
+        def get(self, key, default=None):
+            return self.values.get(key, default)
+
+    class Session:
+        def __init__(self, values):
+            self.conf = Conf(values)
+
+    session = Session(dict(_S3A))
+    first = storage_of(session)
+    assert first.s3_endpoint == "127.0.0.1:9000" and first.s3_path_style
+    session.conf.values["spark.hadoop.fs.s3a.endpoint"] = "http://other:1"
+    assert storage_of(session).s3_endpoint == "other:1"  # nothing cached
+    assert storage_of(None) == io.Storage()
+    # no active session: the settings hermes would build the session with
+    assert storage_before_session(_S3A) == first
 
 
 def test_spark_storage_failures_become_user_errors():

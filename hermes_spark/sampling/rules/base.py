@@ -9,6 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from hermes_spark.errors import InvalidConfigError
+from hermes_spark.io import Storage
 
 #: The config key every rule error names.
 STAGE2_KEY = "sample.stage2"
@@ -57,7 +58,9 @@ class Stage2Rule:
     allocation: ClassVar[Allocation] = Allocation.TOKENS
 
     @classmethod
-    def parse(cls, arg: str | None, *, check_files: bool = True) -> Stage2Rule:
+    def parse(
+        cls, arg: str | None, *, check_files: bool = True, storage: Storage | None = None
+    ) -> Stage2Rule:
         """The rule from what follows ``:`` in its spec (None without ``:``; case kept).
 
         Raises:

@@ -21,9 +21,11 @@ class QuadmixRule(Stage2Rule):
     score = Score.QUALITY
 
     @classmethod
-    def parse(cls, arg: str | None, *, check_files: bool = True) -> Stage2Rule:
+    def parse(
+        cls, arg: str | None, *, check_files: bool = True, storage: io.Storage | None = None
+    ) -> Stage2Rule:
         path = (arg or "").strip()
-        if check_files and path and not io.is_file(path):
+        if check_files and path and not io.is_file(path, storage=storage):
             raise InvalidConfigError(f"quadmix parameters {path!r} do not exist", key=STAGE2_KEY)
         return cls(path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hermes_spark.errors import InvalidConfigError
+from hermes_spark.io import Storage
 from hermes_spark.sampling.rules.base import STAGE2_KEY, Score, Stage2Rule
 from hermes_spark.sampling.rules.coverage import CoverageRule
 from hermes_spark.sampling.rules.quadmix import QuadmixRule
@@ -25,12 +26,14 @@ USAGE: tuple[str, ...] = tuple(t.usage for t in RULE_TYPES)
 _BY_NAME = {t.name: t for t in RULE_TYPES}
 
 
-def parse_rule(spec: str, *, check_files: bool = True) -> Stage2Rule:
+def parse_rule(
+    spec: str, *, check_files: bool = True, storage: Storage | None = None
+) -> Stage2Rule:
     """The rule of ``random``, ``coverage``, ``quality-top:p``, ``target-top:p``
     (``0 < p <= 1``) or ``quadmix[:PATH]`` (name case-insensitive, a path's case kept).
 
     ``check_files`` checks that a parameter file exists (off to read a saved plan, whose
-    allocation no longer needs it).
+    allocation no longer needs it), reached with ``storage``.
 
     Raises:
         InvalidConfigError: an unknown rule or a bad parameter (names ``stage2``).
@@ -42,7 +45,7 @@ def parse_rule(spec: str, *, check_files: bool = True) -> Stage2Rule:
         raise InvalidConfigError(
             f"unknown Stage-2 rule {spec!r}; valid rules: {', '.join(USAGE)}", key=STAGE2_KEY
         )
-    return kind.parse(arg if sep else None, check_files=check_files)
+    return kind.parse(arg if sep else None, check_files=check_files, storage=storage)
 
 
 def rules_scoring(score: Score) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hermes_spark.errors import InvalidConfigError
+from hermes_spark.io import Storage
 from hermes_spark.sampling.rules.base import STAGE2_KEY, Pools, Stage2Rule
 
 
@@ -16,7 +17,9 @@ class TopShareRule(Stage2Rule):
     pools = Pools.TOP_SHARE
 
     @classmethod
-    def parse(cls, arg: str | None, *, check_files: bool = True) -> Stage2Rule:
+    def parse(
+        cls, arg: str | None, *, check_files: bool = True, storage: Storage | None = None
+    ) -> Stage2Rule:
         text = (arg or "").lower()
         try:
             p = float(text)
