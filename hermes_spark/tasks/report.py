@@ -128,7 +128,7 @@ def report_from_tables(
     ``out``."""
     from hermes_spark.tasks.explore import read_cards
 
-    guard_output(out, "report --out", marker=REPORT_MARKER)
+    guard_output(out, "report {out}", marker=REPORT_MARKER)
     store = get_store(spark)
     stats = levels = None
     if stats_table is not None:
