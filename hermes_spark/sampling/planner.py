@@ -659,7 +659,7 @@ def target_scored_codes(
     if not path:
         raise InvalidConfigError(
             "target-top:p keeps the documents most similar to target examples: pass "
-            "{sample.target} (a corpus of a few hundred target texts)"
+            "{sample.target} PATH (a corpus of a few hundred target texts)"
         )
     cb = load_codebook(codebook)
     if cb.version != version:
