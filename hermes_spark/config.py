@@ -213,7 +213,7 @@ class SampleConfig:
                 _fail(
                     "sample",
                     "budget_share",
-                    "give --budget-tokens or --budget-share, not both "
+                    "give {sample.budget_tokens} or {sample.budget_share}, not both "
                     f"(got {self.budget_tokens:g} tokens and a share of {self.budget_share:g})",
                 )
         if not (math.isfinite(self.max_epochs) and self.max_epochs > 0):
@@ -224,7 +224,8 @@ class SampleConfig:
                 "sample",
                 "weights_version",
                 f"carries a weights file keyed by version {self.weights_version}'s codes, "
-                f"but --weights is the rule {self.weights!r}: give --weights FILE",
+                f"but {{sample.weights}} is the rule {self.weights!r}: give {{sample.weights}} "
+                "FILE",
             )
 
 

@@ -90,7 +90,7 @@ def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> In
         return _spark_listed(_table_reader(spark, cfg).inputFiles(), storage=storage)
     if not cfg.input:
         raise InvalidInputError(
-            "no corpus given: pass --input PATH or --input-table NAME (or set corpus.input)"
+            "no corpus given: pass {corpus.input} (a path) or {corpus.table} (a catalog table)"
         )
     if spark is not None:
         _JSON_SCHEMAS.pop(_json_key(spark, cfg), None)  # a new run infers afresh
@@ -128,7 +128,9 @@ def _glob_files(cfg: CorpusConfig, spark: SparkSession | None) -> list[io.FileEn
     ``spark.read`` would expand it (driver; no data read)."""
     pattern = cfg.input or ""
     if spark is None:
-        raise InvalidInputError(f"corpus {pattern}: a glob in --input needs a Spark session")
+        raise InvalidInputError(
+            f"corpus {pattern}: a glob needs a Spark session", key="corpus.input"
+        )
     try:
         uris = spark.read.format("text").load(io.spark_path(pattern)).inputFiles()
     except Exception as exc:  # Spark's PATH_NOT_FOUND, or its Spark Connect twin
@@ -216,8 +218,9 @@ def _table_reader(spark: SparkSession, cfg: CorpusConfig) -> DataFrame:
     if cfg.table:
         if not spark.catalog.tableExists(cfg.table):
             raise InvalidInputError(
-                f"corpus table {cfg.table} does not exist in the catalog (check --input-table "
-                "and the session's catalog settings)"
+                f"corpus table {cfg.table} does not exist in the catalog (check it and the "
+                "session's catalog settings)",
+                key="corpus.table",
             )
         return spark.read.table(cfg.table)
     return spark.read.format("delta").load(io.spark_path(cfg.input or ""))
@@ -298,8 +301,8 @@ def check_columns(schema: T.StructType, cfg: CorpusConfig, *, embedding_dim: int
         available = ", ".join(n for n in fields if n != CORRUPT_COL) or "none"
         raise InvalidInputError(
             f"corpus {cfg.input or 'frame'}: {'; '.join(problems)}. Columns present: {available}. "
-            "Point --text-col/--id-col/--quality-col/--tokens-col/--embedding-col at the "
-            "right columns."
+            "Point {corpus.text_col}/{corpus.id_col}/{corpus.quality_col}/{corpus.tokens_col}/"
+            "{corpus.embedding_col} at the right columns."
         )
     del embedding_dim  # lengths are checked per row by reject_reason
 

@@ -182,13 +182,13 @@ def read_error(exc: BaseException) -> UserError | None:
         return InvalidInputError(
             f"input file {path}: column {column.strip('[]`')} is {actual.strip(chr(34))} "
             f"there but {expected.strip(chr(34))} in the other files; every file must give "
-            "a column the same type (rewrite that file, or leave it out of --input)"
+            "a column the same type (rewrite that file, or leave it out of {corpus.input})"
         )
     unreadable = _UNREADABLE.search(text)
     if unreadable:
         return InvalidInputError(
             f"input file {unreadable.group(1)} cannot be read (corrupt or truncated?): "
-            "repair or remove it, or leave it out of --input; nothing was committed for "
+            "repair or remove it, or leave it out of {corpus.input}; nothing was committed for "
             "the files read with it"
         )
     return None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pyarrow.fs as pafs
 
 from hermes_spark import io
-from hermes_spark.errors import InvalidInputError
+from hermes_spark.errors import InvalidInputError, InvariantError
 
 if TYPE_CHECKING:
     from hermes_spark.delta.store import DeltaStore
@@ -59,8 +59,9 @@ def guard_output(
 
     Exactly one of: ``store`` + ``columns`` (a Delta table whose schema must hold these
     columns), ``own_names`` (a folder whose entries must all match), ``marker`` (a file
-    whose text must contain it). ``what`` names the output in the message (``--out of
-    hermes stats``). ``storage`` reaches a folder or file target on an object store.
+    whose text must contain it). ``what`` names the output in the message (``stats {out}``:
+    a setting in braces is named per caller, see :class:`~hermes_spark.errors.HermesError`).
+    ``storage`` reaches a folder or file target on an object store.
 
     Raises:
         InvalidInputError: the target holds something hermes did not write.
@@ -72,7 +73,7 @@ def guard_output(
     elif marker is not None:
         _guard_file(target, what, marker, storage)
     else:
-        raise ValueError("guard_output needs store+columns, own_names or marker")
+        raise InvariantError("guard_output needs store+columns, own_names or marker")
 
 
 def _refuse(target: str, what: str, why: str) -> InvalidInputError:

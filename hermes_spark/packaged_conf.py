@@ -75,7 +75,8 @@ def resolve_config(value: str | Path) -> Path | Traversable:
     found = _packaged(value)
     if found is None:
         raise InvalidConfigError(
-            f"--config {value!r} is neither a file nor a packaged config; packaged configs "
-            f"are {', '.join(available_configs()) or 'none'} (or give a path to a YAML file)"
+            f"{value!r} is neither a file nor a packaged config; packaged configs "
+            f"are {', '.join(available_configs()) or 'none'} (or give a path to a YAML file)",
+            param="config",
         )
     return found

@@ -91,12 +91,12 @@ def export_phases(
     """
     t0 = time.perf_counter()
     storage = storage_of(spark)
-    guard_output(out_dir, "export --out", own_names=_OURS, storage=storage)
+    guard_output(out_dir, "export folder", own_names=_OURS, storage=storage)
     base = out_dir.rstrip("/")
     fs, root = io.filesystem(f"{base}/{PHASES_FILE}", storage)
     if not overwrite and fs.get_file_info(root).type == pafs.FileType.File:
         raise InvalidInputError(
-            f"export target {out_dir} already holds an export; pass --overwrite to replace it"
+            f"export target {out_dir} already holds an export; pass {{overwrite}} to replace it"
         )
     results: dict[str, ExportResult] = {}
     for name in _names(spark, manifest):

@@ -61,7 +61,8 @@ def rescore_quality(
     if found == 0 and total:
         raise InvalidInputError(
             f"none of the {total} documents of version {chosen} in {table} is in corpus "
-            f"{corpus_name(corpus)}: check --input/--input-table, --id-col and --text-col"
+            f"{corpus_name(corpus)}: check {{corpus.input}}/{{corpus.table}}, "
+            "{corpus.id_col} and {corpus.text_col}"
         )
 
     # pyspark's stubs know only the functionType= form, not the type-hinted one used here

@@ -45,8 +45,8 @@ def _mlflow() -> Any:
         import mlflow
     except ImportError:
         raise InvalidConfigError(
-            "MLflow logging is on (mlflow.experiment / mlflow.tracking_uri in the config, "
-            "--mlflow-experiment, or MLFLOW_TRACKING_URI) but the mlflow package is not "
+            "MLflow logging is on (config mlflow.experiment or mlflow.tracking_uri, or "
+            "MLFLOW_TRACKING_URI) but the mlflow package is not "
             "installed: pip install 'hermes-spark[mlflow]', or unset them"
         ) from None
     return mlflow

@@ -234,8 +234,9 @@ def _unexpected(exc: Exception, argv: list[str]) -> tuple[int, str]:
     user = storage_error(exc, argv) or read_error(exc)
     if user is not None:  # Spark's way of saying the storage or a file is unusable
         log.debug("storage failure", exc_info=True)
-        print(f"hermes: error: {user}", file=sys.stderr)
-        return user.exit_code, str(user)
+        message = user.naming(lambda setting: flag_for(setting, _command_in(argv)))
+        print(f"hermes: error: {message}", file=sys.stderr)
+        return user.exit_code, message
     log.debug("unexpected failure", exc_info=True)
     message = f"unexpected failure: {type(exc).__name__}: {exc}"
     print(f"hermes: {message}", file=sys.stderr)

@@ -151,11 +151,11 @@ def settings_for_annotate(artifact_model: Mapping[str, Any], cfg: Any) -> ModelS
     for key, have, want in zip(("backend", "precision"), fitted, asked, strict=True):
         if want is not None and want != have and not allow:
             raise InvalidConfigError(
-                f"model.{key} is {want} but the codebook was fitted with {key} {have}: "
-                f"codes of another {key} are not comparable. Leave model.{key} unset to "
-                "use the codebook's, fit a codebook with this one, or pass "
-                "--allow-backend-mismatch (model.allow_backend_mismatch) to embed with it "
-                "anyway (the commits record it)"
+                f"is {want} but the codebook was fitted with {key} {have}: codes of another "
+                f"{key} are not comparable. Leave it unset to use the codebook's, fit a "
+                "codebook with this one, or pass {model.allow_backend_mismatch} (config "
+                "model.allow_backend_mismatch) to embed with it anyway (the commits record it)",
+                key=f"model.{key}",
             )
     if allow and asked != (None, None):
         # a part left unset keeps the artifact's when the part given matches it

@@ -202,7 +202,7 @@ def evaluate(
     if chosen != codebook.version:
         raise InvalidInputError(
             f"codebook {codebook_path} is version {codebook.version} but the table's rows "
-            f"are version {chosen}: pass the matching artifact or --codebook-version"
+            f"are version {chosen}: pass the matching artifact, or pick the version to evaluate"
         )
     split: SampleSplit = split_samples(
         codes,

@@ -461,13 +461,15 @@ def _warm_start(
     check_parent(parent, model, sizes)
     if opts.rotation == "opq":
         raise InvalidConfigError(
-            "--init-from keeps code numbers through the LST; it does not combine with "
-            "rotation opq (the rotation is learned with fresh codebooks)"
+            "keeps code numbers through the LST; it does not combine with "
+            "{fit.rotation} opq (the rotation is learned with fresh codebooks)",
+            key="fit.init_from",
         )
     if opts.stage_books != "shared":
         raise InvalidConfigError(
-            f"--init-from renumbers shared stage codebooks; it does not combine with "
-            f"stage_books {opts.stage_books!r} (one codebook per parent cell)"
+            "renumbers shared stage codebooks; it does not combine with "
+            f"{{fit.stage_books}} {opts.stage_books!r} (one codebook per parent cell)",
+            key="fit.init_from",
         )
     return starting_codebooks(parent, x, z, np.random.default_rng(seed))
 

@@ -32,14 +32,16 @@ def check_parent(parent: Any, model: dict[str, Any], levels: tuple[int, ...]) ->
     dimension and level sizes as the fit about to run."""
     if parent.model.get("name") != model.get("name") or parent.dim != model.get("dim"):
         raise InvalidConfigError(
-            f"--init-from {parent.version} was fitted for model {parent.model.get('name')!r} "
+            f"{parent.version} was fitted for model {parent.model.get('name')!r} "
             f"(dim {parent.dim}), this fit embeds with {model.get('name')!r} (dim "
-            f"{model.get('dim')}): warm starts need the same model"
+            f"{model.get('dim')}): warm starts need the same model",
+            key="fit.init_from",
         )
     if tuple(parent.levels) != tuple(levels):
         raise InvalidConfigError(
-            f"--init-from {parent.version} has levels {list(parent.levels)}, this fit "
-            f"{list(levels)}: give --levels {','.join(map(str, parent.levels))}"
+            f"{parent.version} has levels {list(parent.levels)}, this fit "
+            f"{list(levels)}: give {{fit.levels}} {','.join(map(str, parent.levels))}",
+            key="fit.init_from",
         )
 
 

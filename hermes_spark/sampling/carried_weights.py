@@ -118,7 +118,7 @@ def carry_weights_file(
     """
     if from_version == to_version:
         raise InvalidInputError(
-            f"--weights-version {from_version} is the version being planned: drop it"
+            f"{from_version} is the version being planned: drop it", key="sample.weights_version"
         )
     weights, from_level = keyed_weights(path, storage=storage_of(codes.sparkSession))
     counts = version_docs(codes, from_version, to_version)
@@ -179,8 +179,9 @@ def carried_plan_weights(
 
     if table is None:
         raise InvalidConfigError(
-            "--weights-version carries the weights through the documents coded under both "
-            "versions: pass --table CODES"
+            "carries the weights through the documents coded under both versions: pass "
+            "{table} (the codes table)",
+            key="sample.weights_version",
         )
     if not store.exists(table):
         raise InvalidInputError(f"codes table {table} does not exist (run hermes annotate)")

@@ -63,7 +63,9 @@ def crosswalk(
     A version without a bucket column at a level (fewer levels) yields no rows there.
     """
     if from_version == to_version:
-        raise InvalidInputError(f"--from and --to are the same version ({from_version})")
+        raise InvalidInputError(
+            f"{{from_version}} and {{to_version}} are the same version ({from_version})"
+        )
     both = _side(codes, from_version, levels, "f").join(
         _side(codes, to_version, levels, "t").drop("n_tokens"), "doc_id"
     )

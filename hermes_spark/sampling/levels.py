@@ -71,6 +71,6 @@ def infer_sizes(
         if (pack_codes(frame, k, tuple(sizes)) != frame["bucket"].to_numpy(dtype=np.int64)).any():
             raise InvalidInputError(
                 f"level-{k} bucket ids are not packed as bucket{k} = bucket{k - 1}·K{k} + c{k} "
-                f"with level sizes {sizes}" + (" (from --codebook)" if given else "")
+                f"with level sizes {sizes}" + (" (from the codebook)" if given else "")
             )
     return tuple(sizes)

@@ -112,7 +112,7 @@ class SamplePlan:
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{source} is not valid JSON: {exc}") from exc
         if not isinstance(doc, dict) or doc.get("kind") != PLAN_KIND:
-            raise InvalidInputError(f"{source} is not a hermes sample plan (hermes plan --out)")
+            raise InvalidInputError(f"{source} is not a hermes sample plan (as hermes plan writes)")
         if doc.get("format") != PLAN_FORMAT:
             raise InvalidInputError(
                 f"{source} has plan format {doc.get('format')!r}; this hermes reads "

@@ -356,14 +356,14 @@ def plan_mixture(
     _check_budget_given(settings)
     rule = parse_rule(settings.stage2, storage=storage)
     if stats_df is None and codes_df is None:
-        raise InvalidConfigError("planning needs --stats STATS or --table CODES")
+        raise InvalidConfigError("planning needs stats_df (the statistics) or codes_df (the codes)")
     if rule.needs_codes and codes_df is None:
-        raise InvalidConfigError(f"{rule.name} needs the codes table (--table) for its quantiles")
+        raise InvalidConfigError(f"{rule.name} needs the codes (codes_df) for its quantiles")
     signals = None if quality_cols is None else parse_quality_cols(quality_cols)
     if signals is not None and not rule.needs_quality:
         raise InvalidConfigError(
-            f"--quality-cols sets the quality of {', '.join(rules_scoring(Score.QUALITY))}; "
-            f"--stage2 is {rule.name}"
+            f"{{sample.quality_cols}} sets the quality of "
+            f"{', '.join(rules_scoring(Score.QUALITY))}; {{sample.stage2}} is {rule.name}"
         )
     if rule.needs_target:
         assert codes_df is not None
@@ -371,7 +371,7 @@ def plan_mixture(
             raise InvalidInputError(
                 f"target-top:p ranks documents by their {SIM_COL} column, which codes_df lacks: "
                 "add it with hermes_spark.sampling.similarity.with_target_similarity "
-                "(the CLI does this for --target PATH)"
+                "(the CLI does this when a target corpus is given)"
             )
     if stats_df is None or rule.needs_codes:
         codes_df, codes_ver = _checked_codes(codes_df, codebook_version)
@@ -512,9 +512,9 @@ def compute_plan_and_codes(
     storage = storage_of(spark)
     rule = parse_rule(settings.stage2, storage=storage)
     if stats is None and table is None:
-        raise InvalidConfigError("planning needs --stats STATS or --table CODES")
+        raise InvalidConfigError("planning needs {stats} (the statistics) or {table} (the codes)")
     if rule.needs_codes and table is None:
-        raise InvalidConfigError(f"{rule.name} needs the codes table (--table) for its quantiles")
+        raise InvalidConfigError(f"{rule.name} needs the codes table ({{table}}) for its quantiles")
     store = get_store(spark)
     stats_df = codes_df = None
     chosen = version
@@ -602,8 +602,9 @@ def _vector_spec(
     if emb:
         if not store.exists(emb):
             raise InvalidInputError(
-                f"embeddings table {emb} does not exist (hermes annotate --store-embeddings "
-                "writes <CODES>_embeddings)"
+                f"embeddings table {emb} does not exist (annotating with {{store_embeddings}} "
+                "writes <CODES>_embeddings)",
+                key="sample.embeddings_table",
             )
         return {"kind": "embeddings_table", "table": emb}
     default = embeddings_table_name(table)
@@ -621,10 +622,11 @@ def _vector_spec(
         }  # fmt: skip
     raise InvalidInputError(
         f"target-top:p needs document vectors, and there is no embeddings table {default} "
-        "and no corpus to re-embed: run hermes annotate --store-embeddings (or name the "
-        "vectors with --embeddings-table), or pass --input CORPUS (with its --text-col, or "
-        "--embedding-col) so the candidate documents are re-embedded with the artifact's "
-        f"model (at most --target-max-embed-docs, {settings.target_max_embed_docs:,})"
+        "and no corpus to re-embed: annotate with {store_embeddings} (or name the vectors "
+        "with {sample.embeddings_table}), or pass the corpus ({corpus.input}, with its "
+        "{corpus.text_col} or {corpus.embedding_col}) so the candidate documents are "
+        "re-embedded with the artifact's model (at most {sample.target_max_embed_docs}, "
+        f"{settings.target_max_embed_docs:,})"
     )
 
 
@@ -658,7 +660,7 @@ def target_scored_codes(
 
     if not codebook:
         raise InvalidConfigError(
-            "target-top:p scores documents in the artifact's LST space: pass --codebook"
+            "target-top:p scores documents in the artifact's LST space: pass {codebook}"
         )
     path = settings.target
     if not path and is_target_spec(settings.weights):
@@ -666,12 +668,12 @@ def target_scored_codes(
     if not path:
         raise InvalidConfigError(
             "target-top:p keeps the documents most similar to target examples: pass "
-            "--target PATH (a corpus of a few hundred target texts)"
+            "{sample.target} PATH (a corpus of a few hundred target texts)"
         )
     cb = load_codebook(codebook, storage=storage_of(spark))
     if cb.version != version:
         raise VersionMismatchError(
-            f"--codebook is version {cb.version}, the codes are {version}: score with the "
+            f"{{codebook}} is version {cb.version}, the codes are {version}: score with the "
             "artifact that produced the codes"
         )
     vectors = _vector_spec(spark, settings, table, corpus)
@@ -701,7 +703,7 @@ def _target_mapping(
     """The ``target:PATH`` weights over the corpus's level-``w`` buckets, and the sizes."""
     if not codebook:
         raise InvalidConfigError(
-            "--weights target:PATH codes the target texts with the artifact: pass --codebook"
+            "{sample.weights} target:PATH codes the target texts with the artifact: pass {codebook}"
         )
     from hermes_spark.artifacts import load_codebook
 

@@ -245,7 +245,7 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
             f"the codes table no longer matches the plan: {int(stale.sum())} Stage-2 "
             f"bucket(s) differ (e.g. bucket {plan.key(row['child'], plan.stage2_level)}: plan "
             f"{int(row['pool_docs'])} docs / {int(row['pool_tokens'])} tokens in its pool). "
-            "Re-run hermes plan (or hermes sample without --plan)"
+            "Plan again (or sample without the plan)"
         )
     log.info(
         "histogram: %d active children, %d boundary documents to sort (of %d in pools)",
@@ -391,7 +391,7 @@ def run_sample(
     """
     t0 = time.perf_counter()
     store = get_store(spark)
-    guard_output(out, "sample --out", store=store, columns=MANIFEST_COLUMNS)
+    guard_output(out, "sample {out}", store=store, columns=MANIFEST_COLUMNS)
     if codes is None:
         try:
             codes, _ = select_version(store, table, plan.codebook_version)

@@ -87,7 +87,8 @@ def parse_quality_cols(spec: str | Mapping[str, float]) -> QualitySignals:
         m = _ITEM.match(item)
         if not m:
             raise InvalidConfigError(
-                f"--quality-cols item {item.strip()!r} is not NAME[:WEIGHT] or NAME>=T[:WEIGHT]"
+                f"item {item.strip()!r} is not NAME[:WEIGHT] or NAME>=T[:WEIGHT]",
+                key="sample.quality_cols",
             )
         name = m["name"]
         if m["op"]:
@@ -95,12 +96,16 @@ def parse_quality_cols(spec: str | Mapping[str, float]) -> QualitySignals:
         if m["w"] is not None or not m["op"]:
             w = float(m["w"]) if m["w"] is not None else 1.0
             if not (w > 0 and w != float("inf")):
-                raise InvalidConfigError(f"--quality-cols weight of {name!r} must be > 0, got {w}")
+                raise InvalidConfigError(
+                    f"weight of {name!r} must be > 0, got {w}", key="sample.quality_cols"
+                )
             if name in weights:
-                raise InvalidConfigError(f"--quality-cols weights {name!r} twice")
+                raise InvalidConfigError(f"weights {name!r} twice", key="sample.quality_cols")
             weights[name] = w
     if not weights:
-        raise InvalidConfigError("--quality-cols needs at least one weighted column (NAME:W)")
+        raise InvalidConfigError(
+            "needs at least one weighted column (NAME:W)", key="sample.quality_cols"
+        )
     return QualitySignals(tuple(weights.items()), tuple(filters))
 
 
@@ -207,8 +212,9 @@ def with_merged_quality(
     missing = [c for c in signals.columns if c not in codes.columns]
     if missing:
         raise InvalidInputError(
-            f"--quality-cols names {missing}, not columns of the codes table; annotate with "
-            f"--keep-cols {','.join(missing)} to copy them there"
+            f"names {missing}, not columns of the codes table; annotate with "
+            f"{{corpus.keep_cols}} {','.join(missing)} to copy them there",
+            key="sample.quality_cols",
         )
     if signals.plain and not force_rank:
         return codes.withColumn("quality", F.col(signals.weights[0][0]).cast("double"))

@@ -292,7 +292,7 @@ def _scores_from_embeddings(
     if missing:
         raise InvalidInputError(
             f"the embeddings table lacks column(s) {', '.join(sorted(missing))} "
-            "(it is written by hermes annotate --store-embeddings)"
+            "(it is written by annotating with {store_embeddings})"
         )
     rows = embeddings.where(F.col(VERSION_COL) == codebook.version).select(
         "doc_id", "embedding_f16"
@@ -311,8 +311,9 @@ def _scores_from_corpus(
     if not given and cfg.text_col not in source.corpus.columns:
         raise InvalidInputError(
             f"target-top:p needs document vectors: the codes have no embeddings table and the "
-            f"corpus has no text column {cfg.text_col!r} to re-embed (nor --embedding-col); "
-            "run hermes annotate --store-embeddings, or pass --input with the corpus texts"
+            f"corpus has no text column {cfg.text_col!r} to re-embed (nor "
+            "{corpus.embedding_col}); annotate with {store_embeddings}, or pass the corpus "
+            "texts ({corpus.input})"
         )
     col = given or cfg.text_col
     rows, _ = corpus_rows(source.corpus, cfg, [col])
@@ -325,9 +326,9 @@ def _scores_from_corpus(
     if n > source.max_embed_docs:
         raise InvalidInputError(
             f"target-top:p would re-embed {n:,} documents with {codebook.model['name']}, above "
-            f"the cap of {source.max_embed_docs:,} (--target-max-embed-docs); run hermes "
-            "annotate --store-embeddings (the <CODES>_embeddings table is then used), or "
-            "raise the cap"
+            f"the cap of {source.max_embed_docs:,} ({{sample.target_max_embed_docs}}); annotate "
+            "with {store_embeddings} (the <CODES>_embeddings table is then used), or raise "
+            "the cap"
         )
     from hermes_spark.coding import RunOptions, model_settings
     from udfs.annotate_udf import embed_schema, make_embed_fn
@@ -371,10 +372,10 @@ def with_target_similarity(
         scores = _scores_from_corpus(codes, source, codebook, target)
     else:
         raise InvalidInputError(
-            "target-top:p needs document vectors and has none: run hermes annotate "
-            "--store-embeddings (the <CODES>_embeddings table, or --embeddings-table), or "
-            "pass --input CORPUS so the candidate documents are re-embedded with the "
-            "artifact's model (at most --target-max-embed-docs of them)"
+            "target-top:p needs document vectors and has none: annotate with "
+            "{store_embeddings} (the <CODES>_embeddings table, or {sample.embeddings_table}), "
+            "or pass the corpus ({corpus.input}) so the candidate documents are re-embedded "
+            "with the artifact's model (at most {sample.target_max_embed_docs} of them)"
         )
     # one score per document even if a vector source repeats an id (same key as the join)
     once = scores.groupBy("doc_id").agg(F.max(SIM_COL).alias(SIM_COL))
@@ -404,7 +405,7 @@ def target_vectors(
         if text_col not in target_df.columns:
             raise InvalidInputError(
                 f"the target corpus has no text column {text_col!r} (or give "
-                "--target-embedding-col)"
+                "{sample.target_embedding_col})"
             )
         from hermes_spark.coding import RunOptions, model_settings
         from udfs.annotate_udf import embed_schema, make_embed_fn
@@ -499,7 +500,7 @@ def scored_codes_from_settings(
         if not store.exists(table):
             raise InvalidInputError(
                 f"embeddings table {table} named by the plan does not exist any more "
-                "(re-run hermes annotate --store-embeddings, then hermes plan)"
+                "(annotate again with {store_embeddings}, then plan again)"
             )
         source = VectorSource(embeddings=store.read(table), description=f"table {table}")
     elif vec.get("kind") == "corpus":

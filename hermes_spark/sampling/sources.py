@@ -77,7 +77,7 @@ def stats_rows(
     if version is None:
         if len(versions) != 1:
             raise InvalidInputError(
-                f"{name} holds codebook versions {versions}; pick one with --codebook-version"
+                f"{name} holds codebook versions {versions}; pick one by its version"
             )
         version = versions[0]
     elif version not in versions:

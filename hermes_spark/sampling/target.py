@@ -116,7 +116,7 @@ def code_target_corpus(
     """
     if not codebook:
         raise InvalidConfigError(
-            "--weights target:PATH codes the target texts with the artifact: pass --codebook"
+            "{sample.weights} target:PATH codes the target texts with the artifact: pass {codebook}"
         )
     from hermes_spark.api import HermesModel
     from hermes_spark.sampling.similarity import read_target_frame
@@ -161,7 +161,7 @@ def target_weights_from_path(
     pdf, coded_version = code_target_corpus(spark, path, codebook, embedding_col=embedding_col)
     if coded_version != version:
         raise InvalidConfigError(
-            f"--codebook is version {coded_version}, the codes are {version}: code the target "
+            f"{{codebook}} is version {coded_version}, the codes are {version}: code the target "
             "with the artifact that produced the codes"
         )
     target_df = spark.createDataFrame(pdf[[f"bucket{level}"]])

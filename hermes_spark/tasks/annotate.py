@@ -74,8 +74,8 @@ def _check_keep_cols(keep_cols: tuple[str, ...], levels: int) -> None:
     clash = sorted(set(keep_cols) & (own_columns(levels) - {REASON_COL}))
     if clash:
         raise InvalidInputError(
-            f"--keep-cols {', '.join(clash)}: the codes table has its own column(s) of that "
-            "name; rename them in the corpus or leave them out"
+            f"{{corpus.keep_cols}} {', '.join(clash)}: the codes table has its own column(s) "
+            "of that name; rename them in the corpus or leave them out"
         )
 
 

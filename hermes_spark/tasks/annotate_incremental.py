@@ -355,6 +355,6 @@ def _refuse_copies_of_annotated(
         shown = ", ".join(repr(r["doc_id"]) for r in examples)
         raise InvalidInputError(
             f"the corpus repeats the ids of documents already annotated from other files "
-            f"({shown}, ...) and --on-duplicate is error; nothing was written. Fix the ids "
-            "or use --on-duplicate keep-first to keep the annotated copies"
+            f"({shown}, ...) and {{annotate.on_duplicate}} is error; nothing was written. "
+            "Fix the ids or set {annotate.on_duplicate} keep-first to keep the annotated copies"
         )

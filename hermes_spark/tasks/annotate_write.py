@@ -318,7 +318,7 @@ def raise_if_duplicates(dups: DataFrame) -> None:
     if examples:
         shown = ", ".join(f"{r['doc_id']!r} x{r['n']}" for r in examples)
         raise InvalidInputError(
-            f"the corpus repeats document ids ({shown}, ...) and --on-duplicate is error; "
-            "nothing was written. Fix the ids or use --on-duplicate keep-first to keep the "
-            "first occurrence"
+            f"the corpus repeats document ids ({shown}, ...) and {{annotate.on_duplicate}} is "
+            "error; nothing was written. Fix the ids or set {annotate.on_duplicate} keep-first "
+            "to keep the first occurrence"
         )

@@ -46,7 +46,7 @@ def write_crosswalk(
 ) -> CrosswalkResult:
     """Crosswalk ``from_version`` → ``to_version`` of ``table`` into ``out`` (+ summary)."""
     store = get_store(spark)
-    guard_output(out, "crosswalk --out", store=store, columns=CROSSWALK_COLUMNS)
+    guard_output(out, "crosswalk {out}", store=store, columns=CROSSWALK_COLUMNS)
     if not store.exists(table):
         raise InvalidInputError(f"codes table {table} does not exist (run hermes annotate)")
     codes = store.read(table)

@@ -63,7 +63,9 @@ def explore(
     """Write the cards of ``table``'s version (default: the latest) to ``<CODES>_cards``
     and, when ``out`` is given, the explorer to ``out/index.html``; return the cards."""
     if examples < 0 or sample_per_bucket < 1 or level < 1:
-        raise InvalidInputError("--level >= 1, --examples >= 0 and a sample of >= 1 per bucket")
+        raise InvalidInputError(
+            "exploring needs {level} >= 1, {examples} >= 0 and {sample_per_bucket} >= 1"
+        )
     store = get_store(spark)
     codes, chosen = select_version(store, table, version)
     keep = tuple(corpus.keep_cols if keep_cols is None else keep_cols)

@@ -87,7 +87,7 @@ def run_phased_sample(
     schedule JSON as its report (default ``<out>_report.json``). Driver orchestration."""
     t0 = time.perf_counter()
     store = get_store(spark)
-    guard_output(out, "sample --out", store=store, columns=(*MANIFEST_COLUMNS, PHASE_COL))
+    guard_output(out, "sample {out}", store=store, columns=(*MANIFEST_COLUMNS, PHASE_COL))
     schedule = schedule_table(
         spark, table, phases, settings, version=version, levels=levels,
         allow_shortfall=allow_shortfall,

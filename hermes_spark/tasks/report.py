@@ -133,7 +133,7 @@ def report_from_tables(
     from hermes_spark.tasks.explore import read_cards
 
     storage = storage_of(spark)
-    guard_output(out, "report --out", marker=REPORT_MARKER, storage=storage)
+    guard_output(out, "report {out}", marker=REPORT_MARKER, storage=storage)
     store = get_store(spark)
     stats = levels = None
     if stats_table is not None:

@@ -46,8 +46,8 @@ def compute_stats(
     Delta backend to use (default: the session's).
     """
     store = store or get_store(spark)
-    guard_output(out, "stats --out", store=store, columns=STATS_COLUMNS)
-    guard_output(f"{out}_levels", "stats --out", store=store, columns=LEVELS_COLUMNS)
+    guard_output(out, "stats {out}", store=store, columns=STATS_COLUMNS)
+    guard_output(f"{out}_levels", "stats {out}", store=store, columns=LEVELS_COLUMNS)
     codes, chosen = select_version(store, table, version)
     if sizes is None:
         sizes = recorded_levels(store, table, chosen)

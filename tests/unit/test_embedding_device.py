@@ -121,7 +121,7 @@ def test_a_backend_mismatch_is_used_only_when_allowed():
     assert run(backend="torch", precision="fp16") == ("torch", "fp16")
     assert run(backend="torch") == ("torch", "fp32")
     assert run(backend="onnx", precision="fp32") == ("onnx", "fp32")
-    with pytest.raises(InvalidConfigError, match="allow-backend-mismatch"):
+    with pytest.raises(InvalidConfigError, match="allow_backend_mismatch"):
         settings_for_annotate(artifact, ModelConfig(backend="openvino"))
     with pytest.raises(InvalidConfigError, match="true or false"):
         ModelConfig(allow_backend_mismatch="yes")

@@ -76,7 +76,7 @@ def test_the_child_follows_a_renumbering_of_its_parent(snapshots):
 def test_init_from_refuses_other_levels_and_a_learned_rotation(snapshots):
     old_docs, new_docs = snapshots
     old = _fit(old_docs[:400], seed=1)
-    with pytest.raises(InvalidConfigError, match="--levels 8,4,4"):
+    with pytest.raises(InvalidConfigError, match="give levels 8,4,4"):
         fit_codebook(new_docs[:400], (8, 4), seed=2, lst_dim=64, model=MODEL, parent=old)
     with pytest.raises(InvalidConfigError, match="rotation opq"):
         _fit(new_docs[:400], seed=2, parent=old, options=QuantizerOptions(rotation="opq"))
