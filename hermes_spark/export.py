@@ -104,11 +104,11 @@ def _spark_uri(path: str) -> str:
 def _check_out_dir(out_dir: str, overwrite: bool, storage: io.Storage | None) -> None:
     """Refuse, before any job, an export folder holding files hermes did not write, or a
     finished export (``mixture.json`` is written last) without ``overwrite`` (driver)."""
-    guard_output(out_dir, "export --out", own_names=_OURS, storage=storage)
+    guard_output(out_dir, "export folder", own_names=_OURS, storage=storage)
     fs, root = _fs(out_dir, storage)
     if not overwrite and fs.get_file_info(f"{root}/{MIXTURE_FILE}").type == pafs.FileType.File:
         raise InvalidInputError(
-            f"export target {out_dir} already holds an export; pass --overwrite to replace it"
+            f"export target {out_dir} already holds an export; pass {{overwrite}} to replace it"
         )
 
 
@@ -186,11 +186,15 @@ def default_shards(tokens: float, *, shard_bytes: float | None = None) -> int:
 
 def _check_options(fmt: str, shards: int | None) -> None:
     if fmt not in FORMATS:
-        raise InvalidConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise InvalidConfigError(
+            f"{{output_format}} must be one of {', '.join(FORMATS)}, got {fmt!r}"
+        )
     if shards is None:
         return
     if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
-        raise InvalidConfigError(f"--shards must be an integer in 1..{MAX_SHARDS}, got {shards!r}")
+        raise InvalidConfigError(
+            f"{{shards}} must be an integer in 1..{MAX_SHARDS}, got {shards!r}"
+        )
 
 
 def _files_to_read(
@@ -213,7 +217,8 @@ def _check_found(man: DataFrame, texts: DataFrame, corpus: CorpusConfig) -> None
         raise InvalidInputError(
             f"{missing.count()} manifest documents are not in corpus {corpus_name(corpus)} (e.g. "
             f"{', '.join(map(repr, examples))}): export needs the corpus that was annotated "
-            "(check --input/--input-table, --input-format, --id-col, --text-col)"
+            "(check {corpus.input}/{corpus.table}, {corpus.format}, {corpus.id_col}, "
+            "{corpus.text_col})"
         )
 
 
