@@ -10,8 +10,10 @@ Each variant is an ONNX graph built offline from the local MiniLM weights (into
 * ``eager``: exported with eager attention; ``eager+fused``: that graph after
   ``onnxruntime.transformers.optimizer`` (BERT: Attention, EmbedLayerNormalization,
   SkipLayerNormalization, BiasGelu fused);
-* ``int8`` of each: dynamic quantization, per-channel int8 weights (``pt``: per-tensor;
-  ``mm``: only MatMul/Attention quantized, embeddings kept fp32);
+* ``int8`` of each: dynamic quantization, per-channel 7-bit weights as the product builds
+  them (``pt``: per-tensor; ``mm``: only MatMul/Attention quantized, embeddings kept
+  fp32; ``w8``: full-range 8-bit weights, the earlier build, which AVX2 without VNNI
+  computes with saturated int16 pair sums);
 * OpenVINO compiling the unfused graphs (it cannot read ONNX Runtime's fused ops).
 
 Every variant runs our encoder path (tokenize once, token-budget batches) with
@@ -70,22 +72,36 @@ def variant_paths() -> dict[str, tuple[str, Path, str]]:
         ("eager int8", eager, {}),
         ("eager+fused int8", fused, {}),
         ("eager+fused int8 mm", fused, {"op_types": ["MatMul", "Attention"]}),
+        ("eager+fused int8 w8", fused, {"reduce_range": False}),
     ):
-        dst = folder / (label.replace(" ", "-").replace("+", "_") + ".onnx")
+        dst = folder / graph_name(label)
         if not dst.exists():
             quantize(src, dst, **kwargs)
         out[f"ort {label}"] = ("onnx", dst, "int8")
     out["ov sdpa fp32"] = ("openvino", sdpa, "fp32")
     out["ov eager fp32"] = ("openvino", eager, "fp32")
-    out["ov sdpa int8"] = ("openvino", folder / "sdpa-int8.onnx", "int8")
-    out["ov eager int8"] = ("openvino", folder / "eager-int8.onnx", "int8")
+    out["ov sdpa int8"] = ("openvino", folder / graph_name("sdpa int8"), "int8")
+    out["ov eager int8"] = ("openvino", folder / graph_name("eager int8"), "int8")
     return out
 
 
+def graph_name(label: str) -> str:
+    """File of an int8 variant; ``-w7`` marks 7-bit weights, so graphs quantized before
+    (full-range weights under the same label) are never reused."""
+    stem = label.replace(" ", "-").replace("+", "_")
+    return f"{stem}.onnx" if stem.endswith("-w8") else f"{stem}-w7.onnx"
+
+
 def quantize(
-    src: Path, dst: Path, *, per_channel: bool = True, op_types: list[str] | None = None
+    src: Path,
+    dst: Path,
+    *,
+    per_channel: bool = True,
+    op_types: list[str] | None = None,
+    reduce_range: bool = True,
 ) -> None:
-    """Dynamic int8 quantization of ``src`` into ``dst``."""
+    """Dynamic int8 quantization of ``src`` into ``dst``; 7-bit weights unless
+    ``reduce_range`` is false (see ``hermes_spark.embedding.backends._quantize_int8``)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -93,6 +109,7 @@ def quantize(
         str(src),
         str(dst),
         per_channel=per_channel,
+        reduce_range=reduce_range,
         weight_type=QuantType.QInt8,
         op_types_to_quantize=op_types,
         # fused contrib ops defeat shape inference: their outputs are float

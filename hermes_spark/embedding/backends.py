@@ -9,7 +9,8 @@ The ONNX graphs are exported offline with ``torch.onnx`` from the local weights 
 cache folder (``$HERMES_CACHE_DIR``, default ``~/.cache/hermes-spark``) on first use and
 reused: for ONNX Runtime traced with eager attention and fused by its transformer
 optimizer, for OpenVINO the plain SDPA trace; ``int8`` is dynamic quantization with
-per-channel int8 weights (per-tensor weights lose too much: mean cosine 0.949 vs 0.995).
+per-channel 7-bit weights (within [-64, 64]: exact on every x86 int8 kernel, see
+:func:`_quantize_int8`; per-tensor weights lose too much: mean cosine 0.949 vs 0.995).
 Dynamic quantization scales the activations per tensor, i.e. per run, so int8 graphs run
 every document alone and unpadded (:func:`run_rows_alone`): a document's vector, and so its
 codes, never depend on its batch-mates (partitioning, sort window, token budget).
@@ -263,11 +264,13 @@ def onnx_model(name: str, precision: str, runtime: str = "onnx") -> Path:
     build_once(fp32, lambda tmp: write(name, tmp))
     if precision == "fp32":
         return fp32
-    int8 = folder / f"{prefix}-int8.onnx"
+    # "w7": 7-bit weights; graphs named ``-int8.onnx`` / ``-int8-static.onnx`` hold the
+    # earlier full-range weights and are never read (their vectors depend on the CPU)
+    int8 = folder / f"{prefix}-int8-w7.onnx"
     build_once(int8, lambda tmp: _quantize_int8(fp32, tmp))
     if precision == "int8":
         return int8
-    static = folder / f"{prefix}-int8-static.onnx"
+    static = folder / f"{prefix}-int8-w7-static.onnx"
     build_once(static, lambda tmp: _calibrate_static(name, int8, tmp))
     return static
 
@@ -351,15 +354,33 @@ def export_onnx(name: str, out: Path, attention: str = "sdpa") -> None:
     )
 
 
-def _quantize_int8(fp32: Path, out: Path) -> None:
+def _quantize_int8(fp32: Path, out: Path, *, reduce_range: bool = True) -> None:
+    """Dynamic int8 quantization of ``fp32`` into ``out``: uint8 activations scaled per run,
+    per-channel symmetric int8 weights, by default 7-bit (``reduce_range``: every weight
+    in [-64, 64]).
+
+    Why 7 bits: ONNX Runtime's u8 x s8 kernels differ by CPU. With AVX-512 VNNI / AVX-VNNI
+    they accumulate in int32 and are exact; on AVX2 without VNNI (``vpmaddubsw``) they add
+    pairs of u8 x s8 products in int16 with saturation, and full-range weights overflow
+    it (255 x 127 x 2 > 32767: one product of 43233 comes out as 32767). Full-range int8
+    graphs therefore give saturated, and different, vectors (and so codes) on executors
+    without VNNI than on executors with it. With weights within [-64, 64] a pair is at most
+    255 x 64 x 2 = 32640 and fits in int16, so every x86 path computes the exact integer
+    product and the same artifact gives the same vectors on every CPU. On an AVX2 CPU
+    without VNNI they also agree better with fp32 PyTorch (docs/embedding.md, code
+    agreement table). ``reduce_range=False`` (the earlier build) is kept for the
+    benchmarks that compare the two.
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    log.info("quantizing %s to int8 (dynamic, per-channel weights)", fp32)
+    bits = 7 if reduce_range else 8
+    log.info("quantizing %s to int8 (dynamic, per-channel %d-bit weights)", fp32, bits)
     quantize_dynamic(
         str(fp32),
         str(out),
         per_channel=True,
+        reduce_range=reduce_range,
         weight_type=QuantType.QInt8,
         # fused operators defeat shape inference; their outputs are float
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},

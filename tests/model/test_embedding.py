@@ -241,7 +241,7 @@ def test_onnx_and_openvino_backends_agree_with_torch(c4_texts, onnx_cache):
     assert (got_ov * want).sum(axis=1).min() > 0.999  # OpenVINO compiles the SDPA trace
     files = [p for p in cache_dir().rglob("*") if p.is_file()]
     graphs = sorted(p.name for p in files if p.suffix == ".onnx")
-    assert graphs == ["model-fp32.onnx", "ort-fp32.onnx", "ort-int8.onnx"]  # no scratch
+    assert graphs == ["model-fp32.onnx", "ort-fp32.onnx", "ort-int8-w7.onnx"]  # no scratch
     folder = fp32.backend.path.parent
     assert [p.name for p in files if p.suffix != ".onnx"] == [folder.name + ".lock"]
     ops = {n.op_type for n in onnx.load(str(fp32.backend.path)).graph.node}
@@ -388,9 +388,9 @@ def test_workers_of_a_fresh_node_export_the_onnx_graph_once(tmp_path):
     results = {tuple(out.split("\n")[-3:-1]) for out, _ in outs}
     assert len(results) == 1  # the same graph, the same vector
     graph = Path(next(iter(results))[0])
-    assert graph.name == "ort-int8.onnx" and graph.is_file()
+    assert graph.name == "ort-int8-w7.onnx" and graph.is_file()
     left = sorted(p.name for p in graph.parent.iterdir())
-    assert left == ["ort-fp32.onnx", "ort-int8.onnx"]
+    assert left == ["ort-fp32.onnx", "ort-int8-w7.onnx"]
     exports = sum(err.count("exporting default to ONNX") for _, err in outs)
     assert exports == 1
 

@@ -47,13 +47,25 @@ def test_model_flops_per_doc_reads_the_config(tmp_path):
 
 @settings(max_examples=30, deadline=None)  # a session per example
 @given(m=st.integers(1, 9), k=st.integers(1, 17), n=st.integers(1, 9), seed=st.integers(0, 99))
-def test_int8_graph_equals_numpy_integer_matmul(m, k, n, seed):
+def test_int8_graph_equals_numpy_integer_matmul_for_7bit_weights(m, k, n, seed):
+    """uint8 activations x weights in [-64, 64] (what the product's int8 graphs hold) are
+    exact on every x86 kernel: with VNNI (int32 accumulation) and on AVX2 alone, whose
+    ``vpmaddubsw`` adds pairs of products in saturating int16 (255 x 64 x 2 = 32640 fits;
+    full-range weights do not: 255 x 127 + 255 x 127 saturates to 32767)."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 256, size=(m, k), dtype=np.uint8)
-    w = rng.integers(-128, 128, size=(k, n), dtype=np.int8)
+    w = rng.integers(-64, 65, size=(k, n), dtype=np.int8)
     got = hb.run_gemm_once(a, w)
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, a.astype(np.int64) @ w.astype(np.int64))
+
+
+@pytest.mark.parametrize("weight", [64, -64])
+def test_int8_graph_is_exact_at_the_7bit_extremes(weight):
+    # the largest pair sums a 7-bit weight can make: ±32640, one step below saturation
+    a = np.full((1, 16), 255, dtype=np.uint8)
+    w = np.full((16, 3), weight, dtype=np.int8)
+    np.testing.assert_array_equal(hb.run_gemm_once(a, w), np.full((1, 3), 16 * 255 * weight))
 
 
 def test_fp32_graph_equals_numpy_matmul():
