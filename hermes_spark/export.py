@@ -52,9 +52,9 @@ from hermes_spark.sampling.materialize import (
 )
 from hermes_spark.sampling.quadmix_math import candidate_params
 from hermes_spark.sampling.schedule import phase_report, phase_rows
-from hermes_spark.sampling.sources import read_stats
 from hermes_spark.sampling.texts import corpus_texts
 from hermes_spark.sampling.weights import dirichlet_mixtures, format_bucket_key
+from hermes_spark.tasks.plan import read_stats
 
 log = logging.getLogger(__name__)
 
