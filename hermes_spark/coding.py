@@ -23,7 +23,7 @@ from hermes_spark.corpus import ORDER_COL
 from hermes_spark.embedding.settings import ModelSettings, settings_for_annotate
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.schema import REASON_COL, SOURCE_COL, codes_columns
-from udfs.annotate_udf import annotate_schema, make_annotate_fn
+from udfs.annotate_udf import annotate_schema, embed_schema, make_annotate_fn, make_embed_fn
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,12 @@ def model_settings(codebook: Codebook, run: RunOptions) -> ModelSettings:
     batch size, device, token budget and budget tokenizer."""
     batch = int(run.batch_size or codebook.model.get("batch_size", 64))
     return settings_for_annotate(codebook.model, dataclasses.replace(run, batch_size=batch))
+
+
+def embed_rows(texts: DataFrame, settings: ModelSettings) -> DataFrame:
+    """Lazy: ``doc_id, text`` rows → ``doc_id, embedding`` with the executor embedding
+    function (same tokenizer, backend and precision as the annotate pass). No job runs."""
+    return texts.mapInPandas(make_embed_fn(settings), embed_schema())
 
 
 def wants_stage_gpu(

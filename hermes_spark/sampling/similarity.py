@@ -329,15 +329,13 @@ def _scores_from_corpus(
             "annotate --store-embeddings (the <CODES>_embeddings table is then used), or "
             "raise the cap"
         )
-    from hermes_spark.coding import RunOptions, model_settings
-    from udfs.annotate_udf import embed_schema, make_embed_fn
+    from hermes_spark.coding import RunOptions, embed_rows, model_settings
 
     parts = max(1, math.ceil(n / EMBED_DOCS_PER_PARTITION))
     texts = docs.select("doc_id", F.col(col).alias("text")).where(F.col("text").isNotNull())
-    embedded = (
-        texts.repartition(parts, "doc_id")
-        .sortWithinPartitions("doc_id")
-        .mapInPandas(make_embed_fn(model_settings(codebook, RunOptions())), embed_schema())
+    embedded = embed_rows(
+        texts.repartition(parts, "doc_id").sortWithinPartitions("doc_id"),
+        model_settings(codebook, RunOptions()),
     )
     log.info("target-top: re-embedding %d documents with %s", n, codebook.model["name"])
     return embedded.mapInPandas(make_similarity_fn(codebook, target, "embedding"), SIM_SCHEMA)
@@ -406,15 +404,14 @@ def target_vectors(
                 f"the target corpus has no text column {text_col!r} (or give "
                 "--target-embedding-col)"
             )
-        from hermes_spark.coding import RunOptions, model_settings
-        from udfs.annotate_udf import embed_schema, make_embed_fn
+        from hermes_spark.coding import RunOptions, embed_rows, model_settings
 
         texts = target_df.select(
             F.sha2(F.col(text_col).cast("string"), 256).alias("doc_id"),
             F.col(text_col).cast("string").alias("text"),
         ).where(F.col("text").isNotNull() & (F.length(F.trim("text")) > 0))
         settings = model_settings(codebook, RunOptions())
-        vec = texts.mapInPandas(make_embed_fn(settings), embed_schema()).select("embedding")
+        vec = embed_rows(texts, settings).select("embedding")
     rows = vec.where(F.col("embedding").isNotNull()).limit(MAX_TARGET_DOCS + 1).collect()
     if len(rows) > MAX_TARGET_DOCS:
         raise InvalidInputError(

@@ -44,7 +44,6 @@ FORBIDDEN = ("delta", "udfs")
 #: (importing unit, imported unit) pairs the house still has to move (docs/ARCHITECTURE.md).
 KNOWN_DEBT = {
     ("api", "udfs"),  # the executor functions are wired in api.py, not in coding.py
-    ("sampling", "udfs"),  # similarity re-embeds target-top vectors
 }
 
 
