@@ -61,6 +61,7 @@ class SampleResult:
 
 
 def manifest_files(plan: SamplePlan) -> int:
+    """Output files of ``plan``'s manifest: its expected documents per ``ROWS_PER_FILE``."""
     kids = plan.children
     pooled = kids["pool_tokens"] > 0
     frac = np.where(pooled, np.minimum(1.0, kids["alloc"] / kids["pool_tokens"].clip(lower=1)), 0.0)
