@@ -45,12 +45,12 @@ from hermes_spark import io
 from hermes_spark.config import AnnotateConfig, CorpusConfig, FitConfig, HermesConfig, SampleConfig
 from hermes_spark.delta import get_store
 from hermes_spark.export import export_training_data
-from hermes_spark.sampling.planner import compute_plan
-from hermes_spark.sampling.select import run_sample
 from hermes_spark.session import get_spark
 from hermes_spark.tasks import ledger
 from hermes_spark.tasks.annotate import CODES_CLUSTER_BY, annotate
 from hermes_spark.tasks.fit import fit
+from hermes_spark.tasks.plan import compute_plan
+from hermes_spark.tasks.sample import run_sample
 from hermes_spark.tasks.stats import compute_stats
 
 DIM = 32

@@ -169,8 +169,8 @@ def target_oriented(spark, cache: Path, budget_share: float, epochs: float) -> l
     once); the codes table is annotated with ``--store-embeddings`` and target-top reads
     its ``_embeddings`` table."""
     from hermes_spark.config import SampleConfig
-    from hermes_spark.sampling.planner import compute_plan_and_codes
     from hermes_spark.schema import embeddings_table_name
+    from hermes_spark.tasks.plan import compute_plan_and_codes
 
     corpus, target = mixed_corpus(cache)
     root = cache / "target_mix"
@@ -244,7 +244,7 @@ def pools_regression(spark, cache: Path) -> None:
     (16·8·8 codes, weights ∝ bucket id), vs the old Stage-1 cap (E × whole bucket)."""
     from hermes_spark.config import SampleConfig
     from hermes_spark.sampling.allocate import stage1_targets, stage2_allocation
-    from hermes_spark.sampling.planner import compute_plan
+    from hermes_spark.tasks.plan import compute_plan
     from tests.helpers import MIXED_LEVELS, write_mixed_corpus
 
     root = cache / "mixed"

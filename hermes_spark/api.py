@@ -31,7 +31,7 @@ from pyspark.sql.window import Window
 
 from hermes_spark import io
 from hermes_spark.artifacts import FIT_REPORT, load_codebook, save_codebook
-from hermes_spark.coding import Inputs, RunOptions, code_rows, model_settings
+from hermes_spark.coding import Inputs, RunOptions, annotate_fn, code_rows, embed_rows
 from hermes_spark.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MODEL,
@@ -52,7 +52,6 @@ from hermes_spark.quantize.options import QuantizerOptions
 from hermes_spark.quantize.warm_start import check_parent
 from hermes_spark.runtime import Progress, default_parallelism, job_description
 from hermes_spark.schema import REASON_COL, VERSION_COL, own_columns
-from udfs.annotate_udf import embed_schema, make_annotate_fn, make_embed_fn
 
 log = logging.getLogger(__name__)
 
@@ -300,10 +299,9 @@ class HermesEstimator:
         if roles.embedding_col:
             vectors_df = sample.select("doc_id", "embedding")
         else:
-            vectors_df = (
-                sample.select("doc_id", "text")
-                .repartition(default_parallelism(spark), "doc_id")
-                .mapInPandas(make_embed_fn(settings), embed_schema())
+            vectors_df = embed_rows(
+                sample.select("doc_id", "text").repartition(default_parallelism(spark), "doc_id"),
+                settings,
             )
         progress = Progress("fit sample", 1)  # its clock runs from here: the embedding jobs
         with job_description(spark, f"hermes fit: embed a sample of {self.sample_size} docs"):
@@ -481,12 +479,10 @@ class HermesModel:
         for c in carried:
             pdf[keep_name(c)] = corpus[c].to_numpy()
         pdf["source_file"] = None
-        fn = make_annotate_fn(
+        fn = annotate_fn(
             self.codebook,
-            model_settings(self.codebook, self.run),
-            has_embedding=roles.embedding_col is not None,
-            has_tokens=roles.tokens_col is not None,
-            has_quality=roles.quality_col is not None,
+            self.run,
+            roles.inputs(),
             passthrough=(*map(keep_name, carried), "source_file"),
         )
         out = pd.concat(list(fn(iter([pdf]))), ignore_index=True)

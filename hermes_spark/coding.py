@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
@@ -23,7 +24,7 @@ from hermes_spark.embedding.settings import ModelSettings, settings_for_annotate
 from hermes_spark.embedding.settings import RunOptions as RunOptions  # public here too
 from hermes_spark.quantize.codebook import Codebook
 from hermes_spark.schema import REASON_COL, SOURCE_COL, SOURCE_ROW_COL, codes_columns
-from udfs.annotate_udf import annotate_schema, make_annotate_fn
+from udfs.annotate_udf import annotate_schema, embed_schema, make_annotate_fn, make_embed_fn
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,33 @@ def model_settings(codebook: Codebook, run: RunOptions) -> ModelSettings:
     batch size, device, token budget and budget tokenizer."""
     batch = int(run.batch_size or codebook.model.get("batch_size", 64))
     return settings_for_annotate(codebook.model, dataclasses.replace(run, batch_size=batch))
+
+
+def embed_rows(texts: DataFrame, settings: ModelSettings) -> DataFrame:
+    """Lazy: ``doc_id, text`` rows → ``doc_id, embedding`` with the executor embedding
+    function (same tokenizer, backend and precision as the annotate pass). No job runs."""
+    return texts.mapInPandas(make_embed_fn(settings), embed_schema())
+
+
+def annotate_fn(
+    codebook: Codebook,
+    run: RunOptions,
+    inputs: Inputs,
+    *,
+    passthrough: Sequence[str] = (),
+    emit_embedding: bool = False,
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The fused executor function (embed → LST → assign) for ``codebook`` and this run,
+    as :func:`code_rows` maps it (also run in-process by ``transform_pandas``)."""
+    return make_annotate_fn(
+        codebook,
+        model_settings(codebook, run),
+        has_embedding=inputs.embedding,
+        has_tokens=inputs.tokens,
+        has_quality=inputs.quality,
+        passthrough=tuple(passthrough),
+        emit_embedding=emit_embedding,
+    )
 
 
 def wants_stage_gpu(
@@ -129,15 +157,7 @@ def code_rows(
         [T.StructField(c, fields[c].dataType) for c in carried],
         emit_embedding=emit_embedding,
     )
-    fn = make_annotate_fn(
-        codebook,
-        model_settings(codebook, run),
-        has_embedding=inputs.embedding,
-        has_tokens=inputs.tokens,
-        has_quality=inputs.quality,
-        passthrough=tuple(carried),
-        emit_embedding=emit_embedding,
-    )
+    fn = annotate_fn(codebook, run, inputs, passthrough=carried, emit_embedding=emit_embedding)
     profile = stage_profile(prepared, run, inputs)
     source = prepared.drop(ORDER_COL)
     annotated = (

@@ -46,8 +46,8 @@ from hermes_spark import bucket_stats, build_report, plan_mixture
 from hermes_spark.config import CorpusConfig
 from hermes_spark.delta import get_store
 from hermes_spark.export import export_training_data
-from hermes_spark.sampling.select import run_sample
 from hermes_spark.session import get_spark
+from hermes_spark.tasks.sample import run_sample
 
 spark = get_spark()
 table = w.get("table")

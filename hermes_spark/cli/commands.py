@@ -409,8 +409,8 @@ def _code_levels(args: argparse.Namespace, cfg: HermesConfig) -> tuple[int, ...]
 
 def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes plan``: the allocation from statistics, printed and optionally saved."""
-    from hermes_spark.sampling.planner import compute_plan
     from hermes_spark.sampling.report import format_plan
+    from hermes_spark.tasks.plan import compute_plan
     from hermes_spark.weight_files import write_weight_files
 
     settings = _sample_settings(args, cfg)  # validated before Spark starts
@@ -443,9 +443,9 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
 def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes sample``: execute a plan (computed first unless --plan) into MANIFEST."""
-    from hermes_spark.sampling.planner import compute_plan_and_codes
     from hermes_spark.sampling.report import format_report
-    from hermes_spark.sampling.select import run_sample
+    from hermes_spark.tasks.plan import compute_plan_and_codes
+    from hermes_spark.tasks.sample import run_sample
     from hermes_spark.weight_files import write_weight_files
 
     table = _need(cfg.paths.table, "--table")

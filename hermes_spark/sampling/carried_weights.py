@@ -167,25 +167,3 @@ def carried_line(weights_info: dict[str, Any] | None) -> str:
         f"{c['from_version']} cells (plain token-mass mapping {c['plain_tv']:.4f}), "
         f"{c['docs_both']:,} documents under both"
     )
-
-
-def carried_plan_weights(
-    store: Any, table: str | None, path: str, from_version: str, version: str | None, level: int
-) -> tuple[dict[str, float], str, dict[str, Any]]:
-    """For ``compute_plan``: the carried V2 weights by written key, the chosen version
-    (``version``, else the table's latest) and the record (driver orchestration)."""
-    from hermes_spark.errors import InvalidConfigError
-    from hermes_spark.schema import latest_version
-
-    if table is None:
-        raise InvalidConfigError(
-            "carries the weights through the documents coded under both versions: pass "
-            "{table} (the codes table)",
-            key="sample.weights_version",
-        )
-    if not store.exists(table):
-        raise InvalidInputError(f"codes table {table} does not exist (run hermes annotate)")
-    codes = store.read(table)
-    chosen = version or latest_version(codes, table)
-    carried, record = carry_weights_file(codes, path, from_version, chosen, level)
-    return {str(k): float(v) for k, v in carried.weights.items()}, chosen, record

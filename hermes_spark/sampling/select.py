@@ -34,34 +34,23 @@ contributes ``repeats × tokens`` to the sample).
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import time
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from hermes_spark.delta import get_store
-from hermes_spark.delta.describe import describe_table
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.hashing import uniform
-from hermes_spark.io import report_path_for, write_text
-from hermes_spark.object_stores import storage_of
-from hermes_spark.outputs import guard_output
 from hermes_spark.sampling.plan import SamplePlan
-from hermes_spark.sampling.quadmix import plan_rated, quadmix_manifest, quality_histograms
-from hermes_spark.sampling.report import build_report
+from hermes_spark.sampling.quadmix import quadmix_manifest
 from hermes_spark.sampling.rules.base import Pools
 from hermes_spark.sampling.signals import parse_quality_cols, with_merged_quality
-from hermes_spark.sampling.similarity import SIM_COL, scored_codes_from_settings
+from hermes_spark.sampling.similarity import SIM_COL
 from hermes_spark.sampling.walk import carry_bounds, walk_windows
-from hermes_spark.schema import lineage_of, lineage_schema, select_version
+from hermes_spark.schema import lineage_of, lineage_schema
 from hermes_spark.stats import clean_codes, codes_version
 
 log = logging.getLogger(__name__)
@@ -82,16 +71,6 @@ _PARAMS_SCHEMA = (
     "child long, parent long, nb long, thr double, full long, r double, rmax double, "
     "pool_docs long, pool_tokens long"
 )
-
-
-@dataclass(frozen=True)
-class SampleResult:
-    """Where the manifest and its report went, and the report itself."""
-
-    manifest: str
-    report_path: str
-    report: dict[str, Any]
-    seconds: float
 
 
 def child_params(plan: SamplePlan) -> pd.DataFrame:
@@ -297,24 +276,14 @@ def select_manifest(codes: DataFrame, plan: SamplePlan) -> tuple[DataFrame, pd.D
     return outside.unionByName(resolved), merged
 
 
-def target_scored(codes: DataFrame, plan: SamplePlan) -> DataFrame:
-    """``codes`` with ``target_similarity`` for a ``target-top`` plan: as given when the
-    column is there, else scored from the plan's ``target_top`` settings (CLI plans)."""
-    if not plan.stage2_rule.needs_target or SIM_COL in codes.columns:
-        return codes
-    return scored_codes_from_settings(
-        codes.sparkSession, codes, plan.settings.get("target_top") or {}
-    )
-
-
 def sample(codes_df: DataFrame, plan: SamplePlan, seed: int | None = None) -> DataFrame:
     """The MANIFEST of ``plan`` over ``codes_df`` as a lazy DataFrame; nothing written.
 
     Columns ``doc_id, stage1_bucket, stage2_bucket, repeats, tokens`` (``tokens`` = the
     document's ``n_tokens``, per copy) plus ``source_file`` when the codes carry it.
     ``seed`` (default: the plan's) seeds ``u = hash(doc_id, seed)``. A ``target-top`` plan
-    needs ``codes_df`` with its ``target_similarity`` column (or a plan from ``hermes
-    plan``, which names its vectors). Runs small jobs now
+    needs ``codes_df`` with its ``target_similarity`` column (``with_target_similarity``;
+    this function loads no artifact and embeds nothing). Runs small jobs now
     (the version check and the ``u`` histogram: one row per child comes back to the
     driver); the documents stay on executors. Rows of a ``transform`` output with a
     ``reason`` are left out.
@@ -336,16 +305,8 @@ def sample(codes_df: DataFrame, plan: SamplePlan, seed: int | None = None) -> Da
             f"{plan.codebook_version}"
         )
     chosen = plan if seed is None else plan.with_seed(seed)
-    manifest, _ = select_manifest(target_scored(codes, chosen), chosen)
+    manifest, _ = select_manifest(codes, chosen)
     return manifest
-
-
-def _manifest_files(plan: SamplePlan) -> int:
-    kids = plan.children
-    pooled = kids["pool_tokens"] > 0
-    frac = np.where(pooled, np.minimum(1.0, kids["alloc"] / kids["pool_tokens"].clip(lower=1)), 0.0)
-    est = float((kids["pool_docs"] * frac).sum())
-    return int(min(4096, max(1, math.ceil(est / ROWS_PER_FILE))))
 
 
 def realized_by_child(manifest: DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -368,54 +329,3 @@ def realized_by_child(manifest: DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         .toPandas()
     )
     return per_child, reps
-
-
-def run_sample(
-    spark: SparkSession,
-    table: str,
-    out: str,
-    plan: SamplePlan,
-    *,
-    report_path: str | None = None,
-    codes: DataFrame | None = None,
-) -> SampleResult:
-    """Execute ``plan`` on the codes ``table``: write MANIFEST ``out`` and its report JSON.
-
-    Driver orchestration: a histogram job, then one job writing the manifest (overwrite),
-    then two small aggregations of the manifest for the report. ``codes`` may be given to
-    use an already-read frame of the plan's codebook version.
-
-    Raises:
-        VersionMismatchError: the table has no rows of the plan's codebook version.
-        InvalidInputError: stale plan (see :func:`select_manifest`).
-    """
-    t0 = time.perf_counter()
-    store = get_store(spark)
-    guard_output(out, "sample {out}", store=store, columns=MANIFEST_COLUMNS)
-    if codes is None:
-        try:
-            codes, _ = select_version(store, table, plan.codebook_version)
-        except VersionMismatchError as exc:
-            raise VersionMismatchError(
-                f"{exc}; the plan was made for codebook version {plan.codebook_version}"
-            ) from exc
-    codes = target_scored(codes, plan)
-    manifest, windows = select_manifest(codes, plan)
-    store.overwrite(manifest.repartition(_manifest_files(plan), "doc_id"), out)
-    describe_table(
-        store,
-        out,
-        "manifest",
-        {"codebook_version": plan.codebook_version, "levels": ",".join(map(str, plan.levels))},
-    )
-    per_child, reps = realized_by_child(store.read(out))
-    report = build_report(plan, per_child, reps, windows, manifest=out, table=table)
-    if plan.stage2_rule.pools is Pools.EXPECTED_REPEATS:
-        rated = plan_rated(codes, plan)
-        report["quality_histogram"] = quality_histograms(rated, store.read(out))
-    path = report_path or report_path_for(out)
-    write_text(path, json.dumps(report, indent=1, allow_nan=False), storage=storage_of(spark))
-    seconds = time.perf_counter() - t0
-    report["seconds"] = seconds
-    log.info("manifest %s written (%d docs), report %s", out, report["totals"]["docs"], path)
-    return SampleResult(out, path, report, seconds)

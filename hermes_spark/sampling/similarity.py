@@ -330,15 +330,13 @@ def _scores_from_corpus(
             "with {store_embeddings} (the <CODES>_embeddings table is then used), or raise "
             "the cap"
         )
-    from hermes_spark.coding import RunOptions, model_settings
-    from udfs.annotate_udf import embed_schema, make_embed_fn
+    from hermes_spark.coding import RunOptions, embed_rows, model_settings
 
     parts = max(1, math.ceil(n / EMBED_DOCS_PER_PARTITION))
     texts = docs.select("doc_id", F.col(col).alias("text")).where(F.col("text").isNotNull())
-    embedded = (
-        texts.repartition(parts, "doc_id")
-        .sortWithinPartitions("doc_id")
-        .mapInPandas(make_embed_fn(model_settings(codebook, RunOptions())), embed_schema())
+    embedded = embed_rows(
+        texts.repartition(parts, "doc_id").sortWithinPartitions("doc_id"),
+        model_settings(codebook, RunOptions()),
     )
     log.info("target-top: re-embedding %d documents with %s", n, codebook.model["name"])
     return embedded.mapInPandas(make_similarity_fn(codebook, target, "embedding"), SIM_SCHEMA)
@@ -407,15 +405,14 @@ def target_vectors(
                 f"the target corpus has no text column {text_col!r} (or give "
                 "{sample.target_embedding_col})"
             )
-        from hermes_spark.coding import RunOptions, model_settings
-        from udfs.annotate_udf import embed_schema, make_embed_fn
+        from hermes_spark.coding import RunOptions, embed_rows, model_settings
 
         texts = target_df.select(
             F.sha2(F.col(text_col).cast("string"), 256).alias("doc_id"),
             F.col(text_col).cast("string").alias("text"),
         ).where(F.col("text").isNotNull() & (F.length(F.trim("text")) > 0))
         settings = model_settings(codebook, RunOptions())
-        vec = texts.mapInPandas(make_embed_fn(settings), embed_schema()).select("embedding")
+        vec = embed_rows(texts, settings).select("embedding")
     rows = vec.where(F.col("embedding").isNotNull()).limit(MAX_TARGET_DOCS + 1).collect()
     if len(rows) > MAX_TARGET_DOCS:
         raise InvalidInputError(
@@ -462,56 +459,3 @@ def read_target_frame(spark: SparkSession, path: str, embedding_col: str | None)
 
     corpus = CorpusConfig(input=path, embedding_col=embedding_col)
     return read_corpus(spark, corpus, list_input_files(corpus, spark).paths)
-
-
-def scored_codes_from_settings(
-    spark: SparkSession,
-    codes_df: DataFrame,
-    doc: Mapping[str, Any],
-    *,
-    codebook: Codebook | None = None,
-) -> DataFrame:
-    """:func:`with_target_similarity` from a plan's ``target_top`` settings (centroids,
-    the artifact path, the vector source), as ``hermes sample --plan`` needs it.
-
-    Raises:
-        InvalidInputError: the settings name no artifact or vector source (a plan made
-            through the API: pass the scored codes instead), or the source is gone.
-    """
-    from hermes_spark.config import CorpusConfig
-    from hermes_spark.corpus import list_input_files, read_corpus
-    from hermes_spark.delta import get_store
-
-    vec = doc.get("vectors") or {}
-    if codebook is None:
-        if not doc.get("codebook") or not vec:
-            raise InvalidInputError(
-                f"this target-top plan does not say where its document vectors are (it was "
-                f"made through the API): pass codes with their {SIM_COL} column "
-                "(with_target_similarity) to sample"
-            )
-        from hermes_spark.artifacts import load_codebook
-
-        codebook = load_codebook(str(doc["codebook"]))
-    target = TargetCentroids.from_dict(doc)
-    if vec.get("kind") == "embeddings_table":
-        store = get_store(spark)
-        table = str(vec["table"])
-        if not store.exists(table):
-            raise InvalidInputError(
-                f"embeddings table {table} named by the plan does not exist any more "
-                "(annotate again with {store_embeddings}, then plan again)"
-            )
-        source = VectorSource(embeddings=store.read(table), description=f"table {table}")
-    elif vec.get("kind") == "corpus":
-        cfg = CorpusConfig(**vec["corpus"])
-        raw = read_corpus(spark, cfg, list_input_files(cfg, spark).paths)
-        source = VectorSource(
-            corpus=raw,
-            corpus_config=cfg,
-            max_embed_docs=int(vec.get("max_embed_docs", MAX_EMBED_DOCS)),
-            description=f"corpus {cfg.input or cfg.table}",
-        )
-    else:
-        raise InvalidInputError(f"the plan's target-top vector source {vec!r} is not known")
-    return with_target_similarity(codes_df, target, codebook, source)

@@ -6,7 +6,7 @@ Driver orchestration; Spark aggregates on executors and the driver gets one row 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -16,9 +16,6 @@ from pyspark.sql import functions as F
 from hermes_spark.errors import InvalidConfigError, InvalidInputError, VersionMismatchError
 from hermes_spark.sampling.levels import pack_codes
 from hermes_spark.schema import VERSION_COL
-
-if TYPE_CHECKING:
-    from hermes_spark.delta import DeltaStore
 
 
 def children_from_codes(codes: DataFrame, s: int) -> pd.DataFrame:
@@ -105,15 +102,6 @@ def stats_rows(
             rows[col] = rows[col].astype(np.int64)
         out[k] = rows[["bucket", *[f"c{j}" for j in range(1, k + 1)], "docs", "tokens"]]
     return out, version
-
-
-def read_stats(
-    store: DeltaStore, stats: str, version: str | None, max_level: int
-) -> tuple[dict[int, pd.DataFrame], str]:
-    """STATS rows of the table ``stats`` (see :func:`stats_rows`; driver, small)."""
-    if not store.exists(stats):
-        raise InvalidInputError(f"statistics table {stats} does not exist (run hermes stats)")
-    return stats_rows(store.read(stats), version, max_level, name=stats)
 
 
 def children_from_stats(

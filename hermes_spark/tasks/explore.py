@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from hermes_spark.cards import bucket_cards
 from hermes_spark.config import CorpusConfig
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.delta.describe import describe_table
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.object_stores import storage_of
@@ -32,10 +32,12 @@ def cards_table_name(table: str) -> str:
     return f"{table.rstrip('/')}_cards"
 
 
-def read_cards(spark: SparkSession, table: str, version: str | None = None) -> Cards:
+def read_cards(
+    spark: SparkSession, table: str, version: str | None = None, *, store: DeltaStore | None = None
+) -> Cards:
     """The cards of ``table`` (a codes table or its ``_cards`` table) for one version
     (default: the only or first one) as a :class:`Cards` (driver; small)."""
-    store = get_store(spark)
+    store = store or get_store(spark)
     name = table if table.rstrip("/").endswith("_cards") else cards_table_name(table)
     if not store.exists(name):
         raise InvalidInputError(f"no cards table {name} (run hermes explore)")
@@ -90,7 +92,7 @@ def explore(
     else:
         store.overwrite(cards, name, partition_by=(VERSION_COL,))
     describe_table(store, name, "cards", {"codebook_version": chosen, "levels": level})
-    result = read_cards(spark, name, chosen)
+    result = read_cards(spark, name, chosen, store=store)
     if out:
         result.save(out, storage=storage_of(spark))
     log.info("cards of codebook %s written to %s", chosen, name)

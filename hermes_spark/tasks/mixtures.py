@@ -14,8 +14,8 @@ from hermes_spark.object_stores import storage_of
 from hermes_spark.sampling.exports import regmix_csv
 from hermes_spark.sampling.levels import infer_sizes
 from hermes_spark.sampling.quadmix_math import candidate_params
-from hermes_spark.sampling.sources import read_stats
 from hermes_spark.sampling.weights import dirichlet_mixtures, format_bucket_key
+from hermes_spark.tasks.plan import read_stats
 
 
 def write_candidate_mixtures(

@@ -17,7 +17,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from hermes_spark.config import SampleConfig
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.delta.describe import describe_table
 from hermes_spark.io import report_path_for, write_text
 from hermes_spark.object_stores import storage_of
@@ -58,10 +58,11 @@ def schedule_table(
     version: str | None = None,
     levels: Sequence[int] | None = None,
     allow_shortfall: bool = False,
+    store: DeltaStore | None = None,
 ) -> PhasedSchedule:
     """:func:`plan_phases` over the codes ``table`` (its ``version``, default the latest;
     level sizes from the annotate commit when not given). Driver; jobs on executors."""
-    store = get_store(spark)
+    store = store or get_store(spark)
     codes, chosen = select_version(store, table, version)
     if levels is None:
         found = recorded_levels(store, table, chosen)
@@ -82,15 +83,16 @@ def run_phased_sample(
     levels: Sequence[int] | None = None,
     allow_shortfall: bool = False,
     report_path: str | None = None,
+    store: DeltaStore | None = None,
 ) -> PhasedSampleResult:
     """Plan and select every phase, write the MANIFEST ``out`` (with ``phase``) and the
     schedule JSON as its report (default ``<out>_report.json``). Driver orchestration."""
     t0 = time.perf_counter()
-    store = get_store(spark)
+    store = store or get_store(spark)
     guard_output(out, "sample {out}", store=store, columns=(*MANIFEST_COLUMNS, PHASE_COL))
     schedule = schedule_table(
         spark, table, phases, settings, version=version, levels=levels,
-        allow_shortfall=allow_shortfall,
+        allow_shortfall=allow_shortfall, store=store,
     )  # fmt: skip
     assert schedule.manifest is not None
     docs = sum(int(r.report["totals"]["docs"]) for r in schedule.phases)

@@ -151,7 +151,7 @@ def report_from_tables(
         evaluation=evaluation,
         fit=codebook,
         codebook_version=codebook_version,
-        cards=read_cards(spark, cards, codebook_version) if cards else None,
+        cards=read_cards(spark, cards, codebook_version, store=store) if cards else None,
         explorer=explorer,
         storage=storage,
     )

@@ -18,8 +18,8 @@ from hermes_spark.config import CorpusConfig, SampleConfig
 from hermes_spark.delta import get_store
 from hermes_spark.export import bucket_shards, export_training_data
 from hermes_spark.paths import canonical_file_key
-from hermes_spark.sampling.planner import compute_plan
-from hermes_spark.sampling.select import run_sample
+from hermes_spark.tasks.plan import compute_plan
+from hermes_spark.tasks.sample import run_sample
 from tests.helpers import assert_clean_error, build_codes
 from tests.helpers import run_cli as run
 from tests.spark.plans import output_names, plan_of, scans_of, shuffles

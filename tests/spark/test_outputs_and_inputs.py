@@ -15,8 +15,8 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from hermes_spark.config import SampleConfig
-from hermes_spark.sampling.planner import compute_plan
-from hermes_spark.sampling.select import run_sample
+from hermes_spark.tasks.plan import compute_plan
+from hermes_spark.tasks.sample import run_sample
 from tests.helpers import assert_clean_error, run_cli, write_embedded_corpus
 
 pytestmark = pytest.mark.spark

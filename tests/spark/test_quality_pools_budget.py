@@ -16,10 +16,10 @@ import pytest
 from deltalake import DeltaTable
 
 from hermes_spark.config import CorpusConfig, FitConfig, HermesConfig, SampleConfig
-from hermes_spark.sampling.planner import compute_plan
-from hermes_spark.sampling.select import run_sample
 from hermes_spark.tasks.annotate import annotate
 from hermes_spark.tasks.fit import fit
+from hermes_spark.tasks.plan import compute_plan
+from hermes_spark.tasks.sample import run_sample
 from tests.helpers import MIXED_CORPORA, MIXED_DIM, MIXED_LEVELS, write_mixed_corpus
 
 pytestmark = pytest.mark.spark

@@ -14,9 +14,10 @@ from hermes_spark.config import SampleConfig
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.sampling import signals as signals_mod
-from hermes_spark.sampling.planner import compute_plan, plan_mixture
+from hermes_spark.sampling.planner import plan_mixture
 from hermes_spark.sampling.select import sample
 from hermes_spark.sampling.signals import parse_quality_cols, with_merged_quality
+from hermes_spark.tasks.plan import compute_plan
 from tests.helpers import CODES_LEVELS as LEVELS
 from tests.helpers import assert_clean_error
 from tests.helpers import run_cli as run

@@ -16,9 +16,11 @@ from hermes_spark.config import SampleConfig
 from hermes_spark.delta import get_store
 from hermes_spark.errors import InvalidConfigError, VersionMismatchError
 from hermes_spark.sampling.materialize import materialize
-from hermes_spark.sampling.planner import compute_plan, plan_mixture
-from hermes_spark.sampling.select import run_sample, sample
+from hermes_spark.sampling.planner import plan_mixture
+from hermes_spark.sampling.select import sample
 from hermes_spark.stats import bucket_stats
+from hermes_spark.tasks.plan import compute_plan
+from hermes_spark.tasks.sample import run_sample
 from tests.helpers import CODES_LEVELS as LEVELS
 
 pytestmark = pytest.mark.spark

@@ -24,9 +24,10 @@ from hermes_spark.sampling import quantiles as quantiles_mod
 from hermes_spark.sampling import select as select_mod
 from hermes_spark.sampling.allocate import take_prefix
 from hermes_spark.sampling.plan import SamplePlan
-from hermes_spark.sampling.planner import compute_plan
 from hermes_spark.sampling.quantiles import exact_kth_smallest, quality_rank
-from hermes_spark.sampling.select import run_sample, select_manifest
+from hermes_spark.sampling.select import select_manifest
+from hermes_spark.tasks.plan import compute_plan
+from hermes_spark.tasks.sample import run_sample
 from tests.helpers import CODES_DOCS, CODES_LEVELS, assert_clean_error, build_codes, shared_corpus
 from tests.helpers import run_cli as run
 

@@ -18,7 +18,7 @@ ALLOWED = frozenset(
     {
         "hermes_spark/export.py::export_training_data",
         "hermes_spark/sampling/planner.py::plan_mixture",
-        "hermes_spark/sampling/planner.py::compute_plan_and_codes",
+        "hermes_spark/tasks/plan.py::compute_plan_and_codes",
         "hermes_spark/sampling/report.py::build_report",
         "hermes_spark/sampling/select.py::select_manifest",
     }

@@ -42,11 +42,7 @@ SUBUNITS = ("sampling.rules",)
 DATAFRAME_WING = ("api", "stats", "sampling", "sampling.rules")
 FORBIDDEN = ("delta", "udfs")
 #: (importing unit, imported unit) pairs the house still has to move (docs/ARCHITECTURE.md).
-KNOWN_DEBT = {
-    ("api", "udfs"),  # the executor functions are wired in api.py, not in coding.py
-    ("sampling", "delta"),  # planner, select, similarity still read tables
-    ("sampling", "udfs"),  # similarity re-embeds target-top vectors
-}
+KNOWN_DEBT: set[tuple[str, str]] = set()
 
 
 def _unit(module: str) -> str | None:
