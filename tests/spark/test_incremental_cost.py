@@ -131,8 +131,9 @@ def test_the_table_is_read_a_fixed_number_of_times_whatever_the_chunks(
     reads[1] = counted_runs(1)
     reads[4] = counted_runs(4)
     # rows before + rows after + one id look-up + the start-of-run check for raced
-    # commits: a fixed number, never one per chunk
-    assert reads[4] == reads[1] <= 4, reads
+    # commits + the schema check for source_row (the log only): a fixed number, never
+    # one per chunk
+    assert reads[4] == reads[1] <= 5, reads
 
 
 def test_a_file_added_in_the_middle_forms_one_new_chunk(spark, book, tmp_path):
