@@ -134,7 +134,9 @@ def test_storage_pickles_for_executor_closures():
     assert io.storage_from_conf({}) == io.Storage() and io.Storage().s3_options() == {}
 
 
-def test_storage_of_reads_the_session_conf_each_call():
+def test_storage_of_reads_the_session_conf_each_call(monkeypatch):
+    from pyspark.sql import SparkSession
+
     from hermes_spark.object_stores import storage_before_session, storage_of
 
     class Conf:
@@ -154,7 +156,9 @@ def test_storage_of_reads_the_session_conf_each_call():
     session.conf.values["spark.hadoop.fs.s3a.endpoint"] = "http://other:1"
     assert storage_of(session).s3_endpoint == "other:1"  # nothing cached
     assert storage_of(None) == io.Storage()
-    # no active session: the settings hermes would build the session with
+    # no active session (the suite's shared one is hidden): the settings hermes would
+    # build the session with
+    monkeypatch.setattr(SparkSession, "getActiveSession", staticmethod(lambda: None))
     assert storage_before_session(_S3A) == first
 
 
