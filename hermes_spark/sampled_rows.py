@@ -172,12 +172,14 @@ def rows_reader(
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            keys = batch.column(_KEY).to_pylist()
-            starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
+            keys = batch.column(_KEY)
+            # the batch is sorted by file: a run of one file starts where the key changes
+            changed = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+            starts = [0, *(np.flatnonzero(changed.to_numpy(zero_copy_only=False)) + 1)]
             for lo, hi in zip(starts, [*starts[1:], len(keys)], strict=True):
                 part = pa.Table.from_batches([batch.slice(lo, hi - lo)])
                 yield _file_rows(
-                    str(keys[lo]), part, man_cols, read_cols, wanted, arrow_schema, storage
+                    str(keys[lo].as_py()), part, man_cols, read_cols, wanted, arrow_schema, storage
                 )
 
     return read

@@ -5,11 +5,13 @@ stats rows of one level, writes small JSON/CSV files)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from pyspark.sql import SparkSession
 
 from hermes_spark.delta import get_store
-from hermes_spark.io import write_text
+from hermes_spark.io import Storage, write_text
 from hermes_spark.object_stores import storage_of
 from hermes_spark.sampling.exports import regmix_csv
 from hermes_spark.sampling.levels import infer_sizes
@@ -47,12 +49,8 @@ def write_candidate_mixtures(
         seed=seed,
     )
     base = out_dir.rstrip("/")
-    written = []
     storage = storage_of(spark)
-    for i, mix in enumerate(mixtures):
-        path = f"{base}/mixture-{i:04d}.json"
-        write_text(path, json.dumps(mix, indent=1), storage=storage)
-        written.append(path)
+    written = _write_numbered(base, "mixture", mixtures, storage)
     write_text(f"{base}/regmix_mixtures.csv", regmix_csv(mixtures), storage=storage)
     written.append(f"{base}/regmix_mixtures.csv")
     return written
@@ -75,11 +73,15 @@ def write_candidate_quadmix(
     by_level, _chosen = read_stats(store, stats, version, level)
     sizes = infer_sizes(by_level, None)
     keys = [format_bucket_key(int(b), level, sizes) for b in by_level[level]["bucket"]]
-    base = out_dir.rstrip("/")
+    params = candidate_params(keys, n, seed=seed)
+    return _write_numbered(out_dir.rstrip("/"), "quadmix", params, storage_of(spark))
+
+
+def _write_numbered(base: str, prefix: str, docs: Sequence[Any], storage: Storage) -> list[str]:
+    """``<base>/<prefix>-0000.json`` ... one JSON file per document (driver)."""
     written = []
-    storage = storage_of(spark)
-    for i, doc in enumerate(candidate_params(keys, n, seed=seed)):
-        path = f"{base}/quadmix-{i:04d}.json"
+    for i, doc in enumerate(docs):
+        path = f"{base}/{prefix}-{i:04d}.json"
         write_text(path, json.dumps(doc, indent=1), storage=storage)
         written.append(path)
     return written
