@@ -49,6 +49,7 @@ run: setup-run
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q --durations=30 tests
 

@@ -53,6 +53,8 @@ VARIANTS: dict[str, tuple[QuantizerOptions, int | None]] = {
     "balance=1": (QuantizerOptions(balance=1.0), 64),
     "kmeans=spherical": (QuantizerOptions(kmeans="spherical"), 64),
 }
+
+
 def measure(
     x: np.ndarray,
     labels: dict[str, np.ndarray],

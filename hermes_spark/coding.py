@@ -126,8 +126,7 @@ def stage_profile(prepared: DataFrame, run: RunOptions, inputs: Inputs) -> Any:
 def _note_local_task_cpus(cpus: int, master: str) -> None:
     """Say once per driver and setting that ``model.task_cpus`` waits for a cluster."""
     log.info(
-        "model.task_cpus=%d applies on cluster masters; on %s every task has "
-        "spark.task.cpus cores",
+        "model.task_cpus=%d applies on cluster masters; on %s every task has spark.task.cpus cores",
         cpus,
         master,
     )

@@ -570,11 +570,7 @@ def embedding_col_dim(raw: DataFrame, col: str, probe_rows: int = 10_000) -> int
 
     Rows of any other length are then rejected (``wrong_embedding_length``).
     """
-    row = (
-        embedding_lengths(raw, col, probe_rows)
-        .orderBy(F.col("count").desc(), "n")
-        .first()
-    )
+    row = embedding_lengths(raw, col, probe_rows).orderBy(F.col("count").desc(), "n").first()
     if row is None:
         raise InvalidInputError(f"embedding column {col!r} holds no vectors")
     return int(row["n"])

@@ -242,7 +242,6 @@ def read_bytes(uri: str, *, storage: Storage | None = None) -> bytes:
     return data
 
 
-
 def read_text(uri: str, *, storage: Storage | None = None) -> str:
     """A small UTF-8 text file."""
     return read_bytes(uri, storage=storage).decode("utf-8")

@@ -33,7 +33,6 @@ S3A_KEYS = (
 
 
 def session_settings(spark: SparkSession, keys: Sequence[str] = S3A_KEYS) -> dict[str, str]:
-
     """The subset of ``keys`` the session has set (unreadable or unset keys are skipped)."""
     found: dict[str, str] = {}
     for key in keys:

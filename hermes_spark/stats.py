@@ -111,7 +111,6 @@ def _rollup(codes: DataFrame, n: int) -> DataFrame:
         ratios.append(F.max(F.when(prev > 0, (F.col(f"bucket{k}") - F.col(f"c{k}")) / prev)))
     agg = codes.rollup(*keys).agg(
         sum((1 - F.grouping(c) for c in keys), F.lit(0)).alias("level"),
-
         *[F.min(f"c{k}").alias(f"_c{k}") for k in range(1, n + 1)],
         F.count(F.lit(1)).alias("docs"),
         F.sum("n_tokens").cast("long").alias("tokens"),

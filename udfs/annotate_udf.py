@@ -338,7 +338,6 @@ def _flagged(mask: np.ndarray, reason: str) -> list[str | None]:
 
 def _merge(
     reasons: list[str | None], new: Sequence[str | None], where: np.ndarray | None = None
-
 ) -> None:
     """Set ``reasons[i]`` from ``new`` where it is still ``None`` (first reason wins)."""
     rows = range(len(reasons)) if where is None else where

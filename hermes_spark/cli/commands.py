@@ -530,8 +530,7 @@ def _saved_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         plan = plan.with_seed(args.sample_seed)
     if args.codebook_version and args.codebook_version != plan.codebook_version:
         raise VersionMismatchError(
-            f"the plan is for codebook version {plan.codebook_version}, not "
-            f"{args.codebook_version}"
+            f"the plan is for codebook version {plan.codebook_version}, not {args.codebook_version}"
         )
     return plan
 

@@ -26,7 +26,6 @@ class TorchAssigner:
         def put(a: np.ndarray) -> Any:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
 
-
         self.mean, self.components, self.scale = (
             put(lst.mean),
             put(lst.components),

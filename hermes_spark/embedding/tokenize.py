@@ -136,7 +136,6 @@ class TextTokenizer:
         return bool(enc.offsets[self.content_limit - 1][1] <= boundary)
 
 
-
 def count_with(tokenizer: Any, texts: list[str]) -> np.ndarray:
     """Whole-text token counts (no special tokens) in ``tokenizer``."""
     encs = tokenizer.encode_batch(texts, add_special_tokens=False)

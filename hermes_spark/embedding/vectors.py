@@ -37,7 +37,6 @@ def finite_rows(x: np.ndarray) -> np.ndarray:
     return mask
 
 
-
 def encode_f16(vectors: np.ndarray) -> list[bytes]:
     """One ``bytes`` per row: the row as little-endian float16 (``dim * 2`` bytes).
 

@@ -57,7 +57,6 @@ def _ratio(ours: Mapping[str, Any], base: Mapping[str, Any], space: str) -> floa
     )
 
 
-
 def goals(methods: Sequence[Mapping[str, Any]], label_cols: Sequence[str]) -> dict[str, Any]:
     """Where the codes stand on the goals (``None`` where a baseline is missing).
 

@@ -482,13 +482,13 @@ def _learn_rotation(
     rvq_kw: dict[str, Any],
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None, list[float]]:
     """OPQ-style alternation
-: fit codebooks on ``z R``, then ``R`` by orthogonal Procrustes.
+    : fit codebooks on ``z R``, then ``R`` by orthogonal Procrustes.
 
-    ``R = U V^T`` from the SVD of ``z^T Q`` (``Q`` = decoded codes) minimises
-    ``||z R - Q||``.
-    Returns the rotation, the last codebooks (in the rotated space) and the full-depth
-    relative MSE after each round. The codebooks stay fixed across a rotation update (they
-    are the target of the Procrustes step) and warm-start the next round.
+        ``R = U V^T`` from the SVD of ``z^T Q`` (``Q`` = decoded codes) minimises
+        ``||z R - Q||``.
+        Returns the rotation, the last codebooks (in the rotated space) and the full-depth
+        relative MSE after each round. The codebooks stay fixed across a rotation update (they
+        are the target of the Procrustes step) and warm-start the next round.
     """
     r = z.shape[1]
     rotation = np.eye(r, dtype=np.float64)

@@ -99,7 +99,6 @@ def _target(table: np.ndarray, from_weights: np.ndarray) -> np.ndarray:
     return target
 
 
-
 def plain_carry(table: np.ndarray, from_weights: np.ndarray) -> np.ndarray:
     """Token-mass mapping: each from-cell's weight split over the to-cells by its tokens."""
     t = _table(table)

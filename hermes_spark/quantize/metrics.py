@@ -272,4 +272,3 @@ def calinski_harabasz(x: np.ndarray, labels: np.ndarray) -> float | None:
     if within == 0.0:
         return 1.0
     return float(between * (n - k) / (within * (k - 1)))
-

@@ -195,7 +195,6 @@ def _pca2(points: np.ndarray, basis: np.ndarray) -> np.ndarray:
     return projected
 
 
-
 def centroid_map(
     books: Sequence[np.ndarray], stats: pd.DataFrame, terms: dict[int, list[str]] | None = None
 ) -> Figure:

@@ -126,7 +126,6 @@ def build_page(
         if name == "rank_size":
             report.figures.append(figures.rank_size(stats, levels))
         elif name == "centroid_map" and centroids is not None:
-
             sizes = stats if stats is not None else pd.DataFrame(columns=["level", "bucket"])
             report.figures.append(figures.centroid_map(centroids, sizes, terms))
         else:

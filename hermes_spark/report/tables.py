@@ -62,7 +62,6 @@ class MixtureReport(dict[str, Any]):
 
 
 class EvaluationReport(dict[str, Any]):
-
     """The report of ``hermes evaluate`` (a dict), shown as a table in notebooks."""
 
     def _repr_html_(self) -> str:

@@ -157,4 +157,3 @@ class SamplePlan:
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = frame.to_dict(orient="records")
     return records
-

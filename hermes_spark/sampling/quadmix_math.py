@@ -75,7 +75,6 @@ def params_from_dict(doc: Mapping[str, Any], where: str = "quadmix parameters") 
     return QuadmixParams(default, rows)
 
 
-
 def load_params(path: str | None, *, storage: io.Storage | None = None) -> QuadmixParams:
     """The parameters of ``quadmix:PATH`` (defaults for plain ``quadmix``; driver)."""
     if not path:
@@ -113,7 +112,6 @@ def realized_repeats(r: np.ndarray, u: np.ndarray) -> np.ndarray:
     base = np.floor(r)
     repeats: np.ndarray = (base + (np.asarray(u) < r - base)).astype(np.int64)
     return repeats
-
 
 
 def solve_scale(
@@ -179,4 +177,3 @@ def candidate_params(
             ).to_dict()
         )
     return out
-

@@ -96,7 +96,6 @@ def exact_kth_smallest(values: DataFrame, wanted: pd.DataFrame) -> dict[int, flo
         order = Window.partitionBy("g").orderBy("v")
         picked: pd.DataFrame = (
             values.join(F.broadcast(params), "g")
-
             .where(F.col("v").between(F.col("lo"), F.col("hi")))
             .withColumn("rn", F.row_number().over(order))
             .where(F.col("rn") == F.col("k"))

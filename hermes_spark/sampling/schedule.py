@@ -204,9 +204,7 @@ def _overlap(parts: Sequence[DataFrame], names: Sequence[str]) -> list[dict[str,
     return out
 
 
-def _phase_weights(
-    phase: Phase, weights_level: int, storage: io.Storage
-) -> str | dict[str, float]:
+def _phase_weights(phase: Phase, weights_level: int, storage: io.Storage) -> str | dict[str, float]:
     if phase.freeze is None:
         return phase.weights
     return frozen_weights(phase.freeze, phase.name, weights_level, storage=storage)
@@ -233,9 +231,7 @@ def _one_phase(
         **{**opts, "quality_cols": opts["quality_cols"] if rated else None},
     )
     selected, capped = _capped(sample(avail, plan), used, doc_cap(opts["max_epochs"]))
-    part = selected.withColumn(PHASE_COL, F.lit(phase.name)).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    part = selected.withColumn(PHASE_COL, F.lit(phase.name)).persist(StorageLevel.MEMORY_AND_DISK)
     per_child, reps = realized_by_child(part)
     report = build_report(plan, per_child, reps, None, manifest=f"phase {phase.name}", table=table)
     realized = _tokens_by_parent(part, plan)

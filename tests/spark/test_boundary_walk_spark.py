@@ -45,9 +45,7 @@ def group_sizes(folder: Path) -> list[int]:
     return [int(p.read_text()) for p in folder.iterdir()]
 
 
-def test_one_large_document_does_not_widen_its_siblings_walk(
-    spark, data, tmp_path, monkeypatch
-):
+def test_one_large_document_does_not_widen_its_siblings_walk(spark, data, tmp_path, monkeypatch):
     store = get_store(spark)
     plan = make_plan(spark, data)
     codes_pdf = DeltaTable(data["codes"]).to_pandas()

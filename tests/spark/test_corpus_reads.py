@@ -59,6 +59,7 @@ def test_a_json_corpus_schema_is_inferred_once_per_run(spark, tmp_path):
     assert _inference_jobs(spark, reads) == 1
     assert sum(f.count() for f in frames[1:]) == frames[0].count() == 60
     assert "_corrupt_record" in frames[1].columns  # a later file's bad line stays traceable
+
     def new_run() -> None:  # a new run lists the corpus again: its schema is inferred again
         list_input_files(cfg, spark)
         read_corpus(spark, cfg)

@@ -193,8 +193,10 @@ def test_min_rows_zero_is_the_old_behaviour_and_is_not_recorded() -> None:
     new, _ = fit_rvq(x, (4, 6, 3), seed=0, n_iter=5, stage_books="per_parent", parent_min_rows=0)
     for a, b in zip(old.codebooks, new.codebooks, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert "parent_min_rows" not in QuantizerOptions("pca", stage_books="per_parent",
-                                                     parent_min_rows=0).params()
+    assert (
+        "parent_min_rows"
+        not in QuantizerOptions("pca", stage_books="per_parent", parent_min_rows=0).params()
+    )
     # the default floor (4 rows per codeword) is recorded with per-parent books
     assert QuantizerOptions(stage_books="per_parent").params()["parent_min_rows"] == 4.0
     assert "parent_min_rows" not in QuantizerOptions(parent_min_rows=4).params()  # shared
