@@ -181,7 +181,9 @@ def select_version_df(
     chosen = version or latest_version(df, table)
     rows = df.where(F.col(VERSION_COL) == chosen)
     if version is not None and rows.limit(1).count() == 0:
-        raise VersionMismatchError(f"{table} has no rows of codebook version {version}")
+        raise VersionMismatchError(
+            f"{table} has no rows of codebook version {version}", param="version"
+        )
     return rows, chosen
 
 

@@ -99,12 +99,13 @@ def recorded_devices(metadata: list[dict[str, str]]) -> dict[str, set[str]]:
 def drop_version(spark: SparkSession, table: str, version: str) -> int:
     """Delete every row (and reject) of ``version``; returns the codes rows deleted."""
     if not _VERSION_RE.match(version):
-        raise InvalidInputError(f"{version!r} is not a codebook version id")
+        raise InvalidInputError(f"{version!r} is not a codebook version id", param="version")
     known = {v.codebook_version for v in list_versions(spark, table)}
     if version not in known:
         raise VersionMismatchError(
             f"codes table {table} has no codebook version {version}; it holds "
-            f"{', '.join(sorted(known)) or 'none'}"
+            f"{', '.join(sorted(known)) or 'none'}",
+            param="version",
         )
     store = get_store(spark)
     predicate = f"{VERSION_COL} = '{version}'"

@@ -144,7 +144,7 @@ def flag_for(setting: str, command: Command | None = None) -> str | None:
     :mod:`.flags` is the one map from settings to flags."""
     mine = (*COMMON, *(command.flags if command else ()))
     for flag in (*mine, *(f for c in COMMANDS for f in c.flags)):
-        if setting == (flag.key if "." in setting else flag.attr):
+        if setting == (flag.key if "." in setting else flag.attr) or setting == flag.param:
             return flag.names[0]
     return None
 

@@ -29,6 +29,9 @@ class Flag:
     action: str | None = None
     default: Any = None  # for command-local flags only (config keys default from config)
     group: str | None = None  # --help section; None: from the config section (group_of)
+    #: the library argument this flag sets where its name differs (``version`` for
+    #: ``--codebook-version``), so an error naming that argument names this flag
+    param: str | None = None
 
     @property
     def attr(self) -> str:
@@ -248,7 +251,9 @@ MODEL_FIT = (
 )
 
 CODEBOOK_VERSION = flag(
-    "--codebook-version", help="codebook version to use (default: the latest in the table)"
+    "--codebook-version",
+    help="codebook version to use (default: the latest in the table)",
+    param="version",
 )
 LEVELS_FROM = flag(
     "--codebook", metavar="ARTIFACT", help="the artifact, for exact level sizes (else inferred)"
@@ -635,7 +640,7 @@ COMMANDS: tuple[Command, ...] = (
             flag("--stats", key="paths.stats", help="STATS table"),
             flag("--out", metavar="DIR", help="output directory"),
             flag("--weights-level", type=int, default=1, help="level of the weights"),
-            flag("--codebook-version", help="default: the only version in STATS"),
+            flag("--codebook-version", help="default: the only version in STATS", param="version"),
             LEVELS_FROM,
         ),
         "cmd_mixtures",
@@ -662,7 +667,15 @@ COMMANDS: tuple[Command, ...] = (
         "versions",
         "list the codebook versions of a codes table (or drop one)",
         "hermes versions --table out/codes",
-        (TABLE, flag("--drop", metavar="VERSION", help="delete every row of this version")),
+        (
+            TABLE,
+            flag(
+                "--drop",
+                metavar="VERSION",
+                help="delete every row of this version",
+                param="version",
+            ),
+        ),
         "cmd_versions",
         needs=("paths.table",),
     ),

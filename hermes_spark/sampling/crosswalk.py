@@ -130,9 +130,11 @@ def version_docs(codes: DataFrame, from_version: str, to_version: str) -> dict[s
         .agg(F.countDistinct("doc_id").alias("n"))
         .collect()
     }
-    for v in (from_version, to_version):
+    for param, v in (("from_version", from_version), ("to_version", to_version)):
         if v not in counts:
-            raise VersionMismatchError(f"the codes table has no rows of codebook version {v}")
+            raise VersionMismatchError(
+                f"the codes table has no rows of codebook version {v}", param=param
+            )
     return counts
 
 

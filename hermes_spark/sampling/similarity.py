@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -449,13 +449,3 @@ def target_centroids(
     """
     x = target_vectors(target_df, codebook, text_col=text_col, embedding_col=embedding_col)
     return fit_target_centroids(x, codebook, k=k, seed=seed, source=source)
-
-
-def read_target_frame(spark: SparkSession, path: str, embedding_col: str | None) -> DataFrame:
-    """The target corpus at ``path`` as a raw frame (the reader ``--weights target:PATH``
-    uses: any corpus format, any URI)."""
-    from hermes_spark.config import CorpusConfig
-    from hermes_spark.corpus import list_input_files, read_corpus
-
-    corpus = CorpusConfig(input=path, embedding_col=embedding_col)
-    return read_corpus(spark, corpus, list_input_files(corpus, spark).paths)

@@ -10,10 +10,9 @@ over the ``B`` non-empty corpus buckets (``n_b`` target documents in bucket ``b`
 ``N`` coded ones; target documents in cells the corpus does not have are dropped and
 counted). ``α`` is ``smoothing``, ``β`` is ``prior_mix``.
 
-:func:`target_weights` is the API (target codes in, e.g. ``model.transform(target_df)``);
-:func:`code_target_corpus` is what ``hermes plan/sample`` use on a path: it annotates the
-target corpus with the artifact into a scratch table (the artifact's model embeds the
-texts, or ``embedding_col`` vectors are used) and reads its codes.
+:func:`target_weights` is the API (target codes in, e.g. ``model.transform(target_df)``).
+Reading a target corpus named by a path and coding it with an artifact is the table
+side's work (:mod:`hermes_spark.tasks.target`); this module takes frames only.
 """
 
 from __future__ import annotations
@@ -25,11 +24,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
-from hermes_spark.object_stores import storage_of
 from hermes_spark.sampling.weights import format_bucket_key
 
 log = logging.getLogger(__name__)
@@ -96,75 +94,3 @@ def target_weights(
         log.warning("%d target documents fall in cells the corpus does not have", outside)
     w = blend(series, prior, smoothing=smoothing, prior_mix=prior_mix)
     return {format_bucket_key(int(b), level, levels): float(v) for b, v in w.items()}
-
-
-def code_target_corpus(
-    spark: SparkSession,
-    path: str,
-    codebook: str | None,
-    *,
-    embedding_col: str | None = None,
-    text_col: str = "text",
-    id_col: str = "id",
-) -> tuple[pd.DataFrame, str]:
-    """Code the target corpus at ``path`` with the artifact ``codebook`` (the library's
-    ``transform``: nothing is written) and return its codes (small: a few hundred rows)
-    and the codebook version (driver orchestration; the model runs on executors).
-
-    Raises:
-        InvalidConfigError: no ``--codebook`` given.
-    """
-    if not codebook:
-        raise InvalidConfigError(
-            "{sample.weights} target:PATH codes the target texts with the artifact: pass {codebook}"
-        )
-    from hermes_spark.api import HermesModel
-    from hermes_spark.sampling.similarity import read_target_frame
-    from hermes_spark.schema import code_columns
-
-    raw = read_target_frame(spark, path, embedding_col)
-    # the target is a bare text (or vector) frame: the artifact's saved quality and
-    # tokens roles name corpus columns the target does not have
-    model = HermesModel.load(
-        codebook,
-        storage=storage_of(spark),
-        text_col=text_col,
-        id_col=id_col,
-        embedding_col=embedding_col,
-        quality_col=None,
-        tokens_col=None,
-    )
-    own = ["doc_id", *code_columns(len(model.levels)), "n_tokens", "quality", "codebook_version"]
-    # transform writes nothing: the target's codes come straight back (a few hundred rows)
-    pdf: pd.DataFrame = model.transform(raw).where("reason is null").select(*own).toPandas()
-    if pdf.empty:
-        raise InvalidInputError(f"no document of target corpus {path} could be coded")
-    return pdf, str(pdf["codebook_version"].iloc[0])
-
-
-def target_weights_from_path(
-    spark: SparkSession,
-    spec: str,
-    parents: pd.DataFrame,
-    *,
-    codebook: str | None,
-    level: int,
-    levels: Sequence[int],
-    smoothing: float,
-    prior_mix: float,
-    embedding_col: str | None,
-    version: str,
-) -> dict[str, float]:
-    """:func:`target_weights` of the corpus named by ``target:PATH`` (see
-    :func:`code_target_corpus`); the artifact must be the codes' codebook version."""
-    path = spec.strip()[len(PREFIX) :]
-    pdf, coded_version = code_target_corpus(spark, path, codebook, embedding_col=embedding_col)
-    if coded_version != version:
-        raise InvalidConfigError(
-            f"{{codebook}} is version {coded_version}, the codes are {version}: code the target "
-            "with the artifact that produced the codes"
-        )
-    target_df = spark.createDataFrame(pdf[[f"bucket{level}"]])
-    return target_weights(
-        target_df, parents, level=level, levels=levels, smoothing=smoothing, prior_mix=prior_mix
-    )

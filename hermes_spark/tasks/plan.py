@@ -25,13 +25,14 @@ from hermes_spark.sampling.planner import check_budget_given, plan_mixture
 from hermes_spark.sampling.rules.registry import parse_rule
 from hermes_spark.sampling.similarity import TargetCentroids
 from hermes_spark.sampling.sources import stats_rows
-from hermes_spark.sampling.target import is_target_spec, target_weights_from_path
+from hermes_spark.sampling.target import is_target_spec
 from hermes_spark.schema import (
     embeddings_table_name,
     latest_version,
     recorded_levels,
     select_version,
 )
+from hermes_spark.tasks.target import read_target_frame, target_weights_from_path
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ def target_scored_codes(
         VersionMismatchError: the artifact is not the codes' version.
     """
     from hermes_spark.artifacts import load_codebook
-    from hermes_spark.sampling.similarity import read_target_frame, target_centroids
+    from hermes_spark.sampling.similarity import target_centroids
     from hermes_spark.tasks.sample import scored_codes_from_settings
 
     if not codebook:
@@ -320,7 +321,9 @@ def _target_mapping(
         )
     from hermes_spark.artifacts import load_codebook
 
-    sizes = levels or tuple(int(k) for k in load_codebook(codebook).levels)
+    sizes = levels or tuple(
+        int(k) for k in load_codebook(codebook, storage=storage_of(spark)).levels
+    )
     w = settings.weights_level
     if stats is not None:
         by_level, chosen = read_stats(store, stats, version, w)

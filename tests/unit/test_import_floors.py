@@ -41,6 +41,9 @@ SUBUNITS = ("sampling.rules",)
 #: The DataFrame wing and what it must not import.
 DATAFRAME_WING = ("api", "stats", "sampling", "sampling.rules")
 FORBIDDEN = ("delta", "udfs")
+#: What the sampling wing must not import either: it takes a loaded codebook and coded
+#: frames, and never loads an artifact by path or codes a corpus itself (``tasks/`` does).
+SAMPLING_FORBIDDEN = ("api", "artifacts")
 #: (importing unit, imported unit) pairs the house still has to move (docs/ARCHITECTURE.md).
 KNOWN_DEBT: set[tuple[str, str]] = set()
 
@@ -129,6 +132,17 @@ def test_the_dataframe_wing_never_reaches_into_tables_or_executors() -> None:
     assert not new, "\n".join(w for pair in new for w in edges[pair])
     paid = sorted(KNOWN_DEBT - found)
     assert not paid, f"{paid} no longer happen: take them off KNOWN_DEBT and the docs"
+
+
+def test_the_sampling_wing_never_loads_an_artifact_or_codes_a_corpus() -> None:
+    edges = _edges()
+    found = [
+        where
+        for (unit, target), wheres in sorted(edges.items())
+        if unit in ("sampling", "sampling.rules") and target in SAMPLING_FORBIDDEN
+        for where in wheres
+    ]
+    assert not found, "\n".join(found)
 
 
 def test_no_private_name_crosses_a_unit() -> None:

@@ -109,3 +109,14 @@ def test_the_cli_names_its_flags_in_the_same_messages() -> None:
         SampleConfig(budget_tokens=1000, budget_share=0.5)
     assert "give budget_tokens or budget_share, not both" in str(caught.value)
     assert "give --budget-tokens or --budget-share, not both" in caught.value.naming(flag_for)
+
+
+def test_a_library_argument_named_differently_from_its_flag_maps_to_that_flag() -> None:
+    from hermes_spark.cli import _command
+    from hermes_spark.errors import VersionMismatchError
+
+    err = VersionMismatchError("codes has no rows of codebook version v9", param="version")
+    assert str(err).startswith("version: codes has no rows")
+    assert err.naming(lambda s: flag_for(s, _command("sample"))).startswith("--codebook-version:")
+    assert err.naming(lambda s: flag_for(s, _command("versions"))).startswith("--drop:")
+    assert flag_for("from_version", _command("crosswalk")) == "--from"
