@@ -20,6 +20,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "HermesEstimator": "hermes_spark.api",
     "HermesModel": "hermes_spark.api",
+    "RunOptions": "hermes_spark.embedding.settings",
+    "QuantizerOptions": "hermes_spark.quantize.options",
     "bucket_stats": "hermes_spark.stats",
     "plan_mixture": "hermes_spark.sampling.planner",
     "sample": "hermes_spark.sampling.select",

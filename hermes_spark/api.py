@@ -172,7 +172,10 @@ class HermesEstimator:
 
     Example::
 
-        est = HermesEstimator(levels=(16, 8, 8), sample_size=50_000, text_col="body")
+        est = HermesEstimator(
+            levels=(16, 8, 8), sample_size=50_000, text_col="body",
+            run=RunOptions(batch_size=256, device="cuda"),
+        )
         model = est.fit(spark.read.table("main.web.snapshot"))
     """
 
@@ -187,21 +190,12 @@ class HermesEstimator:
     embedding_col: str | None = None
     quality_col: str | None = None
     tokens_col: str | None = None
-    batch_size: int = 64
     n_iter: int = 20
-    device: str = "auto"
-    sort_window: int = 32_768
-    #: inference backend and precision (None: the measured CPU default); recorded in the
-    #: artifact, and every later annotate runs the same (docs/embedding.md)
-    backend: str | None = None
-    precision: str | None = None
-    #: padded tokens per model batch (0: batch_size × max_seq_length)
-    batch_tokens: int = 0
-    #: tokenizer.json or folder counting ``n_tokens`` in the training tokenizer
-    tokenizer: str | None = None
-    #: cores of one embedding task of the fitted model's transform on cluster masters
-    #: (stage-level scheduling; None: spark.task.cpus)
-    task_cpus: int | None = None
+    #: how the model runs while embedding the fitting sample, and in the fitted model's
+    #: ``transform`` (``RunOptions.batch_size`` None: the default batch size). ``backend``
+    #: / ``precision`` None: the measured default of the hardware; the fit records them
+    #: in the artifact, and every later annotate runs the same (docs/embedding.md)
+    run: RunOptions = field(default_factory=RunOptions)
     #: LST variant, refinement, balance, spherical k-means (docs/quality.md); recorded in
     #: the artifact, so they change the codebook version
     quantizer: QuantizerOptions | None = None
@@ -219,6 +213,10 @@ class HermesEstimator:
             n_iter=self.n_iter,
         )
         object.__setattr__(self, "levels", fit.levels)
+        if self.run.batch_size is None:
+            object.__setattr__(
+                self, "run", dataclasses.replace(self.run, batch_size=DEFAULT_BATCH_SIZE)
+            )
         self.model_config()
 
     @classmethod
@@ -238,33 +236,16 @@ class HermesEstimator:
             embedding_col=c.embedding_col,
             quality_col=c.quality_col,
             tokens_col=c.tokens_col,
-            batch_size=m.batch_size or DEFAULT_BATCH_SIZE,  # never None in a section
             n_iter=f.n_iter,
-            device=m.device,
-            sort_window=m.sort_window,
-            backend=m.backend,
-            precision=m.precision,
-            batch_tokens=m.batch_tokens,
-            tokenizer=m.tokenizer,
-            task_cpus=m.task_cpus,
+            run=RunOptions.from_config(m),
             quantizer=f.quantizer_options(),
             init_from=f.init_from,
         )
 
     def model_config(self) -> ModelConfig:
         """The ``model`` config section these parameters amount to (validated)."""
-        return ModelConfig(
-            name=self.model,
-            max_seq_length=self.max_seq_length,
-            batch_size=self.batch_size,
-            device=self.device,
-            sort_window=self.sort_window,
-            backend=self.backend,
-            precision=self.precision,
-            batch_tokens=self.batch_tokens,
-            tokenizer=self.tokenizer,
-            task_cpus=self.task_cpus,
-        )
+        run = {f.name: getattr(self.run, f.name) for f in dataclasses.fields(RunOptions)}
+        return ModelConfig(name=self.model, max_seq_length=self.max_seq_length, **run)
 
     @property
     def roles(self) -> ColumnRoles:
@@ -295,7 +276,8 @@ class HermesEstimator:
                 raise InvalidInputError("the corpus holds no rows: nothing to fit on")
             prepared = prepare(corpus, cfg, dim, passthrough=())
             sample = fit_sample(prepared, self.sample_size, self.seed, total)
-        settings = model_settings_for_fit(self, gpu=cluster_has_gpus(spark.conf, self.device))
+        gpu = cluster_has_gpus(spark.conf, self.run.device)
+        settings = model_settings_for_fit(self, gpu=gpu)
         if roles.embedding_col:
             vectors_df = sample.select("doc_id", "embedding")
         else:
@@ -321,7 +303,7 @@ class HermesEstimator:
                 "revision": model_revision(self.model),
                 "dim": int(x.shape[1]),
                 "max_seq_length": self.max_seq_length,
-                "batch_size": self.batch_size,
+                "batch_size": self.run.batch_size,
                 "normalize": True,
                 # annotate embeds with the same backend and precision
                 "backend": settings.backend,
@@ -335,14 +317,8 @@ class HermesEstimator:
         return HermesModel(
             codebook,
             roles=roles,
-            run=RunOptions(
-                self.batch_size,
-                self.device,
-                self.sort_window,
-                batch_tokens=self.batch_tokens,
-                tokenizer=self.tokenizer,
-                task_cpus=self.task_cpus,
-            ),
+            # backend and precision: the artifact's from now on (recorded above)
+            run=dataclasses.replace(self.run, backend=None, precision=None),
             fit_report=report,
         )
 

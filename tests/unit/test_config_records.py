@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from hermes_spark import RunOptions
 from hermes_spark.api import HermesEstimator, HermesModel
 from hermes_spark.config import load_config
 from hermes_spark.errors import InvalidConfigError
@@ -54,9 +55,23 @@ def test_estimator_from_config_takes_every_field_a_section_names(cfg) -> None:
         if f.name == "quantizer":
             assert est.quantizer == cfg.fit.quantizer_options()
             continue
+        if f.name == "run":  # every run-side key of the model section, as one record
+            assert est.run == RunOptions.from_config(cfg.model)
+            continue
         assert owners, f"estimator field {f.name} has no config key"
         assert getattr(est, f.name) == getattr(owners[0], key), f.name
-    assert est.batch_size == 512 and est.text_col == "body"
+    assert est.run.batch_size == 512 and est.text_col == "body"
+    assert est.model_config() == cfg.model  # the section round-trips through the estimator
+
+
+def test_the_estimator_takes_its_run_as_one_record() -> None:
+    assert HermesEstimator().run.batch_size == 64  # unset: the default batch size
+    est = HermesEstimator(run=RunOptions(batch_size=256, device="cpu", sort_window=0))
+    assert est.model_config().batch_size == 256 and est.model_config().sort_window == 0
+    with pytest.raises(InvalidConfigError, match=r"model\.batch_size"):
+        HermesEstimator(run=RunOptions(batch_size=0))  # validated as the config section is
+    with pytest.raises(TypeError):
+        HermesEstimator(batch_size=256)  # type: ignore[call-arg]  # no second declaration
 
 
 def _declared(cls: type) -> set[str]:
