@@ -453,8 +453,9 @@ COMMANDS: tuple[Command, ...] = (
             flag(
                 "--stage-books",
                 key="fit.stage_books",
-                choices=STAGE_BOOKS,
-                help="residual codebooks of stages 2..: shared, or one per parent cell",
+                choices=(*STAGE_BOOKS, "auto"),
+                help="residual codebooks of stages 2..: shared, or one per parent cell "
+                "(auto: per_parent, or shared with --rotation opq / --refine-iters)",
             ),
             flag(
                 "--init-from",

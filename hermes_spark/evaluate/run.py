@@ -133,7 +133,7 @@ def _timing_refit(codebook: Codebook, fit_x: np.ndarray) -> float | None:
     """Seconds to fit this codebook's LST + RVQ (same options) on the fitting-side sample."""
     if fit_x.shape[0] < max(codebook.levels):
         return None
-    opts = QuantizerOptions(**codebook.quantizer) if codebook.quantizer else QuantizerOptions()
+    opts = QuantizerOptions.from_params(codebook.quantizer or {})
     t0 = time.perf_counter()
     fit_codebook(
         fit_x,

@@ -369,7 +369,7 @@ def fit_codebook(
     lst, explained = _fit_lst(arr, lst_dim, opts)
     lst_seconds = time.perf_counter() - t0
     rvq_kw: dict[str, Any] = {
-        "stage_books": opts.stage_books,
+        "stage_books": opts.books,
         "parent_min_rows": opts.parent_min_rows,
         "seed": seed,
         "spherical": opts.kmeans == "spherical",
@@ -465,13 +465,8 @@ def _warm_start(
             "{fit.rotation} opq (the rotation is learned with fresh codebooks)",
             key="fit.init_from",
         )
-    if opts.stage_books != "shared":
-        raise InvalidConfigError(
-            "renumbers shared stage codebooks; it does not combine with "
-            f"{{fit.stage_books}} {opts.stage_books!r} (one codebook per parent cell)",
-            key="fit.init_from",
-        )
-    return starting_codebooks(parent, x, z, np.random.default_rng(seed))
+    depths = parent_depths(opts.books, len(sizes))
+    return starting_codebooks(parent, x, z, np.random.default_rng(seed), depths)
 
 
 def _learn_rotation(

@@ -25,6 +25,11 @@ def _bad(key: str, why: str) -> None:
     raise InvalidConfigError(why, key=f"fit.{key}")
 
 
+#: ``stage_books`` of a fit that sets none: per-parent books with the row floor won the
+#: level-2 goal at 16·8 and tied shared books at 64·64 on real text (docs/quality.md).
+DEFAULT_STAGE_BOOKS = "per_parent"
+
+
 @dataclass(frozen=True)
 class QuantizerOptions:
     """How the LST and the RVQ are fitted.
@@ -52,8 +57,10 @@ class QuantizerOptions:
             2.. get one codebook per parent cell, fitted fresh on that cell's rows: the
             hierarchical k-means) or ``refined`` (the shared codebook refined per parent).
             Encoding stays greedy, so prefixes are still true coarse labels; not combined
-            with ``rotation=opq`` or ``refine_iters``. Recorded only when not ``shared``
-            (so default fits keep their versions).
+            with ``rotation=opq`` or ``refine_iters``. ``auto`` (the default): ``per_parent``, the
+            measured default (docs/quality.md), or ``shared`` with ``rotation=opq`` or
+            ``refine_iters``, which re-fit shared books. Recorded only when not
+            ``shared`` (so shared fits keep the versions they had before the option).
         parent_min_rows: training rows per codeword a parent cell needs for a codebook
             of its own under ``per_parent`` / ``refined``; parents with fewer keep the
             shared codebook (0: any parent with a row gets one). Default 4: on real text
@@ -69,7 +76,7 @@ class QuantizerOptions:
     refine_iters: int = 0
     balance: float = 0.0
     kmeans: str = "euclidean"
-    stage_books: str = "shared"
+    stage_books: str = "auto"
     parent_min_rows: float = 4.0
 
     def __post_init__(self) -> None:
@@ -96,14 +103,33 @@ class QuantizerOptions:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 _bad(key, f"must be a non-negative integer, got {value!r}")
-        if self.stage_books not in STAGE_BOOKS:
-            _bad("stage_books", f"{self.stage_books!r} is not one of {', '.join(STAGE_BOOKS)}")
-        if self.stage_books != "shared" and (self.rotation != "none" or self.refine_iters):
+        if self.stage_books not in (*STAGE_BOOKS, "auto"):
+            choices = ", ".join((*STAGE_BOOKS, "auto"))
+            _bad("stage_books", f"{self.stage_books!r} is not one of {choices}")
+        if self.books != "shared" and (self.rotation != "none" or self.refine_iters):
             _bad(
                 "stage_books",
                 f"{self.stage_books} codebooks cannot be combined with rotation=opq or "
                 "refine_iters > 0 (both re-fit shared codebooks)",
             )
+
+    @property
+    def books(self) -> str:
+        """The stage codebooks this fit uses: ``stage_books``, with ``auto`` resolved
+        (:data:`DEFAULT_STAGE_BOOKS`, or ``shared`` with a rotation or refinement)."""
+        if self.stage_books != "auto":
+            return self.stage_books
+        return "shared" if self.rotation != "none" or self.refine_iters else DEFAULT_STAGE_BOOKS
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> QuantizerOptions:
+        """The options an artifact recorded (:meth:`params`): a missing ``stage_books`` is
+        ``shared`` and a missing ``parent_min_rows`` is 0, as they were written."""
+        known = {f.name for f in fields(QuantizerOptions)}
+        recorded = {k: v for k, v in params.items() if k in known}
+        recorded.setdefault("stage_books", "shared")
+        recorded.setdefault("parent_min_rows", 0.0)
+        return cls(**recorded)
 
     def params(self) -> dict[str, Any]:
         """JSON-able form recorded in the artifact (part of its content hash); the default
@@ -111,6 +137,7 @@ class QuantizerOptions:
         ``parent_min_rows`` when shared books ignore it or it is 0 (its behaviour before
         it existed)."""
         out = {f.name: getattr(self, f.name) for f in fields(QuantizerOptions)}  # not a subclass's
+        out["stage_books"] = self.books
         if out["stage_books"] == "shared" or not out["parent_min_rows"]:
             del out["parent_min_rows"]
         if out["stage_books"] == "shared":

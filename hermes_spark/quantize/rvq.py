@@ -501,11 +501,12 @@ def _check_fit(
         raise InvalidConfigError(
             f"max_points_per_centroid must be at least 1, got {max_points_per_centroid}"
         )
-    if init is not None and [np.shape(c)[0] for c in init] != list(sizes):
-        raise InvalidConfigError("init codebooks must have the level sizes")
     if stage_books not in STAGE_BOOKS:
         raise InvalidConfigError(f"stage_books must be one of {', '.join(STAGE_BOOKS)}")
     depths = parent_depths(stage_books, len(sizes))
+    rows = [math.prod(sizes[:d]) * k for k, d in zip(sizes, depths, strict=True)]
+    if init is not None and [np.shape(c)[0] for c in init] != rows:
+        raise InvalidConfigError("init codebooks must have the level sizes (per parent cell)")
     if any(depths) and refine_iters > 0:
         raise InvalidConfigError("refine_iters works with shared stage codebooks only")
     return sizes, arr, depths
@@ -612,15 +613,16 @@ def _fit_stage(
     n = residual.shape[0]
     cap = k * max_points_per_centroid
     train = residual[np.sort(rng.choice(n, size=cap, replace=False))] if n > cap else residual
+    shared_init = None if n_parents else init  # a per-parent start seeds each parent's fit
     centroids, objective, splits = kmeans(
-        train, k, rng, n_iter, init, spherical=spherical, balance=balance
+        train, k, rng, n_iter, shared_init, spherical=spherical, balance=balance
     )
     extra: dict[str, Any] = {"train_rows": len(train)}
     if n_parents:
         centroids, tally = fit_parent_books(
             residual, parent, n_parents, centroids, rng, n_iter=n_iter,
             max_points_per_centroid=max_points_per_centroid,
-            fresh=stage_books == "per_parent", min_rows_per_code=parent_min_rows,
+            fresh=stage_books == "per_parent", min_rows_per_code=parent_min_rows, init=init,
         )  # fmt: skip
         extra = {"train_rows": n, "parents": n_parents, "parent_fits": tally}
     codes, _ = nearest_in_parent(residual, centroids, parent, k)

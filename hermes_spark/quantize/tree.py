@@ -49,6 +49,7 @@ def fit_parent_books(
     max_points_per_centroid: int,
     fresh: bool,
     min_rows_per_code: float = 0.0,
+    init: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """``(n_parents * K, r)`` codebooks, parent ``p`` in rows ``p*K .. p*K+K-1``.
 
@@ -56,14 +57,19 @@ def fit_parent_books(
     their packed prefix; each parent trains on at most ``K * max_points_per_centroid`` of
     its own rows (seeded subsample); a parent needs at least ``min_rows_per_code * K``
     rows (and one) for a codebook of its own. Returns the books and how many parents were
-    fitted fresh, refined from ``shared`` or left at ``shared`` (too few rows).
+    fitted fresh, refined from ``shared``, left at ``shared`` (too few rows) or, with
+    ``init``, started from their own block (``warm``).
+
+    ``init`` (``(n_parents * K, r)``, a warm start) starts each parent's Lloyd iterations
+    from its own block instead of k-means++ or ``shared``; a parent with too few rows
+    keeps its starting block then, so its codes keep their meaning.
     """
     k = shared.shape[0]
-    books = np.tile(shared, (n_parents, 1))
+    books = np.tile(shared, (n_parents, 1)) if init is None else init.astype(np.float32)
     order = np.argsort(parent, kind="stable")
     counts = np.bincount(parent, minlength=n_parents)
     starts = np.concatenate([[0], np.cumsum(counts)])
-    tally = {"fresh": 0, "refined": 0, "shared": 0}
+    tally = {"fresh": 0, "refined": 0, "shared": 0, **({"warm": 0} if init is not None else {})}
     cap = k * max_points_per_centroid
     need = max(1, math.ceil(min_rows_per_code * k))
     for p in range(n_parents):
@@ -74,7 +80,11 @@ def fit_parent_books(
         if rows.size > cap:
             rows = np.sort(rng.choice(rows, size=cap, replace=False))
         train = residual[rows]
-        if fresh and rows.size >= k:
+        if init is not None:
+            start = init[p * k : (p + 1) * k]
+            centroids, _, _ = kmeans(train, k, rng, n_iter, start, split_empty=False)
+            tally["warm"] += 1
+        elif fresh and rows.size >= k:
             centroids, _, _ = kmeans(train, k, rng, n_iter)
             tally["fresh"] += 1
         else:

@@ -200,6 +200,7 @@ def centroid_map(
 ) -> Figure:
     """The level-1 centroids (and the largest level-2 ones: level-1 centroid plus its
     residual centroid) on the two main axes of the level-1 centroids, dot area ∝ tokens,
+    ``books[1]`` holding one residual centroid per level-2 bucket (``K1 * K2`` rows),
     labelled with top terms when ``terms`` (``{bucket1: terms}``) is given. Driver; at
     most K1 + MAX_POINTS dots."""
     c1 = np.asarray(books[0], dtype=np.float64)
@@ -218,11 +219,11 @@ def centroid_map(
         label = ", ".join(words[:2]) if words else str(b)
         points.append((*xy1[b], 4 + 30 * math.sqrt(s), 0, label if b in labelled else "", tip))
     if len(books) > 1:
-        k2 = int(np.asarray(books[1]).shape[0])
+        k2 = int(np.asarray(books[1]).shape[0]) // len(c1)
         cells = sorted((k for k in share if k[0] == 2), key=lambda k: -share[k])[:MAX_POINTS]
         if cells:
             idx = np.array([b for _, b in cells])
-            xyz = c1[idx // k2] + np.asarray(books[1], dtype=np.float64)[idx % k2]
+            xyz = c1[idx // k2] + np.asarray(books[1], dtype=np.float64)[idx]
             xy2 = _pca2(xyz, c1)
             for (_, b), (px, py) in zip(cells, xy2, strict=True):
                 s = share[(2, b)]

@@ -112,7 +112,10 @@ def _centroids(
     if version is not None and book.version != version:
         log.warning("codebook %s is not version %s: no centroid map", book.version, version)
         return None
-    return list(book.rvq.codebooks)
+    books = list(book.rvq.codebooks)
+    if len(books) > 1 and not book.rvq.parent_depths[1]:  # one row per level-2 bucket
+        books[1] = np.tile(books[1], (len(books[0]), 1))
+    return books
 
 
 def report_from_tables(

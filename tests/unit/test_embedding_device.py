@@ -144,9 +144,16 @@ def test_fit_picks_the_default_of_the_executors_hardware(monkeypatch):
     assert (fit.backend, fit.precision) == ("torch", "fp32")  # what was asked, not the default
 
 
-def test_torch_assignment_matches_numpy():
+@pytest.mark.parametrize("books", ["shared", "per_parent", "refined"])
+def test_torch_assignment_matches_numpy(books):
+    from hermes_spark.quantize.options import QuantizerOptions
+
     x = clustered_vectors(3000, dim=32, clusters=12, seed=7)
-    book = fit_codebook(x[:1000], (16, 8, 4), seed=0, lst_dim=24, n_iter=8, model={"name": "m"})
+    book = fit_codebook(
+        x[:1000], (16, 8, 4), seed=0, lst_dim=24, n_iter=8, model={"name": "m"},
+        options=QuantizerOptions(stage_books=books, parent_min_rows=0),
+    )  # fmt: skip
+    assert book.rvq.is_tree == (books != "shared")
     want_codes, want_qerr = book.assign(x)
     got_codes, got_qerr = TorchAssigner(book, "cpu").assign(torch.from_numpy(x))
     assert got_codes.dtype == np.int32 and got_qerr.dtype == np.float32

@@ -454,7 +454,14 @@ def test_lst_none_is_identity_and_opq_rotation_is_orthogonal(data: np.ndarray) -
     np.testing.assert_allclose(np.linalg.norm(opq.lst.transform(data), axis=1), 1.0, atol=1e-5)
 
 
-def test_artifact_without_quantizer_entry_keeps_its_version(tmp_path: Path, book: Codebook) -> None:
+def test_artifact_without_quantizer_entry_keeps_its_version(
+    tmp_path: Path, data: np.ndarray
+) -> None:
+    # artifacts written before options were recorded were fitted with shared books
+    book = fit_codebook(
+        data, LEVELS, seed=3, lst_dim=16, model=MODEL, n_iter=10,
+        options=QuantizerOptions(stage_books="shared"),
+    )  # fmt: skip
     old = Codebook(lst=book.lst, rvq=book.rvq, model=book.model, fit=book.fit)
     old.save(tmp_path / "old")
     meta = json.loads((tmp_path / "old" / METADATA_FILE).read_text())

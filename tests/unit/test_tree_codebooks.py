@@ -103,22 +103,40 @@ def test_parents_without_rows_keep_the_shared_book() -> None:
         np.testing.assert_array_equal(books[p], books[unused[0]])
 
 
-def test_shared_default_is_unchanged_and_hashes_as_before() -> None:
+def test_shared_books_are_unchanged_and_hash_as_before() -> None:
     x = nested(500, seed=4)
     old, _ = fit_rvq(x, (4, 6, 2), seed=0, n_iter=5)
     new, _ = fit_rvq(x, (4, 6, 2), seed=0, n_iter=5, stage_books="shared")
     assert not new.is_tree and new.parent_depths == (0, 0, 0)
     for a, b in zip(old.codebooks, new.codebooks, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert "stage_books" not in QuantizerOptions().params()
+    assert "stage_books" not in QuantizerOptions(stage_books="shared").params()
     assert QuantizerOptions(stage_books="refined").params()["stage_books"] == "refined"
+
+
+def test_auto_books_are_per_parent_unless_a_shared_refit_is_asked() -> None:
+    assert QuantizerOptions().stage_books == "auto"
+    assert QuantizerOptions().books == "per_parent"
+    assert QuantizerOptions().params()["stage_books"] == "per_parent"  # recorded resolved
+    assert QuantizerOptions(rotation="opq").books == "shared"
+    assert QuantizerOptions(refine_iters=2).books == "shared"
+    with pytest.raises(InvalidConfigError, match="stage_books"):
+        QuantizerOptions(stage_books="per_parent", rotation="opq")
+    # an artifact written without the keys was fitted with shared books and no floor
+    old = QuantizerOptions.from_params({"lst": "pca", "whiten_power": 0.5})
+    assert (
+        old.books == "shared"
+        and old.params() == QuantizerOptions(stage_books="shared", parent_min_rows=0).params()
+    )
+    tree = QuantizerOptions.from_params(QuantizerOptions().params())
+    assert tree.params() == QuantizerOptions().params()
 
 
 @pytest.mark.parametrize("mode", ["per_parent", "refined"])
 def test_tree_artifact_round_trip_and_version(tmp_path: Path, mode: str) -> None:
     x = nested(1500, seed=5)
     kw = {"seed": 0, "lst_dim": 8, "model": MODEL, "n_iter": 5}
-    shared = fit_codebook(x, (4, 6, 3), **kw)
+    shared = fit_codebook(x, (4, 6, 3), options=QuantizerOptions(stage_books="shared"), **kw)
     tree = fit_codebook(x, (4, 6, 3), options=QuantizerOptions(stage_books=mode), **kw)
     assert tree.version != shared.version and tree.quantizer["stage_books"] == mode
     tree.save(tmp_path / mode)
@@ -199,7 +217,7 @@ def test_min_rows_zero_is_the_old_behaviour_and_is_not_recorded() -> None:
     )
     # the default floor (4 rows per codeword) is recorded with per-parent books
     assert QuantizerOptions(stage_books="per_parent").params()["parent_min_rows"] == 4.0
-    assert "parent_min_rows" not in QuantizerOptions(parent_min_rows=4).params()  # shared
+    assert "parent_min_rows" not in QuantizerOptions("pca", stage_books="shared").params()
     opts = QuantizerOptions(stage_books="refined", parent_min_rows=4)
     assert opts.params()["parent_min_rows"] == 4.0
 
