@@ -10,7 +10,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -22,6 +22,9 @@ from hermes_spark.errors import InvalidInputError
 from hermes_spark.object_stores import storage_of
 from hermes_spark.paths import canonical_file_key, canonical_file_key_col
 from hermes_spark.schema import REASON_COL, REJECT_REASONS, SOURCE_COL, SOURCE_ROW_COL
+
+if TYPE_CHECKING:
+    from hermes_spark.delta import DeltaStore
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +79,15 @@ def corpus_name(cfg: CorpusConfig) -> str:
     return cfg.table or cfg.input or "<no corpus>"
 
 
-def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> InputFiles:
+def list_input_files(
+    cfg: CorpusConfig, spark: SparkSession | None = None, *, store: DeltaStore | None = None
+) -> InputFiles:
     """List the corpus's data files on the driver (names, sizes, mtimes; no data read).
 
     Files and directories: any URI :mod:`hermes_spark.io` understands. A Delta corpus
     (``--input-format delta``) or a catalog table (``--input-table``) lists its *current*
-    files through the table's own reader (removed files excluded).
+    files through the table's own reader (removed files excluded). ``store`` defaults to
+    the session's store (built only for a Delta corpus).
     """
     storage = storage_of(spark)
     if cfg.table:
@@ -97,7 +103,7 @@ def list_input_files(cfg: CorpusConfig, spark: SparkSession | None = None) -> In
     if cfg.format == "delta":
         if not io.exists(io.join(cfg.input, "_delta_log"), storage=storage):
             raise InvalidInputError(f"corpus {cfg.input} is not a Delta table (no _delta_log)")
-        if spark is not None and _native_delta(spark):
+        if spark is not None and _native_delta(_session_store(spark, store=store)):
             return _spark_listed(
                 _table_reader(spark, cfg).inputFiles(), delta=cfg.input, storage=storage
             )
@@ -158,11 +164,16 @@ def _delta_input_files(table: object) -> InputFiles:
     return InputFiles(tuple(e.uri for e in entries), tuple(entries))
 
 
-def _native_delta(spark: SparkSession) -> bool:
+def _native_delta(store: DeltaStore) -> bool:
     """True when this run's Delta engine is native (delta-spark reads the corpus)."""
+    return store.name == "native"
+
+
+def _session_store(spark: SparkSession, *, store: DeltaStore | None = None) -> DeltaStore:
+    """``store``, else the session's (imported here: the Delta package reads corpora)."""
     from hermes_spark.delta import get_store
 
-    return get_store(spark).name == "native"
+    return store or get_store(spark)
 
 
 #: Delta reader features whose files cannot be read as plain Parquet.
@@ -227,7 +238,11 @@ def _table_reader(spark: SparkSession, cfg: CorpusConfig) -> DataFrame:
 
 
 def read_corpus(
-    spark: SparkSession, cfg: CorpusConfig, files: Sequence[str] | None = None
+    spark: SparkSession,
+    cfg: CorpusConfig,
+    files: Sequence[str] | None = None,
+    *,
+    store: DeltaStore | None = None,
 ) -> DataFrame:
     """A lazy DataFrame over ``files`` of the corpus (None: all of it, listed now).
 
@@ -235,15 +250,16 @@ def read_corpus(
     read Delta corpus is read through its table reader (deletion vectors respected),
     restricted to ``files`` when given; files are matched by :func:`canonical_file_key`,
     so any spelling of a listed file (delta-rs, Spark, ``s3``/``s3a``) selects it.
+    ``store`` defaults to the session's store (built only for a Delta corpus).
     """
-    if cfg.table or (cfg.format == "delta" and _native_delta(spark)):
+    if cfg.table or (cfg.format == "delta" and _native_delta(_session_store(spark, store=store))):
         reader = _table_reader(spark, cfg)
         if files is None:
             return reader
         wanted = sorted({canonical_file_key(f) for f in files})
         return reader.where(file_key(F.col("_metadata.file_path")).isin(wanted))
     if files is None:
-        files = list_input_files(cfg, spark).paths
+        files = list_input_files(cfg, spark, store=store).paths
     if cfg.format == "json":
         json_reader = spark.read.option("mode", "PERMISSIVE").option(
             "columnNameOfCorruptRecord", CORRUPT_COL

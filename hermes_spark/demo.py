@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from hermes_spark import io
 from hermes_spark.api import FIT_REPORT
 from hermes_spark.config import HermesConfig
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import InvalidConfigError
 from hermes_spark.object_stores import storage_of
 from hermes_spark.schema import VERSION_COL, rejects_table_name
@@ -100,15 +100,16 @@ def write_bbc_corpus(out_dir: str | Path, max_docs: int | None = None) -> Path:
     return out
 
 
-def demo_summary(spark: SparkSession, paths: DemoPaths) -> str:
+def demo_summary(spark: SparkSession, paths: DemoPaths, *, store: DeltaStore | None = None) -> str:
     """What the demo made: per-level statistics, the five biggest level-1 buckets with
-    their dominant section and an example title, the mixture, and where everything is."""
+    their dominant section and an example title, the mixture, and where everything is.
+    ``store`` defaults to the session's store."""
+    store = store or get_store(spark)
     storage = storage_of(spark)
     fit_report = io.read_json(io.join(paths.codebook, FIT_REPORT), storage=storage)
     version = fit_report["codebook_version"]
     table, stats_table, codebook = paths.table, paths.stats, paths.codebook
-    levels = get_store(spark).read(f"{stats_table}_levels").where(F.col(VERSION_COL) == version)
-    store = get_store(spark)
+    levels = store.read(f"{stats_table}_levels").where(F.col(VERSION_COL) == version)
     codes = store.read(table).where(F.col(VERSION_COL) == version)
     top = (
         store.read(stats_table)

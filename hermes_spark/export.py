@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 from hermes_spark import io
 from hermes_spark.config import CorpusConfig
 from hermes_spark.corpus import corpus_name, list_input_files, read_corpus
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import InvalidConfigError, InvalidInputError, InvariantError
 from hermes_spark.io import jsonable, report_path_for, write_text
 from hermes_spark.object_stores import storage_of
@@ -198,11 +198,11 @@ def _check_options(fmt: str, shards: int | None) -> None:
 
 
 def _files_to_read(
-    spark: SparkSession, corpus: CorpusConfig, man: DataFrame
+    spark: SparkSession, store: DeltaStore, corpus: CorpusConfig, man: DataFrame
 ) -> tuple[list[str], bool]:
     """The corpus files to read (only those holding sampled documents when the manifest
     says which) and whether they were narrowed that way (driver: listing + one small job)."""
-    listed = list(list_input_files(corpus, spark).paths)
+    listed = list(list_input_files(corpus, spark, store=store).paths)
     chosen = files_holding(sampled_files(man), listed)
     if chosen is None:
         return listed, False
@@ -396,6 +396,7 @@ def export_training_data(
     per_bucket: bool = False,
     overwrite: bool = False,
     phase: str | None = None,
+    store: DeltaStore | None = None,
 ) -> ExportResult:
     """Materialize MANIFEST ``manifest`` from ``corpus`` into ``out_dir``.
 
@@ -410,7 +411,7 @@ def export_training_data(
     tokens (≈ 1 GB of text per shard); with ``per_bucket`` it is the total, shared by
     the buckets in proportion to their tokens (:func:`bucket_shards`, at least one each).
     ``phase`` exports that phase's rows of a phased manifest (``hermes sample --phases``)
-    with its own mixture report.
+    with its own mixture report. ``store`` defaults to the session's store.
 
     Raises:
         InvalidConfigError: bad format or shard count.
@@ -418,17 +419,17 @@ def export_training_data(
             non-empty output directory without ``overwrite``.
     """
     t0 = time.perf_counter()
+    store = store or get_store(spark)
     _check_options(fmt, shards)
     storage = storage_of(spark)
     _check_out_dir(out_dir, overwrite, storage)
-    store = get_store(spark)
     if not store.exists(manifest):
         raise InvalidInputError(f"manifest {manifest} does not exist (run hermes sample)")
     raw, report = store.read(manifest), _read_manifest_report(manifest, storage)
     if phase is not None:
         raw, report = phase_rows(raw, phase), phase_report(report, phase)
     man = checked_manifest(raw, manifest)
-    files, narrowed = _files_to_read(spark, corpus, man)
+    files, narrowed = _files_to_read(spark, store, corpus, man)
     totals = _bucket_totals(man)
     total_tok = int(totals["tokens"].sum()) if len(totals) else 0
     if shards is None:

@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from hermes_spark import io
 from hermes_spark.config import CorpusConfig
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.export import ExportResult, export_training_data
 from hermes_spark.io import jsonable, report_path_for, write_text
@@ -46,9 +46,10 @@ class PhasedExportResult:
     seconds: float
 
 
-def is_phased(spark: SparkSession, manifest: str) -> bool:
-    """Whether the manifest table carries a ``phase`` column (schema only, no job)."""
-    store = get_store(spark)
+def is_phased(spark: SparkSession, manifest: str, *, store: DeltaStore | None = None) -> bool:
+    """Whether the manifest table carries a ``phase`` column (schema only, no job).
+    ``store`` defaults to the session's store."""
+    store = store or get_store(spark)
     return store.exists(manifest) and PHASE_COL in store.read(manifest).columns
 
 
@@ -61,12 +62,12 @@ def _report(manifest: str, storage: io.Storage) -> dict[str, Any] | None:
         return None
 
 
-def _names(spark: SparkSession, manifest: str) -> list[str]:
+def _names(spark: SparkSession, store: DeltaStore, manifest: str) -> list[str]:
     """Phases in schedule order (from the report), else sorted from the manifest."""
     names = phase_names(_report(manifest, storage_of(spark)))
     if names is not None:
         return names
-    rows = get_store(spark).read(manifest).select(PHASE_COL).distinct().collect()
+    rows = store.read(manifest).select(PHASE_COL).distinct().collect()
     return sorted(str(r[0]) for r in rows)
 
 
@@ -81,15 +82,18 @@ def export_phases(
     seed: int = 0,
     per_bucket: bool = False,
     overwrite: bool = False,
+    store: DeltaStore | None = None,
 ) -> PhasedExportResult:
     """Export each phase of a phased MANIFEST into ``out_dir/phase=NAME/`` (the arguments
-    of :func:`export_training_data`; ``shards`` is per phase).
+    of :func:`export_training_data`; ``shards`` is per phase). ``store`` defaults to the
+    session's store.
 
     Raises:
         InvalidInputError: ``out_dir`` holds files hermes did not write, or a finished
             export without ``overwrite``; see :func:`export_training_data`.
     """
     t0 = time.perf_counter()
+    store = store or get_store(spark)
     storage = storage_of(spark)
     guard_output(out_dir, "export folder", own_names=_OURS, storage=storage)
     base = out_dir.rstrip("/")
@@ -99,11 +103,11 @@ def export_phases(
             f"export target {out_dir} already holds an export; pass {{overwrite}} to replace it"
         )
     results: dict[str, ExportResult] = {}
-    for name in _names(spark, manifest):
+    for name in _names(spark, store, manifest):
         # the folder's own files are replaced: the index above guards a finished export
         results[name] = export_training_data(
             spark, manifest, corpus, f"{base}/phase={name}", fmt=fmt, shards=shards,
-            seed=seed, per_bucket=per_bucket, overwrite=True, phase=name,
+            seed=seed, per_bucket=per_bucket, overwrite=True, phase=name, store=store,
         )  # fmt: skip
     index = {
         "kind": "hermes-phase-export",

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig
 from hermes_spark.corpus import corpus_name
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.sampling.texts import corpus_texts, first_per_id
 from hermes_spark.schema import VERSION_COL, select_version
@@ -33,7 +33,12 @@ class RescoreResult:
 
 
 def rescore_quality(
-    spark: SparkSession, table: str, corpus: CorpusConfig, version: str | None = None
+    spark: SparkSession,
+    table: str,
+    corpus: CorpusConfig,
+    version: str | None = None,
+    *,
+    store: DeltaStore | None = None,
 ) -> RescoreResult:
     """Recompute ``quality`` of one codebook version with the built-in scorer, no embedding.
 
@@ -41,14 +46,14 @@ def rescore_quality(
     :func:`udfs.quality.quality_scores` in a pandas UDF (executors) and replaces that
     version's partition in one Delta commit: its rows get the new quality (rows whose doc
     is not in the corpus keep theirs), every other column is unchanged and the files of
-    every other version are not touched.
+    every other version are not touched. ``store`` defaults to the session's store.
 
     Raises:
         InvalidInputError: no document of the table is found in the corpus.
     """
     from pyspark.sql.pandas.functions import pandas_udf
 
-    store = get_store(spark)
+    store = store or get_store(spark)
     codes, chosen = select_version(store, table, version)
     plain = dataclasses.replace(
         corpus, quality_col=None, tokens_col=None, embedding_col=None, keep_cols=()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import InvalidInputError, VersionMismatchError
 from hermes_spark.schema import (
     DEVICE_META,
@@ -48,9 +48,12 @@ class VersionInfo:
         return len(self.devices) > 1
 
 
-def list_versions(spark: SparkSession, table: str) -> list[VersionInfo]:
-    """Every codebook version in ``table`` with row and reject counts, latest first."""
-    store = get_store(spark)
+def list_versions(
+    spark: SparkSession, table: str, *, store: DeltaStore | None = None
+) -> list[VersionInfo]:
+    """Every codebook version in ``table`` with row and reject counts, latest first.
+    ``store`` defaults to the session's store."""
+    store = store or get_store(spark)
     if not store.exists(table):
         raise InvalidInputError(f"codes table {table} does not exist")
     rows = (
@@ -96,18 +99,21 @@ def recorded_devices(metadata: list[dict[str, str]]) -> dict[str, set[str]]:
     return found
 
 
-def drop_version(spark: SparkSession, table: str, version: str) -> int:
-    """Delete every row (and reject) of ``version``; returns the codes rows deleted."""
+def drop_version(
+    spark: SparkSession, table: str, version: str, *, store: DeltaStore | None = None
+) -> int:
+    """Delete every row (and reject) of ``version``; returns the codes rows deleted.
+    ``store`` defaults to the session's store."""
+    store = store or get_store(spark)
     if not _VERSION_RE.match(version):
         raise InvalidInputError(f"{version!r} is not a codebook version id", param="version")
-    known = {v.codebook_version for v in list_versions(spark, table)}
+    known = {v.codebook_version for v in list_versions(spark, table, store=store)}
     if version not in known:
         raise VersionMismatchError(
             f"codes table {table} has no codebook version {version}; it holds "
             f"{', '.join(sorted(known)) or 'none'}",
             param="version",
         )
-    store = get_store(spark)
     predicate = f"{VERSION_COL} = '{version}'"
     deleted = store.delete(table, predicate)
     rt = rejects_table_name(table)
@@ -118,15 +124,17 @@ def drop_version(spark: SparkSession, table: str, version: str) -> int:
     return deleted
 
 
-def vacuum(spark: SparkSession, table: str, *, dry_run: bool = False) -> list[str]:
+def vacuum(
+    spark: SparkSession, table: str, *, dry_run: bool = False, store: DeltaStore | None = None
+) -> list[str]:
     """Remove files no snapshot references (orphans of killed runs, dropped versions).
 
     Driver orchestration. Vacuums the codes table and each sibling that exists: rejects,
     the ledger ``<CODES>_files`` and ``<CODES>_embeddings``, all with the same retention
     (``delta.vacuum_retention_hours``), so a writer still running keeps its staged files
-    in every one of them.
+    in every one of them. ``store`` defaults to the session's store.
     """
-    store = get_store(spark)
+    store = store or get_store(spark)
     removed = list(store.vacuum(table, dry_run=dry_run))
     for sibling in (
         rejects_table_name(table),

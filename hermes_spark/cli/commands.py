@@ -18,6 +18,8 @@ from hermes_spark.errors import InvalidConfigError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from hermes_spark.delta import DeltaStore
+
 
 def _need(value: Any, flag: str) -> Any:
     if not value:
@@ -50,6 +52,14 @@ def _spark(cfg: HermesConfig) -> SparkSession:
     return spark
 
 
+def _store(cfg: HermesConfig, spark: SparkSession | None = None) -> DeltaStore:
+    """The command's Delta store (``cfg.delta`` on the command's session): built once
+    per command and passed to every task it calls."""
+    from hermes_spark.delta import get_store
+
+    return get_store(spark or _spark(cfg), settings=cfg.delta)
+
+
 def cmd_fit(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes fit``."""
     from hermes_spark.tasks.fit import fit
@@ -66,14 +76,18 @@ def cmd_annotate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
     codebook = _need(cfg.paths.codebook, "--codebook")
     table = _need(cfg.paths.table, "--table")
+    spark = _spark(cfg)
+    store = _store(cfg, spark)
     if args.dry_run:
         from hermes_spark.tasks.dry_run import dry_run
 
-        planned = dry_run(_spark(cfg), cfg, codebook, table)
+        planned = dry_run(spark, cfg, codebook, table, store=store)
         for line in planned.lines():
             print(line)
         return planned
-    report = annotate(_spark(cfg), cfg, codebook, table, store_embeddings=args.store_embeddings)
+    report = annotate(
+        spark, cfg, codebook, table, store_embeddings=args.store_embeddings, store=store
+    )
     _print_annotate(report)
     return report
 
@@ -87,11 +101,13 @@ def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     levels = _code_levels(args, cfg)
     sizes = list(levels) if levels else None
     spark = _spark(cfg)
-    result = compute_stats(spark, table, out, args.codebook_version, sizes)
+    store = _store(cfg, spark)
+    result = compute_stats(spark, table, out, args.codebook_version, sizes, store=store)
     _print_levels(result)
     if args.report_page:
         _write_page(
             spark,
+            store,
             args.report_page,
             stats=out,
             codebook=args.codebook,
@@ -100,12 +116,13 @@ def cmd_stats(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     return result
 
 
-def _write_page(spark: Any, page: str, **inputs: Any) -> None:
+def _write_page(spark: Any, store: DeltaStore, page: str, **inputs: Any) -> None:
     """The ``--report PAGE.html`` of stats, sample and evaluate (what hermes report does)."""
     from hermes_spark.tasks.report import report_from_tables
 
     stats = inputs.pop("stats", None)
-    print(f"report page written to {report_from_tables(spark, stats, page, **inputs)}")
+    path = report_from_tables(spark, stats, page, **inputs, store=store)
+    print(f"report page written to {path}")
 
 
 def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> Any:
@@ -114,11 +131,12 @@ def cmd_versions(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
     table = _need(cfg.paths.table, "--table")
     spark = _spark(cfg)
+    store = _store(cfg, spark)
     deleted = None
     if args.drop:
-        deleted = drop_version(spark, table, args.drop)
+        deleted = drop_version(spark, table, args.drop, store=store)
         print(f"dropped {deleted} rows of codebook version {args.drop} from {table}")
-    versions = list_versions(spark, table)
+    versions = list_versions(spark, table, store=store)
     for v in versions:
         print(
             f"{v.codebook_version}  rows {v.rows:>12}  rejects {v.rejects:>8}  "
@@ -133,13 +151,15 @@ def cmd_crosswalk(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     from hermes_spark.tasks.crosswalk import write_crosswalk
 
     table = _need(cfg.paths.table, "--table")
+    spark = _spark(cfg)
     result = write_crosswalk(
-        _spark(cfg),
+        spark,
         table,
         _need(args.from_version, "--from"),
         _need(args.to_version, "--to"),
         _need(args.out, "--out"),
         args.level,
+        store=_store(cfg, spark),
     )
     s = result.summary
     print(
@@ -162,7 +182,8 @@ def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     from hermes_spark.versions import vacuum
 
     table = _need(cfg.paths.table, "--table")
-    removed = vacuum(_spark(cfg), table, dry_run=args.dry_run)
+    spark = _spark(cfg)
+    removed = vacuum(spark, table, dry_run=args.dry_run, store=_store(cfg, spark))
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(removed)} unreferenced files under {table}")
     return {"table": table, "dry_run": args.dry_run, "files": removed}
@@ -170,11 +191,10 @@ def cmd_vacuum(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
 def cmd_optimize(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     """``hermes optimize``."""
-    from hermes_spark.delta import get_store
     from hermes_spark.tasks.optimize import optimize_codes
 
     table = _need(cfg.paths.table, "--table")
-    result = optimize_codes(get_store(_spark(cfg)), table)
+    result = optimize_codes(_store(cfg), table)
     if result.version_after == result.version_before:
         print(f"{table} is already clustered (version {result.version_after})")
     else:
@@ -188,8 +208,10 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 
     labels = [c.strip() for c in (args.label_cols or "").split(",") if c.strip()]
     _guard_file_outputs(args, "evaluate", cfg)
+    spark = _spark(cfg)
+    store = _store(cfg, spark)
     report = evaluate(
-        _spark(cfg),
+        spark,
         cfg,
         _need(cfg.paths.table, "--table"),
         _need(cfg.paths.codebook, "--codebook"),
@@ -201,15 +223,17 @@ def cmd_evaluate(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         baseline_sample=args.baseline_sample,
         baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
         in_sample=args.in_sample,
+        store=store,
     )
     for line in summary_lines(report):
         print(line)
     if args.out:
-        js, md = write_report(report, args.out, storage=_storage(_spark(cfg)))
+        js, md = write_report(report, args.out, storage=_storage(spark))
         print(f"report: {js} and {md}")
     if args.report_page:
         _write_page(
-            _spark(cfg),
+            spark,
+            store,
             args.report_page,
             evaluation=dict(report),
             codebook=cfg.paths.codebook,
@@ -231,7 +255,8 @@ def cmd_run(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     if args.verbose:
         common.append("--verbose")
     paths = run_demo(cfg, common)
-    summary = demo_summary(_spark(cfg), paths)
+    spark = _spark(cfg)
+    summary = demo_summary(spark, paths, store=_store(cfg, spark))
     print(summary)
     return {"paths": paths, "summary": summary}
 
@@ -327,19 +352,21 @@ def _plan_phases(args: argparse.Namespace, cfg: HermesConfig, settings: Any, pha
     """``hermes plan --phases``: every phase planned and selected, the schedule saved."""
     from hermes_spark.tasks.phases import schedule_table
 
+    spark = _spark(cfg)
     schedule = schedule_table(
-        _spark(cfg),
+        spark,
         _need(cfg.paths.table, "--table"),
         phases,
         settings,
         version=args.codebook_version,
         levels=_code_levels(args, cfg),
         allow_shortfall=args.allow_shortfall,
+        store=_store(cfg, spark),
     )
     schedule.release()
     _print_schedule(schedule)
     if args.out:
-        schedule.save(args.out, storage=_storage(_spark(cfg)))
+        schedule.save(args.out, storage=_storage(spark))
         print(f"schedule written to {args.out}")
     return schedule
 
@@ -418,8 +445,9 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     _guard_file_outputs(args, "plan", cfg)
     if phases is not None:
         return _plan_phases(args, cfg, settings, phases)
+    spark = _spark(cfg)
     plan = compute_plan(
-        _spark(cfg),
+        spark,
         settings,
         table=cfg.paths.table,
         stats=cfg.paths.stats,
@@ -428,14 +456,15 @@ def cmd_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         allow_shortfall=args.allow_shortfall,
         codebook=args.codebook,
         corpus=_sample_corpus(cfg),
+        store=_store(cfg, spark),
     )
     print(format_plan(plan))
     if args.out:
-        plan.save(args.out, storage=_storage(_spark(cfg)))
+        plan.save(args.out, storage=_storage(spark))
         print(f"plan written to {args.out}")
     if args.weights_out:
         for path in write_weight_files(
-            args.weights_out, plan.target_shares(), storage=_storage(_spark(cfg))
+            args.weights_out, plan.target_shares(), storage=_storage(spark)
         ):
             print(f"weights written to {path}")
     return plan
@@ -455,8 +484,9 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     phases = None if settings is None else _phases(args, settings)
     _guard_file_outputs(args, "sample", cfg)
     spark = _spark(cfg)
+    store = _store(cfg, spark)
     if phases is not None:
-        return _sample_phases(args, spark, table, out, settings, phases, mixture_json, cfg)
+        return _sample_phases(args, spark, store, table, out, settings, phases, mixture_json, cfg)
     if args.plan:
         plan = _saved_plan(args, cfg)
     codes = None
@@ -471,13 +501,15 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
             allow_shortfall=args.allow_shortfall,
             codebook=args.codebook,
             corpus=_sample_corpus(cfg),
+            store=store,
         )
-    result = run_sample(spark, table, out, plan, report_path=mixture_json, codes=codes)
+    result = run_sample(spark, table, out, plan, report_path=mixture_json, codes=codes, store=store)
     print(format_report(result.report))
     print(f"manifest written to {out}; report {result.report_path} ({result.seconds:.1f}s)")
     if page:
         _write_page(
             spark,
+            store,
             page,
             stats=args.stats,
             mixture=result.report_path,
@@ -486,7 +518,7 @@ def cmd_sample(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         )
     if args.weights_out:
         for path in write_weight_files(
-            args.weights_out, plan.target_shares(), storage=_storage(_spark(cfg))
+            args.weights_out, plan.target_shares(), storage=_storage(spark)
         ):
             print(f"weights written to {path}")
     return {
@@ -538,6 +570,7 @@ def _saved_plan(args: argparse.Namespace, cfg: HermesConfig) -> Any:
 def _sample_phases(
     args: argparse.Namespace,
     spark: Any,
+    store: DeltaStore,
     table: str,
     out: str,
     settings: Any,
@@ -551,7 +584,7 @@ def _sample_phases(
     result = run_phased_sample(
         spark, table, out, phases, settings, version=args.codebook_version,
         levels=_code_levels(args, cfg), allow_shortfall=args.allow_shortfall,
-        report_path=report_path,
+        report_path=report_path, store=store,
     )  # fmt: skip
     _print_schedule(result.schedule)
     print(f"manifest written to {out}; report {result.report_path} ({result.seconds:.1f}s)")
@@ -583,10 +616,12 @@ def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     manifest = _need(cfg.paths.manifest, "--manifest")
     out = _need(cfg.paths.export, "--out")
     spark = _spark(cfg)
-    if is_phased(spark, manifest):
+    store = _store(cfg, spark)
+    if is_phased(spark, manifest, store=store):
         phased = export_phases(
             spark, manifest, cfg.corpus, out, fmt=args.output_format, shards=args.shards,
             seed=cfg.sample.seed, per_bucket=args.per_bucket, overwrite=args.overwrite,
+            store=store,
         )  # fmt: skip
         for name, r in phased.phases.items():
             print(f"phase {name}: {r.rows} rows ({r.docs} documents, {r.tokens} tokens) in "
@@ -603,6 +638,7 @@ def cmd_export(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         seed=cfg.sample.seed,
         per_bucket=args.per_bucket,
         overwrite=args.overwrite,
+        store=store,
     )
     print(
         f"exported {result.rows} rows ({result.docs} documents, {result.tokens} tokens) "
@@ -622,23 +658,26 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     if not args.dirichlet and not args.quadmix:
         raise InvalidConfigError("hermes mixtures needs --dirichlet N and/or --quadmix N")
     _guard_file_outputs(args, "mixtures", cfg)
+    spark = _spark(cfg)
+    store = _store(cfg, spark)
     if args.quadmix:
         from hermes_spark.tasks.mixtures import write_candidate_quadmix
 
         made = write_candidate_quadmix(
-            _spark(cfg),
+            spark,
             stats,
             out,
             args.quadmix,
             level=args.weights_level,
             seed=args.mixture_seed,
             version=args.codebook_version,
+            store=store,
         )
         print(f"{len(made)} quadmix parameter files written to {out}")
         if not args.dirichlet:
             return {"out": out, "quadmix": made, "dirichlet": []}
     written = write_candidate_mixtures(
-        _spark(cfg),
+        spark,
         stats,
         out,
         args.dirichlet,
@@ -648,6 +687,7 @@ def cmd_mixtures(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         seed=args.mixture_seed,
         version=args.codebook_version,
         levels=_code_levels(args, cfg),
+        store=store,
     )
     print(f"{args.dirichlet} mixtures written to {out} (+ {io.basename(written[-1])})")
     return {"out": out, "quadmix": made if args.quadmix else [], "dirichlet": written}
@@ -663,8 +703,9 @@ def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     mixture = args.manifest
     if mixture and not mixture.endswith(".json"):
         mixture = io.report_path_for(mixture)
+    spark = _spark(cfg)
     path = report_from_tables(
-        _spark(cfg),
+        spark,
         stats,
         out,
         mixture=mixture,
@@ -673,6 +714,7 @@ def cmd_report(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         codebook_version=args.codebook_version,
         cards=args.cards,
         explorer=args.explorer,
+        store=_store(cfg, spark),
     )
     print(f"report written to {path}")
     return {"report": path}
@@ -685,8 +727,9 @@ def cmd_explore(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     table = _need(cfg.paths.table, "--table")
     if not (cfg.corpus.input or cfg.corpus.table):
         raise InvalidConfigError("hermes explore needs --input or --input-table (the texts)")
+    spark = _spark(cfg)
     cards = explore(
-        _spark(cfg),
+        spark,
         cfg.corpus,
         table,
         args.out,
@@ -695,6 +738,7 @@ def cmd_explore(args: argparse.Namespace, cfg: HermesConfig) -> Any:
         version=args.codebook_version,
         seed=args.explore_seed,
         sample_per_bucket=args.sample_per_bucket,
+        store=_store(cfg, spark),
     )
     top = cards.records(1)
     print(
@@ -713,7 +757,10 @@ def cmd_rescore(args: argparse.Namespace, cfg: HermesConfig) -> Any:
     from hermes_spark.rescore import rescore_quality
 
     table = _need(cfg.paths.table, "--table")
-    result = rescore_quality(_spark(cfg), table, cfg.corpus, args.codebook_version)
+    spark = _spark(cfg)
+    result = rescore_quality(
+        spark, table, cfg.corpus, args.codebook_version, store=_store(cfg, spark)
+    )
     print(
         f"rescored {result.rescored} of {result.rows} rows of codebook "
         f"{result.codebook_version} in {result.table} "

@@ -25,7 +25,7 @@ from hermes_spark import io
 from hermes_spark.artifacts import load_codebook
 from hermes_spark.config import HermesConfig
 from hermes_spark.corpus import check_columns, doc_id_column, read_corpus
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.evaluate.report import goals, to_markdown
 from hermes_spark.evaluate.sample import SampleSplit, dedupe_joined, split_samples
@@ -53,6 +53,7 @@ def _decode_f16(blob: bytes | bytearray | memoryview) -> np.ndarray:
 
 def _vectors(
     spark: SparkSession,
+    store: DeltaStore,
     cfg: HermesConfig,
     codebook: Codebook,
     joined: DataFrame,
@@ -62,7 +63,6 @@ def _vectors(
     """``doc_id, embedding, label columns`` of the joined sample rows, on the driver."""
     labels = [c for c in joined.columns if c.startswith("label__")]
     if embeddings_table:
-        store = get_store(spark)
         if not store.exists(embeddings_table):
             raise InvalidInputError(f"embeddings table {embeddings_table} does not exist")
         emb = store.read(embeddings_table)
@@ -110,10 +110,14 @@ def _matrix(pdf: pd.DataFrame, dim: int, what: str) -> np.ndarray:
 
 
 def _docs(
-    spark: SparkSession, cfg: HermesConfig, codebook: Codebook, label_cols: Sequence[str]
+    spark: SparkSession,
+    store: DeltaStore,
+    cfg: HermesConfig,
+    codebook: Codebook,
+    label_cols: Sequence[str],
 ) -> DataFrame:
     corpus = cfg.corpus
-    raw = read_corpus(spark, corpus)
+    raw = read_corpus(spark, corpus, store=store)
     check_columns(raw.schema, corpus, embedding_dim=codebook.dim)
     missing = [c for c in label_cols if c not in raw.columns]
     if missing:
@@ -149,6 +153,7 @@ def _timing_refit(codebook: Codebook, fit_x: np.ndarray) -> float | None:
 
 def _sample_vectors(
     spark: SparkSession,
+    store: DeltaStore,
     cfg: HermesConfig,
     codebook: Codebook,
     docs: DataFrame,
@@ -160,14 +165,30 @@ def _sample_vectors(
     """Held-out and fitting-side vectors (driver pandas; the fitting side empty without
     baselines) and where they came from. ``sizes``: the two samples' requested sizes."""
     held_pdf, source = _vectors(
-        spark, cfg, codebook, dedupe_joined(docs, split.held_out), sizes[0], embeddings_table
+        spark, store, cfg, codebook, dedupe_joined(docs, split.held_out), sizes[0], embeddings_table
     )
     if not with_fitting:
         return held_pdf, pd.DataFrame({"embedding": []}), source
     fit_pdf, _ = _vectors(
-        spark, cfg, codebook, dedupe_joined(docs, split.fitting), sizes[1], embeddings_table
+        spark, store, cfg, codebook, dedupe_joined(docs, split.fitting), sizes[1], embeddings_table
     )
     return held_pdf, fit_pdf, source
+
+
+def _split(
+    codes: DataFrame, codebook: Codebook, seed: int, sizes: tuple[int, int], in_sample: bool
+) -> SampleSplit:
+    """The held-out and fitting-side id samples (``sizes``), away from the fit sample."""
+    return split_samples(
+        codes,
+        fit_seed=int(codebook.fit.get("seed", 0)),
+        fit_size=int(codebook.fit.get("sample_size") or 0),
+        seed=seed,
+        n=sizes[0],
+        n_fit=sizes[1],
+        recorded_threshold=codebook.fit.get("sample_u_max"),
+        in_sample=in_sample,
+    )
 
 
 def evaluate(
@@ -184,6 +205,7 @@ def evaluate(
     baseline_sample: int | None = None,
     baselines: Sequence[str] = BASELINES,
     in_sample: bool = False,
+    store: DeltaStore | None = None,
 ) -> dict[str, Any]:
     """Per-level metrics of the table's codes and of the baselines, on held-out documents.
 
@@ -191,32 +213,33 @@ def evaluate(
     sample (``sample_size``) is disjoint from the fit sample unless ``in_sample``; the
     baselines are fitted on ``baseline_sample`` (default ``sample_size``) fitting-side
     documents. Returns the JSON-able report (see docs/quality.md for every field).
+    ``store`` defaults to the session's store.
     """
+    store = store or get_store(spark)
     if isinstance(label_cols, str):
         label_cols = [c.strip() for c in label_cols.split(",") if c.strip()]
     if sample_size < 2:
         raise InvalidInputError(f"must be at least 2, got {sample_size}", param="sample_size")
     n_fit = int(baseline_sample or sample_size)
     codebook = load_codebook(codebook_path, storage=storage_of(spark))
-    codes, chosen = select_version(get_store(spark), table, version)
+    codes, chosen = select_version(store, table, version)
     if chosen != codebook.version:
         raise InvalidInputError(
             f"codebook {codebook_path} is version {codebook.version} but the table's rows "
             f"are version {chosen}: pass the matching artifact, or pick the version to evaluate"
         )
-    split: SampleSplit = split_samples(
-        codes,
-        fit_seed=int(codebook.fit.get("seed", 0)),
-        fit_size=int(codebook.fit.get("sample_size") or 0),
-        seed=seed,
-        n=sample_size,
-        n_fit=n_fit,
-        recorded_threshold=codebook.fit.get("sample_u_max"),
-        in_sample=in_sample,
-    )
-    docs = _docs(spark, cfg, codebook, label_cols)
+    split = _split(codes, codebook, seed, (sample_size, n_fit), in_sample)
+    docs = _docs(spark, store, cfg, codebook, label_cols)
     held_pdf, fit_pdf, source = _sample_vectors(
-        spark, cfg, codebook, docs, split, (sample_size, n_fit), embeddings_table, bool(baselines)
+        spark,
+        store,
+        cfg,
+        codebook,
+        docs,
+        split,
+        (sample_size, n_fit),
+        embeddings_table,
+        bool(baselines),
     )
     eval_x = _matrix(held_pdf, codebook.dim, "held-out")
     if eval_x.shape[0] < 2:

@@ -93,9 +93,12 @@ def annotate(
     table: str,
     *,
     store_embeddings: bool = False,
+    store: DeltaStore | None = None,
 ) -> AnnotateReport:
     """Annotate ``cfg.corpus`` with the codebook at ``codebook_path`` into ``table``,
-    writing with ``cfg.delta`` (engine, rows per file, sort columns, ...)."""
+    writing with ``cfg.delta`` (engine, rows per file, sort columns, ...). ``store``
+    defaults to the session's store with ``cfg.delta``."""
+    store = store or get_store(spark, settings=cfg.delta)
     model = model_for(cfg, codebook_path, storage=storage_of(spark))
     return annotate_table(
         spark,
@@ -105,7 +108,7 @@ def annotate(
         cfg.annotate,
         store_embeddings=store_embeddings,
         codebook_path=codebook_path,
-        store=get_store(spark, settings=cfg.delta),
+        store=store,
     )
 
 
@@ -126,11 +129,11 @@ def annotate_table(
     Checks columns, dimensions and table writability before any heavy job.
     """
     t0 = time.perf_counter()
+    store = store or get_store(spark)
     listed_at = _delta_corpus_version(corpus)
-    files = list_input_files(corpus, spark)  # listed once per run
+    files = list_input_files(corpus, spark, store=store)  # listed once per run
     if listed_at is not None and _delta_corpus_version(corpus) != listed_at:
         listed_at = None  # a commit landed while listing: no version to record
-    store = store or get_store(spark)
     run = AnnotateRun(spark, model, corpus, options, store, table, rejects_table_name(table))
     run = dataclasses.replace(
         run, corpus_version=listed_at, source_rows=_records_source_rows(store, table)
@@ -144,7 +147,7 @@ def annotate_table(
     rows_before = 0 if mode.replaces else version_rows(store, table, model.version)
     probe_paths = [p for c in todo for p in c.paths]
     if probe_paths:  # only the files this run reads: finished files are never opened
-        probe = read_corpus(spark, corpus, probe_paths)
+        probe = read_corpus(spark, corpus, probe_paths, store=store)
         check_columns(probe.schema, corpus, embedding_dim=model.codebook.dim)
         if mode.replaces or report.files_finished_before == 0:
             require_rows(probe, corpus)  # (an empty new file of a known corpus is fine)

@@ -190,7 +190,7 @@ def _pending_ids(run: AnnotateRun, chunks: Sequence[Chunk]) -> DataFrame:
     the file name only (Parquet), the chunk from a broadcast of the file keys; null
     where a file key matched none."""
     paths = [p for chunk in chunks for p in chunk.paths]
-    raw = read_corpus(run.spark, run.corpus, paths)
+    raw = read_corpus(run.spark, run.corpus, paths, store=run.store)
     return (
         raw.select(
             doc_id_column(raw.schema, run.corpus).alias("doc_id"),

@@ -131,7 +131,7 @@ def prepared_chunk(run: AnnotateRun, files: Sequence[str], *, shuffled: bool = F
     """The annotate input of ``files`` (lazy). ``shuffled``: hash-partitioned by
     ``doc_id`` — the one shuffle of the text, which the duplicate marking, the broadcast
     joins with the run's hits and the coding all reuse."""
-    raw = read_corpus(run.spark, run.corpus, files)
+    raw = read_corpus(run.spark, run.corpus, files, store=run.store)
     prepared = prepare(raw, run.corpus, run.model.codebook.dim)
     if shuffled:
         prepared = prepared.repartition(2 * default_parallelism(run.spark), "doc_id")

@@ -13,7 +13,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from hermes_spark import io
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.object_stores import storage_of
 from hermes_spark.outputs import CROSSWALK_COLUMNS, guard_output
@@ -43,9 +43,12 @@ def write_crosswalk(
     to_version: str,
     out: str,
     level: int | None = None,
+    *,
+    store: DeltaStore | None = None,
 ) -> CrosswalkResult:
-    """Crosswalk ``from_version`` → ``to_version`` of ``table`` into ``out`` (+ summary)."""
-    store = get_store(spark)
+    """Crosswalk ``from_version`` → ``to_version`` of ``table`` into ``out`` (+ summary).
+    ``store`` defaults to the session's store."""
+    store = store or get_store(spark)
     guard_output(out, "crosswalk {out}", store=store, columns=CROSSWALK_COLUMNS)
     if not store.exists(table):
         raise InvalidInputError(f"codes table {table} does not exist (run hermes annotate)")

@@ -25,7 +25,7 @@ from pyspark.sql import SparkSession
 from hermes_spark import io
 from hermes_spark.config import HermesConfig
 from hermes_spark.corpus import chunk_entries, list_input_files, read_corpus
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.object_stores import storage_of
 from hermes_spark.runtime import default_parallelism
 from hermes_spark.tasks import ledger
@@ -124,14 +124,15 @@ def dry_run(
     *,
     probe_docs: int = 64,
     footer_sample: int = 200,
+    store: DeltaStore | None = None,
 ) -> DryRunReport:
     """What ``annotate`` would do for ``cfg.corpus`` into ``table`` with the codebook at
     ``codebook_path``; reads the listing, the ledger, some footers and a probe of
-    ``probe_docs`` documents, and writes nothing."""
+    ``probe_docs`` documents, and writes nothing. ``store`` defaults to the session's store."""
+    store = store or get_store(spark)
     storage = storage_of(spark)
     model = model_for(cfg, codebook_path, storage=storage)
-    files = list_input_files(cfg.corpus, spark)
-    store = get_store(spark)
+    files = list_input_files(cfg.corpus, spark, store=store)
     full = cfg.annotate.mode == "full"
     finished = set() if full else ledger.finished_files(store, table, model.version)
     pending = list(files.entries) if full else ledger.pending_entries(files.entries, finished)
@@ -144,7 +145,9 @@ def dry_run(
     ]
     committed = sum(done)
     todo = [e for g, d in zip(groups, done, strict=True) if not d for e in g]
-    probe_n, probe_s, tokens_per_doc, bytes_per_row = _probe(spark, cfg, model, todo, probe_docs)
+    probe_n, probe_s, tokens_per_doc, bytes_per_row = _probe(
+        spark, store, cfg, model, todo, probe_docs
+    )
     if cfg.corpus.format in _PARQUET_FORMATS or cfg.corpus.table:
         rows, read = _footer_rows(todo, footer_sample, storage)
         source = f"Parquet footers of {read} of {len(todo)} files"
@@ -176,7 +179,12 @@ def dry_run(
 
 
 def _probe(
-    spark: SparkSession, cfg: HermesConfig, model: Any, todo: list[io.FileEntry], docs: int
+    spark: SparkSession,
+    store: DeltaStore,
+    cfg: HermesConfig,
+    model: Any,
+    todo: list[io.FileEntry],
+    docs: int,
 ) -> tuple[int, float, float, float]:
     """Code ``docs`` documents of the first pending file twice (a warm-up, then timed);
     return (documents, seconds, tokens per document, bytes per row). Nothing is written."""
@@ -185,7 +193,7 @@ def _probe(
     first = todo[0]
     c = cfg.corpus
     roles = [r for r in (c.id_col, c.text_col, c.embedding_col, c.tokens_col, c.quality_col) if r]
-    raw = read_corpus(spark, c, [first.uri])
+    raw = read_corpus(spark, c, [first.uri], store=store)
     # only the role columns: the probe codes documents, it carries nothing else along
     frame = raw.select(*dict.fromkeys(r for r in roles if r in raw.columns)).limit(docs)
     frame = frame.coalesce(1)
@@ -193,7 +201,7 @@ def _probe(
     try:
         n_file_rows = None
         if cfg.corpus.format not in _PARQUET_FORMATS:
-            n_file_rows = read_corpus(spark, cfg.corpus, [first.uri]).count()
+            n_file_rows = read_corpus(spark, cfg.corpus, [first.uri], store=store).count()
         coded = model.transform(frame).select("n_tokens", "reason")
         coded.limit(8).collect()  # warm-up: the executors load the model
         t0 = time.perf_counter()

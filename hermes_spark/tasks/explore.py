@@ -61,14 +61,16 @@ def explore(
     seed: int = 0,
     sample_per_bucket: int = 200,
     keep_cols: tuple[str, ...] | None = None,
+    store: DeltaStore | None = None,
 ) -> Cards:
     """Write the cards of ``table``'s version (default: the latest) to ``<CODES>_cards``
-    and, when ``out`` is given, the explorer to ``out/index.html``; return the cards."""
+    and, when ``out`` is given, the explorer to ``out/index.html``; return the cards.
+    ``store`` defaults to the session's store."""
+    store = store or get_store(spark)
     if examples < 0 or sample_per_bucket < 1 or level < 1:
         raise InvalidInputError(
             "exploring needs {level} >= 1, {examples} >= 0 and {sample_per_bucket} >= 1"
         )
-    store = get_store(spark)
     codes, chosen = select_version(store, table, version)
     keep = tuple(corpus.keep_cols if keep_cols is None else keep_cols)
     plain = dataclasses.replace(

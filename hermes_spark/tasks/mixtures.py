@@ -10,7 +10,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.io import Storage, write_text
 from hermes_spark.object_stores import storage_of
 from hermes_spark.sampling.exports import regmix_csv
@@ -32,11 +32,12 @@ def write_candidate_mixtures(
     seed: int = 0,
     version: str | None = None,
     levels: tuple[int, ...] | None = None,
+    store: DeltaStore | None = None,
 ) -> list[str]:
     """Write ``n`` Dirichlet mixtures around the token prior as ``mixture-0000.json`` ...
     (each a ``--weights`` file) plus all of them as ``regmix_mixtures.csv`` (driver; reads
-    the level-``level`` rows of STATS only)."""
-    store = get_store(spark)
+    the level-``level`` rows of STATS only). ``store`` defaults to the session's store."""
+    store = store or get_store(spark)
     by_level, _chosen = read_stats(store, stats, version, level)
     sizes = infer_sizes(by_level, levels)
     mixtures = dirichlet_mixtures(
@@ -65,11 +66,13 @@ def write_candidate_quadmix(
     level: int = 1,
     seed: int = 0,
     version: str | None = None,
+    store: DeltaStore | None = None,
 ) -> list[str]:
     """Write ``n`` random QuaDMix parameter sets (threshold and steepness per non-empty
     level-``level`` bucket of STATS) as ``quadmix-0000.json`` ..., each usable as
-    ``--stage2 quadmix:FILE`` (driver; reads the level rows of STATS only)."""
-    store = get_store(spark)
+    ``--stage2 quadmix:FILE`` (driver; reads the level rows of STATS only). ``store``
+    defaults to the session's store."""
+    store = store or get_store(spark)
     by_level, _chosen = read_stats(store, stats, version, level)
     sizes = infer_sizes(by_level, None)
     keys = [format_bucket_key(int(b), level, sizes) for b in by_level[level]["bucket"]]

@@ -15,7 +15,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from hermes_spark import io
-from hermes_spark.delta import get_store
+from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import ArtifactError, InvalidInputError
 from hermes_spark.object_stores import storage_of
 from hermes_spark.outputs import REPORT_MARKER, guard_output
@@ -129,15 +129,16 @@ def report_from_tables(
     codebook_version: str | None = None,
     cards: str | None = None,
     explorer: str | None = None,
+    store: DeltaStore | None = None,
 ) -> str:
     """Read ``STATS`` (and ``STATS_levels`` when present, and the ``cards`` table of
     ``hermes explore`` when given), build the page, write it to ``out`` (any URI); return
-    ``out``."""
+    ``out``. ``store`` defaults to the session's store."""
     from hermes_spark.tasks.explore import read_cards
 
+    store = store or get_store(spark)
     storage = storage_of(spark)
     guard_output(out, "report {out}", marker=REPORT_MARKER, storage=storage)
-    store = get_store(spark)
     stats = levels = None
     if stats_table is not None:
         if not store.exists(stats_table):

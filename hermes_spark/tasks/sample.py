@@ -170,7 +170,7 @@ def scored_codes_from_settings(
         source = VectorSource(embeddings=store.read(table), description=f"table {table}")
     elif vec.get("kind") == "corpus":
         cfg = CorpusConfig(**vec["corpus"])
-        raw = read_corpus(spark, cfg, list_input_files(cfg, spark).paths)
+        raw = read_corpus(spark, cfg, list_input_files(cfg, spark, store=store).paths, store=store)
         source = VectorSource(
             corpus=raw,
             corpus_config=cfg,

@@ -125,9 +125,9 @@ def test_a_compacted_delta_corpus_is_not_read_again(spark, book, tmp_path, monke
     reads: list[tuple[str, ...]] = []
     real_read = annotate_task.read_corpus
 
-    def counted(spark_, corpus_cfg, files):
+    def counted(spark_, corpus_cfg, files, **kwargs):
         reads.append(tuple(files))
-        return real_read(spark_, corpus_cfg, files)
+        return real_read(spark_, corpus_cfg, files, **kwargs)
 
     for module in (annotate_task, annotate_incremental, annotate_write):  # every reader
         monkeypatch.setattr(module, "read_corpus", counted)
