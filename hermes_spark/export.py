@@ -52,7 +52,7 @@ from hermes_spark.sampling.materialize import (
     selected_rows,
 )
 from hermes_spark.sampling.schedule import phase_report, phase_rows
-from hermes_spark.sampling.texts import corpus_texts
+from hermes_spark.sampling.texts import corpus_rows
 from hermes_spark.sampling.weights import format_bucket_key
 from hermes_spark.schema import SOURCE_COL, SOURCE_ROW_COL
 from hermes_spark.weight_files import write_weight_files
@@ -321,6 +321,7 @@ def _write_data(data: DataFrame, out_dir: str, fmt: str, corpus: CorpusConfig) -
 
 def _sampled_texts(
     spark: SparkSession,
+    store: DeltaStore,
     man: DataFrame,
     corpus: CorpusConfig,
     files: list[str],
@@ -334,7 +335,7 @@ def _sampled_texts(
     others are joined on ``doc_id`` with the files holding them, through Spark's reader.
     """
     columns = [corpus.text_col, *corpus.keep_cols] if corpus.keep_cols else None
-    texts, keep = corpus_texts(spark, corpus, columns, files=files)
+    texts, keep = corpus_rows(read_corpus(spark, corpus, files, store=store), corpus, columns)
     clash = [c for c in keep if c in (*RESERVED, "_shard", "_b", "_slot", "_pkey")]
     if clash:
         log.warning("corpus columns %s are replaced by the manifest's", clash)
@@ -342,7 +343,7 @@ def _sampled_texts(
     direct, rest = _by_position(man, corpus, files) if narrowed else (None, man)
     parts = []
     if direct is not None:
-        schema = read_corpus(spark, corpus, files).schema  # analysis only
+        schema = read_corpus(spark, corpus, files, store=store).schema  # analysis only
         parts.append(
             read_by_position(
                 spark, direct, corpus, schema, keep, text_bytes=total_tokens * BYTES_PER_TOKEN
@@ -354,7 +355,8 @@ def _sampled_texts(
     else:
         rest_files = files
     if rest_files:
-        texts, _ = corpus_texts(spark, corpus, columns, files=rest_files)
+        rest_raw = read_corpus(spark, corpus, rest_files, store=store)
+        texts, _ = corpus_rows(rest_raw, corpus, columns)
         texts = texts.drop(*clash)
         _check_found(rest, texts, corpus)
         joined = selected_rows(rest, texts, match_source=narrowed)
@@ -444,7 +446,7 @@ def export_training_data(
         .toPandas()
     )
     per_slot = slot_rows.set_index("_slot")
-    selected, keep = _sampled_texts(spark, man, corpus, files, narrowed, total_tok)
+    selected, keep = _sampled_texts(spark, store, man, corpus, files, narrowed, total_tok)
     data = (
         layout.assign(selected, slots)
         .repartition(len(layout.slot_rows), "_pkey")

@@ -12,10 +12,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig
-from hermes_spark.corpus import corpus_name
+from hermes_spark.corpus import corpus_name, read_corpus
 from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.errors import InvalidInputError
-from hermes_spark.sampling.texts import corpus_texts, first_per_id
+from hermes_spark.sampling.texts import corpus_rows, first_per_id
 from hermes_spark.schema import VERSION_COL, select_version
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ def rescore_quality(
     plain = dataclasses.replace(
         corpus, quality_col=None, tokens_col=None, embedding_col=None, keep_cols=()
     )
-    texts, _ = corpus_texts(spark, plain, [plain.text_col])
+    raw = read_corpus(spark, plain, store=store)
+    texts, _ = corpus_rows(raw, plain, [plain.text_col])
     texts = texts.withColumnRenamed(plain.text_col, "_text")
     matched = codes.select("doc_id").join(texts.select("doc_id").distinct(), "doc_id")
     total = codes.count()

@@ -5,9 +5,7 @@ Lazy DataFrames; executors read the corpus when the result is used.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from hermes_spark.config import CorpusConfig
@@ -16,7 +14,6 @@ from hermes_spark.corpus import (
     ORDER_COL,
     check_columns,
     doc_id_column,
-    read_corpus,
     reject_reason,
     stable_order,
 )
@@ -63,19 +60,8 @@ def corpus_rows(
     return ordered, keep
 
 
-def corpus_texts(
-    spark: SparkSession,
-    corpus: CorpusConfig,
-    columns: list[str] | None = None,
-    *,
-    files: Sequence[str] | None = None,
-) -> tuple[DataFrame, list[str]]:
-    """:func:`corpus_rows` of the corpus (all of it, or only ``files``; lazy)."""
-    return corpus_rows(read_corpus(spark, corpus, files), corpus, columns)
-
-
 def first_per_id(df: DataFrame) -> DataFrame:
-    """Keep one row per ``doc_id`` of a :func:`corpus_texts` frame, the one annotate kept
+    """Keep one row per ``doc_id`` of a :func:`corpus_rows` frame, the one annotate kept
     (``--on-duplicate keep-first``): the first valid row by :func:`corpus.stable_order`
     (file, row index in the file; JSON lines: file, record hash), never by split-dependent
     ids. A window per id: executors, no global sort."""

@@ -16,12 +16,13 @@ from pyspark.sql import functions as F
 
 from hermes_spark.cards import bucket_cards
 from hermes_spark.config import CorpusConfig
+from hermes_spark.corpus import read_corpus
 from hermes_spark.delta import DeltaStore, get_store
 from hermes_spark.delta.describe import describe_table
 from hermes_spark.errors import InvalidInputError
 from hermes_spark.object_stores import storage_of
 from hermes_spark.report.explorer import Cards
-from hermes_spark.sampling.texts import corpus_texts, first_per_id
+from hermes_spark.sampling.texts import corpus_rows, first_per_id
 from hermes_spark.schema import VERSION_COL, select_version
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def explore(
     plain = dataclasses.replace(
         corpus, quality_col=None, tokens_col=None, embedding_col=None, keep_cols=()
     )
-    texts, _ = corpus_texts(spark, plain, [plain.text_col])
+    raw = read_corpus(spark, plain, store=store)
+    texts, _ = corpus_rows(raw, plain, [plain.text_col])
     texts = first_per_id(texts).withColumnRenamed(plain.text_col, "text")
     cards = bucket_cards(
         codes,

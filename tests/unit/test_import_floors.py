@@ -44,6 +44,8 @@ FORBIDDEN = ("delta", "udfs")
 #: What the sampling wing must not import either: it takes a loaded codebook and coded
 #: frames, and never loads an artifact by path or codes a corpus itself (``tasks/`` does).
 SAMPLING_FORBIDDEN = ("api", "artifacts")
+#: Corpus readers by path: the sampling wing gets the corpus as a frame.
+CORPUS_READERS = ("read_corpus", "list_input_files")
 #: (importing unit, imported unit) pairs the house still has to move (docs/ARCHITECTURE.md).
 KNOWN_DEBT: set[tuple[str, str]] = set()
 
@@ -141,6 +143,13 @@ def test_the_sampling_wing_never_loads_an_artifact_or_codes_a_corpus() -> None:
         for (unit, target), wheres in sorted(edges.items())
         if unit in ("sampling", "sampling.rules") and target in SAMPLING_FORBIDDEN
         for where in wheres
+    ]
+    found += [
+        f"{path.relative_to(REPO)}:{line} imports {name} from {module}"
+        for unit, path in _sources()
+        if unit in ("sampling", "sampling.rules")
+        for module, name, line in _imports(path)
+        if module == "hermes_spark.corpus" and name in CORPUS_READERS
     ]
     assert not found, "\n".join(found)
 
