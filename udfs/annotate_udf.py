@@ -318,7 +318,7 @@ class FramePass:
             wanted = self.device_assign
             if wanted is None:
                 wanted = str(device).startswith("cuda")
-            if backend.name != "torch" or not wanted or self.cb.rvq.is_tree:
+            if backend.name != "torch" or not wanted:
                 self._assigner = False
             else:
                 from hermes_spark.embedding.assign_torch import TorchAssigner
