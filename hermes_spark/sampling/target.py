@@ -83,11 +83,32 @@ def target_weights(
                            levels=(64, 64, 32))
         plan = plan_mixture(stats_pdf, budget_tokens=1e9, weights=w, stage2="random")
     """
+    counts = bucket_counts(target_codes, level)
+    return weights_from_counts(
+        counts, stats, level=level, levels=levels, smoothing=smoothing, prior_mix=prior_mix
+    )
+
+
+def bucket_counts(target_codes: DataFrame, level: int) -> pd.Series:
+    """Target documents per level-``level`` bucket of coded rows (one aggregation; the
+    driver gets one row per non-empty bucket, never the documents)."""
     coded = target_codes
     if "reason" in coded.columns:
         coded = coded.where(F.col("reason").isNull())
     counts: pd.DataFrame = coded.groupBy(F.col(f"bucket{level}").alias("b")).count().toPandas()
-    series = pd.Series(counts["count"].to_numpy(), index=counts["b"].astype(np.int64))
+    return pd.Series(counts["count"].to_numpy(), index=counts["b"].astype(np.int64))
+
+
+def weights_from_counts(
+    series: pd.Series,
+    stats: pd.DataFrame,
+    *,
+    level: int,
+    levels: Sequence[int],
+    smoothing: float,
+    prior_mix: float,
+) -> dict[str, float]:
+    """:func:`target_weights` of per-bucket target counts (pure pandas)."""
     prior = stats.set_index(stats["bucket"].astype(np.int64))["tokens"]
     outside = int(series[~series.index.isin(prior.index)].sum())
     if outside:

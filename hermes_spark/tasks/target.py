@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from hermes_spark.errors import InvalidConfigError, InvalidInputError
 from hermes_spark.object_stores import storage_of
-from hermes_spark.sampling.target import PREFIX, target_weights
+from hermes_spark.sampling.target import PREFIX, bucket_counts, weights_from_counts
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,10 @@ def code_target_corpus(
     embedding_col: str | None = None,
     text_col: str = "text",
     id_col: str = "id",
-) -> tuple[pd.DataFrame, str]:
-    """Code the target corpus at ``path`` with the artifact ``codebook`` (the library's
-    ``transform``: nothing is written) and return its codes (small: a few hundred rows)
-    and the codebook version (driver orchestration; the model runs on executors).
+) -> tuple[DataFrame, str]:
+    """The target corpus at ``path`` coded with the artifact ``codebook`` (the library's
+    ``transform``: lazy, nothing is written; the model runs on executors when the frame
+    is used), its uncodable rows left out, and the artifact's codebook version.
 
     Raises:
         InvalidConfigError: no ``--codebook`` given.
@@ -53,7 +53,6 @@ def code_target_corpus(
             "{sample.weights} target:PATH codes the target texts with the artifact: pass {codebook}"
         )
     from hermes_spark.api import HermesModel
-    from hermes_spark.schema import code_columns
 
     raw = read_target_frame(spark, path, embedding_col)
     # the target is a bare text (or vector) frame: the artifact's saved quality and
@@ -67,12 +66,7 @@ def code_target_corpus(
         quality_col=None,
         tokens_col=None,
     )
-    own = ["doc_id", *code_columns(len(model.levels)), "n_tokens", "quality", "codebook_version"]
-    # transform writes nothing: the target's codes come straight back (a few hundred rows)
-    pdf: pd.DataFrame = model.transform(raw).where("reason is null").select(*own).toPandas()
-    if pdf.empty:
-        raise InvalidInputError(f"no document of target corpus {path} could be coded")
-    return pdf, str(pdf["codebook_version"].iloc[0])
+    return model.transform(raw).where("reason is null"), model.codebook.version
 
 
 def target_weights_from_path(
@@ -89,15 +83,23 @@ def target_weights_from_path(
     version: str,
 ) -> dict[str, float]:
     """:func:`target_weights` of the corpus named by ``target:PATH`` (see
-    :func:`code_target_corpus`); the artifact must be the codes' codebook version."""
+    :func:`code_target_corpus`); the artifact must be the codes' codebook version. One
+    job embeds the target and brings back one count per bucket.
+
+    Raises:
+        InvalidConfigError: the artifact is not the codes' version.
+        InvalidInputError: no target document could be coded.
+    """
     path = spec.strip()[len(PREFIX) :]
-    pdf, coded_version = code_target_corpus(spark, path, codebook, embedding_col=embedding_col)
+    coded, coded_version = code_target_corpus(spark, path, codebook, embedding_col=embedding_col)
     if coded_version != version:
         raise InvalidConfigError(
             f"{{codebook}} is version {coded_version}, the codes are {version}: code the target "
             "with the artifact that produced the codes"
         )
-    target_df = spark.createDataFrame(pdf[[f"bucket{level}"]])
-    return target_weights(
-        target_df, parents, level=level, levels=levels, smoothing=smoothing, prior_mix=prior_mix
+    counts = bucket_counts(coded, level)
+    if counts.empty:
+        raise InvalidInputError(f"no document of target corpus {path} could be coded")
+    return weights_from_counts(
+        counts, parents, level=level, levels=levels, smoothing=smoothing, prior_mix=prior_mix
     )
