@@ -90,6 +90,23 @@ class NativeDeltaStore(DeltaStore):
         rows: list[Row] = frame.select("version", "operation", "userMetadata").collect()
         return rows
 
+    def _commits_after(self, table: str, version: int) -> list[Row]:
+        """Every commit newer than ``version`` (all of them when ``version`` < 0).
+
+        ``history(n)`` gives the newest ``n`` commits *when it runs*: a writer committing
+        between reading the table's version and reading its history would push older
+        commits out of that window. Widen it until it reaches back to ``version + 1``.
+        """
+        if version < 0:
+            return self._history_rows(table)
+        limit = max(self.version(table) - version, 1)
+        while True:
+            rows = self._history_rows(table, limit)
+            versions = [int(r["version"]) for r in rows]
+            if not versions or min(versions) <= version + 1 or len(rows) < limit:
+                return [r for r in rows if int(r["version"]) > version]
+            limit = max(versions) - version
+
     # ---------------------------------------------------------------------- reads
 
     def exists(self, table: str) -> bool:
@@ -147,14 +164,15 @@ class NativeDeltaStore(DeltaStore):
         current = self.version(table)
         seen, txns = self._txns.get(table, (-1, {}))
         if current != seen:
-            newer = None if seen < 0 else current - seen
             txns = dict(txns)
-            for row in self._history_rows(table, newer):
+            rows = self._commits_after(table, seen)
+            for row in rows:
                 marker = _user_keys(row).get("hermes.txn")
                 parsed = parse_txn_marker(marker) if marker else None
-                if parsed and int(row["version"]) > seen:
+                if parsed:
                     txns[parsed[0]] = max(parsed[1], txns.get(parsed[0], -1))
-            self._txns[table] = (current, txns)
+            newest = max([current, *(int(r["version"]) for r in rows)])
+            self._txns[table] = (newest, txns)
         return txns.get(app_id)
 
     # --------------------------------------------------------------------- writes
@@ -243,14 +261,8 @@ class NativeDeltaStore(DeltaStore):
 
     def _committed_since(self, table: str, before: int, marker: str) -> bool:
         """True when a commit after version ``before`` carries our ``hermes.txn`` marker."""
-        current = self.version(table)
-        if current <= before:
-            log.info("%s: %s committed meanwhile by another writer, skipped", table, marker)
-            return False
-        rows = self._history_rows(table, current - before)
-        ours = any(
-            int(r["version"]) > before and _user_keys(r).get("hermes.txn") == marker for r in rows
-        )
+        rows = self._commits_after(table, before)
+        ours = any(_user_keys(r).get("hermes.txn") == marker for r in rows)
         if not ours:
             log.info("%s: %s committed meanwhile by another writer, skipped", table, marker)
         return ours
